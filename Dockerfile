@@ -1,0 +1,40 @@
+# A Whispr node: `docker build -t whispr:latest .` then
+# `docker run -p 4000:4000 -p 50051:50051 whispr:latest` (embedded SQLite store,
+# in-process broker), or set WHISPR_DATABASE_URL and WHISPR_REDIS_URL for a
+# cluster (see k8s/ and docs/operations.md).
+
+# --- build: install the package and its dependencies into /opt/venv ----------
+FROM python:3.11-slim AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+RUN python -m venv /opt/venv
+WORKDIR /src
+# Dependencies are wheels on PyPI (asyncpg, grpcio, uvloop, msgspec...), so no
+# compiler is needed. The source is copied as a whole: pyproject.toml reads
+# README.md and finds the packages by name.
+COPY pyproject.toml README.md ./
+COPY supervisors ./supervisors
+COPY actors ./actors
+COPY whispr ./whispr
+RUN /opt/venv/bin/pip install .
+
+# --- runtime: the virtualenv, a non-root user, nothing else ------------------
+FROM python:3.11-slim
+# In a container the node must listen on all interfaces, not loopback.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    WHISPR_HOST=0.0.0.0 \
+    WHISPR_LOG_FORMAT=json \
+    WHISPR_SQLITE_PATH=/var/lib/whispr/whispr.db
+RUN useradd --system --uid 10001 --home-dir /var/lib/whispr --shell /usr/sbin/nologin whispr \
+    && mkdir -p /var/lib/whispr \
+    && chown whispr:whispr /var/lib/whispr
+COPY --from=build /opt/venv /opt/venv
+USER 10001:10001
+WORKDIR /var/lib/whispr
+EXPOSE 4000 50051
+# Exec form: the node is PID 1 and receives SIGTERM itself, to drain (see
+# docs/operations.md, "Stopping a node").
+ENTRYPOINT ["whispr"]
+CMD ["serve"]

@@ -1,0 +1,163 @@
+"""``DynamicSupervisor``: children started on demand, one_for_one.
+
+Elixir's DynamicSupervisor: it starts with no children; ``start_child(spec)``
+adds one at a time (a conversation actor when a conversation becomes active,
+a connection actor per WebSocket). Children are independent, so the strategy
+is always one_for_one, and on shutdown they are stopped all at once rather
+than one after another: with ten thousand connection actors a sequential stop
+would never meet a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from supervisors._children import (
+    ChildDown,
+    RestartIntensity,
+    start_child,
+    terminate_child,
+    watch_child,
+)
+from supervisors.actor import AsyncioActor
+from supervisors.errors import ChildNotFound, MaxChildrenReached, StartChildError, SupervisorError
+from supervisors.exits import ExitReason
+from supervisors.ref import Monitor, Ref
+from supervisors.spec import ChildCounts, ChildInfo, ChildSpec, ChildType
+
+__all__ = ["DynamicSupervisor"]
+
+logger = logging.getLogger("supervisors")
+
+
+class DynamicSupervisor(AsyncioActor):
+    """Supervises children started with ``start_child``; at most ``max_children``.
+
+    Through the proxy (each call awaitable): ``start_child(spec)`` returns
+    the child's ref, or raises :class:`MaxChildrenReached` or
+    :class:`StartChildError` without harming the supervisor;
+    ``terminate_child(ref)``, ``which_children()``, ``count_children()``.
+
+    ``clock`` is what restart intensity measures time with (seconds, as
+    ``time.monotonic``); tests pass a fake one.
+    """
+
+    expected_errors = (SupervisorError,)
+
+    def __init__(
+        self,
+        *,
+        max_children: int | None = None,
+        max_restarts: int = 1,
+        max_seconds: float = 5.0,
+        name: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        if max_children is not None and max_children < 0:
+            msg = "max_children must be >= 0"
+            raise ValueError(msg)
+        self.name = name or type(self).__name__
+        self.max_children = max_children
+        self._intensity = RestartIntensity(self.name, max_restarts, max_seconds, clock)
+        # Insertion-ordered: which_children lists children in start order.
+        self._children: dict[Ref[Any], tuple[ChildSpec, Monitor]] = {}
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.actor_urn[9:17]})"
+
+    # -- the API --------------------------------------------------------------------
+
+    async def start_child(self, spec: ChildSpec) -> Ref[Any]:
+        """Start a child from ``spec`` and supervise it."""
+        if self.max_children is not None and len(self._children) >= self.max_children:
+            raise MaxChildrenReached(self.max_children)
+        return await self._start(spec)
+
+    async def terminate_child(self, ref: Ref[Any]) -> None:
+        """Stop a child as its spec says and forget it."""
+        entry = self._children.get(ref)
+        if entry is None:
+            raise ChildNotFound(ref)
+        spec, monitor = entry
+        monitor.cancel()
+        try:
+            await terminate_child(ref, spec)
+        finally:
+            # Forgotten only now, so that ``_on_exit`` kills a child that is
+            # still stopping if this supervisor is killed meanwhile.
+            self._children.pop(ref, None)
+
+    def which_children(self) -> list[ChildInfo]:
+        """The live children, in start order."""
+        return [
+            ChildInfo(spec.id, ref, spec.type, spec.restart)
+            for ref, (spec, _) in self._children.items()
+        ]
+
+    def count_children(self) -> ChildCounts:
+        """As OTP counts them: specs == active for a dynamic supervisor."""
+        supervisors = sum(1 for s, _ in self._children.values() if s.type is ChildType.SUPERVISOR)
+        total = len(self._children)
+        return ChildCounts(
+            specs=total, active=total, supervisors=supervisors, workers=total - supervisors
+        )
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, ChildDown):
+            return self._child_down(message.ref, message.reason)
+        return super().on_receive(message)
+
+    async def on_stop(self) -> None:
+        children = list(self._children.items())
+        for _, (_, monitor) in children:
+            monitor.cancel()
+        # The children stay listed until they are down: if this supervisor is
+        # killed meanwhile (a shutdown deadline), ``_on_exit`` kills them.
+        await asyncio.gather(*(terminate_child(ref, spec) for ref, (spec, _) in children))
+        self._children.clear()
+
+    def _on_exit(self, reason: ExitReason) -> None:
+        children, self._children = self._children, {}
+        for ref, (_, monitor) in children.items():
+            monitor.cancel()
+            ref.kill(f"supervisor {self.name} exited: {reason}")
+
+    # -- the engine -----------------------------------------------------------------
+
+    async def _start(self, spec: ChildSpec) -> Ref[Any]:
+        ref = await start_child(spec)
+        if self._exited:  # killed meanwhile: see Supervisor._start
+            ref.kill(f"supervisor {self.name} exited")
+            raise asyncio.CancelledError
+        monitor = watch_child(self.actor_ref, ref)
+        self._children[ref] = (spec, monitor)
+        return ref
+
+    async def _child_down(self, ref: Ref[Any], reason: ExitReason) -> None:
+        entry = self._children.pop(ref, None)
+        if entry is None:
+            return
+        spec, _ = entry
+        if reason.abnormal:
+            logger.error("%s: child %r exited: %s", self, spec.id, reason)
+        if not spec.restart.should_restart(reason):
+            return
+        while True:
+            try:
+                self._intensity.record()
+            except Exception:
+                logger.error("%s: restart intensity exceeded; shutting down", self)
+                await self.on_stop()
+                raise
+            try:
+                await self._start(spec)
+                return
+            except StartChildError as exc:
+                logger.error("%s: restart of %r failed: %s", self, spec.id, exc)

@@ -1,0 +1,284 @@
+"""Settings: defaults, environment, TOML file, precedence and error messages."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from whispr.config import (
+    DEV_JWT_SECRET,
+    ConfigError,
+    Settings,
+    env_var,
+    load_settings,
+)
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "whispr.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_are_the_embedded_development_node() -> None:
+    settings = load_settings(env={})
+    assert settings.host == "127.0.0.1"
+    assert settings.port == 4000
+    assert settings.database_url is None
+    assert settings.embedded_store
+    assert settings.sqlite_path == "whispr.db"
+    assert settings.redis_url is None
+    assert settings.in_process_broker
+    assert settings.jwt_secret == DEV_JWT_SECRET
+    assert settings.jwt_algorithm == "HS256"
+    assert settings.allowed_origins == ()
+    assert settings.max_content_bytes == 10_000
+    assert settings.rate_limit_per_minute == 100
+    assert settings.max_connections_per_ip == 10
+    assert settings.heartbeat_interval_s == 30
+    assert settings.heartbeat_timeout_s == 90
+    assert settings.grpc_port == 50051
+    assert settings.log_level == "info"
+    assert settings.shutdown_deadline_s == 25
+    assert settings.compression == "off"
+    assert settings.node_name.endswith(f"-{os.getpid()}")
+
+
+def test_log_format_defaults_to_json_when_stderr_is_not_a_terminal() -> None:
+    # Under pytest stderr is captured, so it is not a TTY.
+    assert load_settings(env={}).log_format == "json"
+
+
+def test_development_secret_warns_and_a_real_one_does_not() -> None:
+    assert any("WHISPR_JWT_SECRET" in w for w in load_settings(env={}).startup_warnings())
+    strong = load_settings(env={"WHISPR_JWT_SECRET": "x" * 40})
+    assert not strong.uses_dev_jwt_secret
+    assert strong.startup_warnings() == []
+    weak = load_settings(env={"WHISPR_JWT_SECRET": "short"})
+    assert any("32 bytes" in w for w in weak.startup_warnings())
+
+
+def test_environment_values_are_parsed_to_their_types() -> None:
+    settings = load_settings(
+        env={
+            "WHISPR_NODE_NAME": "pod-7",
+            "WHISPR_HOST": "0.0.0.0",
+            "WHISPR_PORT": "4100",
+            "WHISPR_DATABASE_URL": "postgresql://u:p@db:5432/whispr",
+            "WHISPR_REDIS_URL": "redis://cache:6379/1",
+            "WHISPR_JWT_SECRET": "s" * 32,
+            "WHISPR_ALLOWED_ORIGINS": "https://app.example, http://localhost:3000",
+            "WHISPR_MAX_CONTENT_BYTES": "2048",
+            "WHISPR_HEARTBEAT_INTERVAL_S": "0.5",
+            "WHISPR_HEARTBEAT_TIMEOUT_S": "1.5",
+            "WHISPR_GRPC_PORT": "0",
+            "WHISPR_LOG_FORMAT": "Console",
+            "WHISPR_LOG_LEVEL": "DEBUG",
+            "WHISPR_COMPRESSION": "deflate",
+            "WHISPR_SHUTDOWN_DEADLINE_S": "10",
+        }
+    )
+    assert settings.node_name == "pod-7"
+    assert settings.host == "0.0.0.0"
+    assert settings.port == 4100
+    assert settings.database_url == "postgresql://u:p@db:5432/whispr"
+    assert not settings.embedded_store
+    assert settings.redis_url == "redis://cache:6379/1"
+    assert settings.allowed_origins == ("https://app.example", "http://localhost:3000")
+    assert settings.max_content_bytes == 2048
+    assert settings.heartbeat_interval_s == 0.5
+    assert settings.heartbeat_timeout_s == 1.5
+    assert settings.grpc_port == 0
+    assert settings.log_format == "console"
+    assert settings.log_level == "debug"
+    assert settings.compression == "deflate"
+    assert settings.shutdown_deadline_s == 10.0
+
+
+def test_empty_variables_count_as_unset() -> None:
+    settings = load_settings(env={"WHISPR_REDIS_URL": "", "WHISPR_PORT": " ", "WHISPR_HOST": ""})
+    assert settings.redis_url is None
+    assert settings.port == 4000
+    assert settings.host == "127.0.0.1"
+
+
+def test_file_values_are_read(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        'port = 4200\nredis_url = "redis://r:6379/0"\n'
+        'allowed_origins = ["https://a.example"]\nheartbeat_interval_s = 10\n',
+    )
+    settings = load_settings(path, env={})
+    assert settings.port == 4200
+    assert settings.redis_url == "redis://r:6379/0"
+    assert settings.allowed_origins == ("https://a.example",)
+    assert settings.heartbeat_interval_s == 10.0
+
+
+def test_a_whispr_table_is_accepted(tmp_path: Path) -> None:
+    path = write(tmp_path, "[whispr]\nport = 4300\n")
+    assert load_settings(path, env={}).port == 4300
+
+
+def test_environment_overrides_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, 'port = 4200\nlog_level = "warning"\n')
+    settings = load_settings(path, env={"WHISPR_PORT": "4400"})
+    assert settings.port == 4400
+    assert settings.log_level == "warning"
+
+
+def test_whispr_config_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "port = 4500\n")
+    assert load_settings(env={"WHISPR_CONFIG": str(path)}).port == 4500
+
+
+def test_the_config_argument_wins_over_whispr_config(tmp_path: Path) -> None:
+    chosen = write(tmp_path, "port = 4600\n")
+    other = tmp_path / "other.toml"
+    other.write_text("port = 4700\n", encoding="utf-8")
+    assert load_settings(chosen, env={"WHISPR_CONFIG": str(other)}).port == 4600
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("WHISPR_PORT", "http", "integer"),
+        ("WHISPR_PORT", "70000", "65535"),
+        ("WHISPR_GRPC_PORT", "-1", ">= 0"),
+        ("WHISPR_MAX_CONTENT_BYTES", "0", ">= 1"),
+        ("WHISPR_RATE_LIMIT_PER_MINUTE", "lots", "integer"),
+        ("WHISPR_MAX_CONNECTIONS_PER_IP", "1.5", "integer"),
+        ("WHISPR_HEARTBEAT_INTERVAL_S", "-3", "> 0"),
+        ("WHISPR_SHUTDOWN_DEADLINE_S", "soon", "number"),
+        ("WHISPR_LOG_FORMAT", "xml", "'json'"),
+        ("WHISPR_LOG_LEVEL", "loud", "'debug'"),
+        ("WHISPR_COMPRESSION", "gzip", "'deflate'"),
+        ("WHISPR_JWT_ALGORITHM", "none", "'HS256'"),
+        ("WHISPR_DATABASE_URL", "mysql://db/x", "PostgreSQL"),
+        ("WHISPR_REDIS_URL", "http://cache", "Redis"),
+        ("WHISPR_ALLOWED_ORIGINS", "https://ok.example,not-an-origin", "https://host"),
+        ("WHISPR_NODE_NAME", "has space", "matching"),
+    ],
+)
+def test_bad_values_name_the_variable(variable: str, value: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env={variable: value})
+    assert caught.value.variable == variable
+    assert str(caught.value).startswith(f"{variable}: ")
+    assert expected in str(caught.value)
+
+
+def test_secrets_are_not_echoed_in_errors() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env={"WHISPR_DATABASE_URL": "mysql://user:hunter2@db/x"})
+    assert "hunter2" not in str(caught.value)
+
+
+def test_cross_field_rules_name_a_variable() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env={"WHISPR_HEARTBEAT_INTERVAL_S": "60", "WHISPR_HEARTBEAT_TIMEOUT_S": "30"})
+    assert caught.value.variable == "WHISPR_HEARTBEAT_TIMEOUT_S"
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env={"WHISPR_JWT_ALGORITHM": "RS256"})
+    assert caught.value.variable == "WHISPR_JWT_PUBLIC_KEY"
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env={"WHISPR_PORT": "5000", "WHISPR_GRPC_PORT": "5000"})
+    assert caught.value.variable == "WHISPR_GRPC_PORT"
+
+
+def test_asymmetric_algorithm_with_a_key_is_accepted() -> None:
+    key = "-----BEGIN PUBLIC KEY-----\nMFkw...\n-----END PUBLIC KEY-----"
+    settings = load_settings(env={"WHISPR_JWT_ALGORITHM": "ES256", "WHISPR_JWT_PUBLIC_KEY": key})
+    assert settings.jwt_public_key == key
+    assert not settings.uses_dev_jwt_secret
+
+
+def test_bad_file_values_name_the_key_and_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, 'port = "four thousand"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, env={})
+    assert caught.value.variable.startswith("port")
+    assert str(path) in str(caught.value)
+
+
+def test_unknown_file_keys_are_refused_with_a_suggestion(tmp_path: Path) -> None:
+    path = write(tmp_path, "prot = 4000\n")
+    with pytest.raises(ConfigError, match="did you mean 'port'"):
+        load_settings(path, env={})
+
+
+def test_missing_and_malformed_files_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env={"WHISPR_CONFIG": str(tmp_path / "absent.toml")})
+    assert caught.value.variable == "WHISPR_CONFIG"
+    assert "not found" in str(caught.value)
+    broken = write(tmp_path, "port = \n")
+    with pytest.raises(ConfigError, match="not valid TOML") as caught:
+        load_settings(broken, env={})
+    assert caught.value.variable == "--config"
+
+
+def test_with_overrides_validates_and_keeps_the_rest() -> None:
+    settings = load_settings(env={"WHISPR_LOG_LEVEL": "debug"})
+    changed = settings.with_overrides(port=0)
+    assert changed.port == 0
+    assert changed.log_level == "debug"
+    assert settings.port == 4000
+    with pytest.raises(ConfigError, match="65535"):
+        settings.with_overrides(port=99999)
+    with pytest.raises(ConfigError, match="not a setting"):
+        settings.with_overrides(prot=1)
+
+
+def test_settings_are_frozen_and_their_repr_hides_secrets() -> None:
+    settings = load_settings(
+        env={
+            "WHISPR_JWT_SECRET": "very-secret-value",
+            "WHISPR_DATABASE_URL": "postgresql://u:pw@h/d",
+        }
+    )
+    with pytest.raises(AttributeError):
+        settings.port = 1  # type: ignore[misc]
+    assert "very-secret-value" not in repr(settings)
+    assert "pw@" not in repr(settings)
+    assert "port=4000" in repr(settings)
+
+
+VALID = {
+    "node_name": "n1",
+    "host": "::1",
+    "port": "1",
+    "database_url": "postgres://h/d",
+    "sqlite_path": "/tmp/x.db",
+    "redis_url": "rediss://h:6380/0",
+    "jwt_secret": "k" * 32,
+    "jwt_algorithm": "HS512",
+    "jwt_public_key": "PEM",
+    "allowed_origins": "https://a.example",
+    "max_content_bytes": "1",
+    "rate_limit_per_minute": "1",
+    "max_connections_per_ip": "1",
+    "heartbeat_interval_s": "1",
+    "heartbeat_timeout_s": "91",
+    "grpc_port": "2",
+    "log_format": "console",
+    "log_level": "error",
+    "shutdown_deadline_s": "1",
+    "compression": "deflate",
+}
+
+
+def test_every_field_is_read_from_its_variable() -> None:
+    assert env_var("max_content_bytes") == "WHISPR_MAX_CONTENT_BYTES"
+    assert set(VALID) == set(Settings.__struct_fields__)
+    baseline = load_settings(env={})
+    for name, value in VALID.items():
+        changed = load_settings(env={env_var(name): value})
+        differing = [
+            field
+            for field in Settings.__struct_fields__
+            if getattr(changed, field) != getattr(baseline, field)
+        ]
+        assert differing == [name]

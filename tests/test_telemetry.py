@@ -1,0 +1,154 @@
+"""Logging renders one format for structlog and stdlib loggers; metrics reach Prometheus."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from whispr.config import load_settings
+from whispr.telemetry import (
+    METRICS_CONTENT_TYPE,
+    configure_logging,
+    configure_metrics,
+    get_meter,
+    metrics_exposition,
+)
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Put the root logger and structlog back as they were, for the tests after this one."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+            handler.close()
+    root.setLevel(level)
+    logging.captureWarnings(False)
+    structlog.reset_defaults()
+
+
+def json_lines(buffer: io.StringIO) -> list[dict[str, object]]:
+    return [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_json_lines_from_structlog_and_stdlib_loggers() -> None:
+    buffer = io.StringIO()
+    settings = load_settings(env={"WHISPR_LOG_FORMAT": "json", "WHISPR_JWT_SECRET": "k" * 32})
+    configure_logging(settings, stream=buffer)
+
+    structlog.get_logger("whispr.test").info("message stored", conversation="c1", seq=7)
+    logging.getLogger("supervisors").warning("child %s crashed", "conv:c1")
+
+    first, second = json_lines(buffer)
+    assert first["event"] == "message stored"
+    assert first["level"] == "info"
+    assert first["logger"] == "whispr.test"
+    assert first["conversation"] == "c1"
+    assert first["seq"] == 7
+    assert second["event"] == "child conv:c1 crashed"
+    assert second["level"] == "warning"
+    assert second["logger"] == "supervisors"
+    for line in (first, second):
+        timestamp = line["timestamp"]
+        assert isinstance(timestamp, str)
+        assert timestamp.endswith("Z")  # ISO 8601, UTC
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_level_is_respected_for_both_kinds_of_logger() -> None:
+    buffer = io.StringIO()
+    settings = load_settings(
+        env={
+            "WHISPR_LOG_FORMAT": "json",
+            "WHISPR_LOG_LEVEL": "warning",
+            "WHISPR_JWT_SECRET": "k" * 32,
+        }
+    )
+    configure_logging(settings, stream=buffer)
+
+    structlog.get_logger("whispr.test").info("quiet")
+    logging.getLogger("supervisors").info("quiet too")
+    structlog.get_logger("whispr.test").error("loud")
+
+    assert [line["event"] for line in json_lines(buffer)] == ["loud"]
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_exceptions_are_structured_without_frame_locals() -> None:
+    buffer = io.StringIO()
+    settings = load_settings(env={"WHISPR_LOG_FORMAT": "json", "WHISPR_JWT_SECRET": "k" * 32})
+    configure_logging(settings, stream=buffer)
+
+    password = "hunter2-in-a-local"
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        logging.getLogger("supervisors").exception("actor crashed")
+
+    (line,) = json_lines(buffer)
+    assert line["event"] == "actor crashed"
+    assert line["level"] == "error"
+    assert "RuntimeError" in json.dumps(line["exception"])
+    assert password not in buffer.getvalue()
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_the_development_secret_is_announced_at_start() -> None:
+    buffer = io.StringIO()
+    configure_logging(load_settings(env={"WHISPR_LOG_FORMAT": "json"}), stream=buffer)
+    (line,) = json_lines(buffer)
+    assert line["level"] == "warning"
+    assert "WHISPR_JWT_SECRET" in str(line["event"])
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_console_format_is_readable_text() -> None:
+    buffer = io.StringIO()
+    settings = load_settings(env={"WHISPR_LOG_FORMAT": "console", "WHISPR_JWT_SECRET": "k" * 32})
+    configure_logging(settings, stream=buffer)
+    logging.getLogger("supervisors").warning("restarting %s", "child")
+    text = buffer.getvalue()
+    assert "restarting child" in text
+    assert "warning" in text
+    assert not text.lstrip().startswith("{")
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_reconfiguring_replaces_the_handler() -> None:
+    first, second = io.StringIO(), io.StringIO()
+    settings = load_settings(env={"WHISPR_LOG_FORMAT": "json", "WHISPR_JWT_SECRET": "k" * 32})
+    configure_logging(settings, stream=first)
+    configure_logging(settings, stream=second)
+    logging.getLogger("whispr.test").warning("once")
+    assert first.getvalue() == ""
+    assert [line["event"] for line in json_lines(second)] == ["once"]
+
+
+def test_a_counter_shows_up_in_the_exposition() -> None:
+    name = f"whispr_test_sends_{uuid.uuid4().hex[:8]}"
+    counter = get_meter("whispr.test").create_counter(name, description="sends in a test")
+    counter.add(2, {"outcome": "ok"})
+    counter.add(1, {"outcome": "ok"})
+
+    text = metrics_exposition().decode()
+
+    sample = next(line for line in text.splitlines() if line.startswith(f"{name}_total{{"))
+    assert 'outcome="ok"' in sample
+    assert sample.endswith(" 3.0")
+    assert f"# TYPE {name}_total counter" in text
+    assert "process_resident_memory_bytes" in text or "python_info" in text
+    assert METRICS_CONTENT_TYPE.startswith("text/plain")
+
+
+def test_configure_metrics_is_idempotent() -> None:
+    assert configure_metrics() is configure_metrics()

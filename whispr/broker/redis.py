@@ -1,0 +1,247 @@
+"""``RedisBroker``: events between nodes over Redis pub/sub.
+
+Each node keeps one subscriber connection (one SUBSCRIBE per topic that has
+local subscribers, so a node receives only what it serves) and a connection
+pool for publishing. Publishes from one loop tick are sent together in one
+pipeline, which is where the throughput comes from.
+
+A publish is delivered to local subscribers at once and tagged with the node
+id; the copy that comes back from Redis is skipped, so local subscribers see
+each event once and without the round trip.
+
+When Redis goes away, local delivery goes on, publishes to other nodes are
+dropped and counted (clients catch up from the store), and the subscriber
+reconnects with backoff and subscribes again to every topic it needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from actors.broker import Handler
+from whispr.broker.local import LocalFanout, _LocalSubscription
+
+__all__ = ["RedisBroker"]
+
+logger = logging.getLogger("whispr.broker")
+
+_SEPARATOR = b"\x00"
+
+
+class RedisBroker:
+    """Redis pub/sub broker with local fan-out, batching and reconnection."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        node_id: str,
+        prefix: str = "whispr",
+        max_outbox: int = 100_000,
+        subscribe_timeout: float = 2.0,
+    ) -> None:
+        self.node_id = node_id
+        self.url = url
+        self.prefix = prefix
+        self.max_outbox = max_outbox
+        self.subscribe_timeout = subscribe_timeout
+        self.published = 0
+        self.dropped = 0
+        self.reconnects = 0
+        self._tag = node_id.encode() + _SEPARATOR
+        self._fanout = LocalFanout(on_empty=self._last_handler_gone)
+        self._client: aioredis.Redis | None = None
+        self._pubsub: Any = None
+        self._outbox: list[tuple[str, bytes]] = []
+        self._wake = asyncio.Event()
+        self._sent = asyncio.Condition()
+        self._queued_count = 0
+        self._sent_count = 0
+        self._acks: dict[str, asyncio.Future[None]] = {}
+        self._connected = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def open(self) -> None:
+        self._client = aioredis.Redis.from_url(
+            self.url, socket_connect_timeout=2.0, socket_timeout=5.0, socket_keepalive=True
+        )
+        self._tasks = [
+            asyncio.create_task(self._read_forever(), name="redis-broker-reader"),
+            asyncio.create_task(self._write_forever(), name="redis-broker-writer"),
+        ]
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout=self.subscribe_timeout)
+        except TimeoutError:
+            logger.warning("Redis at %s not reachable yet; retrying in the background", self.url)
+
+    async def close(self) -> None:
+        self._closed = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.flush(), timeout=2.0)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self._pubsub.aclose()
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                await self._client.aclose()
+
+    async def ping(self) -> bool:
+        if self._client is None or not self._connected.is_set():
+            return False
+        try:
+            return bool(await asyncio.wait_for(self._client.ping(), timeout=1.0))
+        except (RedisError, OSError, TimeoutError):
+            return False
+
+    # -- publishing ----------------------------------------------------------------
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self._fanout.deliver(topic, payload)
+        if len(self._outbox) >= self.max_outbox:
+            self.dropped += 1
+            return
+        self._outbox.append((self._channel(topic), self._tag + payload))
+        self._queued_count += 1
+        self._wake.set()
+
+    async def flush(self) -> None:
+        target = self._queued_count
+        async with self._sent:
+            await self._sent.wait_for(lambda: self._sent_count >= target)
+
+    async def _write_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._outbox = self._outbox, []
+            if not batch:
+                continue
+            try:
+                assert self._client is not None
+                pipe = self._client.pipeline(transaction=False)
+                for channel, data in batch:
+                    pipe.publish(channel, data)
+                await pipe.execute()
+                self.published += len(batch)
+            except (RedisError, OSError, TimeoutError) as exc:
+                self.dropped += len(batch)
+                logger.warning("dropped %d events for other nodes: %s", len(batch), exc)
+            async with self._sent:
+                self._sent_count += len(batch)
+                self._sent.notify_all()
+
+    # -- subscribing -----------------------------------------------------------------
+
+    async def subscribe(self, topic: str, handler: Handler) -> _LocalSubscription:
+        subscription, first = self._fanout.add(topic, handler)
+        if first and self._connected.is_set():
+            channel = self._channel(topic)
+            ack = self._acks.get(channel)
+            if ack is None:
+                ack = self._acks[channel] = asyncio.get_running_loop().create_future()
+            try:
+                await self._pubsub.subscribe(channel)
+                await asyncio.wait_for(asyncio.shield(ack), timeout=self.subscribe_timeout)
+            except (RedisError, OSError, TimeoutError) as exc:
+                # The reader resubscribes every local topic when it reconnects.
+                logger.warning("subscribe to %s not confirmed: %s", topic, exc)
+        return subscription
+
+    def _last_handler_gone(self, topic: str) -> None:
+        if self._pubsub is None or not self._connected.is_set() or self._closed:
+            return
+        task = asyncio.get_running_loop().create_task(self._unsubscribe(self._channel(topic)))
+        task.add_done_callback(_log_failure)
+
+    async def _unsubscribe(self, channel: str) -> None:
+        topic = channel[len(self.prefix) + 1 :]
+        if topic in self._fanout:  # someone subscribed again meanwhile
+            return
+        with contextlib.suppress(RedisError, OSError):
+            await self._pubsub.unsubscribe(channel)
+
+    async def _read_forever(self) -> None:
+        backoff = 0.05
+        while not self._closed:
+            try:
+                await self._connect_subscriber()
+                backoff = 0.05
+                while True:
+                    message = await self._pubsub.get_message(timeout=1.0)
+                    if message is not None:
+                        self._on_message(message)
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError, TimeoutError) as exc:
+                if self._connected.is_set():
+                    logger.warning("lost Redis subscriber connection: %s", exc)
+                self._connected.clear()
+                self.reconnects += 1
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+    async def _connect_subscriber(self) -> None:
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self._pubsub.aclose()
+        assert self._client is not None
+        self._pubsub = self._client.pubsub()
+        # The node's own channel keeps the connection subscribed even with
+        # no topics, and every topic with local subscribers is (re)subscribed.
+        channels = [self._channel(f"node:{self.node_id}")]
+        channels += [self._channel(topic) for topic in self._fanout.topics()]
+        await self._pubsub.subscribe(*channels)
+        pending = set(channels)
+        while pending:
+            message = await self._pubsub.get_message(timeout=self.subscribe_timeout)
+            if message is None:
+                raise TimeoutError("no subscribe confirmation from Redis")
+            if message["type"] == "subscribe":
+                pending.discard(_text(message["channel"]))
+            else:
+                self._on_message(message)
+        if not self._connected.is_set():
+            logger.info("Redis subscriber connected (%d channels)", len(channels))
+        self._connected.set()
+
+    def _on_message(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        channel = _text(message["channel"])
+        if kind == "subscribe":
+            ack = self._acks.pop(channel, None)
+            if ack is not None and not ack.done():
+                ack.set_result(None)
+            return
+        if kind != "message":
+            return
+        data: bytes = message["data"]
+        origin, _, payload = data.partition(_SEPARATOR)
+        if origin == self._tag[:-1]:
+            return  # delivered locally when it was published
+        self._fanout.deliver(channel[len(self.prefix) + 1 :], payload)
+
+    def _channel(self, topic: str) -> str:
+        return f"{self.prefix}:{topic}"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.warning("broker task failed: %r", task.exception())

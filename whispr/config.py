@@ -1,0 +1,410 @@
+"""A node's configuration: one frozen, typed :class:`Settings`, read once at start.
+
+Why this shape:
+
+- **Environment first.** Containers and Kubernetes configure processes with
+  environment variables, so every setting has one, ``WHISPR_<FIELD>`` (for
+  example ``WHISPR_PORT``). A TOML file (``--config PATH`` or
+  ``$WHISPR_CONFIG``) suits a person running a node by hand; where both set a
+  value, the environment wins, so an operator can override one value of a
+  shared file without editing it.
+- **Fail at start, naming the culprit.** A bad value is a
+  :class:`ConfigError` that names the variable (``WHISPR_PORT``) or the file
+  key, says what was expected and what was found, before anything is
+  started. A node that starts with a half-understood configuration fails
+  later, in a worse place.
+- **Frozen.** Settings are read by every service of the node, from several
+  tasks; an immutable value needs no locking and cannot drift. Use
+  :meth:`Settings.with_overrides` (validated like everything else) to derive
+  a changed copy, e.g. for a command-line flag or a test.
+- **Embedded by default** (DESIGN section 8): with nothing set, a node runs
+  on a local SQLite file and an in-process broker; setting
+  ``WHISPR_DATABASE_URL`` and ``WHISPR_REDIS_URL`` switches to PostgreSQL and
+  Redis.
+
+An empty environment variable counts as not set, because Kubernetes and
+shells make empty values easily (``WHISPR_REDIS_URL=`` means "no Redis").
+Lists (``WHISPR_ALLOWED_ORIGINS``) are comma-separated in the environment and
+arrays in TOML.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import socket
+import sys
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal, Union, get_args, get_origin
+from urllib.parse import urlsplit
+
+import msgspec
+
+__all__ = [
+    "CONFIG_ENV_VAR",
+    "DEV_JWT_SECRET",
+    "ENV_PREFIX",
+    "ConfigError",
+    "Settings",
+    "env_var",
+    "load_settings",
+]
+
+ENV_PREFIX: Final = "WHISPR_"
+CONFIG_ENV_VAR: Final = "WHISPR_CONFIG"
+
+#: Used when ``WHISPR_JWT_SECRET`` is not set, so that ``whispr serve`` runs
+#: with no configuration. Anyone can forge tokens for a node using it: the
+#: node logs a warning at start (:meth:`Settings.startup_warnings`).
+DEV_JWT_SECRET: Final = "whispr-development-secret-do-not-use-in-production"
+
+LogFormat = Literal["console", "json"]
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+Compression = Literal["off", "deflate"]
+JwtAlgorithm = Literal[
+    "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "EdDSA"
+]
+
+_ASYMMETRIC_ALGORITHMS: Final = frozenset(
+    {"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+# Fields whose values must never be echoed in an error message or a repr.
+_SECRET_FIELDS: Final = frozenset({"jwt_secret", "database_url", "redis_url"})
+# Fields whose values are case-insensitive words: normalised to lower case.
+_LOWERCASE_FIELDS: Final = frozenset({"log_format", "log_level", "compression"})
+
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+Seconds = Annotated[float, msgspec.Meta(gt=0, le=86400)]
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+NodeName = Annotated[
+    str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$", max_length=128)
+]
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, malformed or inconsistent.
+
+    ``variable`` names what to fix: the environment variable
+    (``WHISPR_PORT``), the key of the TOML file, or ``--config``.
+    """
+
+    def __init__(self, variable: str, message: str) -> None:
+        super().__init__(f"{variable}: {message}")
+        self.variable = variable
+        self.message = message
+
+
+def env_var(field_name: str) -> str:
+    """The environment variable that sets ``field_name`` (``port`` -> ``WHISPR_PORT``)."""
+    return ENV_PREFIX + field_name.upper()
+
+
+def _default_node_name() -> str:
+    # Unique per process on a machine, and readable in logs and presence
+    # metas; Kubernetes sets WHISPR_NODE_NAME to the pod's name instead.
+    host = socket.gethostname().split(".", 1)[0] or "node"
+    return f"{host}-{os.getpid()}"
+
+
+def _default_log_format() -> LogFormat:
+    # A person at a terminal reads colours and columns; a log collector
+    # (anything that is not a terminal) parses one JSON object per line.
+    stream = sys.stderr
+    return "console" if stream is not None and stream.isatty() else "json"
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Everything a node is told at start. Defaults follow DESIGN sections 7 and 8.
+
+    Build one with :func:`load_settings` (environment and file, validated).
+    Constructing ``Settings(...)`` directly checks only the rules that join
+    several fields (:meth:`__post_init__`); prefer :meth:`with_overrides`,
+    which validates each value, to change a loaded instance.
+    """
+
+    node_name: NodeName = msgspec.field(default_factory=_default_node_name)
+    """This node's name in logs, presence and the cluster; unique per process."""
+    host: NonEmpty = "127.0.0.1"
+    """Interface for WebSocket/HTTP and gRPC; ``0.0.0.0`` in a container."""
+    port: Port = 4000
+    """WebSocket and HTTP (health, readiness, metrics) port; 0 picks a free one."""
+    database_url: str | None = None
+    """PostgreSQL DSN; None runs on the embedded SQLite store."""
+    sqlite_path: NonEmpty = "whispr.db"
+    """The embedded store's file, used when ``database_url`` is None."""
+    redis_url: str | None = None
+    """Redis URL for cross-node pub/sub; None uses the in-process broker."""
+    jwt_secret: NonEmpty = DEV_JWT_SECRET
+    """HMAC secret for HS* tokens; the built-in default is for development only."""
+    jwt_algorithm: JwtAlgorithm = "HS256"
+    """The one algorithm accepted; never taken from the token itself."""
+    jwt_public_key: str | None = None
+    """PEM public key for RS*/ES*/EdDSA tokens signed by the auth service."""
+    allowed_origins: tuple[str, ...] = ()
+    """Origins allowed to open a WebSocket (``https://app.example``); empty: any."""
+    max_content_bytes: Positive = 10_000
+    """Largest message content accepted, in bytes of UTF-8."""
+    rate_limit_per_minute: Positive = 100
+    """Messages one user may send per minute, across devices."""
+    max_connections_per_ip: Positive = 10
+    """Concurrent WebSockets from one client address."""
+    heartbeat_interval_s: Seconds = 30.0
+    """How often clients are expected to send a heartbeat."""
+    heartbeat_timeout_s: Seconds = 90.0
+    """A connection silent this long is closed."""
+    grpc_port: Port = 50051
+    """gRPC port for sibling services; 0 disables the gRPC server."""
+    log_format: LogFormat = msgspec.field(default_factory=_default_log_format)
+    """``console`` for people, ``json`` for collectors; json when stderr is no TTY."""
+    log_level: LogLevel = "info"
+    """Least severe level logged, for the node and the libraries it uses."""
+    shutdown_deadline_s: Seconds = 25.0
+    """On SIGTERM, time allowed to drain and stop the tree before exiting anyway."""
+    compression: Compression = "off"
+    """WebSocket per-message compression; deflate costs memory per connection."""
+
+    def __post_init__(self) -> None:
+        """Check the rules that involve several fields (each field is checked on load)."""
+        if self.heartbeat_timeout_s <= self.heartbeat_interval_s:
+            raise ConfigError(
+                env_var("heartbeat_timeout_s"),
+                f"must be greater than WHISPR_HEARTBEAT_INTERVAL_S "
+                f"({self.heartbeat_interval_s:g}), got {self.heartbeat_timeout_s:g}",
+            )
+        if self.jwt_algorithm in _ASYMMETRIC_ALGORITHMS and not self.jwt_public_key:
+            raise ConfigError(
+                env_var("jwt_public_key"),
+                f"is required when WHISPR_JWT_ALGORITHM is {self.jwt_algorithm} "
+                "(the PEM public key of the token issuer)",
+            )
+        if self.grpc_port and self.port and self.grpc_port == self.port:
+            raise ConfigError(
+                env_var("grpc_port"),
+                f"must differ from WHISPR_PORT (both are {self.port})",
+            )
+
+    def __repr__(self) -> str:
+        """Like the default, with secrets (and URLs, which may hold passwords) masked."""
+        parts = []
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            shown = "'***'" if name in _SECRET_FIELDS and value is not None else repr(value)
+            parts.append(f"{name}={shown}")
+        return f"Settings({', '.join(parts)})"
+
+    __str__ = __repr__
+
+    @property
+    def embedded_store(self) -> bool:
+        """True when the node runs on SQLite rather than PostgreSQL."""
+        return self.database_url is None
+
+    @property
+    def in_process_broker(self) -> bool:
+        """True when the node broadcasts in-process rather than through Redis."""
+        return self.redis_url is None
+
+    @property
+    def uses_dev_jwt_secret(self) -> bool:
+        """True when tokens are checked with the public development secret."""
+        return self.jwt_algorithm not in _ASYMMETRIC_ALGORITHMS and (
+            self.jwt_secret == DEV_JWT_SECRET
+        )
+
+    def startup_warnings(self) -> list[str]:
+        """What an operator must hear about at start: unsafe but allowed settings."""
+        warnings: list[str] = []
+        if self.uses_dev_jwt_secret:
+            warnings.append(
+                "WHISPR_JWT_SECRET is not set: tokens are checked with the built-in "
+                "development secret, so anyone can forge them. Set WHISPR_JWT_SECRET "
+                "before exposing this node."
+            )
+        elif (
+            self.jwt_algorithm not in _ASYMMETRIC_ALGORITHMS and len(self.jwt_secret.encode()) < 32
+        ):
+            warnings.append(
+                f"WHISPR_JWT_SECRET is shorter than 32 bytes: weak for {self.jwt_algorithm}."
+            )
+        return warnings
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied, each validated as on load.
+
+        Raises:
+            ConfigError: a value is invalid, or names no setting.
+        """
+        values = msgspec.structs.asdict(self)
+        for name, raw in changes.items():
+            if name not in values:
+                raise ConfigError(name, _unknown_key_message(name))
+            values[name] = _convert(name, raw, variable=name)
+        return _build(values)
+
+
+_FIELDS: Final = {info.name: info for info in msgspec.structs.fields(Settings)}
+# Fields that default to None ("not configured"): an empty value means None.
+_OPTIONAL_FIELDS: Final = frozenset(name for name, info in _FIELDS.items() if info.default is None)
+
+
+def _unknown_key_message(name: str) -> str:
+    close = difflib.get_close_matches(name, list(_FIELDS), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"is not a setting{hint}; settings are: {', '.join(_FIELDS)}"
+
+
+def _expectation(tp: Any) -> str:
+    """What a value of type ``tp`` looks like, in words for an error message."""
+    meta: msgspec.Meta | None = None
+    if get_origin(tp) is Annotated:
+        tp, *extras = get_args(tp)
+        meta = next((extra for extra in extras if isinstance(extra, msgspec.Meta)), None)
+    if get_origin(tp) in (Union, type(int | None)):
+        inner = [arg for arg in get_args(tp) if arg is not type(None)]
+        return _expectation(inner[0]) + " (or empty for none)"
+    if get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(arg) for arg in get_args(tp))
+    if get_origin(tp) is tuple:
+        return "a list of strings (comma-separated in the environment)"
+    words = {int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
+    bounds: list[str] = []
+    if meta is not None:
+        if meta.ge is not None:
+            bounds.append(f">= {meta.ge}")
+        if meta.gt is not None:
+            bounds.append(f"> {meta.gt}")
+        if meta.le is not None:
+            bounds.append(f"<= {meta.le}")
+        if meta.min_length:
+            words = "a non-empty string"
+        if meta.pattern is not None:
+            bounds.append(f"matching {meta.pattern}")
+    return " ".join([words, " and ".join(bounds)]).strip()
+
+
+def _describe(value: object, name: str) -> str:
+    return "(hidden)" if name in _SECRET_FIELDS else repr(value)
+
+
+def _check_url(schemes: tuple[str, ...], what: str) -> Callable[[str], str | None]:
+    def check(value: str) -> str | None:
+        parts = urlsplit(value)
+        if parts.scheme not in schemes:
+            return f"must be a {what} URL ({' or '.join(s + '://' for s in schemes)}...)"
+        if parts.scheme != "unix" and not parts.hostname and not parts.path:
+            return f"must name a host: {what} URL without a host"
+        return None
+
+    return check
+
+
+def _check_origin(value: str) -> str | None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+        return f"each origin must look like https://host[:port], got {value!r}"
+    return None
+
+
+# Checks beyond the type: return a message when the value is wrong.
+_EXTRA_CHECKS: Final[dict[str, Callable[[str], str | None]]] = {
+    "database_url": _check_url(("postgresql", "postgres"), "PostgreSQL"),
+    "redis_url": _check_url(("redis", "rediss", "unix"), "Redis"),
+}
+
+
+def _convert(name: str, raw: object, *, variable: str) -> Any:
+    """``raw`` (an environment string or a TOML value) as the type of field ``name``."""
+    info = _FIELDS[name]
+    value = raw
+    if isinstance(value, str):
+        value = value.strip()
+        if name in _LOWERCASE_FIELDS:
+            value = value.lower()
+        if name == "allowed_origins":
+            value = [item.strip() for item in value.split(",") if item.strip()]
+    if value == "" and name in _OPTIONAL_FIELDS:
+        return None
+    try:
+        converted = msgspec.convert(value, info.type, strict=False)
+    except msgspec.ValidationError:
+        expected = _expectation(info.type)
+        raise ConfigError(variable, f"expected {expected}, got {_describe(raw, name)}") from None
+    if name == "allowed_origins":
+        for origin in converted:
+            problem = _check_origin(origin)
+            if problem:
+                raise ConfigError(variable, problem)
+    check = _EXTRA_CHECKS.get(name)
+    if check is not None and converted is not None:
+        problem = check(converted)
+        if problem:
+            raise ConfigError(variable, problem)
+    return converted
+
+
+def _build(values: Mapping[str, Any]) -> Settings:
+    # Direct construction: every value has been converted and checked by
+    # _convert already, and __post_init__ checks the cross-field rules.
+    return Settings(**values)
+
+
+def _read_file(path: Path, variable: str) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(variable, f"configuration file {str(path)!r} not found") from None
+    except OSError as exc:
+        raise ConfigError(variable, f"cannot read {str(path)!r}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(variable, f"{str(path)!r} is not valid TOML: {exc}") from None
+    # A [whispr] table is accepted too, so the settings can share a file.
+    section = data.get("whispr", data)
+    if not isinstance(section, dict):
+        raise ConfigError(variable, f"{str(path)!r}: [whispr] must be a table")
+    return section
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Read the settings: defaults, then the TOML file, then ``WHISPR_*`` variables.
+
+    Args:
+        path: a TOML file (the ``--config`` flag); when None, ``$WHISPR_CONFIG``
+            if set, else no file.
+        env: the environment to read (``os.environ`` when None); tests pass
+            their own.
+
+    Raises:
+        ConfigError: naming the variable, file key or file that is wrong.
+    """
+    environ = os.environ if env is None else env
+    values: dict[str, Any] = {}
+
+    file_variable = "--config"
+    if path is None and environ.get(CONFIG_ENV_VAR, "").strip():
+        path = environ[CONFIG_ENV_VAR].strip()
+        file_variable = CONFIG_ENV_VAR
+    if path is not None:
+        file_path = Path(path)
+        for key, raw in _read_file(file_path, file_variable).items():
+            if key not in _FIELDS:
+                raise ConfigError(f"{key} (in {file_path})", _unknown_key_message(key))
+            converted = _convert(key, raw, variable=f"{key} (in {file_path})")
+            if converted is not None:
+                values[key] = converted
+
+    for name in _FIELDS:
+        variable = env_var(name)
+        raw_env = environ.get(variable)
+        if raw_env is None or raw_env.strip() == "":
+            continue
+        values[name] = _convert(name, raw_env, variable=variable)
+
+    return _build(values)

@@ -1,0 +1,230 @@
+"""Logs and metrics for a node: structlog for logs, OpenTelemetry for metrics.
+
+Logs
+    :func:`configure_logging` sends everything through one pipeline: the
+    project's structlog loggers *and* the standard library's ``logging`` (the
+    ``supervisors`` library, asyncio, websockets, asyncpg, grpc...) end in the
+    same handler and the same renderer, via structlog's
+    :class:`~structlog.stdlib.ProcessorFormatter`. So a crash report from a
+    supervisor and an event from a conversation actor look alike and carry
+    the same fields: ISO-8601 UTC ``timestamp``, ``level``, ``logger``,
+    ``event``. In production (``log_format = "json"``) each record is one JSON
+    object per line on stderr, for a collector to parse; in development
+    (``"console"``) it is coloured columns for a person. stderr, not stdout,
+    so a command's own output (``whispr version``) stays clean.
+
+    Level filtering is done by the standard library's logger levels (set on
+    the root logger), so it applies equally to both kinds of logger and can
+    be changed at run time.
+
+Metrics
+    :func:`configure_metrics` installs an OpenTelemetry ``MeterProvider``
+    whose reader is ``opentelemetry-exporter-prometheus``'s
+    ``PrometheusMetricReader``: the code records through the vendor-neutral
+    OpenTelemetry API (``get_meter(...).create_counter(...)``) and Prometheus
+    scrapes ``/metrics``, rendered by :func:`metrics_exposition`. The reader
+    is bound to a :class:`prometheus_client.CollectorRegistry` of this module,
+    not the process-global one, so that the exposition holds exactly the
+    node's metrics (plus process and GC metrics, added on purpose), and a
+    library registering into the global registry cannot break it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+from typing import Final, TextIO
+
+import structlog
+from opentelemetry import metrics as otel_metrics
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.resources import Resource
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    generate_latest,
+)
+from structlog.typing import EventDict, Processor
+
+from whispr import __version__
+from whispr.config import Settings
+
+__all__ = [
+    "METRICS_CONTENT_TYPE",
+    "configure_logging",
+    "configure_metrics",
+    "get_meter",
+    "metrics_exposition",
+]
+
+#: The ``Content-Type`` of :func:`metrics_exposition`'s bytes (Prometheus text 0.0.4).
+METRICS_CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+
+_METER_NAME: Final = "whispr"
+
+
+class _WhisprHandler(logging.StreamHandler[TextIO]):
+    """The root handler installed by :func:`configure_logging`.
+
+    A class of its own so that reconfiguring replaces exactly this handler
+    and leaves alone any other (pytest's capture handlers, for instance).
+    """
+
+
+def _shared_processors() -> list[Processor]:
+    """Processors run for every record, structlog's or the standard library's."""
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.ExtraAdder(),
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+    ]
+
+
+_LEADING_KEYS: Final = ("timestamp", "level", "logger", "event")
+
+
+def _leading_keys_first(_logger: object, _name: str, event_dict: EventDict) -> EventDict:
+    """Put timestamp, level, logger and event first: JSON lines scan better so."""
+    ordered = {key: event_dict.pop(key) for key in _LEADING_KEYS if key in event_dict}
+    ordered.update(event_dict)
+    return ordered
+
+
+def _renderer(log_format: str, stream: TextIO) -> list[Processor]:
+    """The last processors: turn the event dict into one line of text."""
+    if log_format == "json":
+        return [
+            # Tracebacks as structured data: one JSON object per record even
+            # when it carries an exception. Without frame locals: they would
+            # copy tokens, passwords and message contents into the logs.
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            ),
+            _leading_keys_first,
+            structlog.processors.JSONRenderer(serializer=json.dumps, default=str),
+        ]
+    colors = bool(getattr(stream, "isatty", lambda: False)())
+    return [structlog.dev.ConsoleRenderer(colors=colors)]
+
+
+def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> None:
+    """Route structlog and standard-library logging through one renderer.
+
+    Safe to call again (tests do, and so may a reload): it replaces the
+    handler it installed before. After configuring, it logs
+    :meth:`Settings.startup_warnings` (a missing JWT secret, say) at WARNING,
+    so they are the first thing an operator sees.
+
+    Args:
+        settings: reads ``log_format`` and ``log_level``.
+        stream: where lines go; ``sys.stderr`` when None.
+    """
+    target = sys.stderr if stream is None else stream
+    shared = _shared_processors()
+
+    structlog.configure(
+        processors=[
+            # Drop below-level events before doing any work on them.
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            structlog.processors.UnicodeDecoder(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        context_class=dict,
+        # The chain above never changes between calls (the renderer lives in
+        # the handler's formatter), so caching bound loggers is safe and
+        # saves a lookup per log call on the hot path.
+        cache_logger_on_first_use=True,
+    )
+
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            *_renderer(settings.log_format, target),
+        ],
+    )
+    handler = _WhisprHandler(target)
+    handler.setFormatter(formatter)
+
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _WhisprHandler)]:
+        root.removeHandler(old)
+        old.close()
+    root.addHandler(handler)
+    root.setLevel(settings.log_level.upper())
+    # Route warnings.warn(...) (deprecations in libraries) through logging too.
+    logging.captureWarnings(True)
+
+    log = structlog.get_logger("whispr.config")
+    for warning in settings.startup_warnings():
+        log.warning(warning)
+
+
+_metrics_lock = threading.Lock()
+_registry: CollectorRegistry | None = None
+_provider: MeterProvider | None = None
+
+
+def configure_metrics(settings: Settings | None = None) -> MeterProvider:
+    """Install the node's OpenTelemetry ``MeterProvider``, exported for Prometheus.
+
+    Idempotent: the first call builds the provider, its Prometheus reader
+    and registry, and makes it OpenTelemetry's global provider (which can be
+    set only once per process); later calls return the same provider.
+
+    Args:
+        settings: when given, its ``node_name`` becomes the
+            ``service.instance.id`` resource attribute (the ``target_info``
+            metric), which tells the nodes of a cluster apart.
+    """
+    global _registry, _provider
+    with _metrics_lock:
+        if _provider is not None:
+            return _provider
+        registry = CollectorRegistry(auto_describe=True)
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            registry.register(collector)
+        attributes: dict[str, str] = {
+            "service.name": "whispr",
+            "service.version": __version__,
+        }
+        if settings is not None:
+            attributes["service.instance.id"] = settings.node_name
+        reader = PrometheusMetricReader(registry=registry)
+        provider = MeterProvider(metric_readers=[reader], resource=Resource.create(attributes))
+        otel_metrics.set_meter_provider(provider)
+        _registry, _provider = registry, provider
+        return provider
+
+
+def get_meter(name: str = _METER_NAME) -> otel_metrics.Meter:
+    """A meter of the node's provider (configuring metrics first if needed).
+
+    Prefer this to ``opentelemetry.metrics.get_meter``: it cannot pick up a
+    no-op provider because of import order.
+    """
+    return configure_metrics().get_meter(name, __version__)
+
+
+def metrics_exposition() -> bytes:
+    """The node's metrics in the Prometheus text format, for ``GET /metrics``.
+
+    Serve with ``Content-Type`` :data:`METRICS_CONTENT_TYPE`. Collecting runs
+    the OpenTelemetry reader synchronously: call it off the hot path (a
+    scrape every 15 s or so is the expected rate).
+    """
+    configure_metrics()
+    assert _registry is not None  # set by configure_metrics
+    return generate_latest(_registry)
