@@ -24,8 +24,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``whispr`` console script."""
     args = _parser().parse_args(argv)

@@ -91,9 +91,7 @@ def _dynamic(node: Node, name: str, max_children: int | None) -> ChildSpec:
             max_children=max_children, max_restarts=1000, max_seconds=5.0, name=name
         )
 
-    return ChildSpec(
-        id=name, start=node.registry.via(name, start), type=ChildType.SUPERVISOR
-    )
+    return ChildSpec(id=name, start=node.registry.via(name, start), type=ChildType.SUPERVISOR)
 
 
 def node_tree(node: Node) -> list[ChildSpec]:
