@@ -87,6 +87,11 @@ class ThreadActor(pykka.ThreadingActor):
         """The actor's :class:`supervisors.Ref`."""
         return self._actor_ref
 
+    if TYPE_CHECKING:
+
+        @classmethod
+        def start(cls, *args: Any, **kwargs: Any) -> Ref[Self]: ...
+
     @staticmethod
     def _create_future() -> pykka.Future[Any]:
         return NotifyingThreadingFuture()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Coroutine
 from typing import Any
 
 from supervisors import (
@@ -31,8 +32,9 @@ class Printer(AsyncioActor):
     def on_receive(self, message: Any) -> Any:
         return self.name
 
-    def on_stop(self) -> None:
+    def on_stop(self) -> Coroutine[Any, Any, None] | None:
         print(f"stop {self.name}", flush=True)
+        return None
 
 
 class Stubborn(Printer):

@@ -126,6 +126,7 @@ async def test_coroutine_handlers_run_one_message_at_a_time() -> None:
     await yield_loop()
     # The first handler is suspended in an await; the second must not have begun.
     assert actor.log == [("begin", ("wait", 1))]
+    assert isinstance(second, AsyncioFuture)
     assert not second.done()
     actor.gate.set()
     assert await within(second) == 2
