@@ -1,0 +1,112 @@
+"""Who is connecting: JWT verification at the WebSocket handshake (PyJWT).
+
+Tokens are signed by the auth service (or by ``whispr token`` in
+development). HS256 with a shared secret is the default; RS256/ES256 with the
+auth service's public key are accepted when a key is configured. The
+algorithm is pinned by configuration, never taken from the token, so a token
+with ``alg: none`` or signed for another algorithm is refused.
+
+Claims: ``sub`` is the user id (required), ``device`` the device id
+(optional: defaults to a per-connection id), ``exp`` is required.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+import jwt
+
+from actors.errors import Reason, WhisprError
+
+__all__ = ["Identity", "TokenVerifier", "issue_token"]
+
+_ASYMMETRIC = {"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "EdDSA"}
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """The authenticated user and device behind a connection or a call."""
+
+    user_id: str
+    device_id: str
+    expires_at: float
+
+
+class TokenVerifier:
+    """Checks tokens against one configured algorithm and key."""
+
+    def __init__(
+        self,
+        *,
+        secret: str | None = None,
+        public_key: str | None = None,
+        algorithm: str = "HS256",
+        leeway_s: float = 5.0,
+        audience: str | None = None,
+    ) -> None:
+        if algorithm == "none":
+            msg = "the 'none' algorithm is never accepted"
+            raise ValueError(msg)
+        if algorithm in _ASYMMETRIC:
+            if not public_key:
+                msg = f"{algorithm} needs a public key (WHISPR_JWT_PUBLIC_KEY)"
+                raise ValueError(msg)
+            self._key: str = public_key
+        else:
+            if not secret:
+                msg = f"{algorithm} needs a secret (WHISPR_JWT_SECRET)"
+                raise ValueError(msg)
+            self._key = secret
+        self.algorithm = algorithm
+        self.leeway_s = leeway_s
+        self.audience = audience
+
+    def verify(self, token: str | None) -> Identity:
+        """The identity in ``token``.
+
+        Raises:
+            WhisprError: reason ``unauthorized``, saying what is wrong.
+        """
+        if not token:
+            raise WhisprError(Reason.UNAUTHORIZED, "a token is required")
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=[self.algorithm],
+                leeway=self.leeway_s,
+                audience=self.audience,
+                options={"require": ["exp", "sub"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise WhisprError(Reason.UNAUTHORIZED, "token expired") from None
+        except jwt.InvalidTokenError as exc:
+            raise WhisprError(Reason.UNAUTHORIZED, f"invalid token: {exc}") from None
+        user_id = claims.get("sub")
+        if not isinstance(user_id, str) or not user_id or len(user_id) > 128:
+            raise WhisprError(Reason.UNAUTHORIZED, "invalid token: bad 'sub' claim")
+        device = claims.get("device")
+        if device is None:
+            device = f"anon-{uuid.uuid4().hex[:12]}"
+        elif not isinstance(device, str) or not device or len(device) > 128:
+            raise WhisprError(Reason.UNAUTHORIZED, "invalid token: bad 'device' claim")
+        return Identity(user_id=user_id, device_id=device, expires_at=float(claims["exp"]))
+
+
+def issue_token(
+    user_id: str,
+    *,
+    secret: str,
+    device_id: str | None = None,
+    ttl_s: float = 3600.0,
+    algorithm: str = "HS256",
+    now: float | None = None,
+) -> str:
+    """A signed token for development and tests (``whispr token``)."""
+    issued = time.time() if now is None else now
+    claims: dict[str, object] = {"sub": user_id, "iat": int(issued), "exp": int(issued + ttl_s)}
+    if device_id is not None:
+        claims["device"] = device_id
+    return jwt.encode(claims, secret, algorithm=algorithm)
