@@ -1,0 +1,30 @@
+"""The runtime benchmark measures what it says, at a tiny size (no timing thresholds)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from whispr.bench.report import markdown_table, plot_cdf
+from whispr.bench.runtime import TARGETS, measure_asyncio, measure_threading
+
+FIELDS = [*TARGETS, "ask_p99_us", "restart_logged_p50_ms", "restart_p99_ms"]
+
+
+@pytest.mark.parametrize("measure", [measure_asyncio, measure_threading])
+def test_every_figure_is_measured(measure: object) -> None:
+    assert callable(measure)
+    result = measure(40, 400, 50, 5)
+    for field in FIELDS:
+        assert result[field] > 0, field
+    assert result["actors"] == 40
+    assert len(result["ask_samples_us"]) == 50
+    assert result["ask_p99_us"] >= result["ask_p50_us"]
+
+
+def test_report_helpers_write_a_table_and_a_plot(tmp_path: Path) -> None:
+    table = markdown_table(["figure", "value", "met"], [["tell_per_s", 123456.0, True]])
+    assert table.splitlines()[2] == "| tell_per_s | 123,456 | yes |"
+    plot_cdf(tmp_path / "cdf.png", {"a": [1.0, 2.0, 3.0]}, title="t", xlabel="us")
+    assert (tmp_path / "cdf.png").read_bytes()[:4] == b"\x89PNG"
