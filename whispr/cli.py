@@ -20,6 +20,11 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run a node until SIGTERM or Ctrl-C")
     serve.add_argument("--port", type=int, help="WebSocket/HTTP port (overrides WHISPR_PORT)")
+    commands.add_parser("migrate", help="apply the store's migrations and exit")
+    token = commands.add_parser("token", help="print a token signed with the configured secret")
+    token.add_argument("user", help="the user id (the token's 'sub')")
+    token.add_argument("--device", help="the device id (the token's 'device')")
+    token.add_argument("--ttl", type=float, default=3600.0, help="lifetime in seconds")
     commands.add_parser("version", help="print the version")
     return parser
 
@@ -40,11 +45,49 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"whispr: configuration error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings)
+    if args.command == "token":
+        return _token(settings, args.user, args.device, args.ttl)
+    if args.command == "migrate":
+        return _run_loop(_migrate(settings))
     if args.command == "serve":
         from whispr.node import run_node
 
         return _run_loop(run_node(settings))
     return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+def _token(settings: Settings, user: str, device: str | None, ttl: float) -> int:
+    from whispr.auth import issue_token
+
+    if settings.jwt_algorithm not in ("HS256", "HS384", "HS512"):
+        print(
+            f"whispr: tokens for {settings.jwt_algorithm} are issued by the auth service",
+            file=sys.stderr,
+        )
+        return 2
+    print(
+        issue_token(
+            user,
+            secret=settings.jwt_secret,
+            device_id=device,
+            ttl_s=ttl,
+            algorithm=settings.jwt_algorithm,
+        )
+    )
+    return 0
+
+
+async def _migrate(settings: Settings) -> int:
+    from whispr.store.factory import open_store
+
+    store = open_store(settings.database_url, settings.sqlite_path)
+    await store.open()
+    try:
+        await store.migrate()
+    finally:
+        await store.close()
+    print("migrations applied")
+    return 0
 
 
 def _run_loop(main_coroutine: Coroutine[Any, Any, int]) -> int:

@@ -38,7 +38,12 @@ from supervisors import (
     run_until_signalled,
 )
 from supervisors.exits import Shutdown
+from actors.batching import Batcher
+from actors.broker import Broker
+from actors.model import InsertResult, Message
+from actors.ports import Store
 from whispr.config import Settings
+from whispr.services import BrokerService, StoreService
 
 __all__ = ["Node", "NodeService", "node_tree", "run_node"]
 
@@ -47,10 +52,18 @@ log = structlog.get_logger("whispr.node")
 
 @dataclass
 class Node:
-    """What every service of one node shares: its settings and its registry."""
+    """What every service of one node shares: settings, registry, open resources.
+
+    ``store``, ``commit`` and ``broker`` are set by their services once open
+    and cleared when they stop; services started after them in the tree may
+    rely on them being set.
+    """
 
     settings: Settings
     registry: Registry = field(default_factory=lambda: Registry("node"))
+    store: Store | None = None
+    commit: Batcher[Message, InsertResult] | None = None
+    broker: Broker | None = None
 
     def whereis(self, name: str) -> Ref[Any] | None:
         """The live service registered as ``name``."""
@@ -98,8 +111,8 @@ def node_tree(node: Node) -> list[ChildSpec]:
     """The root's children, in start order."""
     return [
         _service(node, "telemetry"),
-        _service(node, "store"),
-        _service(node, "broker"),
+        _service(node, "store", lambda: StoreService.start(node)),
+        _service(node, "broker", lambda: BrokerService.start(node)),
         _service(node, "presence"),
         _dynamic(node, "conversations", max_children=None),
         _dynamic(node, "connections", max_children=None),
