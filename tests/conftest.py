@@ -60,24 +60,9 @@ def redis_url() -> str:
 @pytest.fixture
 async def pg_schema(postgres_url: str) -> AsyncIterator[services.PgSchema]:
     """A schema of this test's own in the shared test database, dropped afterwards."""
-    import asyncpg
+    async with services.private_schema(postgres_url) as schema:
+        yield schema
 
-    name = services.new_schema_name()
-    connection = await asyncpg.connect(postgres_url, timeout=services.CHECK_TIMEOUT_S)
-    try:
-        await connection.execute(f'CREATE SCHEMA "{name}"')
-    finally:
-        await connection.close()
-    try:
-        yield services.PgSchema(
-            schema=name,
-            url=services.with_search_path(postgres_url, name),
-            base_url=postgres_url,
-            server_settings={"search_path": name},
-        )
-    finally:
-        connection = await asyncpg.connect(postgres_url, timeout=services.CHECK_TIMEOUT_S)
-        try:
-            await connection.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-        finally:
-            await connection.close()
+
+# The parametrized ``store`` fixture: each test that asks for it runs on SQLite and PostgreSQL.
+from tests.stores import store  # noqa: E402, F401

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import os
 import re
 import uuid
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -31,6 +32,7 @@ __all__ = [
     "check_redis",
     "database_url",
     "new_schema_name",
+    "private_schema",
     "redis_url",
     "services_required",
     "with_search_path",
@@ -155,3 +157,29 @@ class PgSchema:
     url: str
     base_url: str
     server_settings: dict[str, str] = field(default_factory=dict)
+
+
+@contextlib.asynccontextmanager
+async def private_schema(postgres_url: str) -> AsyncIterator[PgSchema]:
+    """Create a uniquely named schema for one test and drop it (CASCADE) afterwards."""
+    import asyncpg
+
+    name = new_schema_name()
+    connection = await asyncpg.connect(postgres_url, timeout=CHECK_TIMEOUT_S)
+    try:
+        await connection.execute(f'CREATE SCHEMA "{name}"')
+    finally:
+        await connection.close()
+    try:
+        yield PgSchema(
+            schema=name,
+            url=with_search_path(postgres_url, name),
+            base_url=postgres_url,
+            server_settings={"search_path": name},
+        )
+    finally:
+        connection = await asyncpg.connect(postgres_url, timeout=CHECK_TIMEOUT_S)
+        try:
+            await connection.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+        finally:
+            await connection.close()

@@ -26,6 +26,10 @@ from typing import Any
 
 import structlog
 
+from actors.batching import Batcher
+from actors.broker import Broker
+from actors.model import InsertResult, Message
+from actors.ports import Store
 from supervisors import (
     AsyncioActor,
     ChildSpec,
@@ -38,10 +42,6 @@ from supervisors import (
     run_until_signalled,
 )
 from supervisors.exits import Shutdown
-from actors.batching import Batcher
-from actors.broker import Broker
-from actors.model import InsertResult, Message
-from actors.ports import Store
 from whispr.config import Settings
 from whispr.services import BrokerService, StoreService
 

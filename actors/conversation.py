@@ -1,0 +1,509 @@
+"""``ConversationActor``: the sequencer of one active conversation.
+
+One actor per active conversation, started on demand under the node's
+Conversations dynamic supervisor and found through the registry. It holds
+what every write needs (the conversation, its members, the last ``seq`` and a
+bounded cache of recent messages) so that a send costs one durable insert and
+nothing else, and it serialises the writes that must be ordered: sends,
+edits, deletes, reactions, pins, membership and settings.
+
+Crash-only design: nothing it holds is authoritative. Acknowledged writes are
+in the store before the caller hears back, so a crashed or passivated actor
+is simply started afresh from the store on the next call (its children are
+``temporary``: the next call, not the supervisor, brings it back).
+
+Several nodes may briefly run an actor for the same conversation (routing
+changes as nodes come and go). Correctness does not depend on there being
+one: the store's unique key on ``(conversation_id, seq)`` turns a race into a
+``seq_conflict``, on which the actor reloads the last seq and retries; and
+membership changes made on another node arrive through the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from actors import rules
+from actors.batching import Batcher
+from actors.broker import Broker, Subscription
+from actors.errors import Reason, WhisprError
+from actors.events import conversation_topic, decode_event, encode_event
+from actors.model import Attachment, Conversation, InsertResult, Member, Message
+from actors.ports import Store
+from supervisors import AsyncioActor
+
+__all__ = ["ConversationActor", "ConversationDeps", "Draft"]
+
+SYSTEM_SENDER = "system"
+_SEQ_RETRIES = 30
+
+
+@dataclass(frozen=True)
+class ConversationDeps:
+    """What a conversation actor needs from its node."""
+
+    store: Store
+    broker: Broker
+    commit: Batcher[Message, InsertResult]
+    max_content_bytes: int = 10_000
+    idle_timeout_s: float = 300.0
+    cache_size: int = 100
+    clock: Callable[[], float] = field(default=time.time)
+
+
+class Draft(msgspec.Struct, frozen=True, kw_only=True):
+    """A message as a client sends it, before the server gives it a seq."""
+
+    client_id: str
+    kind: str = "text"
+    content: str = ""
+    attachments: tuple[Attachment, ...] = ()
+    reply_to: int | None = None
+    metadata: dict[str, Any] = {}
+
+
+class _Remote:
+    """A membership or settings event published by another node's actor."""
+
+    __slots__ = ("event", "payload")
+
+    def __init__(self, event: str, payload: Any) -> None:
+        self.event = event
+        self.payload = payload
+
+
+class _IdleCheck:
+    __slots__ = ()
+
+
+_IDLE_CHECK = _IdleCheck()
+_REMOTE_EVENTS = (b"member_", b"conversation_updated")
+
+
+class ConversationActor(AsyncioActor):
+    """Owns the writes of one conversation; see the module docstring.
+
+    Every public method is called through the proxy and is awaitable;
+    refusals are :class:`WhisprError` values for the caller (the actor carries
+    on), anything else crashes the actor and the next call starts a fresh one.
+    """
+
+    expected_errors = (WhisprError,)
+
+    def __init__(self, deps: ConversationDeps, conversation_id: str) -> None:
+        super().__init__()
+        self.deps = deps
+        self.conversation_id = conversation_id
+        self.topic = conversation_topic(conversation_id)
+        self.conversation: Conversation | None = None
+        self.members: dict[str, Member] = {}
+        self.last_seq = 0
+        self._recent: OrderedDict[int, Message] = OrderedDict()
+        self._by_client: dict[tuple[str, str], int] = {}
+        self._subscription: Subscription | None = None
+        self._last_active = time.monotonic()
+        self._idle_timer: asyncio.TimerHandle | None = None
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    async def on_start(self) -> None:
+        store = self.deps.store
+        conversation = await store.get_conversation(self.conversation_id)
+        if conversation is None:
+            raise WhisprError(Reason.NOT_FOUND, f"no conversation {self.conversation_id}")
+        # Subscribe before reading, so nothing another node changes is missed.
+        self._subscription = await self.deps.broker.subscribe(self.topic, self._on_broker_event)
+        self.conversation = conversation
+        self.members = {m.user_id: m for m in await store.list_members(self.conversation_id)}
+        self.last_seq = await store.last_seq(self.conversation_id)
+        for message in await store.page_messages(
+            self.conversation_id, limit=min(self.deps.cache_size, 200)
+        ):
+            self._remember(message)
+        self._arm_idle_timer(self.deps.idle_timeout_s)
+
+    def on_stop(self) -> None:
+        self._release()
+
+    def on_failure(self, *_exc_info: Any) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        if self._subscription is not None:
+            self._subscription.cancel()
+            self._subscription = None
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def on_receive(self, message: Any) -> Any:
+        if message is _IDLE_CHECK:
+            return self._idle_check()
+        if isinstance(message, _Remote):
+            return self._apply_remote(message)
+        return super().on_receive(message)
+
+    # -- reads (cheap, no I/O) --------------------------------------------------------
+
+    def membership(self, user_id: str) -> tuple[Member, int]:
+        """The caller's member record and the last seq, or ``not_member``."""
+        self._touch()
+        return rules.require_member(self.members, user_id), self.last_seq
+
+    def member_ids(self) -> list[str]:
+        """Who is in the conversation now."""
+        return list(self.members)
+
+    def snapshot(self) -> tuple[Conversation, list[Member], int]:
+        """The conversation, its members and its last seq."""
+        assert self.conversation is not None
+        return self.conversation, list(self.members.values()), self.last_seq
+
+    def recent(self, user_id: str, after_seq: int) -> list[Message] | None:
+        """Messages after ``after_seq`` from the cache, or None when the cache can't tell."""
+        rules.require_member(self.members, user_id)
+        if after_seq >= self.last_seq:
+            return []
+        if not self._recent or next(iter(self._recent)) > after_seq + 1:
+            return None
+        return [m for seq, m in self._recent.items() if seq > after_seq]
+
+    # -- writes -------------------------------------------------------------------------
+
+    async def send(self, sender_id: str, draft: Draft) -> Message:
+        """Give the draft the next seq, make it durable, publish it; idempotent by client id."""
+        self._touch()
+        conversation = self._conversation()
+        rules.require_can_post(conversation, self.members, sender_id)
+        rules.check_client_id(draft.client_id)
+        rules.check_content(draft.content, self.deps.max_content_bytes)
+        rules.check_attachments(draft.kind, draft.content, draft.attachments)
+        if draft.reply_to is not None and not 1 <= draft.reply_to <= self.last_seq:
+            raise WhisprError(
+                Reason.INVALID, f"reply_to {draft.reply_to} is not a message here", field="reply_to"
+            )
+        known = self._by_client.get((sender_id, draft.client_id))
+        if known is not None and known in self._recent:
+            return self._recent[known]
+        return await self._append(sender_id, draft)
+
+    async def post_system(self, event: str, details: dict[str, Any], client_id: str) -> Message:
+        """A system message (member added, title changed, ...), sequenced like any other."""
+        draft = Draft(client_id=client_id, kind="system", metadata={"event": event, **details})
+        return await self._append(SYSTEM_SENDER, draft)
+
+    async def edit(self, user_id: str, seq: int, content: str) -> Message:
+        """Change the content of one's own message, keeping the edit time."""
+        self._touch()
+        rules.require_member(self.members, user_id)
+        rules.check_content(content, self.deps.max_content_bytes)
+        original = await self._message(seq)
+        if original.sender_id != user_id:
+            raise WhisprError(Reason.FORBIDDEN, "only the sender may edit a message")
+        if original.deleted or original.kind == "system":
+            raise WhisprError(Reason.INVALID, "this message cannot be edited")
+        if original.kind == "text" and not content:
+            raise WhisprError(Reason.INVALID, "a text message needs content", field="content")
+        edited = await self.deps.store.edit_message(
+            self.conversation_id, seq, content, self.deps.clock()
+        )
+        self._changed(edited)
+        self._publish("message_edited", {"message": edited})
+        return edited
+
+    async def delete(self, user_id: str, seq: int) -> Message:
+        """Delete for everyone: the sender, or the owner and admins of a group."""
+        self._touch()
+        member = rules.require_member(self.members, user_id)
+        original = await self._message(seq)
+        moderator = self._conversation().kind == "group" and member.role in ("owner", "admin")
+        if original.sender_id != user_id and not moderator:
+            raise WhisprError(Reason.FORBIDDEN, "only the sender or an admin may delete this")
+        if original.kind == "system":
+            raise WhisprError(Reason.INVALID, "system messages cannot be deleted")
+        if original.deleted:
+            return original
+        deleted = await self.deps.store.delete_message(self.conversation_id, seq)
+        self._changed(deleted)
+        self._publish("message_deleted", {"seq": seq, "deleted_by": user_id})
+        return deleted
+
+    async def react(self, user_id: str, seq: int, emoji: str, *, add: bool) -> Message:
+        """Add or remove one emoji reaction (one per user per emoji; idempotent)."""
+        self._touch()
+        rules.require_member(self.members, user_id)
+        rules.check_emoji(emoji)
+        original = await self._message(seq)
+        if original.deleted:
+            raise WhisprError(Reason.INVALID, "cannot react to a deleted message")
+        store = self.deps.store
+        if add:
+            updated = await store.add_reaction(self.conversation_id, seq, user_id, emoji)
+        else:
+            updated = await store.remove_reaction(self.conversation_id, seq, user_id, emoji)
+        self._changed(updated)
+        self._publish("reaction_changed", {"seq": seq, "reactions": updated.reactions})
+        return updated
+
+    async def pin(self, user_id: str, seq: int, *, pinned: bool) -> Message:
+        """Pin or unpin: both members of a direct conversation, owner and admins of a group."""
+        self._touch()
+        conversation = self._conversation()
+        if conversation.kind == "group":
+            rules.require_admin(conversation, self.members, user_id)
+        else:
+            rules.require_member(self.members, user_id)
+        original = await self._message(seq)
+        if original.deleted:
+            raise WhisprError(Reason.INVALID, "cannot pin a deleted message")
+        updated = await self.deps.store.set_pinned(self.conversation_id, seq, pinned)
+        self._changed(updated)
+        self._publish("message_pinned", {"seq": seq, "pinned": pinned, "by": user_id})
+        return updated
+
+    async def update(
+        self,
+        user_id: str,
+        *,
+        title: str | None = None,
+        avatar: str | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> Conversation:
+        """Change the title, avatar or settings of a group (owner and admins)."""
+        self._touch()
+        conversation = self._conversation()
+        rules.require_admin(conversation, self.members, user_id)
+        rules.check_title(title)
+        if settings is not None:
+            rules.check_settings(settings)
+        changes: dict[str, Any] = {}
+        if title is not None:
+            changes["title"] = title
+        if avatar is not None:
+            changes["avatar"] = avatar
+        if settings is not None:
+            changes["settings"] = {**conversation.settings, **settings}
+        if not changes:
+            return conversation
+        updated = await self.deps.store.update_conversation(self.conversation_id, **changes)
+        self.conversation = updated
+        self._publish("conversation_updated", {"conversation": updated, "by": user_id})
+        await self.post_system("conversation_updated", {"by": user_id, **changes}, _system_id())
+        return updated
+
+    async def add_members(self, user_id: str, new_user_ids: Sequence[str]) -> list[Member]:
+        """Add members to a group (owner and admins); users already in are skipped."""
+        self._touch()
+        conversation = self._conversation()
+        rules.require_admin(conversation, self.members, user_id)
+        fresh = [u for u in dict.fromkeys(new_user_ids) if u and u not in self.members]
+        if len(self.members) + len(fresh) > rules.MAX_GROUP_MEMBERS:
+            raise WhisprError(
+                Reason.INVALID, f"a group has at most {rules.MAX_GROUP_MEMBERS} members"
+            )
+        if not fresh:
+            return []
+        now = self.deps.clock()
+        added = [
+            Member(conversation_id=self.conversation_id, user_id=u, role="member", joined_at=now)
+            for u in fresh
+        ]
+        await self.deps.store.add_members(added)
+        for member in added:
+            self.members[member.user_id] = member
+        self._publish("member_added", {"members": added, "by": user_id})
+        await self.post_system("member_added", {"by": user_id, "user_ids": fresh}, _system_id())
+        return added
+
+    async def remove_member(self, user_id: str, target_id: str) -> None:
+        """Leave (anyone), or remove someone (the owner anyone, admins plain members)."""
+        self._touch()
+        conversation = self._conversation()
+        actor_member = rules.require_member(self.members, user_id)
+        target = self.members.get(target_id)
+        if target is None:
+            raise WhisprError(Reason.NOT_FOUND, f"{target_id} is not a member")
+        if conversation.kind == "direct":
+            raise WhisprError(Reason.FORBIDDEN, "nobody leaves a direct conversation")
+        if target_id != user_id:
+            allowed = actor_member.role == "owner" or (
+                actor_member.role == "admin" and target.role == "member"
+            )
+            if not allowed:
+                raise WhisprError(Reason.FORBIDDEN, "you may not remove this member")
+        await self.deps.store.remove_member(self.conversation_id, target_id)
+        del self.members[target_id]
+        if target.role == "owner" and self.members:
+            await self._hand_over_ownership()
+        self._publish("member_removed", {"user_id": target_id, "by": user_id})
+        event = "member_left" if target_id == user_id else "member_removed"
+        await self.post_system(event, {"by": user_id, "user_id": target_id}, _system_id())
+
+    async def set_role(self, user_id: str, target_id: str, role: str) -> Member:
+        """Make a member an admin or a plain member again (the owner only)."""
+        self._touch()
+        rules.require_owner(self._conversation(), self.members, user_id)
+        if role not in ("admin", "member"):
+            raise WhisprError(Reason.INVALID, "role must be 'admin' or 'member'", field="role")
+        if target_id not in self.members or target_id == user_id:
+            raise WhisprError(Reason.INVALID, "choose another member of this group")
+        updated = await self.deps.store.update_member(self.conversation_id, target_id, role=role)
+        self.members[target_id] = updated
+        self._publish("member_updated", {"member": updated, "by": user_id})
+        return updated
+
+    async def set_notifications(
+        self, user_id: str, *, muted_until: float | None, notifications: str | None
+    ) -> Member:
+        """A member's own mute and notification settings."""
+        self._touch()
+        rules.require_member(self.members, user_id)
+        if notifications is not None and notifications not in ("all", "mentions", "none"):
+            raise WhisprError(
+                Reason.INVALID,
+                "notifications must be 'all', 'mentions' or 'none'",
+                field="notifications",
+            )
+        changes: dict[str, Any] = {"muted_until": muted_until}
+        if notifications is not None:
+            changes["notifications"] = notifications
+        updated = await self.deps.store.update_member(self.conversation_id, user_id, **changes)
+        self.members[user_id] = updated
+        return updated
+
+    # -- the engine -----------------------------------------------------------------------
+
+    async def _append(self, sender_id: str, draft: Draft) -> Message:
+        store = self.deps.store
+        for attempt in range(_SEQ_RETRIES):
+            message = Message(
+                conversation_id=self.conversation_id,
+                seq=self.last_seq + 1,
+                id=_message_id(),
+                client_id=draft.client_id,
+                sender_id=sender_id,
+                kind=draft.kind,  # type: ignore[arg-type]
+                content=draft.content,
+                attachments=draft.attachments,
+                reply_to=draft.reply_to,
+                created_at=self.deps.clock(),
+                metadata=draft.metadata,
+            )
+            try:
+                result = await self.deps.commit.submit(message)
+            except WhisprError:
+                raise
+            except Exception as exc:
+                raise WhisprError(Reason.UNAVAILABLE, "the message store is unavailable") from exc
+            if result.status == "inserted":
+                self.last_seq = message.seq
+                self._remember(message)
+                self._publish("new_message", {"message": message})
+                return message
+            if result.status == "duplicate":
+                self._remember(result.message)
+                return result.message
+            # Another actor (another node) took this seq: catch up and retry,
+            # backing off a little so that the other writer can make progress.
+            self.last_seq = max(self.last_seq, await store.last_seq(self.conversation_id))
+            await asyncio.sleep(random.uniform(0, 0.001 * (attempt + 1)))
+        raise WhisprError(Reason.UNAVAILABLE, "could not order the message; try again")
+
+    async def _message(self, seq: int) -> Message:
+        cached = self._recent.get(seq)
+        if cached is not None:
+            return cached
+        message = await self.deps.store.get_message(self.conversation_id, seq)
+        if message is None:
+            raise WhisprError(Reason.NOT_FOUND, f"no message {seq} in this conversation")
+        return message
+
+    async def _hand_over_ownership(self) -> None:
+        ranked = sorted(
+            self.members.values(),
+            key=lambda m: (m.role != "admin", m.joined_at, m.user_id),
+        )
+        heir = ranked[0]
+        updated = await self.deps.store.update_member(
+            self.conversation_id, heir.user_id, role="owner"
+        )
+        self.members[heir.user_id] = updated
+        self._publish("member_updated", {"member": updated, "by": SYSTEM_SENDER})
+
+    def _remember(self, message: Message) -> None:
+        recent = self._recent
+        recent[message.seq] = message
+        recent.move_to_end(message.seq)
+        self._by_client[(message.sender_id, message.client_id)] = message.seq
+        while len(recent) > self.deps.cache_size:
+            _, old = recent.popitem(last=False)
+            self._by_client.pop((old.sender_id, old.client_id), None)
+
+    def _changed(self, message: Message) -> None:
+        if message.seq in self._recent:
+            self._recent[message.seq] = message
+
+    def _publish(self, event: str, payload: dict[str, Any]) -> None:
+        self.deps.broker.publish(self.topic, encode_event(event, payload))
+
+    def _conversation(self) -> Conversation:
+        assert self.conversation is not None, "used before on_start"
+        return self.conversation
+
+    # -- other nodes' changes -----------------------------------------------------------
+
+    def _on_broker_event(self, _topic: str, data: bytes) -> None:
+        if data.startswith(_REMOTE_EVENTS) and self.actor_ref.is_alive():
+            name, payload = decode_event(data)
+            self.actor_ref.tell(_Remote(name, payload))
+
+    async def _apply_remote(self, event: _Remote) -> None:
+        # Reload from the store rather than trusting the payload: the store is
+        # the source of truth and a reload is idempotent, whoever made the change.
+        store = self.deps.store
+        if event.event.startswith("member_"):
+            self.members = {m.user_id: m for m in await store.list_members(self.conversation_id)}
+        else:
+            conversation = await store.get_conversation(self.conversation_id)
+            if conversation is not None:
+                self.conversation = conversation
+
+    # -- passivation ------------------------------------------------------------------------
+
+    def _touch(self) -> None:
+        self._last_active = time.monotonic()
+
+    def _arm_idle_timer(self, delay: float) -> None:
+        ref = self.actor_ref
+
+        def check() -> None:
+            if ref.is_alive():
+                ref.tell(_IDLE_CHECK)
+
+        self._idle_timer = asyncio.get_running_loop().call_later(delay, check)
+
+    def _idle_check(self) -> None:
+        idle_for = time.monotonic() - self._last_active
+        remaining = self.deps.idle_timeout_s - idle_for
+        if remaining > 0:
+            self._arm_idle_timer(remaining)
+            return
+        self._idle_timer = None
+        self.stop()
+
+
+def _message_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _system_id() -> str:
+    return f"sys-{uuid.uuid4().hex}"

@@ -1,0 +1,314 @@
+"""``Messaging``: the API the gateway and gRPC call for everything conversational.
+
+It finds (or starts) the conversation's actor for every write that must be
+ordered, and goes to the store directly for reads and for per-user cursors,
+which need no ordering with sends. Both paths enforce the same rules
+(:mod:`actors.rules`) and raise the same :class:`WhisprError` values.
+
+An actor may die between being found and being called (it passivated, it
+crashed, its node's supervisor is restarting). Every write is safe to retry
+(sends by client id, the others are idempotent), so a call that meets a dead
+actor is retried once on a fresh one.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import pykka
+
+from actors import rules
+from actors.conversation import ConversationActor, ConversationDeps, Draft
+from actors.errors import Reason, WhisprError
+from actors.events import conversation_topic, encode_event, user_topic
+from actors.model import Conversation, ConversationSummary, Member, Message
+from supervisors import ChildSpec, Ref, Registry, Restart
+
+__all__ = ["Messaging"]
+
+T = TypeVar("T")
+
+MAX_PAGE = 200
+
+
+class Messaging:
+    """Conversations and messages for one node; thread: the node's event loop."""
+
+    def __init__(
+        self,
+        deps: ConversationDeps,
+        *,
+        registry: Registry,
+        start_child: Callable[[ChildSpec], Awaitable[Ref[Any]]],
+    ) -> None:
+        self.deps = deps
+        self.registry = registry
+        self._start_child = start_child
+
+    # -- conversations ---------------------------------------------------------------
+
+    async def create_group(
+        self, creator_id: str, title: str | None, member_ids: Sequence[str]
+    ) -> Conversation:
+        """A new group owned by its creator, with the given members."""
+        rules.check_title(title)
+        others = [u for u in dict.fromkeys(member_ids) if u and u != creator_id]
+        if len(others) + 1 > rules.MAX_GROUP_MEMBERS:
+            raise WhisprError(
+                Reason.INVALID, f"a group has at most {rules.MAX_GROUP_MEMBERS} members"
+            )
+        now = self.deps.clock()
+        conversation = Conversation(
+            id=_conversation_id(),
+            kind="group",
+            title=title,
+            avatar=None,
+            created_by=creator_id,
+            created_at=now,
+            last_message_at=None,
+            settings={"who_can_post": "all"},
+        )
+        members = [
+            Member(conversation_id=conversation.id, user_id=creator_id, role="owner", joined_at=now)
+        ]
+        members += [
+            Member(conversation_id=conversation.id, user_id=u, role="member", joined_at=now)
+            for u in others
+        ]
+        await self.deps.store.create_conversation(conversation, members)
+        self._tell_users(
+            [m.user_id for m in members], "conversation_added", {"conversation": conversation}
+        )
+        return conversation
+
+    async def direct(self, user_id: str, other_id: str) -> Conversation:
+        """The one direct conversation between two users, created on first use."""
+        if not other_id or other_id == user_id:
+            raise WhisprError(Reason.INVALID, "a direct conversation needs another user")
+        conversation = await self.deps.store.get_or_create_direct(
+            user_id, other_id, self.deps.clock()
+        )
+        self._tell_users([user_id, other_id], "conversation_added", {"conversation": conversation})
+        return conversation
+
+    async def conversation(self, user_id: str, conversation_id: str) -> Conversation:
+        """A conversation the user is a member of."""
+        conversation, members, _ = await self._call(conversation_id, lambda a: a.snapshot())
+        rules.require_member({m.user_id: m for m in members}, user_id)
+        return conversation
+
+    async def members(self, user_id: str, conversation_id: str) -> list[Member]:
+        """The members of a conversation the user is in."""
+        _, members, _ = await self._call(conversation_id, lambda a: a.snapshot())
+        rules.require_member({m.user_id: m for m in members}, user_id)
+        return members
+
+    async def list_conversations(
+        self, user_id: str, *, limit: int = 50, before: float | None = None
+    ) -> list[ConversationSummary]:
+        """The user's conversations, most recently active first, with unread counts."""
+        return await self.deps.store.list_user_conversations(user_id, _page_limit(limit), before)
+
+    # -- writes, through the conversation's actor ----------------------------------------
+
+    async def send(self, user_id: str, conversation_id: str, draft: Draft) -> Message:
+        """Send a message; returns it once durable (the original one on a retried client id)."""
+        return await self._call(conversation_id, lambda a: a.send(user_id, draft))
+
+    async def send_system(
+        self, conversation_id: str, event: str, details: dict[str, Any], client_id: str
+    ) -> Message:
+        """A system or service message (for sibling services)."""
+        return await self._call(conversation_id, lambda a: a.post_system(event, details, client_id))
+
+    async def edit(self, user_id: str, conversation_id: str, seq: int, content: str) -> Message:
+        return await self._call(conversation_id, lambda a: a.edit(user_id, seq, content))
+
+    async def delete(self, user_id: str, conversation_id: str, seq: int) -> Message:
+        return await self._call(conversation_id, lambda a: a.delete(user_id, seq))
+
+    async def hide(self, user_id: str, conversation_id: str, seq: int) -> None:
+        """Delete for oneself: the message disappears from this user's history only."""
+        await self._require_member(user_id, conversation_id)
+        await self.deps.store.hide_message(conversation_id, seq, user_id)
+
+    async def react(
+        self, user_id: str, conversation_id: str, seq: int, emoji: str, *, add: bool = True
+    ) -> Message:
+        return await self._call(conversation_id, lambda a: a.react(user_id, seq, emoji, add=add))
+
+    async def pin(
+        self, user_id: str, conversation_id: str, seq: int, *, pinned: bool = True
+    ) -> Message:
+        return await self._call(conversation_id, lambda a: a.pin(user_id, seq, pinned=pinned))
+
+    async def update(self, user_id: str, conversation_id: str, **changes: Any) -> Conversation:
+        return await self._call(conversation_id, lambda a: a.update(user_id, **changes))
+
+    async def add_members(
+        self, user_id: str, conversation_id: str, user_ids: Sequence[str]
+    ) -> list[Member]:
+        added: list[Member] = await self._call(
+            conversation_id, lambda a: a.add_members(user_id, list(user_ids))
+        )
+        if added:
+            conversation = await self.deps.store.get_conversation(conversation_id)
+            self._tell_users(
+                [m.user_id for m in added], "conversation_added", {"conversation": conversation}
+            )
+        return added
+
+    async def remove_member(self, user_id: str, conversation_id: str, target_id: str) -> None:
+        await self._call(conversation_id, lambda a: a.remove_member(user_id, target_id))
+        self._tell_users([target_id], "conversation_removed", {"conversation_id": conversation_id})
+
+    async def set_role(
+        self, user_id: str, conversation_id: str, target_id: str, role: str
+    ) -> Member:
+        return await self._call(conversation_id, lambda a: a.set_role(user_id, target_id, role))
+
+    async def set_notifications(
+        self,
+        user_id: str,
+        conversation_id: str,
+        *,
+        muted_until: float | None = None,
+        notifications: str | None = None,
+    ) -> Member:
+        return await self._call(
+            conversation_id,
+            lambda a: a.set_notifications(
+                user_id, muted_until=muted_until, notifications=notifications
+            ),
+        )
+
+    # -- reads and cursors, straight to the store -------------------------------------
+
+    async def history(
+        self,
+        user_id: str,
+        conversation_id: str,
+        *,
+        before_seq: int | None = None,
+        after_seq: int | None = None,
+        limit: int = 50,
+    ) -> list[Message]:
+        """A page of messages, ascending: after_seq to catch up, before_seq to scroll back."""
+        await self._require_member(user_id, conversation_id)
+        return await self.deps.store.page_messages(
+            conversation_id,
+            before_seq=before_seq,
+            after_seq=after_seq,
+            limit=_page_limit(limit),
+            viewer_id=user_id,
+        )
+
+    async def mark_read(self, user_id: str, conversation_id: str, seq: int) -> int:
+        """Move the user's read cursor forward; the user's other devices are told."""
+        _, last_seq = await self._require_member(user_id, conversation_id)
+        if seq < 0:
+            raise WhisprError(Reason.INVALID, "seq must not be negative", field="seq")
+        cursor = await self.deps.store.mark_read(conversation_id, user_id, min(seq, last_seq))
+        payload = {"conversation_id": conversation_id, "user_id": user_id, "seq": cursor}
+        self.deps.broker.publish(conversation_topic(conversation_id), encode_event("read", payload))
+        self.deps.broker.publish(user_topic(user_id), encode_event("read", payload))
+        return cursor
+
+    async def mark_delivered(
+        self, user_id: str, device_id: str, conversation_id: str, seq: int
+    ) -> int:
+        """Record that one of the user's devices has messages up to ``seq``."""
+        _, last_seq = await self._require_member(user_id, conversation_id)
+        if seq < 0:
+            raise WhisprError(Reason.INVALID, "seq must not be negative", field="seq")
+        cursor = await self.deps.store.mark_delivered(
+            conversation_id, user_id, device_id, min(seq, last_seq)
+        )
+        payload = {
+            "conversation_id": conversation_id,
+            "user_id": user_id,
+            "device_id": device_id,
+            "seq": cursor,
+        }
+        self.deps.broker.publish(
+            conversation_topic(conversation_id), encode_event("delivered", payload)
+        )
+        return cursor
+
+    async def unread_counts(self, user_id: str) -> dict[str, int]:
+        return await self.deps.store.unread_counts(user_id)
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    async def _require_member(self, user_id: str, conversation_id: str) -> tuple[Member, int]:
+        membership: tuple[Member, int] = await self._call(
+            conversation_id, lambda a: a.membership(user_id)
+        )
+        return membership
+
+    async def _actor(self, conversation_id: str) -> Ref[Any]:
+        if not conversation_id or len(conversation_id) > 64:
+            raise WhisprError(Reason.NOT_FOUND, f"no conversation {conversation_id!r}")
+        deps = self.deps
+
+        async def start() -> Ref[Any]:
+            # Checked here so an unknown id is a plain refusal, not an actor crash.
+            if await deps.store.get_conversation(conversation_id) is None:
+                raise WhisprError(Reason.NOT_FOUND, f"no conversation {conversation_id!r}")
+            spec = ChildSpec(
+                id=("conversation", conversation_id),
+                start=lambda: ConversationActor.start(deps, conversation_id),
+                restart=Restart.TEMPORARY,
+                shutdown=5.0,
+            )
+            return await self._start_child(spec)
+
+        try:
+            return await self.registry.lookup_or_start(("conversation", conversation_id), start)
+        except Exception as exc:
+            raise _as_whispr_error(exc) from exc
+
+    async def _call(self, conversation_id: str, method: Callable[[Any], Any]) -> Any:
+        """Call ``method(proxy)`` on the conversation's actor; again on a fresh one if it died."""
+        for attempt in (1, 2):
+            ref = await self._actor(conversation_id)
+            try:
+                return await method(ref.proxy())
+            except pykka.ActorDeadError as exc:
+                if attempt == 2:
+                    raise WhisprError(
+                        Reason.UNAVAILABLE, "the conversation is restarting; try again"
+                    ) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _tell_users(self, user_ids: Sequence[str], event: str, payload: dict[str, Any]) -> None:
+        data = encode_event(event, payload)
+        for user_id in user_ids:
+            self.deps.broker.publish(user_topic(user_id), data)
+
+
+def _as_whispr_error(exc: BaseException) -> WhisprError:
+    """The reason an actor failed to start, if it was one of ours (not found...)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, WhisprError):
+            return seen
+        seen = seen.__cause__
+    return WhisprError(Reason.UNAVAILABLE, "the conversation could not be loaded")
+
+
+def _page_limit(limit: int) -> int:
+    if limit < 1:
+        raise WhisprError(Reason.INVALID, "limit must be at least 1", field="limit")
+    return min(limit, MAX_PAGE)
+
+
+def _conversation_id() -> str:
+    return uuid.uuid7().hex if hasattr(uuid, "uuid7") else _time_ordered_id()
+
+
+def _time_ordered_id() -> str:
+    return f"{int(time.time() * 1000):012x}{uuid.uuid4().hex[:20]}"

@@ -1,0 +1,117 @@
+"""The domain's records, one msgspec struct each: the single definition of each.
+
+Times are float seconds since the epoch everywhere. Structs are frozen: an
+actor hands them to other actors and to the broker without copying, and
+nobody can change one behind its owner's back.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+from ulid import ULID
+
+__all__ = [
+    "Attachment",
+    "Conversation",
+    "ConversationSummary",
+    "InsertResult",
+    "Member",
+    "Message",
+    "new_id",
+]
+
+ConversationKind = Literal["direct", "group"]
+Role = Literal["owner", "admin", "member"]
+Notifications = Literal["all", "mentions", "none"]
+MessageKind = Literal["text", "media", "system"]
+
+
+def new_id() -> str:
+    """A server-generated id: a ULID, unique and ordered by creation time.
+
+    Time-ordered ids keep B-tree inserts at the right edge of the index and
+    let ids sort like the records they name.
+    """
+    return str(ULID())
+
+
+class Conversation(msgspec.Struct, frozen=True, kw_only=True):
+    """A direct conversation (exactly two members) or a group."""
+
+    id: str
+    kind: ConversationKind
+    title: str | None = None
+    avatar: str | None = None
+    created_by: str
+    created_at: float
+    last_seq: int = 0
+    last_message_at: float | None = None
+    settings: dict[str, Any] = {}
+
+
+class Member(msgspec.Struct, frozen=True, kw_only=True):
+    """One user's membership: role, notification settings, read cursor."""
+
+    conversation_id: str
+    user_id: str
+    role: Role
+    joined_at: float
+    muted_until: float | None = None
+    notifications: Notifications = "all"
+    read_seq: int = 0
+
+
+class Attachment(msgspec.Struct, frozen=True, kw_only=True):
+    """A reference to media held by the media service, with its metadata."""
+
+    id: str
+    mime_type: str
+    size: int
+    name: str
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True):
+    """One message; ``seq`` orders a conversation, ``client_id`` makes sends idempotent.
+
+    ``content`` is opaque: clients that encrypt end to end send ciphertext
+    and set ``metadata["e2e"] = True``.
+    """
+
+    conversation_id: str
+    seq: int
+    id: str
+    client_id: str
+    sender_id: str
+    kind: MessageKind
+    content: str = ""
+    attachments: tuple[Attachment, ...] = ()
+    reply_to: int | None = None
+    created_at: float
+    edited_at: float | None = None
+    deleted: bool = False
+    reactions: dict[str, tuple[str, ...]] = {}
+    pinned: bool = False
+    metadata: dict[str, Any] = {}
+
+
+class ConversationSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """A row of a user's conversation list."""
+
+    conversation: Conversation
+    role: Role
+    last_message: Message | None
+    unread_count: int
+
+
+class InsertResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What became of one message of a group-commit batch.
+
+    ``inserted``: it is durable as given. ``duplicate``: the sender's client
+    id was already stored; ``message`` is the original. ``seq_conflict``:
+    another writer took that seq; nothing was written.
+    """
+
+    status: Literal["inserted", "duplicate", "seq_conflict"]
+    message: Message

@@ -1,0 +1,165 @@
+"""The ``Store`` port: what the actors need from persistence.
+
+Implemented by ``whispr.store`` on PostgreSQL (production) and SQLite (the
+embedded default), with one contract test suite for both. The store keeps
+data and its integrity (unique keys, monotonic cursors); the rules of who may
+do what live in the actors.
+
+Errors: an unknown conversation or message raises ``WhisprError(not_found)``;
+a database that cannot be reached or answers too slowly raises
+``WhisprError(unavailable)``. No driver exception escapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from actors.model import Conversation, ConversationSummary, InsertResult, Member, Message
+
+__all__ = ["UNCHANGED", "Store"]
+
+
+class _Unchanged:
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+
+UNCHANGED: Any = _Unchanged()
+"""Default of optional update arguments: leave the field as it is."""
+
+
+class Store(Protocol):
+    """Durable conversations, members, messages and cursors."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> bool:
+        """Whether the database answers now (readiness)."""
+        ...
+
+    async def migrate(self) -> None:
+        """Apply pending schema migrations; safe to run from several nodes at once."""
+        ...
+
+    # -- conversations -------------------------------------------------------------
+
+    async def create_conversation(
+        self, conversation: Conversation, members: Sequence[Member]
+    ) -> None: ...
+
+    async def get_or_create_direct(self, user_a: str, user_b: str, now: float) -> Conversation:
+        """The one direct conversation of an unordered pair, created if needed, race-safe."""
+        ...
+
+    async def get_conversation(self, conversation_id: str) -> Conversation | None: ...
+
+    async def update_conversation(
+        self,
+        conversation_id: str,
+        *,
+        title: str | None = UNCHANGED,
+        avatar: str | None = UNCHANGED,
+        settings: dict[str, Any] = UNCHANGED,
+    ) -> Conversation: ...
+
+    async def list_members(self, conversation_id: str) -> list[Member]: ...
+
+    async def add_members(self, members: Sequence[Member]) -> None:
+        """Add members; users already members are left as they are."""
+        ...
+
+    async def remove_member(self, conversation_id: str, user_id: str) -> None: ...
+
+    async def update_member(
+        self,
+        conversation_id: str,
+        user_id: str,
+        *,
+        role: str = UNCHANGED,
+        muted_until: float | None = UNCHANGED,
+        notifications: str = UNCHANGED,
+    ) -> Member: ...
+
+    async def list_user_conversations(
+        self, user_id: str, limit: int, before: float | None = None
+    ) -> list[ConversationSummary]:
+        """The user's conversations by last activity, newest first, with unread counts."""
+        ...
+
+    # -- messages ------------------------------------------------------------------------
+
+    async def insert_messages(self, batch: Sequence[Message]) -> list[InsertResult]:
+        """Group commit: write a batch (of many conversations) in one round trip.
+
+        One result per message, in order. Unique keys on
+        ``(conversation_id, seq)`` and ``(conversation_id, sender_id,
+        client_id)`` decide: a stored client id gives ``duplicate`` with the
+        original message, a taken seq gives ``seq_conflict``.
+        """
+        ...
+
+    async def get_message(self, conversation_id: str, seq: int) -> Message | None: ...
+
+    async def find_by_client_id(
+        self, conversation_id: str, sender_id: str, client_id: str
+    ) -> Message | None:
+        """The message a sender stored under a client id, if any (idempotent sends)."""
+        ...
+
+    async def last_seq(self, conversation_id: str) -> int: ...
+
+    async def page_messages(
+        self,
+        conversation_id: str,
+        *,
+        before_seq: int | None = None,
+        after_seq: int | None = None,
+        limit: int = 50,
+        viewer_id: str | None = None,
+    ) -> list[Message]:
+        """Ascending by seq: the newest ``limit`` before ``before_seq``, or the oldest after
+        ``after_seq``; messages the viewer hid are left out."""
+        ...
+
+    async def edit_message(
+        self, conversation_id: str, seq: int, content: str, edited_at: float
+    ) -> Message: ...
+
+    async def delete_message(self, conversation_id: str, seq: int) -> Message:
+        """Tombstone for everyone: content and attachments emptied, ``deleted`` set."""
+        ...
+
+    async def hide_message(self, conversation_id: str, seq: int, user_id: str) -> None:
+        """Delete for oneself."""
+        ...
+
+    async def add_reaction(
+        self, conversation_id: str, seq: int, user_id: str, emoji: str
+    ) -> Message: ...
+
+    async def remove_reaction(
+        self, conversation_id: str, seq: int, user_id: str, emoji: str
+    ) -> Message: ...
+
+    async def set_pinned(self, conversation_id: str, seq: int, pinned: bool) -> Message: ...
+
+    async def list_pinned(self, conversation_id: str) -> list[Message]: ...
+
+    # -- cursors -------------------------------------------------------------------------
+
+    async def mark_read(self, conversation_id: str, user_id: str, seq: int) -> int:
+        """Move the user's read cursor forward (never back); returns the cursor."""
+        ...
+
+    async def mark_delivered(
+        self, conversation_id: str, user_id: str, device_id: str, seq: int
+    ) -> int:
+        """Move one device's delivered cursor forward (never back); returns it."""
+        ...
+
+    async def get_read_cursors(self, conversation_id: str) -> dict[str, int]: ...
+
+    async def unread_counts(self, user_id: str) -> dict[str, int]: ...

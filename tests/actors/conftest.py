@@ -1,0 +1,53 @@
+"""A node's messaging stack without the network: real stores, in-process broker."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from actors.batching import Batcher
+from actors.conversation import ConversationDeps
+from actors.messaging import Messaging
+from actors.model import InsertResult, Message
+from actors.ports import Store
+from supervisors import ChildSpec, DynamicSupervisor, Ref, Registry
+from whispr.broker import MemoryBroker
+
+
+@dataclass
+class Stack:
+    messaging: Messaging
+    store: Store
+    broker: MemoryBroker
+    registry: Registry
+    supervisor: Ref[Any]
+
+
+async def build_stack(store: Store, broker: MemoryBroker | None = None) -> Stack:
+    broker = broker or MemoryBroker()
+    supervisor = DynamicSupervisor.start(max_restarts=1000, max_seconds=1.0)
+    await supervisor.started()
+    registry = Registry()
+    deps = ConversationDeps(
+        store=store,
+        broker=broker,
+        commit=Batcher[Message, InsertResult](store.insert_messages),
+    )
+
+    async def start_child(spec: ChildSpec) -> Ref[Any]:
+        ref: Ref[Any] = await supervisor.proxy().start_child(spec)
+        return ref
+
+    messaging = Messaging(deps, registry=registry, start_child=start_child)
+    return Stack(messaging, store, broker, registry, supervisor)
+
+
+@pytest.fixture
+async def stack(store: Store) -> AsyncIterator[Stack]:
+    built = await build_stack(store)
+    yield built
+    built.supervisor.stop(block=False)
+    await built.supervisor.wait_exit()

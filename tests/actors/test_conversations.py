@@ -1,0 +1,185 @@
+"""Conversations end to end through the actors, on both stores."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+import pytest
+
+from actors.conversation import Draft
+from actors.errors import Reason, WhisprError
+from actors.events import decode_event
+from actors.model import Attachment
+from tests.actors.conftest import Stack, build_stack
+
+
+async def refused(call: Any, reason: Reason) -> WhisprError:
+    with pytest.raises(WhisprError) as caught:
+        await call
+    assert caught.value.reason is reason, caught.value
+    return caught.value
+
+
+def text(client_id: str, content: str = "hi") -> Draft:
+    return Draft(client_id=client_id, content=content)
+
+
+async def test_send_orders_messages_and_is_idempotent(stack: Stack) -> None:
+    m = stack.messaging
+    group = await m.create_group("alice", "Team", ["bob", "carol"])
+    first = await m.send("alice", group.id, text("c1", "one"))
+    second = await m.send("bob", group.id, text("c2", "two"))
+    again = await m.send("alice", group.id, text("c1", "one (retried)"))
+    assert (first.seq, second.seq) == (1, 2)
+    assert again == first
+    history = await m.history("carol", group.id)
+    assert [(x.seq, x.content) for x in history] == [(1, "one"), (2, "two")]
+
+
+async def test_events_are_published_to_the_conversation_topic(stack: Stack) -> None:
+    m = stack.messaging
+    group = await m.create_group("alice", "Team", ["bob"])
+    seen: list[tuple[str, Any]] = []
+    await stack.broker.subscribe(
+        f"conversation:{group.id}", lambda t, d: seen.append(decode_event(d))
+    )
+    sent = await m.send("bob", group.id, text("c1"))
+    await m.react("alice", group.id, sent.seq, "👍")
+    await m.mark_read("alice", group.id, sent.seq)
+    names = [name for name, _ in seen]
+    assert names == ["new_message", "reaction_changed", "read"]
+    assert seen[0][1]["message"]["seq"] == 1
+
+
+async def test_bad_input_is_refused_and_nothing_is_written(stack: Stack) -> None:
+    m = stack.messaging
+    group = await m.create_group("alice", "Team", ["bob"])
+    await refused(m.send("mallory", group.id, text("x")), Reason.NOT_MEMBER)
+    await refused(m.send("alice", group.id, text("big", "x" * 10_001)), Reason.TOO_LARGE)
+    await refused(m.send("alice", group.id, text("")), Reason.INVALID)
+    await refused(m.send("alice", group.id, Draft(client_id="e", content="")), Reason.INVALID)
+    bad_file = Attachment(id="f", mime_type="not a type", size=1, name="a")
+    await refused(
+        m.send("alice", group.id, Draft(client_id="m", kind="media", attachments=(bad_file,))),
+        Reason.INVALID,
+    )
+    await refused(m.send("alice", "no-such-conversation", text("x")), Reason.NOT_FOUND)
+    assert await m.history("alice", group.id) == []
+    sent = await m.send("alice", group.id, text("ok", "ok"))
+    await refused(m.edit("bob", group.id, sent.seq, "mine now"), Reason.FORBIDDEN)
+    await refused(m.react("bob", group.id, sent.seq, "not an emoji"), Reason.INVALID)
+    await refused(m.pin("bob", group.id, sent.seq), Reason.FORBIDDEN)
+    await refused(m.add_members("bob", group.id, ["eve"]), Reason.FORBIDDEN)
+    await refused(m.edit("alice", group.id, 99, "x"), Reason.NOT_FOUND)
+    (kept,) = await m.history("alice", group.id)
+    assert (kept.content, kept.reactions, kept.pinned) == ("ok", {}, False)
+
+
+async def test_edit_delete_react_pin_and_membership(stack: Stack) -> None:
+    m = stack.messaging
+    group = await m.create_group("alice", "Team", ["bob"])
+    sent = await m.send("bob", group.id, text("c1", "typo"))
+    edited = await m.edit("bob", group.id, sent.seq, "fixed")
+    assert edited.content == "fixed"
+    assert edited.edited_at is not None
+    reacted = await m.react("alice", group.id, sent.seq, "🎉")
+    assert reacted.reactions == {"🎉": ("alice",)}
+    assert (await m.pin("alice", group.id, sent.seq)).pinned
+    await m.add_members("alice", group.id, ["carol"])
+    from_carol = await m.send("carol", group.id, text("c3", "hello all"))
+    deleted = await m.delete("alice", group.id, from_carol.seq)  # admins moderate
+    assert deleted.deleted
+    assert deleted.content == ""
+    await m.remove_member("alice", group.id, "carol")
+    await refused(m.send("carol", group.id, text("c4")), Reason.NOT_MEMBER)
+    kinds = [x.kind for x in await m.history("alice", group.id)]
+    assert "system" in kinds  # member added/removed are recorded in order
+
+
+async def test_direct_conversations_are_one_per_pair(stack: Stack) -> None:
+    m = stack.messaging
+    first = await m.direct("ann", "ben")
+    second = await m.direct("ben", "ann")
+    assert first.id == second.id
+    await refused(m.add_members("ann", first.id, ["cat"]), Reason.FORBIDDEN)
+    await refused(m.direct("ann", "ann"), Reason.INVALID)
+
+
+async def test_read_state_and_unread_counts(stack: Stack) -> None:
+    m = stack.messaging
+    group = await m.create_group("alice", "Team", ["bob"])
+    for n in range(5):
+        await m.send("alice", group.id, text(f"c{n}"))
+    assert await m.unread_counts("bob") == {group.id: 5}
+    assert await m.mark_read("bob", group.id, 3) == 3
+    assert await m.mark_read("bob", group.id, 1) == 3  # never backwards
+    assert await m.mark_read("bob", group.id, 999) == 5  # capped at the last seq
+    assert await m.unread_counts("bob") == {group.id: 0}
+    listing = await m.list_conversations("bob")
+    assert listing[0].conversation.id == group.id
+    assert listing[0].unread_count == 0
+
+
+@pytest.mark.chaos
+async def test_killing_actors_mid_send_loses_nothing_acknowledged(stack: Stack) -> None:
+    m = stack.messaging
+    group = await m.create_group("alice", "Chaos", ["bob", "carol"])
+    acknowledged: dict[str, int] = {}
+    stop = asyncio.Event()
+
+    async def sender(user: str) -> None:
+        for n in range(60):
+            client_id = f"{user}-{n}"
+            for _attempt in range(20):  # a client retries until acknowledged
+                try:
+                    message = await m.send(user, group.id, text(client_id, client_id))
+                except WhisprError as exc:
+                    if exc.reason is not Reason.UNAVAILABLE:
+                        raise
+                    await asyncio.sleep(0.001)
+                    continue
+                acknowledged[client_id] = message.seq
+                break
+            else:
+                raise AssertionError(f"{client_id} never acknowledged")
+
+    async def killer() -> None:
+        rng = random.Random(7)
+        while not stop.is_set():
+            ref = stack.registry.whereis(("conversation", group.id))
+            if ref is not None and rng.random() < 0.5:
+                ref.kill("chaos")
+            await asyncio.sleep(rng.uniform(0, 0.004))
+
+    chaos = asyncio.create_task(killer())
+    await asyncio.gather(*(sender(u) for u in ("alice", "bob", "carol")))
+    stop.set()
+    await chaos
+    stored = await m.history("alice", group.id, after_seq=0, limit=200)
+    assert [x.seq for x in stored] == list(range(1, len(stored) + 1))  # gap-free
+    contents = [x.content for x in stored]
+    assert len(contents) == len(set(contents)) == 180  # each exactly once
+    assert {x.content: x.seq for x in stored} == acknowledged
+
+
+async def test_two_nodes_on_one_store_keep_one_order(stack: Stack) -> None:
+    other = await build_stack(stack.store)  # a second node: own registry, own actors
+    try:
+        group = await stack.messaging.create_group("alice", "Shared", ["bob"])
+
+        async def burst(node: Stack, user: str) -> list[int]:
+            seqs = []
+            for n in range(40):
+                sent = await node.messaging.send(user, group.id, text(f"{user}-{n}"))
+                seqs.append(sent.seq)
+            return seqs
+
+        a, b = await asyncio.gather(burst(stack, "alice"), burst(other, "bob"))
+        assert sorted(a + b) == list(range(1, 81))
+        stored = await stack.messaging.history("alice", group.id, after_seq=0, limit=200)
+        assert [x.seq for x in stored] == list(range(1, 81))
+    finally:
+        other.supervisor.stop(block=False)
+        await other.supervisor.wait_exit()

@@ -1,0 +1,80 @@
+"""The node's infrastructure services: each owns one connection pool's life.
+
+A service opens its resource in ``on_start`` and closes it in ``on_stop``,
+and publishes it on the :class:`~whispr.node.Node` for the services started
+after it. Because the root is ``rest_for_one``, a restarted store or broker
+restarts everything after it, and those pick up the new instance.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import structlog
+
+from actors.batching import Batcher
+from actors.model import InsertResult, Message
+from supervisors import AsyncioActor
+from whispr.broker import open_broker
+from whispr.store.factory import open_store
+
+if TYPE_CHECKING:
+    from whispr.node import Node
+
+__all__ = ["BrokerService", "StoreService"]
+
+log = structlog.get_logger("whispr.services")
+
+
+class StoreService(AsyncioActor):
+    """Opens the store (PostgreSQL or SQLite), applies migrations, runs group commit."""
+
+    def __init__(self, node: Node) -> None:
+        super().__init__()
+        self.node = node
+
+    async def on_start(self) -> None:
+        settings = self.node.settings
+        store = open_store(settings.database_url, settings.sqlite_path)
+        await store.open()
+        try:
+            await store.migrate()
+        except BaseException:
+            await store.close()
+            raise
+        self.node.store = store
+        self.node.commit = Batcher[Message, InsertResult](
+            store.insert_messages, max_batch=1000, max_in_flight=2, name="group-commit"
+        )
+        log.info("store open", backend="postgresql" if settings.database_url else "sqlite")
+
+    async def on_stop(self) -> None:
+        commit, store = self.node.commit, self.node.store
+        self.node.commit = None
+        self.node.store = None
+        if commit is not None:
+            await commit.close()
+        if store is not None:
+            await store.close()
+        log.info("store closed")
+
+
+class BrokerService(AsyncioActor):
+    """Connects the broker (Redis pub/sub, or in-process)."""
+
+    def __init__(self, node: Node) -> None:
+        super().__init__()
+        self.node = node
+
+    async def on_start(self) -> None:
+        settings = self.node.settings
+        broker = open_broker(settings.redis_url, settings.node_name)
+        await broker.open()
+        self.node.broker = broker
+        log.info("broker open", backend="redis" if settings.redis_url else "in-process")
+
+    async def on_stop(self) -> None:
+        broker, self.node.broker = self.node.broker, None
+        if broker is not None:
+            await broker.close()
+        log.info("broker closed")

@@ -1,0 +1,83 @@
+"""Rows to records: the decoding both backends share."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import msgspec
+
+from actors.model import Attachment, Conversation, Member, Message
+
+__all__ = ["conversation", "dumps", "member", "message", "reactions_by_seq"]
+
+_encoder = msgspec.json.Encoder()
+_attachments = msgspec.json.Decoder(tuple[Attachment, ...])
+_object = msgspec.json.Decoder(dict[str, Any])
+
+
+def dumps(value: Any) -> str:
+    return _encoder.encode(value).decode()
+
+
+def _json_object(value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return value
+    return _object.decode(value)
+
+
+def conversation(row: Mapping[str, Any]) -> Conversation:
+    return Conversation(
+        id=row["id"],
+        kind=row["kind"],
+        title=row["title"],
+        avatar=row["avatar"],
+        created_by=row["created_by"],
+        created_at=row["created_at"],
+        last_seq=row["last_seq"],
+        last_message_at=row["last_message_at"],
+        settings=_json_object(row["settings"]),
+    )
+
+
+def member(row: Mapping[str, Any]) -> Member:
+    return Member(
+        conversation_id=row["conversation_id"],
+        user_id=row["user_id"],
+        role=row["role"],
+        joined_at=row["joined_at"],
+        muted_until=row["muted_until"],
+        notifications=row["notifications"],
+        read_seq=row["read_seq"],
+    )
+
+
+def message(row: Mapping[str, Any], reactions: dict[str, tuple[str, ...]] | None = None) -> Message:
+    attachments = row["attachments"]
+    return Message(
+        conversation_id=row["conversation_id"],
+        seq=row["seq"],
+        id=row["id"],
+        client_id=row["client_id"],
+        sender_id=row["sender_id"],
+        kind=row["kind"],
+        content=row["content"],
+        attachments=_attachments.decode(attachments) if attachments else (),
+        reply_to=row["reply_to"],
+        created_at=row["created_at"],
+        edited_at=row["edited_at"],
+        deleted=bool(row["deleted"]),
+        reactions=reactions or {},
+        pinned=bool(row["pinned"]),
+        metadata=_json_object(row["metadata"]),
+    )
+
+
+def reactions_by_seq(
+    rows: Iterable[Mapping[str, Any]],
+) -> dict[int, dict[str, tuple[str, ...]]]:
+    """``seq -> emoji -> user ids`` from rows ordered by seq, emoji, time."""
+    grouped: dict[int, dict[str, list[str]]] = {}
+    for row in rows:
+        grouped.setdefault(row["seq"], {}).setdefault(row["emoji"], []).append(row["user_id"])
+    return {seq: {e: tuple(u) for e, u in by_emoji.items()} for seq, by_emoji in grouped.items()}

@@ -1,0 +1,656 @@
+"""``PostgresStore``: the production store, on an asyncpg pool.
+
+Group commit is one statement: the batch goes in as arrays, ``unnest``
+turns them into rows, ``ON CONFLICT DO NOTHING`` lets both unique keys
+(seq, client id) decide, and a data-modifying CTE moves the conversations'
+``last_seq`` in the same statement, so a whole batch of many conversations
+costs one round trip and is atomic. Rows that were not inserted are looked up
+by client id afterwards (rare: retries and races) to tell a duplicate from a
+seq conflict.
+
+Connection failures and timeouts become ``WhisprError(unavailable)``; no
+asyncpg exception leaves this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import asyncpg
+
+from actors.errors import Reason, WhisprError
+from actors.model import (
+    Conversation,
+    ConversationSummary,
+    InsertResult,
+    Member,
+    Message,
+    new_id,
+)
+from actors.ports import UNCHANGED
+from whispr.store import _rows, migrations
+
+__all__ = ["PostgresStore"]
+
+_MESSAGE_COLUMNS = (
+    "conversation_id, seq, id, client_id, sender_id, kind, content, attachments::text, "
+    "reply_to, created_at, edited_at, deleted, pinned, metadata::text"
+)
+_CONVERSATION_COLUMNS = (
+    "id, kind, title, avatar, created_by, created_at, last_seq, last_message_at, settings::text"
+)
+_MIGRATION_LOCK = 0x5748_4953_5052  # "WHISPR": one migrator at a time across nodes
+
+_UNAVAILABLE = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.QueryCanceledError,
+    asyncpg.InsufficientResourcesError,
+    asyncpg.OperatorInterventionError,
+)
+#: Transient failures of a whole transaction, safe to retry as it is.
+_RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+_INSERT_ATTEMPTS = 3
+
+
+def _translate(exc: BaseException) -> WhisprError | None:
+    """The catalogue's error for a driver exception, or None for ours to pass through."""
+    if isinstance(exc, WhisprError):
+        return None
+    if isinstance(exc, _UNAVAILABLE):
+        return WhisprError(Reason.UNAVAILABLE, f"PostgreSQL unavailable: {exc}")
+    if isinstance(exc, asyncpg.CheckViolationError | asyncpg.DataError):
+        return WhisprError(Reason.INVALID, f"rejected by the database: {exc}")
+    if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
+        return WhisprError(Reason.CONFLICT, f"conflicts with stored data: {exc}")
+    if isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError):
+        return WhisprError(Reason.UNAVAILABLE, f"PostgreSQL error: {exc}")
+    return None
+
+
+#: Group commit: one statement, one round trip, for a batch of many conversations.
+_INSERT_BATCH = """
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[],
+        $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[],
+        $10::double precision[], $11::text[])
+    AS t(conversation_id, seq, id, client_id, sender_id, kind, content,
+         attachments, reply_to, created_at, metadata)
+), written AS (
+    INSERT INTO messages (conversation_id, seq, id, client_id, sender_id, kind,
+        content, attachments, reply_to, created_at, metadata)
+    SELECT conversation_id, seq, id, client_id, sender_id, kind, content,
+        attachments::jsonb, reply_to, created_at, metadata::jsonb FROM input
+    ON CONFLICT DO NOTHING
+    RETURNING conversation_id, seq, sender_id, client_id, created_at
+), bumped AS (
+    UPDATE conversations c
+    SET last_seq = GREATEST(c.last_seq, w.seq),
+        last_message_at = GREATEST(COALESCE(c.last_message_at, 0), w.at)
+    FROM (SELECT conversation_id, max(seq) AS seq, max(created_at) AS at
+          FROM written GROUP BY conversation_id) w
+    WHERE c.id = w.conversation_id
+)
+SELECT conversation_id, seq, sender_id, client_id FROM written
+"""
+
+
+class PostgresStore:
+    """The :class:`actors.ports.Store` on PostgreSQL."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        server_settings: dict[str, str] | None = None,
+        command_timeout: float = 5.0,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        self.url = url
+        self.min_size = min_size
+        self.max_size = max_size
+        self.server_settings = server_settings
+        self.command_timeout = command_timeout
+        self.connect_timeout = connect_timeout
+        self._pool: asyncpg.Pool | None = None
+
+    async def open(self) -> None:
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.url,
+                min_size=self.min_size,
+                max_size=self.max_size,
+                server_settings=self.server_settings,
+                command_timeout=self.command_timeout,
+                timeout=self.connect_timeout,
+            )
+        except Exception as exc:
+            error = _translate(exc)
+            if error is None:
+                raise
+            raise WhisprError(Reason.UNAVAILABLE, f"PostgreSQL unreachable: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(pool.close(), timeout=5)
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        if self._pool is None:
+            raise WhisprError(Reason.UNAVAILABLE, "the store is not open")
+        try:
+            async with self._pool.acquire(timeout=self.connect_timeout) as connection:
+                yield connection
+        except Exception as exc:
+            error = _translate(exc)
+            if error is None:
+                raise
+            raise error from exc
+
+    async def _fetch(self, query: str, *args: Any) -> list[Any]:
+        async with self._connection() as c:
+            return list(await c.fetch(query, *args))
+
+    async def _fetchrow(self, query: str, *args: Any) -> Any:
+        async with self._connection() as c:
+            return await c.fetchrow(query, *args)
+
+    async def _execute(self, query: str, *args: Any) -> str:
+        async with self._connection() as c:
+            return str(await c.execute(query, *args))
+
+    async def ping(self) -> bool:
+        try:
+            await self._fetchrow("SELECT 1")
+        except WhisprError:
+            return False
+        return True
+
+    async def migrate(self) -> None:
+        async with self._connection() as c, c.transaction():
+            await c.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            await c.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY, "
+                "applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {r[0] for r in await c.fetch("SELECT version FROM schema_migrations")}
+            for version, sql in migrations.load("postgres"):
+                if version not in done:
+                    await c.execute(sql)
+                    await c.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+
+    # -- conversations ---------------------------------------------------------------
+
+    async def create_conversation(
+        self, conversation: Conversation, members: Sequence[Member]
+    ) -> None:
+        async with self._connection() as c, c.transaction():
+            await _insert_conversation(c, conversation)
+            await _insert_members(c, members)
+
+    async def get_or_create_direct(self, user_a: str, user_b: str, now: float) -> Conversation:
+        low, high = sorted((user_a, user_b))
+        async with self._connection() as c, c.transaction():
+            found = await c.fetchval(
+                "SELECT conversation_id FROM direct_pairs WHERE user_low = $1 AND user_high = $2",
+                low,
+                high,
+            )
+            if found is None:
+                candidate = new_id()
+                await _insert_conversation(
+                    c,
+                    Conversation(id=candidate, kind="direct", created_by=user_a, created_at=now),
+                )
+                found = await c.fetchval(
+                    "INSERT INTO direct_pairs VALUES ($1, $2, $3) ON CONFLICT DO NOTHING "
+                    "RETURNING conversation_id",
+                    low,
+                    high,
+                    candidate,
+                )
+                if found is None:  # another node created it meanwhile: use theirs
+                    await c.execute("DELETE FROM conversations WHERE id = $1", candidate)
+                    found = await c.fetchval(
+                        "SELECT conversation_id FROM direct_pairs WHERE user_low = $1 "
+                        "AND user_high = $2",
+                        low,
+                        high,
+                    )
+                else:
+                    await _insert_members(
+                        c,
+                        [
+                            Member(conversation_id=found, user_id=u, role="member", joined_at=now)
+                            for u in (low, high)
+                        ],
+                    )
+        conversation = await self.get_conversation(found)
+        assert conversation is not None
+        return conversation
+
+    async def get_conversation(self, conversation_id: str) -> Conversation | None:
+        row = await self._fetchrow(
+            f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE id = $1", conversation_id
+        )
+        return _rows.conversation(row) if row is not None else None
+
+    async def _require_conversation(self, conversation_id: str) -> Conversation:
+        found = await self.get_conversation(conversation_id)
+        if found is None:
+            raise WhisprError(Reason.NOT_FOUND, f"no conversation {conversation_id}")
+        return found
+
+    async def update_conversation(
+        self,
+        conversation_id: str,
+        *,
+        title: str | None = UNCHANGED,
+        avatar: str | None = UNCHANGED,
+        settings: dict[str, Any] = UNCHANGED,
+    ) -> Conversation:
+        current = await self._require_conversation(conversation_id)
+        await self._execute(
+            "UPDATE conversations SET title = $2, avatar = $3, settings = $4::jsonb WHERE id = $1",
+            conversation_id,
+            current.title if title is UNCHANGED else title,
+            current.avatar if avatar is UNCHANGED else avatar,
+            _rows.dumps(current.settings if settings is UNCHANGED else settings),
+        )
+        return await self._require_conversation(conversation_id)
+
+    async def list_members(self, conversation_id: str) -> list[Member]:
+        rows = await self._fetch(
+            "SELECT * FROM members WHERE conversation_id = $1 ORDER BY joined_at, user_id",
+            conversation_id,
+        )
+        return [_rows.member(r) for r in rows]
+
+    async def add_members(self, members: Sequence[Member]) -> None:
+        for conversation_id in {m.conversation_id for m in members}:
+            await self._require_conversation(conversation_id)
+        async with self._connection() as c:
+            await _insert_members(c, members)
+
+    async def remove_member(self, conversation_id: str, user_id: str) -> None:
+        status = await self._execute(
+            "DELETE FROM members WHERE conversation_id = $1 AND user_id = $2",
+            conversation_id,
+            user_id,
+        )
+        if status.endswith(" 0"):
+            raise WhisprError(Reason.NOT_FOUND, f"{user_id} is not a member")
+
+    async def update_member(
+        self,
+        conversation_id: str,
+        user_id: str,
+        *,
+        role: str = UNCHANGED,
+        muted_until: float | None = UNCHANGED,
+        notifications: str = UNCHANGED,
+    ) -> Member:
+        current = await self._member(conversation_id, user_id)
+        row = await self._fetchrow(
+            "UPDATE members SET role = $3, muted_until = $4, notifications = $5 "
+            "WHERE conversation_id = $1 AND user_id = $2 RETURNING *",
+            conversation_id,
+            user_id,
+            current.role if role is UNCHANGED else role,
+            current.muted_until if muted_until is UNCHANGED else muted_until,
+            current.notifications if notifications is UNCHANGED else notifications,
+        )
+        return _rows.member(row)
+
+    async def _member(self, conversation_id: str, user_id: str) -> Member:
+        row = await self._fetchrow(
+            "SELECT * FROM members WHERE conversation_id = $1 AND user_id = $2",
+            conversation_id,
+            user_id,
+        )
+        if row is None:
+            raise WhisprError(Reason.NOT_FOUND, f"{user_id} is not a member")
+        return _rows.member(row)
+
+    async def list_user_conversations(
+        self, user_id: str, limit: int, before: float | None = None
+    ) -> list[ConversationSummary]:
+        rows = await self._fetch(
+            f"SELECT {', '.join('c.' + x for x in _CONVERSATION_COLUMNS.split(', '))}, "
+            "m.role AS member_role, m.read_seq AS member_read_seq, "
+            "(SELECT count(*) FROM messages x WHERE x.conversation_id = c.id "
+            " AND x.seq > m.read_seq AND x.sender_id <> m.user_id AND NOT x.deleted) AS unread "
+            "FROM members m JOIN conversations c ON c.id = m.conversation_id "
+            "WHERE m.user_id = $1 AND ($2::double precision IS NULL "
+            " OR COALESCE(c.last_message_at, c.created_at) < $2) "
+            "ORDER BY COALESCE(c.last_message_at, c.created_at) DESC, c.id DESC LIMIT $3",
+            user_id,
+            before,
+            limit,
+        )
+        summaries = []
+        for row in rows:
+            conversation = _rows.conversation(row)
+            page = await self.page_messages(conversation.id, limit=1, viewer_id=user_id)
+            summaries.append(
+                ConversationSummary(
+                    conversation=conversation,
+                    role=row["member_role"],
+                    last_message=page[-1] if page else None,
+                    unread_count=int(row["unread"]),
+                )
+            )
+        return summaries
+
+    # -- messages ------------------------------------------------------------------------
+
+    async def insert_messages(self, batch: Sequence[Message]) -> list[InsertResult]:
+        if not batch:
+            return []
+        columns = list(
+            zip(
+                *(
+                    (
+                        m.conversation_id,
+                        m.seq,
+                        m.id,
+                        m.client_id,
+                        m.sender_id,
+                        m.kind,
+                        m.content,
+                        _rows.dumps(m.attachments),
+                        m.reply_to,
+                        m.created_at,
+                        _rows.dumps(m.metadata),
+                    )
+                    for m in batch
+                ),
+                strict=True,
+            )
+        )
+        inserted: list[Any] = []
+        for attempt in range(1, _INSERT_ATTEMPTS + 1):
+            try:
+                async with self._connection() as c:
+                    inserted = await c.fetch(_INSERT_BATCH, *columns)
+                break
+            except WhisprError as exc:
+                # A deadlock with another node's batch (rows locked in another
+                # order) aborts the whole statement, so running it again is safe.
+                if not isinstance(exc.__cause__, _RETRYABLE) or attempt == _INSERT_ATTEMPTS:
+                    raise
+                await asyncio.sleep(0.01 * attempt)
+        # Each written row is claimed by the first message of the batch it
+        # matches; the others are told apart as if the batch ran in order.
+        written = Counter(
+            (r["conversation_id"], r["seq"], r["sender_id"], r["client_id"]) for r in inserted
+        )
+        inserted_at: dict[tuple[str, int], int] = {}
+        for index, m in enumerate(batch):
+            key = (m.conversation_id, m.seq, m.sender_id, m.client_id)
+            if written[key] > 0:
+                written[key] -= 1
+                inserted_at[(m.conversation_id, m.seq)] = index
+        results = []
+        for index, m in enumerate(batch):
+            if inserted_at.get((m.conversation_id, m.seq)) == index:
+                results.append(InsertResult(status="inserted", message=m))
+                continue
+            original = await self.find_by_client_id(m.conversation_id, m.sender_id, m.client_id)
+            written_later = (
+                original is not None
+                and inserted_at.get((original.conversation_id, original.seq), -1) > index
+            )
+            if original is not None and not written_later:
+                results.append(InsertResult(status="duplicate", message=original))
+            else:
+                results.append(InsertResult(status="seq_conflict", message=m))
+        return results
+
+    async def find_by_client_id(
+        self, conversation_id: str, sender_id: str, client_id: str
+    ) -> Message | None:
+        seq = await self._fetchrow(
+            "SELECT seq FROM messages WHERE conversation_id = $1 AND sender_id = $2 "
+            "AND client_id = $3",
+            conversation_id,
+            sender_id,
+            client_id,
+        )
+        return await self.get_message(conversation_id, seq[0]) if seq is not None else None
+
+    async def get_message(self, conversation_id: str, seq: int) -> Message | None:
+        page = await self._messages(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND seq = $2",
+            conversation_id,
+            conversation_id,
+            seq,
+        )
+        return page[0] if page else None
+
+    async def _messages(self, query: str, conversation_id: str, *args: Any) -> list[Message]:
+        async with self._connection() as c:
+            rows = await c.fetch(query, *args)
+            rows = sorted(rows, key=lambda r: r["seq"])
+            reactions = (
+                _rows.reactions_by_seq(
+                    await c.fetch(
+                        "SELECT seq, emoji, user_id FROM reactions WHERE conversation_id = $1 "
+                        "AND seq = ANY($2::bigint[]) ORDER BY seq, emoji, created_at, user_id",
+                        conversation_id,
+                        [r["seq"] for r in rows],
+                    )
+                )
+                if rows
+                else {}
+            )
+        return [_rows.message(r, reactions.get(r["seq"])) for r in rows]
+
+    async def _require_message(self, conversation_id: str, seq: int) -> Message:
+        found = await self.get_message(conversation_id, seq)
+        if found is None:
+            raise WhisprError(Reason.NOT_FOUND, f"no message {seq} in {conversation_id}")
+        return found
+
+    async def last_seq(self, conversation_id: str) -> int:
+        row = await self._fetchrow(
+            "SELECT COALESCE(max(seq), 0) FROM messages WHERE conversation_id = $1",
+            conversation_id,
+        )
+        return int(row[0])
+
+    async def page_messages(
+        self,
+        conversation_id: str,
+        *,
+        before_seq: int | None = None,
+        after_seq: int | None = None,
+        limit: int = 50,
+        viewer_id: str | None = None,
+    ) -> list[Message]:
+        order = "ASC" if after_seq is not None else "DESC"
+        return await self._messages(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages m WHERE conversation_id = $1 "
+            "AND ($2::bigint IS NULL OR seq < $2) AND ($3::bigint IS NULL OR seq > $3) "
+            "AND ($4::text IS NULL OR NOT EXISTS (SELECT 1 FROM hidden_messages h "
+            " WHERE h.conversation_id = m.conversation_id AND h.user_id = $4 AND h.seq = m.seq)) "
+            f"ORDER BY seq {order} LIMIT $5",
+            conversation_id,
+            conversation_id,
+            before_seq,
+            after_seq,
+            viewer_id,
+            max(1, min(limit, 200)),
+        )
+
+    async def _update_message(
+        self, conversation_id: str, seq: int, query: str, *args: Any
+    ) -> Message:
+        status = await self._execute(query, conversation_id, seq, *args)
+        if status.endswith(" 0"):
+            raise WhisprError(Reason.NOT_FOUND, f"no message {seq} in {conversation_id}")
+        return await self._require_message(conversation_id, seq)
+
+    async def edit_message(
+        self, conversation_id: str, seq: int, content: str, edited_at: float
+    ) -> Message:
+        return await self._update_message(
+            conversation_id,
+            seq,
+            "UPDATE messages SET content = $3, edited_at = $4 WHERE conversation_id = $1 "
+            "AND seq = $2",
+            content,
+            edited_at,
+        )
+
+    async def delete_message(self, conversation_id: str, seq: int) -> Message:
+        return await self._update_message(
+            conversation_id,
+            seq,
+            "UPDATE messages SET deleted = true, content = '', attachments = '[]', "
+            "pinned = false WHERE conversation_id = $1 AND seq = $2",
+        )
+
+    async def hide_message(self, conversation_id: str, seq: int, user_id: str) -> None:
+        await self._require_message(conversation_id, seq)
+        await self._execute(
+            "INSERT INTO hidden_messages VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            conversation_id,
+            seq,
+            user_id,
+        )
+
+    async def add_reaction(
+        self, conversation_id: str, seq: int, user_id: str, emoji: str
+    ) -> Message:
+        await self._require_message(conversation_id, seq)
+        await self._execute(
+            "INSERT INTO reactions VALUES ($1, $2, $3, $4, extract(epoch FROM clock_timestamp())) "
+            "ON CONFLICT DO NOTHING",
+            conversation_id,
+            seq,
+            emoji,
+            user_id,
+        )
+        return await self._require_message(conversation_id, seq)
+
+    async def remove_reaction(
+        self, conversation_id: str, seq: int, user_id: str, emoji: str
+    ) -> Message:
+        await self._require_message(conversation_id, seq)
+        await self._execute(
+            "DELETE FROM reactions WHERE conversation_id = $1 AND seq = $2 AND emoji = $3 "
+            "AND user_id = $4",
+            conversation_id,
+            seq,
+            emoji,
+            user_id,
+        )
+        return await self._require_message(conversation_id, seq)
+
+    async def set_pinned(self, conversation_id: str, seq: int, pinned: bool) -> Message:
+        return await self._update_message(
+            conversation_id,
+            seq,
+            "UPDATE messages SET pinned = $3 WHERE conversation_id = $1 AND seq = $2",
+            pinned,
+        )
+
+    async def list_pinned(self, conversation_id: str) -> list[Message]:
+        return await self._messages(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND pinned "
+            "ORDER BY seq",
+            conversation_id,
+            conversation_id,
+        )
+
+    # -- cursors -------------------------------------------------------------------------
+
+    async def mark_read(self, conversation_id: str, user_id: str, seq: int) -> int:
+        row = await self._fetchrow(
+            "UPDATE members SET read_seq = GREATEST(read_seq, $3) WHERE conversation_id = $1 "
+            "AND user_id = $2 RETURNING read_seq",
+            conversation_id,
+            user_id,
+            seq,
+        )
+        if row is None:
+            raise WhisprError(Reason.NOT_FOUND, f"{user_id} is not a member")
+        return int(row[0])
+
+    async def mark_delivered(
+        self, conversation_id: str, user_id: str, device_id: str, seq: int
+    ) -> int:
+        await self._member(conversation_id, user_id)
+        row = await self._fetchrow(
+            "INSERT INTO delivered_cursors VALUES ($1, $2, $3, $4) "
+            "ON CONFLICT (conversation_id, user_id, device_id) "
+            "DO UPDATE SET seq = GREATEST(delivered_cursors.seq, excluded.seq) RETURNING seq",
+            conversation_id,
+            user_id,
+            device_id,
+            seq,
+        )
+        return int(row[0])
+
+    async def get_read_cursors(self, conversation_id: str) -> dict[str, int]:
+        rows = await self._fetch(
+            "SELECT user_id, read_seq FROM members WHERE conversation_id = $1", conversation_id
+        )
+        return {r[0]: int(r[1]) for r in rows}
+
+    async def unread_counts(self, user_id: str) -> dict[str, int]:
+        rows = await self._fetch(
+            "SELECT m.conversation_id, (SELECT count(*) FROM messages x WHERE "
+            "x.conversation_id = m.conversation_id AND x.seq > m.read_seq AND "
+            "x.sender_id <> m.user_id AND NOT x.deleted) FROM members m WHERE m.user_id = $1",
+            user_id,
+        )
+        return {r[0]: int(r[1]) for r in rows}
+
+
+async def _insert_conversation(connection: Any, c: Conversation) -> None:
+    await connection.execute(
+        "INSERT INTO conversations (id, kind, title, avatar, created_by, created_at, last_seq, "
+        "last_message_at, settings) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)",
+        c.id,
+        c.kind,
+        c.title,
+        c.avatar,
+        c.created_by,
+        c.created_at,
+        c.last_seq,
+        c.last_message_at,
+        _rows.dumps(c.settings),
+    )
+
+
+async def _insert_members(connection: Any, members: Sequence[Member]) -> None:
+    await connection.executemany(
+        "INSERT INTO members (conversation_id, user_id, role, joined_at, muted_until, "
+        "notifications, read_seq) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+        "ON CONFLICT (conversation_id, user_id) DO NOTHING",
+        [
+            (
+                m.conversation_id,
+                m.user_id,
+                m.role,
+                m.joined_at,
+                m.muted_until,
+                m.notifications,
+                m.read_seq,
+            )
+            for m in members
+        ],
+    )

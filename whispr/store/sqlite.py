@@ -1,0 +1,635 @@
+"""``SqliteStore``: the embedded store, for a first run and for development.
+
+One SQLite file in WAL mode, one connection (aiosqlite runs it on its own
+thread), so writes are serialised by construction. The contract is the
+PostgreSQL store's, checked by the same test suite; what differs: no
+partitioning, JSON kept as text, and one node only (a file is not shared
+between machines).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from actors.errors import Reason, WhisprError
+from actors.model import (
+    Conversation,
+    ConversationSummary,
+    InsertResult,
+    Member,
+    Message,
+    new_id,
+)
+from actors.ports import UNCHANGED
+from whispr.store import _rows, migrations
+
+__all__ = ["SqliteStore"]
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+class _TaskLock:
+    """A lock a task may take again while holding it.
+
+    The store has one connection: a transaction of one coroutine must not
+    interleave with the statements of another, and public methods call each
+    other.
+    """
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._owner: asyncio.Task[Any] | None = None
+        self._depth = 0
+
+    @contextlib.asynccontextmanager
+    async def hold(self) -> AsyncIterator[None]:
+        task = asyncio.current_task()
+        if self._owner is not task:
+            await self._lock.acquire()
+            self._owner = task
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if self._depth == 0:
+                self._owner = None
+                self._lock.release()
+
+
+def _serialized(method: F) -> F:
+    @functools.wraps(method)
+    async def serialized(self: SqliteStore, *args: Any, **kwargs: Any) -> Any:
+        async with self._lock.hold():
+            try:
+                return await method(self, *args, **kwargs)
+            except sqlite3.IntegrityError as exc:
+                if "CHECK constraint" in str(exc):
+                    raise WhisprError(Reason.INVALID, f"rejected by the database: {exc}") from exc
+                raise WhisprError(Reason.CONFLICT, f"conflicts with stored data: {exc}") from exc
+            except (sqlite3.Error, ValueError) as exc:
+                # ValueError: aiosqlite's "no active connection" after a close.
+                raise WhisprError(Reason.UNAVAILABLE, f"SQLite unavailable: {exc}") from exc
+
+    return serialized  # type: ignore[return-value]
+
+
+_MESSAGE_COLUMNS = (
+    "conversation_id, seq, id, client_id, sender_id, kind, content, attachments, reply_to, "
+    "created_at, edited_at, deleted, pinned, metadata"
+)
+
+
+class SqliteStore:
+    """The :class:`actors.ports.Store` on one SQLite file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._db: aiosqlite.Connection | None = None
+        self._lock = _TaskLock()
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise WhisprError(Reason.UNAVAILABLE, "the store is not open")
+        return self._db
+
+    async def open(self) -> None:
+        if self.path != ":memory:":
+            try:  # the embedded default must work on a first run: make its folder
+                os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            except OSError as exc:
+                raise WhisprError(Reason.UNAVAILABLE, f"cannot open {self.path}: {exc}") from exc
+        try:
+            db = await aiosqlite.connect(self.path, isolation_level=None)
+        except sqlite3.Error as exc:
+            await asyncio.sleep(0.05)  # let aiosqlite's thread finish before the loop may close
+            raise WhisprError(Reason.UNAVAILABLE, f"cannot open {self.path}: {exc}") from exc
+        try:
+            db.row_factory = aiosqlite.Row
+            await db.execute("PRAGMA journal_mode=WAL")
+            # FULL: a send is acknowledged once durable, power loss included;
+            # group commit pays one fsync per batch, not per message.
+            await db.execute("PRAGMA synchronous=FULL")
+            await db.execute("PRAGMA foreign_keys=ON")
+            await db.execute("PRAGMA busy_timeout=5000")
+        except sqlite3.Error as exc:
+            await db.close()
+            raise WhisprError(Reason.UNAVAILABLE, f"cannot open {self.path}: {exc}") from exc
+        self._db = db
+
+    async def _all(self, query: str, parameters: Sequence[Any] = ()) -> list[Any]:
+        return list(await self.db.execute_fetchall(query, parameters))
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    @_serialized
+    async def ping(self) -> bool:
+        try:
+            await self.db.execute("SELECT 1")
+        except (sqlite3.Error, WhisprError, ValueError):
+            return False
+        return True
+
+    @_serialized
+    async def migrate(self) -> None:
+        db = self.db
+        await db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)"
+        )
+        done = {row[0] for row in await self._all("SELECT version FROM schema_migrations")}
+        for version, sql in migrations.load("sqlite"):
+            if version in done:
+                continue
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                await _run_script(db, sql)
+                await db.execute("INSERT INTO schema_migrations VALUES (?)", (version,))
+                await db.execute("COMMIT")
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+
+    # -- conversations ---------------------------------------------------------------
+
+    @_serialized
+    async def create_conversation(
+        self, conversation: Conversation, members: Sequence[Member]
+    ) -> None:
+        db = self.db
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            await self._insert_conversation(conversation)
+            await self._insert_members(members)
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+
+    async def _insert_conversation(self, c: Conversation) -> None:
+        await self.db.execute(
+            "INSERT INTO conversations (id, kind, title, avatar, created_by, created_at, "
+            "last_seq, last_message_at, settings) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                c.id,
+                c.kind,
+                c.title,
+                c.avatar,
+                c.created_by,
+                c.created_at,
+                c.last_seq,
+                c.last_message_at,
+                _rows.dumps(c.settings),
+            ),
+        )
+
+    async def _insert_members(self, members: Sequence[Member]) -> None:
+        await self.db.executemany(
+            "INSERT INTO members (conversation_id, user_id, role, joined_at, muted_until, "
+            "notifications, read_seq) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (conversation_id, user_id) DO NOTHING",
+            [
+                (
+                    m.conversation_id,
+                    m.user_id,
+                    m.role,
+                    m.joined_at,
+                    m.muted_until,
+                    m.notifications,
+                    m.read_seq,
+                )
+                for m in members
+            ],
+        )
+
+    @_serialized
+    async def get_or_create_direct(self, user_a: str, user_b: str, now: float) -> Conversation:
+        low, high = sorted((user_a, user_b))
+        db = self.db
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            rows = await self._all(
+                "SELECT conversation_id FROM direct_pairs WHERE user_low = ? AND user_high = ?",
+                (low, high),
+            )
+            if rows:
+                conversation_id = rows[0][0]
+            else:
+                conversation_id = new_id()
+                created = Conversation(
+                    id=conversation_id, kind="direct", created_by=user_a, created_at=now
+                )
+                await self._insert_conversation(created)
+                await self._insert_members(
+                    [
+                        Member(
+                            conversation_id=conversation_id, user_id=u, role="member", joined_at=now
+                        )
+                        for u in (low, high)
+                    ]
+                )
+                await db.execute(
+                    "INSERT INTO direct_pairs VALUES (?, ?, ?)", (low, high, conversation_id)
+                )
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+        found = await self.get_conversation(conversation_id)
+        assert found is not None
+        return found
+
+    @_serialized
+    async def get_conversation(self, conversation_id: str) -> Conversation | None:
+        rows = await self._all("SELECT * FROM conversations WHERE id = ?", (conversation_id,))
+        return _rows.conversation(rows[0]) if rows else None
+
+    async def _require_conversation(self, conversation_id: str) -> Conversation:
+        found = await self.get_conversation(conversation_id)
+        if found is None:
+            raise WhisprError(Reason.NOT_FOUND, f"no conversation {conversation_id}")
+        return found
+
+    @_serialized
+    async def update_conversation(
+        self,
+        conversation_id: str,
+        *,
+        title: str | None = UNCHANGED,
+        avatar: str | None = UNCHANGED,
+        settings: dict[str, Any] = UNCHANGED,
+    ) -> Conversation:
+        current = await self._require_conversation(conversation_id)
+        await self.db.execute(
+            "UPDATE conversations SET title = ?, avatar = ?, settings = ? WHERE id = ?",
+            (
+                current.title if title is UNCHANGED else title,
+                current.avatar if avatar is UNCHANGED else avatar,
+                _rows.dumps(current.settings if settings is UNCHANGED else settings),
+                conversation_id,
+            ),
+        )
+        return await self._require_conversation(conversation_id)
+
+    @_serialized
+    async def list_members(self, conversation_id: str) -> list[Member]:
+        rows = await self._all(
+            "SELECT * FROM members WHERE conversation_id = ? ORDER BY joined_at, user_id",
+            (conversation_id,),
+        )
+        return [_rows.member(r) for r in rows]
+
+    @_serialized
+    async def add_members(self, members: Sequence[Member]) -> None:
+        for conversation_id in {m.conversation_id for m in members}:
+            await self._require_conversation(conversation_id)
+        await self._insert_members(members)
+
+    @_serialized
+    async def remove_member(self, conversation_id: str, user_id: str) -> None:
+        cursor = await self.db.execute(
+            "DELETE FROM members WHERE conversation_id = ? AND user_id = ?",
+            (conversation_id, user_id),
+        )
+        if cursor.rowcount == 0:
+            raise WhisprError(Reason.NOT_FOUND, f"{user_id} is not a member")
+
+    @_serialized
+    async def update_member(
+        self,
+        conversation_id: str,
+        user_id: str,
+        *,
+        role: str = UNCHANGED,
+        muted_until: float | None = UNCHANGED,
+        notifications: str = UNCHANGED,
+    ) -> Member:
+        current = await self._member(conversation_id, user_id)
+        await self.db.execute(
+            "UPDATE members SET role = ?, muted_until = ?, notifications = ? "
+            "WHERE conversation_id = ? AND user_id = ?",
+            (
+                current.role if role is UNCHANGED else role,
+                current.muted_until if muted_until is UNCHANGED else muted_until,
+                current.notifications if notifications is UNCHANGED else notifications,
+                conversation_id,
+                user_id,
+            ),
+        )
+        return await self._member(conversation_id, user_id)
+
+    async def _member(self, conversation_id: str, user_id: str) -> Member:
+        rows = await self._all(
+            "SELECT * FROM members WHERE conversation_id = ? AND user_id = ?",
+            (conversation_id, user_id),
+        )
+        if not rows:
+            raise WhisprError(Reason.NOT_FOUND, f"{user_id} is not a member")
+        return _rows.member(rows[0])
+
+    @_serialized
+    async def list_user_conversations(
+        self, user_id: str, limit: int, before: float | None = None
+    ) -> list[ConversationSummary]:
+        rows = await self._all(
+            "SELECT c.*, m.role AS member_role, m.read_seq AS member_read_seq, "
+            "COALESCE(c.last_message_at, c.created_at) AS activity FROM members m "
+            "JOIN conversations c ON c.id = m.conversation_id WHERE m.user_id = ? "
+            "AND (? IS NULL OR COALESCE(c.last_message_at, c.created_at) < ?) "
+            "ORDER BY activity DESC, c.id DESC LIMIT ?",
+            (user_id, before, before, limit),
+        )
+        summaries = []
+        for row in rows:
+            conversation = _rows.conversation(row)
+            last = await self._last_visible(conversation.id, user_id)
+            unread = await self._unread(conversation.id, user_id, row["member_read_seq"])
+            summaries.append(
+                ConversationSummary(
+                    conversation=conversation,
+                    role=row["member_role"],
+                    last_message=last,
+                    unread_count=unread,
+                )
+            )
+        return summaries
+
+    async def _last_visible(self, conversation_id: str, user_id: str) -> Message | None:
+        page = await self.page_messages(conversation_id, limit=1, viewer_id=user_id)
+        return page[-1] if page else None
+
+    async def _unread(self, conversation_id: str, user_id: str, read_seq: int) -> int:
+        rows = await self._all(
+            "SELECT count(*) FROM messages WHERE conversation_id = ? AND seq > ? "
+            "AND sender_id <> ? AND NOT deleted",
+            (conversation_id, read_seq, user_id),
+        )
+        return int(rows[0][0])
+
+    # -- messages ------------------------------------------------------------------------
+
+    @_serialized
+    async def insert_messages(self, batch: Sequence[Message]) -> list[InsertResult]:
+        db = self.db
+        results: list[InsertResult] = []
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            for m in batch:
+                cursor = await db.execute(
+                    f"INSERT INTO messages ({_MESSAGE_COLUMNS}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    (
+                        m.conversation_id,
+                        m.seq,
+                        m.id,
+                        m.client_id,
+                        m.sender_id,
+                        m.kind,
+                        m.content,
+                        _rows.dumps(m.attachments),
+                        m.reply_to,
+                        m.created_at,
+                        m.edited_at,
+                        int(m.deleted),
+                        int(m.pinned),
+                        _rows.dumps(m.metadata),
+                    ),
+                )
+                if cursor.rowcount == 1:
+                    await db.execute(
+                        "UPDATE conversations SET last_seq = max(last_seq, ?), "
+                        "last_message_at = max(COALESCE(last_message_at, 0), ?) WHERE id = ?",
+                        (m.seq, m.created_at, m.conversation_id),
+                    )
+                    results.append(InsertResult(status="inserted", message=m))
+                    continue
+                original = await self.find_by_client_id(m.conversation_id, m.sender_id, m.client_id)
+                if original is not None:
+                    results.append(InsertResult(status="duplicate", message=original))
+                else:
+                    results.append(InsertResult(status="seq_conflict", message=m))
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+        return results
+
+    @_serialized
+    async def find_by_client_id(
+        self, conversation_id: str, sender_id: str, client_id: str
+    ) -> Message | None:
+        rows = await self._all(
+            "SELECT seq FROM messages WHERE conversation_id = ? AND sender_id = ? "
+            "AND client_id = ?",
+            (conversation_id, sender_id, client_id),
+        )
+        return await self.get_message(conversation_id, rows[0][0]) if rows else None
+
+    @_serialized
+    async def get_message(self, conversation_id: str, seq: int) -> Message | None:
+        rows = await self._all(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? AND seq = ?",
+            (conversation_id, seq),
+        )
+        if not rows:
+            return None
+        reactions = await self._reactions(conversation_id, [seq])
+        return _rows.message(rows[0], reactions.get(seq))
+
+    async def _require_message(self, conversation_id: str, seq: int) -> Message:
+        found = await self.get_message(conversation_id, seq)
+        if found is None:
+            raise WhisprError(Reason.NOT_FOUND, f"no message {seq} in {conversation_id}")
+        return found
+
+    async def _reactions(
+        self, conversation_id: str, seqs: Sequence[int]
+    ) -> dict[int, dict[str, tuple[str, ...]]]:
+        if not seqs:
+            return {}
+        marks = ",".join("?" * len(seqs))
+        rows = await self._all(
+            f"SELECT seq, emoji, user_id FROM reactions WHERE conversation_id = ? "
+            f"AND seq IN ({marks}) ORDER BY seq, emoji, created_at, user_id",
+            (conversation_id, *seqs),
+        )
+        return _rows.reactions_by_seq(rows)
+
+    @_serialized
+    async def last_seq(self, conversation_id: str) -> int:
+        rows = await self._all(
+            "SELECT COALESCE(max(seq), 0) FROM messages WHERE conversation_id = ?",
+            (conversation_id,),
+        )
+        return int(rows[0][0])
+
+    @_serialized
+    async def page_messages(
+        self,
+        conversation_id: str,
+        *,
+        before_seq: int | None = None,
+        after_seq: int | None = None,
+        limit: int = 50,
+        viewer_id: str | None = None,
+    ) -> list[Message]:
+        limit = max(1, min(limit, 200))
+        hidden = (
+            "AND seq NOT IN (SELECT seq FROM hidden_messages WHERE conversation_id = ? "
+            "AND user_id = ?)"
+        )
+        params: list[Any] = [conversation_id]
+        where = "conversation_id = ?"
+        if before_seq is not None:
+            where += " AND seq < ?"
+            params.append(before_seq)
+        if after_seq is not None:
+            where += " AND seq > ?"
+            params.append(after_seq)
+        if viewer_id is not None:
+            where += " " + hidden
+            params += [conversation_id, viewer_id]
+        order = "ASC" if after_seq is not None else "DESC"
+        rows = await self._all(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE {where} ORDER BY seq {order} LIMIT ?",
+            (*params, limit),
+        )
+        rows = sorted(rows, key=lambda r: r["seq"])
+        reactions = await self._reactions(conversation_id, [r["seq"] for r in rows])
+        return [_rows.message(r, reactions.get(r["seq"])) for r in rows]
+
+    @_serialized
+    async def edit_message(
+        self, conversation_id: str, seq: int, content: str, edited_at: float
+    ) -> Message:
+        await self._require_message(conversation_id, seq)
+        await self.db.execute(
+            "UPDATE messages SET content = ?, edited_at = ? WHERE conversation_id = ? AND seq = ?",
+            (content, edited_at, conversation_id, seq),
+        )
+        return await self._require_message(conversation_id, seq)
+
+    @_serialized
+    async def delete_message(self, conversation_id: str, seq: int) -> Message:
+        await self._require_message(conversation_id, seq)
+        await self.db.execute(
+            "UPDATE messages SET deleted = 1, content = '', attachments = '[]', pinned = 0 "
+            "WHERE conversation_id = ? AND seq = ?",
+            (conversation_id, seq),
+        )
+        return await self._require_message(conversation_id, seq)
+
+    @_serialized
+    async def hide_message(self, conversation_id: str, seq: int, user_id: str) -> None:
+        await self._require_message(conversation_id, seq)
+        await self.db.execute(
+            "INSERT INTO hidden_messages VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            (conversation_id, seq, user_id),
+        )
+
+    @_serialized
+    async def add_reaction(
+        self, conversation_id: str, seq: int, user_id: str, emoji: str
+    ) -> Message:
+        await self._require_message(conversation_id, seq)
+        await self.db.execute(
+            "INSERT INTO reactions VALUES (?, ?, ?, ?, julianday('now')) ON CONFLICT DO NOTHING",
+            (conversation_id, seq, emoji, user_id),
+        )
+        return await self._require_message(conversation_id, seq)
+
+    @_serialized
+    async def remove_reaction(
+        self, conversation_id: str, seq: int, user_id: str, emoji: str
+    ) -> Message:
+        await self._require_message(conversation_id, seq)
+        await self.db.execute(
+            "DELETE FROM reactions WHERE conversation_id = ? AND seq = ? AND emoji = ? "
+            "AND user_id = ?",
+            (conversation_id, seq, emoji, user_id),
+        )
+        return await self._require_message(conversation_id, seq)
+
+    @_serialized
+    async def set_pinned(self, conversation_id: str, seq: int, pinned: bool) -> Message:
+        await self._require_message(conversation_id, seq)
+        await self.db.execute(
+            "UPDATE messages SET pinned = ? WHERE conversation_id = ? AND seq = ?",
+            (int(pinned), conversation_id, seq),
+        )
+        return await self._require_message(conversation_id, seq)
+
+    @_serialized
+    async def list_pinned(self, conversation_id: str) -> list[Message]:
+        rows = await self._all(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? AND pinned "
+            "ORDER BY seq",
+            (conversation_id,),
+        )
+        reactions = await self._reactions(conversation_id, [r["seq"] for r in rows])
+        return [_rows.message(r, reactions.get(r["seq"])) for r in rows]
+
+    # -- cursors -------------------------------------------------------------------------
+
+    @_serialized
+    async def mark_read(self, conversation_id: str, user_id: str, seq: int) -> int:
+        await self._member(conversation_id, user_id)
+        await self.db.execute(
+            "UPDATE members SET read_seq = max(read_seq, ?) WHERE conversation_id = ? "
+            "AND user_id = ?",
+            (seq, conversation_id, user_id),
+        )
+        return (await self._member(conversation_id, user_id)).read_seq
+
+    @_serialized
+    async def mark_delivered(
+        self, conversation_id: str, user_id: str, device_id: str, seq: int
+    ) -> int:
+        await self._member(conversation_id, user_id)
+        await self.db.execute(
+            "INSERT INTO delivered_cursors VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (conversation_id, user_id, device_id) "
+            "DO UPDATE SET seq = max(seq, excluded.seq)",
+            (conversation_id, user_id, device_id, seq),
+        )
+        rows = await self._all(
+            "SELECT seq FROM delivered_cursors WHERE conversation_id = ? AND user_id = ? "
+            "AND device_id = ?",
+            (conversation_id, user_id, device_id),
+        )
+        return int(rows[0][0])
+
+    @_serialized
+    async def get_read_cursors(self, conversation_id: str) -> dict[str, int]:
+        rows = await self._all(
+            "SELECT user_id, read_seq FROM members WHERE conversation_id = ?", (conversation_id,)
+        )
+        return {r[0]: int(r[1]) for r in rows}
+
+    @_serialized
+    async def unread_counts(self, user_id: str) -> dict[str, int]:
+        rows = await self._all(
+            "SELECT m.conversation_id, (SELECT count(*) FROM messages x WHERE "
+            "x.conversation_id = m.conversation_id AND x.seq > m.read_seq AND "
+            "x.sender_id <> m.user_id AND NOT x.deleted) FROM members m WHERE m.user_id = ?",
+            (user_id,),
+        )
+        return {r[0]: int(r[1]) for r in rows}
+
+
+async def _run_script(db: aiosqlite.Connection, sql: str) -> None:
+    """Run a migration's statements one by one inside the open transaction."""
+    for statement in sql.split(";"):
+        if statement.strip():
+            await db.execute(statement)
