@@ -83,6 +83,11 @@ class SupervisedThreadCounter(_Counter, ThreadActor):
         self.count = 0
 
 
+def _progress(text: str) -> None:
+    """A progress line on stderr (stdout carries the JSON result)."""
+    print(f"[runtime] {text}", file=sys.stderr, flush=True)
+
+
 def _rss() -> int:
     gc.collect()
     return int(psutil.Process().memory_info().rss)
@@ -145,6 +150,7 @@ async def _restart_samples(child: Callable[[], pykka.ActorRef[Any]], restarts: i
 
 async def _measure_asyncio(actors: int, tells: int, asks: int, restarts: int) -> dict[str, Any]:
     before = _rss()
+    _progress(f"starting {actors:,} asyncio actors...")
     began = time.perf_counter()
     refs = [AsyncioCounter.start() for _ in range(actors)]
     for ref in refs:
@@ -152,6 +158,7 @@ async def _measure_asyncio(actors: int, tells: int, asks: int, restarts: int) ->
     start_s = time.perf_counter() - began
     bytes_per_actor = (_rss() - before) / actors
 
+    _progress(f"{tells:,} tells round robin to the asyncio actors...")
     began = time.perf_counter()
     for n in range(tells):
         refs[n % actors].tell(n)
@@ -159,6 +166,7 @@ async def _measure_asyncio(actors: int, tells: int, asks: int, restarts: int) ->
     tell_s = time.perf_counter() - began
     assert sum(counts) == tells, "every tell is handled exactly once"
 
+    _progress(f"{asks:,} sequential asks to an asyncio actor...")
     target = refs[0]
     for n in range(500):
         await target.ask(n, block=False)
@@ -168,6 +176,7 @@ async def _measure_asyncio(actors: int, tells: int, asks: int, restarts: int) ->
         await target.ask(n, block=False)
         ask_samples.append(time.perf_counter() - sent)
 
+    _progress(f"{restarts} restarts of an asyncio actor under a Supervisor, twice...")
     restart = await _restarts_both_ways(AsyncioCounter.start, restarts)
     for ref in refs:
         ref.stop(block=False)
@@ -196,6 +205,7 @@ def measure_threading(
 ) -> dict[str, Any]:
     """pykka's threading actors, the same handler, from a plain thread."""
     before = _rss()
+    _progress(f"starting {actors:,} threading actors...")
     began = time.perf_counter()
     refs = [ThreadingCounter.start() for _ in range(actors)]
     for ref in refs:
@@ -203,6 +213,7 @@ def measure_threading(
     start_s = time.perf_counter() - began
     bytes_per_actor = (_rss() - before) / actors
 
+    _progress(f"{tells:,} tells round robin to the threading actors...")
     began = time.perf_counter()
     for n in range(tells):
         refs[n % actors].tell(n)
@@ -210,6 +221,7 @@ def measure_threading(
     tell_s = time.perf_counter() - began
     assert sum(counts) == tells, "every tell is handled exactly once"
 
+    _progress(f"{asks:,} sequential asks to a threading actor...")
     target = refs[0]
     for n in range(500):
         target.ask(n)
@@ -218,6 +230,7 @@ def measure_threading(
         sent = time.perf_counter()
         target.ask(n)
         ask_samples.append(time.perf_counter() - sent)
+    _progress(f"{restarts} restarts of a ThreadActor under a Supervisor, twice...")
     restart = asyncio.run(_restarts_both_ways(SupervisedThreadCounter.start, restarts))
     for ref in refs:
         ref.stop(block=False)
@@ -264,11 +277,12 @@ def run_suite(out: Path, quick: bool = False) -> dict[str, Any]:
     }
     results: dict[str, dict[str, Any]] = {}
     for kind, size in sizes.items():
-        print(f"[runtime] measuring {kind} actors ({size[1]} actors)...", flush=True)
+        print(f"[runtime] measuring {kind} actors in a fresh process...", flush=True)
+        # stdout carries the JSON; stderr (progress lines) goes straight through.
         completed = subprocess.run(
-            [sys.executable, "-m", "whispr.bench.runtime", "--kind", kind, *size],
+            [sys.executable, "-m", "whispr.bench.runtime", "--kind", kind, "--json", *size],
             check=True,
-            capture_output=True,
+            stdout=subprocess.PIPE,
             text=True,
         )
         results[kind] = json.loads(completed.stdout)
@@ -296,17 +310,21 @@ def run_suite(out: Path, quick: bool = False) -> dict[str, Any]:
         ]
         for name, (op, bound) in TARGETS.items()
     ]
-    for position, extra in ((3, "ask_p99_us"), (5, "restart_logged_p50_ms")):
+    rows.insert(
+        0, ["actors", results["asyncio"]["actors"], results["threading"]["actors"], "", None]
+    )
+    for position, extra in ((4, "ask_p99_us"), (6, "restart_logged_p50_ms")):
         rows.insert(
             position, [extra, results["asyncio"][extra], results["threading"][extra], "", None]
         )
+    command = "'runtime --quick'" if quick else "runtime"
     text = (
         "# Actor runtime: asyncio actors vs pykka threading actors\n\n"
         f"Machine: {report['machine']['cpus']} CPUs, Python {report['machine']['python']}; "
         f"asyncio actors on {report['loop']}; threading measured with "
         f"{results['threading']['actors']:,} actors (start time scaled to 10k).\n\n"
         + markdown_table(["figure", "asyncio", "threading", "asyncio target", "met"], rows)
-        + "\nReproduce: `make bench BENCH_ARGS=runtime`.\n"
+        + f"\nReproduce: `make bench BENCH_ARGS={command}`.\n"
     )
     write_text(out / "runtime.md", text)
     plot_cdf(
@@ -326,9 +344,16 @@ def main() -> None:
     parser.add_argument("--tells", type=int, default=200_000)
     parser.add_argument("--asks", type=int, default=5_000)
     parser.add_argument("--restarts", type=int, default=200)
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON only")
     args = parser.parse_args()
     measure = measure_asyncio if args.kind == "asyncio" else measure_threading
-    print(json.dumps(measure(args.actors, args.tells, args.asks, args.restarts)))
+    result = measure(args.actors, args.tells, args.asks, args.restarts)
+    if args.json:
+        print(json.dumps(result))
+        return
+    for name, value in result.items():
+        if name != "ask_samples_us":
+            print(f"{name:>22}  {value}")
 
 
 if __name__ == "__main__":
