@@ -97,7 +97,15 @@ def require_can_post(
 
 
 def check_content(content: str, max_bytes: int) -> None:
-    """Content fits the size limit (bytes of UTF-8, as clients count them)."""
+    """Content fits the size limit (bytes of UTF-8, as clients count them) and has no NUL.
+
+    NUL is refused because PostgreSQL text cannot hold it: one such message
+    would fail the whole group-commit batch it joined.
+    """
+    if "\x00" in content:
+        raise WhisprError(
+            Reason.INVALID, "content must not contain NUL characters", field="content"
+        )
     size = len(content.encode("utf-8", "surrogatepass"))
     if size > max_bytes:
         raise WhisprError(

@@ -59,6 +59,7 @@ async def test_bad_input_is_refused_and_nothing_is_written(stack: Stack) -> None
     await refused(m.send("mallory", group.id, text("x")), Reason.NOT_MEMBER)
     await refused(m.send("alice", group.id, text("big", "x" * 10_001)), Reason.TOO_LARGE)
     await refused(m.send("alice", group.id, text("")), Reason.INVALID)
+    await refused(m.send("alice", group.id, text("nul", "a\x00b")), Reason.INVALID)
     await refused(m.send("alice", group.id, Draft(client_id="e", content="")), Reason.INVALID)
     bad_file = Attachment(id="f", mime_type="not a type", size=1, name="a")
     await refused(

@@ -166,10 +166,14 @@ async def test_conversation_list_limits_hidden_and_unread(store: Store) -> None:
         await store.insert_messages([message(f"c{n}", 1, "alice", f"a{n}")])
     await store.insert_messages([message("c0", 2, "bob", "b0")])
     await store.hide_message("c0", 2, "carol")
+    await store.add_reaction("c0", 1, "bob", "👍")
     listed = await store.list_user_conversations("carol", limit=3)
     assert [s.conversation.id for s in listed] == ["c0", "c4", "c3"]
     assert listed[0].last_message is not None
     assert listed[0].last_message.seq == 1  # carol hid seq 2
+    assert listed[0].last_message.reactions == {"👍": ("bob",)}
+    assert listed[1].last_message is not None
+    assert listed[1].last_message.client_id == "a4"
     assert listed[0].unread_count == 2
     bobs = await store.list_user_conversations("bob", limit=10)
     assert bobs[0].conversation.id == "c0"
@@ -259,3 +263,65 @@ async def test_a_closed_port_is_unavailable_within_seconds() -> None:
     assert "asyncpg" not in type(caught.value).__module__
     assert not await store.ping()
     assert time.monotonic() - began < 5
+
+
+async def test_a_slow_query_is_unavailable_and_the_pool_recovers(pg_schema: PgSchema) -> None:
+    store = PostgresStore(
+        pg_schema.base_url, server_settings=pg_schema.server_settings, command_timeout=1.0
+    )
+    await store.open()
+    try:
+        await store.migrate()
+        await make_group(store)
+        blocker = await asyncpg.connect(pg_schema.url)
+        try:
+            transaction = blocker.transaction()
+            await transaction.start()
+            await blocker.execute("SELECT * FROM conversations WHERE id = 'g1' FOR UPDATE")
+            began = time.monotonic()
+            with pytest.raises(WhisprError) as caught:
+                await store.update_conversation("g1", title="blocked")
+            assert caught.value.reason is Reason.UNAVAILABLE
+            assert time.monotonic() - began < 4
+            await transaction.rollback()
+        finally:
+            await blocker.close()
+        renamed = await store.update_conversation("g1", title="later")
+        assert renamed.title == "later"
+    finally:
+        await store.close()
+
+
+async def test_killed_connections_are_unavailable_then_reconnect(pg_schema: PgSchema) -> None:
+    # Named, so that only this store's connections are killed: the database is
+    # shared with other test runs.
+    application = f"whispr-{pg_schema.schema}"
+    store = PostgresStore(
+        pg_schema.base_url,
+        server_settings={**pg_schema.server_settings, "application_name": application},
+    )
+    await store.open()
+    try:
+        await store.migrate()
+        await make_group(store)
+        admin = await asyncpg.connect(pg_schema.base_url)
+        try:
+            killed = await admin.fetchval(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = $1 AND state = 'idle'",
+                application,
+            )
+            assert killed >= 1
+        finally:
+            await admin.close()
+        reasons = []
+        for _ in range(2):  # the first call may meet the dead connection; never a driver error
+            try:
+                await store.get_conversation("g1")
+            except WhisprError as error:
+                reasons.append(error.reason)
+        assert set(reasons) <= {Reason.UNAVAILABLE}
+        assert await store.get_conversation("g1") is not None
+        assert await store.ping()
+    finally:
+        await store.close()

@@ -8,6 +8,12 @@ costs one round trip and is atomic. Rows that were not inserted are looked up
 by client id afterwards (rare: retries and races) to tell a duplicate from a
 seq conflict.
 
+``messages`` is partitioned by HASH of ``conversation_id`` (16 partitions,
+primary key ``(conversation_id, seq)``): every hot query names one
+conversation, so it is pruned to one partition; partitions by time would
+split a conversation's history and need a job creating new ones. See
+``docs/storage.md``.
+
 Connection failures and timeouts become ``WhisprError(unavailable)``; no
 asyncpg exception leaves this module.
 """
@@ -43,13 +49,15 @@ _MESSAGE_COLUMNS = (
 _CONVERSATION_COLUMNS = (
     "id, kind, title, avatar, created_by, created_at, last_seq, last_message_at, settings::text"
 )
-_MIGRATION_LOCK = 0x5748_4953_5052  # "WHISPR": one migrator at a time across nodes
+_MIGRATION_LOCK = 0x5748_5350  # "WHSP": with the schema's hash, one migrator at a time
+_MIGRATE_TIMEOUT = 600.0
 
 _UNAVAILABLE = (
     OSError,
     asyncio.TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # e.g. a connection the server killed mid-protocol
     asyncpg.CannotConnectNowError,
     asyncpg.QueryCanceledError,
     asyncpg.InsufficientResourcesError,
@@ -95,7 +103,7 @@ WITH input AS (
     SET last_seq = GREATEST(c.last_seq, w.seq),
         last_message_at = GREATEST(COALESCE(c.last_message_at, 0), w.at)
     FROM (SELECT conversation_id, max(seq) AS seq, max(created_at) AS at
-          FROM written GROUP BY conversation_id) w
+          FROM written GROUP BY conversation_id ORDER BY conversation_id) w
     WHERE c.id = w.conversation_id
 )
 SELECT conversation_id, seq, sender_id, client_id FROM written
@@ -178,17 +186,33 @@ class PostgresStore:
         return True
 
     async def migrate(self) -> None:
+        """Apply pending migrations in one transaction, one migrator per schema at a time.
+
+        The advisory lock is keyed by the current schema, so nodes starting
+        together migrate once (the others wait, then find nothing to do),
+        while separate schemas of one database do not wait for each other.
+        Migrations may wait for that lock and run long: they get their own
+        timeout instead of the per-command one.
+        """
+        t = _MIGRATE_TIMEOUT
         async with self._connection() as c, c.transaction():
-            await c.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            await c.execute(
+                "SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))",
+                _MIGRATION_LOCK,
+                timeout=t,
+            )
             await c.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY, "
-                "applied_at timestamptz NOT NULL DEFAULT now())"
+                "applied_at timestamptz NOT NULL DEFAULT now())",
+                timeout=t,
             )
             done = {r[0] for r in await c.fetch("SELECT version FROM schema_migrations")}
             for version, sql in migrations.load("postgres"):
                 if version not in done:
-                    await c.execute(sql)
-                    await c.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+                    await c.execute(sql, timeout=t)
+                    await c.execute(
+                        "INSERT INTO schema_migrations (version) VALUES ($1)", version, timeout=t
+                    )
 
     # -- conversations ---------------------------------------------------------------
 
@@ -326,32 +350,60 @@ class PostgresStore:
     async def list_user_conversations(
         self, user_id: str, limit: int, before: float | None = None
     ) -> list[ConversationSummary]:
-        rows = await self._fetch(
-            f"SELECT {', '.join('c.' + x for x in _CONVERSATION_COLUMNS.split(', '))}, "
-            "m.role AS member_role, m.read_seq AS member_read_seq, "
-            "(SELECT count(*) FROM messages x WHERE x.conversation_id = c.id "
-            " AND x.seq > m.read_seq AND x.sender_id <> m.user_id AND NOT x.deleted) AS unread "
-            "FROM members m JOIN conversations c ON c.id = m.conversation_id "
-            "WHERE m.user_id = $1 AND ($2::double precision IS NULL "
-            " OR COALESCE(c.last_message_at, c.created_at) < $2) "
-            "ORDER BY COALESCE(c.last_message_at, c.created_at) DESC, c.id DESC LIMIT $3",
-            user_id,
-            before,
-            limit,
-        )
-        summaries = []
-        for row in rows:
-            conversation = _rows.conversation(row)
-            page = await self.page_messages(conversation.id, limit=1, viewer_id=user_id)
-            summaries.append(
-                ConversationSummary(
-                    conversation=conversation,
-                    role=row["member_role"],
-                    last_message=page[-1] if page else None,
-                    unread_count=int(row["unread"]),
-                )
+        """Two round trips whatever the page size: the list, then its last messages."""
+        async with self._connection() as c:
+            rows = await c.fetch(
+                f"SELECT {', '.join('c.' + x for x in _CONVERSATION_COLUMNS.split(', '))}, "
+                "m.role AS member_role, last.seq AS visible_seq, "
+                "(SELECT count(*) FROM messages x WHERE x.conversation_id = c.id "
+                " AND x.seq > m.read_seq AND x.sender_id <> m.user_id AND NOT x.deleted) "
+                "AS unread "
+                "FROM members m JOIN conversations c ON c.id = m.conversation_id "
+                "LEFT JOIN LATERAL (SELECT x.seq FROM messages x WHERE x.conversation_id = c.id "
+                " AND NOT EXISTS (SELECT 1 FROM hidden_messages h WHERE "
+                "  h.conversation_id = x.conversation_id AND h.user_id = m.user_id "
+                "  AND h.seq = x.seq) ORDER BY x.seq DESC LIMIT 1) last ON true "
+                "WHERE m.user_id = $1 AND ($2::double precision IS NULL "
+                " OR COALESCE(c.last_message_at, c.created_at) < $2) "
+                "ORDER BY COALESCE(c.last_message_at, c.created_at) DESC, c.id DESC LIMIT $3",
+                user_id,
+                before,
+                max(1, min(limit, 200)),
             )
-        return summaries
+            wanted = [(r["id"], r["visible_seq"]) for r in rows if r["visible_seq"] is not None]
+            last: dict[tuple[str, int], Message] = {}
+            if wanted:
+                ids, seqs = [w[0] for w in wanted], [w[1] for w in wanted]
+                pairs = "SELECT * FROM unnest($1::text[], $2::bigint[]) AS p(cid, seq)"
+                found = await c.fetch(
+                    f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE (conversation_id, seq) "
+                    f"IN ({pairs})",
+                    ids,
+                    seqs,
+                )
+                reactions = await c.fetch(
+                    "SELECT conversation_id, seq, emoji, user_id FROM reactions "
+                    f"WHERE (conversation_id, seq) IN ({pairs}) "
+                    "ORDER BY conversation_id, seq, emoji, created_at, user_id",
+                    ids,
+                    seqs,
+                )
+                by_conversation: dict[str, list[Any]] = {}
+                for reaction in reactions:
+                    by_conversation.setdefault(reaction["conversation_id"], []).append(reaction)
+                for r in found:
+                    grouped = _rows.reactions_by_seq(by_conversation.get(r["conversation_id"], []))
+                    message = _rows.message(r, grouped.get(r["seq"]))
+                    last[(message.conversation_id, message.seq)] = message
+        return [
+            ConversationSummary(
+                conversation=_rows.conversation(row),
+                role=row["member_role"],
+                last_message=last.get((row["id"], row["visible_seq"])),
+                unread_count=int(row["unread"]),
+            )
+            for row in rows
+        ]
 
     # -- messages ------------------------------------------------------------------------
 
@@ -374,7 +426,10 @@ class PostgresStore:
                         m.created_at,
                         _rows.dumps(m.metadata),
                     )
-                    for m in batch
+                    # Every key includes the conversation, so only the order within a
+                    # conversation matters; sorting by conversation makes concurrent
+                    # batches (other nodes') take their locks in one order.
+                    for m in sorted(batch, key=lambda m: m.conversation_id)
                 ),
                 strict=True,
             )
@@ -402,12 +457,16 @@ class PostgresStore:
             if written[key] > 0:
                 written[key] -= 1
                 inserted_at[(m.conversation_id, m.seq)] = index
+        leftovers = [
+            m for i, m in enumerate(batch) if inserted_at.get((m.conversation_id, m.seq)) != i
+        ]
+        originals = await self._find_by_client_ids(leftovers) if leftovers else {}
         results = []
         for index, m in enumerate(batch):
             if inserted_at.get((m.conversation_id, m.seq)) == index:
                 results.append(InsertResult(status="inserted", message=m))
                 continue
-            original = await self.find_by_client_id(m.conversation_id, m.sender_id, m.client_id)
+            original = originals.get((m.conversation_id, m.sender_id, m.client_id))
             written_later = (
                 original is not None
                 and inserted_at.get((original.conversation_id, original.seq), -1) > index
@@ -417,6 +476,37 @@ class PostgresStore:
             else:
                 results.append(InsertResult(status="seq_conflict", message=m))
         return results
+
+    async def _find_by_client_ids(
+        self, messages: Sequence[Message]
+    ) -> dict[tuple[str, str, str], Message]:
+        """The stored messages under the client ids of ``messages``: one round trip."""
+        keys = sorted({(m.conversation_id, m.sender_id, m.client_id) for m in messages})
+        async with self._connection() as c:
+            rows = await c.fetch(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE "
+                "(conversation_id, sender_id, client_id) IN (SELECT * FROM "
+                "unnest($1::text[], $2::text[], $3::text[]))",
+                [k[0] for k in keys],
+                [k[1] for k in keys],
+                [k[2] for k in keys],
+            )
+            reactions = await c.fetch(
+                "SELECT conversation_id, seq, emoji, user_id FROM reactions WHERE "
+                "(conversation_id, seq) IN (SELECT * FROM unnest($1::text[], $2::bigint[])) "
+                "ORDER BY conversation_id, seq, emoji, created_at, user_id",
+                [r["conversation_id"] for r in rows],
+                [r["seq"] for r in rows],
+            )
+        by_conversation: dict[str, list[Any]] = {}
+        for reaction in reactions:
+            by_conversation.setdefault(reaction["conversation_id"], []).append(reaction)
+        found = {}
+        for r in rows:
+            grouped = _rows.reactions_by_seq(by_conversation.get(r["conversation_id"], []))
+            message = _rows.message(r, grouped.get(r["seq"]))
+            found[(message.conversation_id, message.sender_id, message.client_id)] = message
+        return found
 
     async def find_by_client_id(
         self, conversation_id: str, sender_id: str, client_id: str

@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import os
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
@@ -105,7 +105,7 @@ class SqliteStore:
     async def open(self) -> None:
         if self.path != ":memory:":
             try:  # the embedded default must work on a first run: make its folder
-                os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+                await asyncio.to_thread(_make_folder, self.path)
             except OSError as exc:
                 raise WhisprError(Reason.UNAVAILABLE, f"cannot open {self.path}: {exc}") from exc
         try:
@@ -626,6 +626,10 @@ class SqliteStore:
             (user_id,),
         )
         return {r[0]: int(r[1]) for r in rows}
+
+
+def _make_folder(path: str) -> None:
+    Path(path).absolute().parent.mkdir(parents=True, exist_ok=True)
 
 
 async def _run_script(db: aiosqlite.Connection, sql: str) -> None:
