@@ -184,3 +184,70 @@ async def test_two_nodes_on_one_store_keep_one_order(stack: Stack) -> None:
     finally:
         other.supervisor.stop(block=False)
         await other.supervisor.wait_exit()
+
+
+async def test_an_idle_actor_passivates_and_the_next_call_starts_a_fresh_one(
+    stack: Stack,
+) -> None:
+    from dataclasses import replace
+
+    stack.messaging.deps = replace(stack.messaging.deps, idle_timeout_s=0.05)
+    m = stack.messaging
+    group = await m.create_group("alice", "Team", ["bob"])
+    await m.send("alice", group.id, text("c1"))
+    first = stack.registry.whereis(("conversation", group.id))
+    assert first is not None
+    assert await asyncio.wait_for(first.wait_exit(), timeout=5) is not None
+    assert stack.registry.whereis(("conversation", group.id)) is None
+    again = await m.send("bob", group.id, text("c2"))
+    assert again.seq == 2  # the fresh actor reloaded the last seq from the store
+    second = stack.registry.whereis(("conversation", group.id))
+    assert second is not None
+    assert second is not first
+
+
+async def test_two_nodes_over_redis_see_each_others_events_and_membership(
+    store: Any, redis_url: str
+) -> None:
+    import uuid
+
+    from whispr.broker import RedisBroker
+
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    brokers = [RedisBroker(redis_url, node_id=f"node{i}", prefix=prefix) for i in range(2)]
+    for broker in brokers:
+        await broker.open()
+    a, b = [await build_stack(store, broker) for broker in brokers]  # type: ignore[arg-type]
+    try:
+        group = await a.messaging.create_group("alice", "Cluster", ["bob"])
+        await b.messaging.send("bob", group.id, text("warm"))  # b runs an actor too
+        seen_on_b: list[str] = []
+        await b.broker.subscribe(
+            f"conversation:{group.id}", lambda _t, data: seen_on_b.append(decode_event(data)[0])
+        )
+        await a.messaging.add_members("alice", group.id, ["carol"])
+        sent = await a.messaging.send("alice", group.id, text("from a"))
+        for _ in range(200):
+            if "new_message" in seen_on_b and "member_added" in seen_on_b:
+                break
+            await asyncio.sleep(0.01)
+        assert "member_added" in seen_on_b
+        assert "new_message" in seen_on_b
+        # b's actor learnt of carol through the broker: she may post there.
+        for _ in range(200):
+            try:
+                from_carol = await b.messaging.send("carol", group.id, text("hi from b"))
+                break
+            except WhisprError as exc:
+                if exc.reason is not Reason.NOT_MEMBER:
+                    raise
+                await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("node b never learnt that carol joined")
+        assert from_carol.seq > sent.seq
+    finally:
+        for node in (a, b):
+            node.supervisor.stop(block=False)
+            await node.supervisor.wait_exit()
+        for broker in brokers:
+            await broker.close()
