@@ -9,7 +9,15 @@ import msgspec
 
 from actors.model import Attachment, Conversation, Member, Message
 
-__all__ = ["conversation", "dumps", "member", "message", "reactions_by_seq"]
+__all__ = [
+    "conversation",
+    "conversation_params",
+    "dumps",
+    "member",
+    "member_params",
+    "message",
+    "reactions_by_seq",
+]
 
 _encoder = msgspec.json.Encoder()
 _attachments = msgspec.json.Decoder(tuple[Attachment, ...])
@@ -81,3 +89,31 @@ def reactions_by_seq(
     for row in rows:
         grouped.setdefault(row["seq"], {}).setdefault(row["emoji"], []).append(row["user_id"])
     return {seq: {e: tuple(u) for e, u in by_emoji.items()} for seq, by_emoji in grouped.items()}
+
+
+def conversation_params(c: Conversation) -> tuple[Any, ...]:
+    """The values of a conversations row, in the column order both backends insert."""
+    return (
+        c.id,
+        c.kind,
+        c.title,
+        c.avatar,
+        c.created_by,
+        c.created_at,
+        c.last_seq,
+        c.last_message_at,
+        dumps(c.settings),
+    )
+
+
+def member_params(m: Member) -> tuple[Any, ...]:
+    """The values of a members row, in the column order both backends insert."""
+    return (
+        m.conversation_id,
+        m.user_id,
+        m.role,
+        m.joined_at,
+        m.muted_until,
+        m.notifications,
+        m.read_seq,
+    )

@@ -714,15 +714,7 @@ async def _insert_conversation(connection: Any, c: Conversation) -> None:
     await connection.execute(
         "INSERT INTO conversations (id, kind, title, avatar, created_by, created_at, last_seq, "
         "last_message_at, settings) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)",
-        c.id,
-        c.kind,
-        c.title,
-        c.avatar,
-        c.created_by,
-        c.created_at,
-        c.last_seq,
-        c.last_message_at,
-        _rows.dumps(c.settings),
+        *_rows.conversation_params(c),
     )
 
 
@@ -731,16 +723,5 @@ async def _insert_members(connection: Any, members: Sequence[Member]) -> None:
         "INSERT INTO members (conversation_id, user_id, role, joined_at, muted_until, "
         "notifications, read_seq) VALUES ($1, $2, $3, $4, $5, $6, $7) "
         "ON CONFLICT (conversation_id, user_id) DO NOTHING",
-        [
-            (
-                m.conversation_id,
-                m.user_id,
-                m.role,
-                m.joined_at,
-                m.muted_until,
-                m.notifications,
-                m.read_seq,
-            )
-            for m in members
-        ],
+        [_rows.member_params(m) for m in members],
     )

@@ -181,17 +181,7 @@ class SqliteStore:
         await self.db.execute(
             "INSERT INTO conversations (id, kind, title, avatar, created_by, created_at, "
             "last_seq, last_message_at, settings) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                c.id,
-                c.kind,
-                c.title,
-                c.avatar,
-                c.created_by,
-                c.created_at,
-                c.last_seq,
-                c.last_message_at,
-                _rows.dumps(c.settings),
-            ),
+            _rows.conversation_params(c),
         )
 
     async def _insert_members(self, members: Sequence[Member]) -> None:
@@ -199,18 +189,7 @@ class SqliteStore:
             "INSERT INTO members (conversation_id, user_id, role, joined_at, muted_until, "
             "notifications, read_seq) VALUES (?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (conversation_id, user_id) DO NOTHING",
-            [
-                (
-                    m.conversation_id,
-                    m.user_id,
-                    m.role,
-                    m.joined_at,
-                    m.muted_until,
-                    m.notifications,
-                    m.read_seq,
-                )
-                for m in members
-            ],
+            [_rows.member_params(m) for m in members],
         )
 
     @_serialized
