@@ -1,27 +1,59 @@
 """The per-connection channel state machine of Phoenix Channels V2, with no I/O.
 
-Modeled on websockets' ``Protocol``: the gateway feeds each received WebSocket message to
-:meth:`ConnectionProtocol.receive` and gets back a list of events, in order. Some events are
-for the layer above (:class:`JoinRequested`, :class:`PushReceived`, :class:`LeaveRequested`);
-:class:`SendFrame` carries bytes the core answered by itself (heartbeat replies, ``unmatched
-topic`` errors, leave replies, ``phx_close``) and must be written, as a *text* frame, in the
-order it appears; :class:`Violation` means the connection must be closed with ``code``.
+Modelled on websockets' ``Protocol``: the gateway feeds every WebSocket message it receives to
+:meth:`ConnectionProtocol.receive_data`, then takes :meth:`~ConnectionProtocol.data_to_send`
+(frames the core answered by itself: heartbeat replies, ``unmatched topic`` errors, leave
+replies, ``phx_close``) and :meth:`~ConnectionProtocol.events_received` (decisions for the
+application). Send the data first, then handle the events: everything in ``data_to_send`` answers
+the frames just received, and nothing the application will answer can need to precede it.
 
-The layer above answers with the methods that return bytes (:meth:`accept_join`,
-:meth:`reject_join`, :meth:`reply`, :meth:`push`, :meth:`channel_crashed`,
-:meth:`close_channel`); an empty ``b""`` means "nothing to send": the topic is no longer in the
-state the answer was for (left, rejoined with a new ``join_ref``, crashed). Do not send it.
+The application answers with methods that *return* the bytes to send (:meth:`accept_join`,
+:meth:`reject_join`, :meth:`reply`, :meth:`push`, :meth:`broadcast`, :meth:`channel_crashed`,
+:meth:`close_channel`), or ``None`` when the answer no longer applies (the client left, or
+rejoined with a new ``join_ref``, or the protocol is closed): then there is nothing to send, and
+the application should drop whatever it set up for that channel instance.
 
-Time is injected: ``clock`` (default :func:`time.monotonic`) is read on each receive, and
-:meth:`tick` compares a given ``now`` with the last frame received.
+Channel instances. A channel is identified by ``(topic, join_ref)``: the client's rejoin after a
+crash or a reconnect is a new instance with a new ``join_ref``. Every :class:`JoinRequested`
+starts one; it ends exactly once, by :meth:`reject_join`, :meth:`channel_crashed`,
+:meth:`close_channel`, a :class:`LeaveRequested` (client leave or duplicate join), or
+:meth:`connection_closed`. Pass ``join_ref`` to the answer methods so that a late answer for a
+previous instance is dropped instead of landing on the new one.
+
+What Phoenix does (``Phoenix.Socket.handle_in``) and this class copies:
+
+- ``heartbeat`` on topic ``phoenix``: ok reply, empty response, ``join_ref`` null;
+- a push to a topic not joined: error reply ``{"reason": "unmatched topic"}``, ``join_ref``
+  null; a ``phx_leave`` of a topic not joined: ok reply;
+- a push or leave whose ``join_ref`` is set and stale (an earlier instance): ignored, no reply
+  (the client raced a close; phoenix.js would drop the reply anyway);
+- a second ``phx_join`` of a joined topic: ``phx_close`` to the old instance, then the join;
+- ``phx_leave``: ok reply, then ``phx_close``;
+- joins beyond the limit: error reply ``{"reason": "too many channels joined"}``;
+- a crashed joined channel: ``phx_error`` ``{"reason": "channel_crash"}``; a crashed join: error
+  reply ``{"reason": "join crashed"}``.
+
+Where it differs, because joins here are asynchronous (Phoenix blocks the socket during a
+join): a push to a topic still *joining* gets ``unmatched topic`` (phoenix.js buffers pushes
+until the join succeeds, so only other clients see this); a duplicate join or a leave while
+joining ends the pending instance with no reply to its join (the client has reset that push).
+There is no "leaving" state: a leave completes at once (reply, ``phx_close``,
+:class:`LeaveRequested`), since phoenix.js removes the channel on that reply and would drop
+anything sent to the instance afterwards; an application that handles a connection's pushes one
+at a time, as a Phoenix channel process does, still answers them before the leave is read.
+
+Liveness. Any message received counts as a sign of life; :meth:`tick` says when none arrived
+for ``heartbeat_timeout`` seconds (clients send a heartbeat every 30 s; default timeout 90 s).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol, TypeAlias, runtime_checkable
+
+import msgspec
 
 from whispr.protocol import frames
 from whispr.protocol.frames import (
@@ -32,35 +64,74 @@ from whispr.protocol.frames import (
     PHX_JOIN,
     PHX_LEAVE,
     PHX_REPLY,
+    BinaryFrame,
+    BinaryPayload,
+    CloseCode,
     Frame,
+    Payload,
     ProtocolError,
+    Reason,
+    Status,
 )
 
 __all__ = [
     "DEFAULT_HEARTBEAT_TIMEOUT",
     "DEFAULT_MAX_TOPICS",
+    "ChannelState",
     "ConnectionProtocol",
     "Event",
     "JoinRequested",
+    "LeaveCause",
     "LeaveRequested",
+    "ProtocolViolation",
     "PushReceived",
-    "SendFrame",
-    "TopicState",
-    "Violation",
+    "Response",
+    "SupportsPayload",
+    "error_response",
 ]
 
 DEFAULT_MAX_TOPICS: Final = 100
 DEFAULT_HEARTBEAT_TIMEOUT: Final = 90.0
 
-#: Events a client may not push: they are the server's to send.
-_RESERVED_EVENTS: Final = frozenset({PHX_REPLY, PHX_ERROR, PHX_CLOSE})
+#: Longest close reason a WebSocket close frame can carry, in bytes (RFC 6455 section 5.5).
+_MAX_CLOSE_REASON: Final = 123
+#: Events only the server sends; a client pushing one gets an ``invalid`` error reply.
+_SERVER_EVENTS: Final = frozenset({PHX_REPLY, PHX_ERROR, PHX_CLOSE})
 
-TopicState = Literal["joining", "joined"]
+ChannelState: TypeAlias = Literal["joining", "joined"]
+LeaveCause: TypeAlias = Literal["leave", "rejoin", "disconnect"]
 
 
-@dataclass(frozen=True, slots=True)
-class JoinRequested:
-    """The client asks to join ``topic``: authorize, then call ``accept_join``/``reject_join``."""
+@runtime_checkable
+class SupportsPayload(Protocol):
+    """An application error that knows its reply payload (``actors.errors.WhisprError``)."""
+
+    def to_payload(self) -> dict[str, Any]:
+        """The ``response`` object of the error reply: ``{"reason": ..., ...}``."""
+        ...
+
+
+#: What the answer methods accept as a reply's ``response``.
+Response: TypeAlias = Payload | SupportsPayload
+
+
+def error_response(reason: str, message: str | None = None, **details: Any) -> dict[str, Any]:
+    """An error ``response``: ``{"reason": reason, "message": message, **details}``.
+
+    ``reason`` is machine-readable (a :class:`~whispr.protocol.frames.Reason` or a reason from
+    the application's catalogue, both ``str`` enums); ``message``, for people, is left out when
+    ``None``.
+    """
+    response: dict[str, Any] = {"reason": str(reason)}
+    if message is not None:
+        response["message"] = message
+    response.update(details)
+    return response
+
+
+class JoinRequested(msgspec.Struct, frozen=True, gc=False):
+    """The client asks to join ``topic``: authorise, then :meth:`~ConnectionProtocol.accept_join`
+    or :meth:`~ConnectionProtocol.reject_join` with this ``join_ref``."""
 
     topic: str
     join_ref: str
@@ -68,61 +139,77 @@ class JoinRequested:
     payload: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class PushReceived:
-    """A client push on a joined topic; answer with :meth:`ConnectionProtocol.reply`."""
+class PushReceived(msgspec.Struct, frozen=True, gc=False):
+    """A client push on a joined topic; answer with :meth:`~ConnectionProtocol.reply` when
+    ``ref`` is set. ``payload`` is ``bytes`` for a binary push."""
 
     topic: str
     event: str
-    join_ref: str
     ref: str | None
-    payload: dict[str, Any]
+    join_ref: str
+    payload: dict[str, Any] | bytes
 
 
-@dataclass(frozen=True, slots=True)
-class LeaveRequested:
-    """The channel ``(topic, join_ref)`` is gone: tear down its subscriptions.
+class LeaveRequested(msgspec.Struct, frozen=True, gc=False):
+    """The channel instance ``(topic, join_ref)`` is over: drop its subscriptions.
 
-    The core already replied and sent ``phx_close``. ``ref`` is ``None`` when the leave is
-    implied by a duplicate join of the same topic (a :class:`JoinRequested` follows).
+    The core has already answered the client. ``cause`` is ``"leave"`` (a ``phx_leave``, whose
+    ``ref`` this is), ``"rejoin"`` (a duplicate join of the topic; its :class:`JoinRequested`
+    follows) or ``"disconnect"`` (from :meth:`~ConnectionProtocol.connection_closed`).
     """
 
     topic: str
     join_ref: str
     ref: str | None
+    cause: LeaveCause
 
 
-@dataclass(frozen=True, slots=True)
-class Violation:
-    """A frame that cannot be answered in band: close the WebSocket with ``code``."""
+class ProtocolViolation(msgspec.Struct, frozen=True, gc=False):
+    """A message that cannot be answered in band: close the WebSocket with ``code``.
 
-    reason: str
+    ``message`` never echoes the input, so it is safe to log, and it fits a WebSocket close
+    reason (at most 123 bytes of UTF-8): ``await ws.close(v.code, v.message)``.
+    """
+
+    reason: Reason
     message: str
-    code: int
+    code: CloseCode
 
 
-@dataclass(frozen=True, slots=True)
-class SendFrame:
-    """Bytes the core answered by itself: send as one text frame, in order."""
-
-    data: bytes
-
-
-Event = JoinRequested | PushReceived | LeaveRequested | Violation | SendFrame
+Event: TypeAlias = JoinRequested | PushReceived | LeaveRequested | ProtocolViolation
 
 
 @dataclass(slots=True)
 class _Channel:
     join_ref: str
-    join_msg_ref: str | None  # the ref of the phx_join push, answered by accept/reject
-    state: TopicState
+    join_msg_ref: str | None  # the ref of the phx_join, answered by accept/reject_join
+    state: ChannelState
+
+
+def _response(response: Response) -> Payload:
+    if type(response) is dict or isinstance(response, dict | msgspec.Struct | msgspec.Raw):
+        return response
+    if isinstance(response, SupportsPayload):
+        return response.to_payload()
+    raise TypeError(f"cannot use {type(response).__name__} as a reply response")
 
 
 class ConnectionProtocol:
-    """Phoenix Channels V2 for one WebSocket connection: bytes in, events and bytes out.
+    """Phoenix Channels V2 for one WebSocket connection: messages in; events and bytes out.
 
-    Not thread-safe; one instance per connection, driven by one task. After a
-    :class:`Violation` the protocol is closed and :meth:`receive` returns ``[]``.
+    Not thread-safe: one instance per connection, driven by the one task (or actor) that owns
+    the connection. After a :class:`ProtocolViolation` or :meth:`connection_closed`, input is
+    ignored and every answer method returns ``None``.
+
+    :param max_size: largest message accepted, in bytes; larger ones close with 1009.
+    :param max_topics: most channels joined or joining at once (Phoenix's
+        ``max_channels_per_transport``, default 100 there too).
+    :param heartbeat_timeout: seconds of silence after which :meth:`tick` reports a timeout.
+    :param topic_prefixes: when given, a join to a topic starting with none of them gets
+        ``unmatched topic`` without reaching the application (Phoenix's channel routes).
+    :param accept_binary: whether binary pushes are accepted; if not, a binary message closes
+        the connection with 1003.
+    :param clock: monotonic time source read when a message is received.
     """
 
     def __init__(
@@ -131,221 +218,295 @@ class ConnectionProtocol:
         max_size: int = frames.DEFAULT_MAX_SIZE,
         max_topics: int = DEFAULT_MAX_TOPICS,
         heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT,
+        topic_prefixes: Collection[str] | None = None,
+        accept_binary: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_size = max_size
         self.max_topics = max_topics
         self.heartbeat_timeout = heartbeat_timeout
+        self._prefixes = None if topic_prefixes is None else tuple(topic_prefixes)
+        self.accept_binary = accept_binary
         self._clock = clock
         self._channels: dict[str, _Channel] = {}
+        self._events: list[Event] = []
+        self._out: list[bytes] = []
+        #: When the last message was received (``clock`` time).
         self.last_seen: float = clock()
+        #: Whether the protocol is over (violation, or :meth:`connection_closed`).
         self.closed = False
 
-    # -- input ---------------------------------------------------------------------------
+    # -- input -------------------------------------------------------------------------------
 
-    def receive(self, data: bytes | str, *, binary: bool = False) -> list[Event]:
-        """Handle one WebSocket message; ``binary`` says it came in a binary frame.
+    def receive_data(self, data: bytes | str, *, binary: bool = False) -> None:
+        """Handle one WebSocket message; ``binary`` says it arrived in a binary frame.
 
-        Never raises: a frame that cannot be decoded becomes a :class:`Violation` (and the
-        protocol closes); anything answerable in band becomes a :class:`SendFrame`.
+        Never raises: undecodable input becomes a :class:`ProtocolViolation` (and the protocol
+        closes), except an invalid frame whose ``ref`` and ``topic`` could still be read, which
+        gets an ``invalid`` error reply and changes nothing else.
         """
         if self.closed:
-            return []
-        try:
-            frame = (
-                frames.decode_binary(data)
-                if binary
-                else frames.decode(data, max_size=self.max_size)
-            )
-        except ProtocolError as exc:
-            self.closed = True
-            return [Violation(exc.reason, exc.message, exc.close_code)]
+            return
         self.last_seen = self._clock()
-        return self._handle(frame)
+        frame: Frame | BinaryFrame
+        try:
+            if not binary:
+                frame = frames.decode(data, max_size=self.max_size)
+            elif self.accept_binary and not isinstance(data, str):
+                frame = frames.decode_binary(data, max_size=self.max_size)
+            else:
+                raise ProtocolError(Reason.UNSUPPORTED, "binary messages are not accepted")
+        except ProtocolError as exc:
+            if exc.answerable and exc.reason is Reason.INVALID:
+                self._error_reply(exc.join_ref, exc.ref, exc.topic or "", exc.message)
+            else:
+                self._violation(exc.reason, exc.message, exc.close_code)
+            return
+        self._handle(frame)
+
+    def events_received(self) -> list[Event]:
+        """The events produced since the last call, in order (the list is handed over)."""
+        events, self._events = self._events, []
+        return events
+
+    def data_to_send(self) -> list[bytes]:
+        """The frames the core produced since the last call, in order; send each as one
+        message (:func:`~whispr.protocol.frames.is_binary` gives its opcode)."""
+        out, self._out = self._out, []
+        return out
 
     def tick(self, now: float) -> bool:
-        """Whether the heartbeat timeout has passed since the last frame received.
+        """Whether nothing was received for more than ``heartbeat_timeout`` before ``now``.
 
-        Any well-formed frame counts as a sign of life, heartbeats included.
+        The gateway then closes with 1001 (going away: phoenix.js reconnects after any code but
+        1000, which is what a client that merely lost its network should do).
         """
         return now - self.last_seen > self.heartbeat_timeout
 
-    def _handle(self, frame: Frame) -> list[Event]:
-        topic, event = frame.topic, frame.event
-        if topic == PHOENIX_TOPIC:
-            if event == HEARTBEAT:
-                return [SendFrame(frames.reply(None, frame.ref, PHOENIX_TOPIC, "ok", {}))]
-            return [self._unmatched(frame)]
-        if event == PHX_JOIN:
-            return self._join(frame)
-        channel = self._channels.get(topic)
-        if channel is None or (frame.join_ref is not None and frame.join_ref != channel.join_ref):
-            return [self._unmatched(frame)]
-        if event == PHX_LEAVE:  # also while joining: a later accept_join then returns b""
-            del self._channels[topic]
-            return [
-                SendFrame(frames.reply(channel.join_ref, frame.ref, topic, "ok", {})),
-                SendFrame(frames.close(channel.join_ref, topic)),
-                LeaveRequested(topic, channel.join_ref, frame.ref),
-            ]
-        if channel.state != "joined":  # the JS client buffers pushes until joined
-            return [self._unmatched(frame)]
-        if event in _RESERVED_EVENTS:
-            return [
-                SendFrame(
-                    frames.reply(
-                        channel.join_ref,
-                        frame.ref,
-                        topic,
-                        "error",
-                        {"reason": "invalid", "message": f"{event} is a server event"},
-                    )
-                )
-            ]
-        return [PushReceived(topic, event, channel.join_ref, frame.ref, frame.payload)]
+    def connection_closed(self) -> list[LeaveRequested]:
+        """The socket is gone: close the protocol, and end every channel instance.
 
-    def _join(self, frame: Frame) -> list[Event]:
+        Returns one ``LeaveRequested(cause="disconnect")`` per joined or joining topic, so the
+        application tears down channels the same way whatever ended them.
+        """
+        self.closed = True
+        ended = [
+            LeaveRequested(topic, channel.join_ref, None, "disconnect")
+            for topic, channel in self._channels.items()
+        ]
+        self._channels.clear()
+        return ended
+
+    def _handle(self, frame: Frame | BinaryFrame) -> None:
+        topic, event = frame.topic, frame.event
+        if event == HEARTBEAT and topic == PHOENIX_TOPIC:
+            self._out.append(frames.heartbeat_reply(frame.ref))
+            return
+        if event == PHX_JOIN:
+            self._join(frame)
+            return
+        channel = self._channels.get(topic)
+        if event == PHX_LEAVE:
+            self._leave(frame, channel)
+            return
+        if channel is None or channel.state != "joined":
+            self._out.append(_unmatched(frame.ref, topic))
+            return
+        if frame.join_ref is not None and frame.join_ref != channel.join_ref:
+            return  # stale instance: Phoenix ignores it
+        if event in _SERVER_EVENTS:
+            self._error_reply(channel.join_ref, frame.ref, topic, f"{event} is a server event")
+            return
+        self._events.append(PushReceived(topic, event, frame.ref, channel.join_ref, frame.payload))
+
+    def _join(self, frame: Frame | BinaryFrame) -> None:
         topic = frame.topic
         join_ref = frame.join_ref if frame.join_ref is not None else frame.ref
-        if join_ref is None:
-            return [
-                SendFrame(
-                    frames.reply(
-                        None,
-                        None,
-                        topic,
-                        "error",
-                        {"reason": "invalid", "message": "phx_join without join_ref"},
-                    )
-                )
-            ]
-        out: list[Event] = []
+        if join_ref is None or isinstance(frame.payload, bytes):
+            why = "phx_join needs a ref" if join_ref is None else "phx_join payload must be JSON"
+            self._error_reply(frame.join_ref, frame.ref, topic, why)
+            return
+        if topic == PHOENIX_TOPIC or (
+            self._prefixes is not None and not topic.startswith(self._prefixes)
+        ):
+            self._out.append(_unmatched(frame.ref, topic))
+            return
         old = self._channels.pop(topic, None)
         if old is not None:
-            out.append(SendFrame(frames.close(old.join_ref, topic)))
-            out.append(LeaveRequested(topic, old.join_ref, None))
+            if old.state == "joined":
+                self._out.append(frames.close(old.join_ref, topic))
+            self._events.append(LeaveRequested(topic, old.join_ref, None, "rejoin"))
         elif len(self._channels) >= self.max_topics:
-            out.append(
-                SendFrame(
-                    frames.reply(join_ref, frame.ref, topic, "error", {"reason": "too_many_topics"})
-                )
+            response = error_response(
+                Reason.TOO_MANY_CHANNELS, f"at most {self.max_topics} topics per connection"
             )
-            return out
+            self._out.append(frames.reply(join_ref, frame.ref, topic, "error", response))
+            return
         self._channels[topic] = _Channel(join_ref, frame.ref, "joining")
-        out.append(JoinRequested(topic, join_ref, frame.ref, frame.payload))
-        return out
+        self._events.append(JoinRequested(topic, join_ref, frame.ref, frame.payload))
 
-    @staticmethod
-    def _unmatched(frame: Frame) -> SendFrame:
-        # As Phoenix's encode_ignore: join_ref null, the push's ref.
-        return SendFrame(
-            frames.reply(None, frame.ref, frame.topic, "error", {"reason": "unmatched topic"})
-        )
+    def _leave(self, frame: Frame | BinaryFrame, channel: _Channel | None) -> None:
+        topic = frame.topic
+        if channel is None:  # nothing to leave: Phoenix still says ok
+            self._out.append(frames.reply(frame.join_ref, frame.ref, topic, "ok", {}))
+            return
+        if frame.join_ref is not None and frame.join_ref != channel.join_ref:
+            return  # stale instance: the client raced a close
+        del self._channels[topic]
+        self._out.append(frames.reply(channel.join_ref, frame.ref, topic, "ok", {}))
+        self._out.append(frames.close(channel.join_ref, topic))
+        self._events.append(LeaveRequested(topic, channel.join_ref, frame.ref, "leave"))
 
-    # -- answers from the layer above ------------------------------------------------------
+    def _error_reply(self, join_ref: str | None, ref: str | None, topic: str, message: str) -> None:
+        response = error_response(Reason.INVALID, message)
+        self._out.append(frames.reply(join_ref, ref, topic, "error", response))
 
-    def _pending(self, topic: str, join_ref: str | None) -> _Channel | None:
-        channel = self._channels.get(topic)
-        if channel is None or channel.state != "joining":
+    def _violation(self, reason: Reason, message: str, code: CloseCode) -> None:
+        self.closed = True
+        reason_text = message.encode("utf-8")[:_MAX_CLOSE_REASON].decode("utf-8", "ignore")
+        self._events.append(ProtocolViolation(reason, reason_text, code))
+
+    # -- answers from the application ---------------------------------------------------------
+
+    def _instance(self, topic: str, join_ref: str | None, state: ChannelState) -> _Channel | None:
+        if self.closed:
             return None
-        if join_ref is not None and join_ref != channel.join_ref:
-            return None
-        return channel
-
-    def _current(self, topic: str, join_ref: str | None) -> _Channel | None:
         channel = self._channels.get(topic)
-        if channel is None or channel.state != "joined":
+        if channel is None or channel.state != state:
             return None
         if join_ref is not None and join_ref != channel.join_ref:
             return None
         return channel
 
     def accept_join(
-        self, topic: str, response: dict[str, Any], *, join_ref: str | None = None
-    ) -> bytes:
-        """Accept the pending join of ``topic``: the ok reply, or ``b""`` if none is pending.
+        self, topic: str, response: Response | None = None, *, join_ref: str | None = None
+    ) -> bytes | None:
+        """Accept the pending join of ``topic``: the ok reply, or ``None`` if none is pending.
 
-        Pass the ``join_ref`` of the :class:`JoinRequested` being answered so that a late
-        answer to a superseded join (the client rejoined meanwhile) is dropped.
+        Subscribe before sending the reply (so nothing published after the reply is missed),
+        and undo the subscription if this returns ``None``.
         """
-        channel = self._pending(topic, join_ref)
+        channel = self._instance(topic, join_ref, "joining")
         if channel is None:
-            return b""
+            return None
+        payload = {} if response is None else _response(response)
+        data = frames.reply(channel.join_ref, channel.join_msg_ref, topic, "ok", payload)
         channel.state = "joined"
-        return frames.reply(channel.join_ref, channel.join_msg_ref, topic, "ok", response)
+        return data
 
     def reject_join(
-        self, topic: str, reason_payload: dict[str, Any], *, join_ref: str | None = None
-    ) -> bytes:
-        """Refuse the pending join: the error reply (topic forgotten), or ``b""``."""
-        channel = self._pending(topic, join_ref)
+        self, topic: str, response: Response | str, *, join_ref: str | None = None
+    ) -> bytes | None:
+        """Refuse the pending join: the error reply (the topic is forgotten), or ``None``.
+
+        ``response`` may be a bare reason (``reject_join(t, "forbidden")`` sends
+        ``{"reason": "forbidden"}``), an application error with ``to_payload()``, or a payload.
+        phoenix.js retries a refused join with backoff, as for any join error.
+        """
+        channel = self._instance(topic, join_ref, "joining")
         if channel is None:
-            return b""
+            return None
+        payload = error_response(response) if isinstance(response, str) else _response(response)
+        data = frames.reply(channel.join_ref, channel.join_msg_ref, topic, "error", payload)
         del self._channels[topic]
-        return frames.reply(channel.join_ref, channel.join_msg_ref, topic, "error", reason_payload)
+        return data
 
     def reply(
         self,
         topic: str,
         ref: str | None,
-        status: Literal["ok", "error"] | str,
-        response: dict[str, Any],
+        status: Status,
+        response: Response | BinaryPayload,
         *,
         join_ref: str | None = None,
-    ) -> bytes:
-        """Reply to push ``ref`` on a joined topic; ``b""`` if the topic is no longer joined
-        (or no longer under ``join_ref``, when given): the client has moved on, drop it."""
-        channel = self._current(topic, join_ref)
+    ) -> bytes | None:
+        """Reply to push ``ref`` on a joined topic, or ``None`` if that channel instance is
+        gone (the client left or rejoined: it would drop the reply anyway).
+
+        Binary ``response`` bytes make a binary reply.
+        """
+        channel = self._instance(topic, join_ref, "joined")
         if channel is None:
-            return b""
+            return None
+        if type(response) is not dict and not isinstance(response, bytes | bytearray | memoryview):
+            response = _response(response)
         return frames.reply(channel.join_ref, ref, topic, status, response)
 
-    def push(self, topic: str, event: str, payload: dict[str, Any]) -> bytes:
-        """A server push to this connection's channel on ``topic``; ``b""`` if not joined."""
-        channel = self._current(topic, None)
-        if channel is None:
-            return b""
-        return frames.push(channel.join_ref, topic, event, payload)
+    def push(
+        self,
+        topic: str,
+        event: str,
+        payload: Payload | BinaryPayload,
+        *,
+        join_ref: str | None = None,
+    ) -> bytes | None:
+        """A server push to this connection's channel on ``topic`` (``None`` if not joined).
 
-    def channel_crashed(self, topic: str, *, join_ref: str | None = None) -> bytes:
-        """The channel's handler failed: forget the topic and tell the client to rejoin.
-
-        Joined: ``phx_error`` (the JS client rejoins with backoff). Still joining: an error
-        reply ``{"reason": "join crashed"}`` to the join, as Phoenix does. ``b""`` if unknown.
+        For the same event to many subscribers, use :meth:`broadcast` with bytes encoded once.
         """
+        channel = self._instance(topic, join_ref, "joined")
+        if channel is None:
+            return None
+        return frames.push(topic, event, payload, channel.join_ref)
+
+    def broadcast(self, topic: str, encoded: bytes) -> bytes | None:
+        """``encoded`` (from :func:`~whispr.protocol.frames.encode_broadcast`) if ``topic`` is
+        joined here, else ``None``.
+
+        Broadcasts carry a null ``join_ref``, which phoenix.js accepts for any instance of the
+        topic, including one still joining; this check keeps them to joined channels, as
+        Phoenix only delivers them to subscribed (joined) channels.
+        """
+        if self._instance(topic, None, "joined") is None:
+            return None
+        return encoded
+
+    def channel_crashed(self, topic: str, *, join_ref: str | None = None) -> bytes | None:
+        """The application's handler for ``topic`` failed: forget the channel instance and tell
+        the client, which rejoins with a new ``join_ref`` after its backoff.
+
+        Joined: ``phx_error`` ``{"reason": "channel_crash"}``. Joining: an error reply to the
+        join, ``{"reason": "join crashed"}``, as Phoenix. ``None`` if there is no such instance.
+        """
+        if self.closed:
+            return None
         channel = self._channels.get(topic)
         if channel is None or (join_ref is not None and join_ref != channel.join_ref):
-            return b""
+            return None
         del self._channels[topic]
         if channel.state == "joining":
-            return frames.reply(
-                channel.join_ref, channel.join_msg_ref, topic, "error", {"reason": "join crashed"}
-            )
+            response = error_response(Reason.JOIN_CRASHED)
+            return frames.reply(channel.join_ref, channel.join_msg_ref, topic, "error", response)
         return frames.error(channel.join_ref, topic)
 
-    def close_channel(self, topic: str, *, join_ref: str | None = None) -> bytes:
-        """The server ends a joined channel for good (e.g. membership revoked): ``phx_close``.
+    def close_channel(self, topic: str, *, join_ref: str | None = None) -> bytes | None:
+        """The server ends a joined channel for good (e.g. the user was removed from the
+        conversation): ``phx_close``, after which phoenix.js does not rejoin.
 
-        The JS client does not rejoin after ``phx_close``. ``b""`` if not joined.
+        ``None`` if not joined (refuse a pending join with :meth:`reject_join` instead).
         """
-        channel = self._current(topic, join_ref)
+        channel = self._instance(topic, join_ref, "joined")
         if channel is None:
-            return b""
+            return None
         del self._channels[topic]
         return frames.close(channel.join_ref, topic)
 
-    # -- queries ---------------------------------------------------------------------------
+    # -- queries ------------------------------------------------------------------------------
 
     def is_joined(self, topic: str) -> bool:
         """Whether ``topic`` is joined (its join accepted) on this connection."""
-        channel = self._channels.get(topic)
-        return channel is not None and channel.state == "joined"
+        return self._instance(topic, None, "joined") is not None
 
     def joined_topics(self) -> dict[str, str]:
-        """Joined topics and their ``join_ref`` (a copy)."""
+        """Joined topics and their current ``join_ref`` (a copy)."""
         return {t: c.join_ref for t, c in self._channels.items() if c.state == "joined"}
 
-    def topic_state(self, topic: str) -> TopicState | None:
-        """``"joining"``, ``"joined"`` or ``None`` for ``topic``."""
+    def topic_state(self, topic: str) -> ChannelState | None:
+        """``"joining"``, ``"joined"``, or ``None`` when ``topic`` has no channel."""
         channel = self._channels.get(topic)
         return None if channel is None else channel.state
+
+
+def _unmatched(ref: str | None, topic: str) -> bytes:
+    # Phoenix's encode_ignore: join_ref null, the push's ref.
+    return frames.reply(None, ref, topic, "error", {"reason": Reason.UNMATCHED_TOPIC.value})
