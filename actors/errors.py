@@ -5,14 +5,34 @@ call that breaks a rule gets a :class:`WhisprError` with a reason it can act
 on (retry later, ask to join, shorten the message), never a crash. The
 gateway turns it into ``{"status": "error", "response": {"reason": ...}}``
 and the gRPC server into a status code, from this one list.
+
+Code that *handles* an error matches on ``error.reason``: that is what
+crosses the wire, and every error carries one. The subclasses
+(:class:`NotFound`, :class:`Invalid`, ...) exist so that raising is short
+(``raise NotFound("no message 7")``) and so that a payload read back from the
+wire (:meth:`WhisprError.from_payload`) or an error unpickled in another
+process comes back as the class it was raised as.
 """
 
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import Any, ClassVar
 
-__all__ = ["Reason", "WhisprError"]
+__all__ = [
+    "Conflict",
+    "Forbidden",
+    "Invalid",
+    "NotFound",
+    "NotMember",
+    "RateLimited",
+    "Reason",
+    "TooLarge",
+    "TooManyConnections",
+    "Unauthorized",
+    "Unavailable",
+    "WhisprError",
+]
 
 
 class Reason(enum.StrEnum):
@@ -31,7 +51,12 @@ class Reason(enum.StrEnum):
 
 
 class WhisprError(Exception):
-    """A refusal with a reason from the catalogue, a message for people, and details."""
+    """A refusal with a reason from the catalogue, a message for people, and details.
+
+    ``details`` are small JSON-able values the client can act on (``field``,
+    ``limit``, ``retry_after``); they are merged into the reply payload, so
+    they must not be named ``reason`` or ``message``.
+    """
 
     def __init__(self, reason: Reason, message: str, **details: Any) -> None:
         super().__init__(message)
@@ -42,6 +67,130 @@ class WhisprError(Exception):
     def __repr__(self) -> str:
         return f"WhisprError({self.reason.value}, {self.message!r})"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exception pickles ``self.args`` (the message alone), which cannot
+        # rebuild an error that also needs its reason and details.
+        return (_restore, (self.reason.value, self.message, self.details))
+
     def to_payload(self) -> dict[str, Any]:
         """The error as a reply payload: ``{"reason", "message", **details}``."""
         return {"reason": self.reason.value, "message": self.message, **self.details}
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> WhisprError:
+        """The error a :meth:`to_payload` payload describes, as its subclass.
+
+        An unknown reason (a newer peer's) is read as ``unavailable``: the
+        caller cannot act on what it does not know, and retrying later is the
+        safe default.
+        """
+        details = {k: v for k, v in payload.items() if k not in ("reason", "message")}
+        raw = payload.get("reason")
+        message = str(payload.get("message", raw))
+        return _restore(raw if isinstance(raw, str) else "", message, details)
+
+
+class _Refusal(WhisprError):
+    """A :class:`WhisprError` whose reason is fixed by its class."""
+
+    REASON: ClassVar[Reason]
+    DEFAULT_MESSAGE: ClassVar[str]
+
+    def __init__(self, message: str | None = None, **details: Any) -> None:
+        super().__init__(self.REASON, message or self.DEFAULT_MESSAGE, **details)
+
+
+class NotMember(_Refusal):
+    """The user is not a member of the conversation named."""
+
+    REASON = Reason.NOT_MEMBER
+    DEFAULT_MESSAGE = "not a member of this conversation"
+
+
+class Forbidden(_Refusal):
+    """A member, but without the role the action needs."""
+
+    REASON = Reason.FORBIDDEN
+    DEFAULT_MESSAGE = "not allowed"
+
+
+class TooLarge(_Refusal):
+    """Content or a batch over its limit (``details["limit"]`` says which)."""
+
+    REASON = Reason.TOO_LARGE
+    DEFAULT_MESSAGE = "too large"
+
+
+class RateLimited(_Refusal):
+    """Too many requests; ``details["retry_after"]`` in seconds when known."""
+
+    REASON = Reason.RATE_LIMITED
+    DEFAULT_MESSAGE = "too many requests"
+
+
+class Invalid(_Refusal):
+    """Malformed input; ``details["field"]`` names the culprit when there is one."""
+
+    REASON = Reason.INVALID
+    DEFAULT_MESSAGE = "invalid request"
+
+
+class NotFound(_Refusal):
+    """No such conversation, message or member."""
+
+    REASON = Reason.NOT_FOUND
+    DEFAULT_MESSAGE = "not found"
+
+
+class Conflict(_Refusal):
+    """The request contradicts stored state (an id already taken, say)."""
+
+    REASON = Reason.CONFLICT
+    DEFAULT_MESSAGE = "conflicts with the current state"
+
+
+class Unavailable(_Refusal):
+    """A dependency (the store, the broker) cannot serve now; retry later."""
+
+    REASON = Reason.UNAVAILABLE
+    DEFAULT_MESSAGE = "temporarily unavailable"
+
+
+class Unauthorized(_Refusal):
+    """No valid credentials: missing, expired or wrongly signed token."""
+
+    REASON = Reason.UNAUTHORIZED
+    DEFAULT_MESSAGE = "unauthorized"
+
+
+class TooManyConnections(_Refusal):
+    """Over the connection limit (per IP, or the node's)."""
+
+    REASON = Reason.TOO_MANY_CONNECTIONS
+    DEFAULT_MESSAGE = "too many connections"
+
+
+_BY_REASON: dict[Reason, type[_Refusal]] = {
+    cls.REASON: cls
+    for cls in (
+        NotMember,
+        Forbidden,
+        TooLarge,
+        RateLimited,
+        Invalid,
+        NotFound,
+        Conflict,
+        Unavailable,
+        Unauthorized,
+        TooManyConnections,
+    )
+}
+
+
+def _restore(reason: str, message: str, details: dict[str, Any]) -> WhisprError:
+    """Rebuild an error from its reason's value: the pickle and payload path."""
+    try:
+        known = Reason(reason)
+    except ValueError:
+        known = Reason.UNAVAILABLE
+    return _BY_REASON[known](message, **details)

@@ -107,10 +107,22 @@ class Messaging:
         return members
 
     async def list_conversations(
-        self, user_id: str, *, limit: int = 50, before: float | None = None
+        self,
+        user_id: str,
+        *,
+        limit: int = 50,
+        before: float | None = None,
+        before_id: str | None = None,
     ) -> list[ConversationSummary]:
-        """The user's conversations, most recently active first, with unread counts."""
-        return await self.deps.store.list_user_conversations(user_id, _page_limit(limit), before)
+        """The user's conversations, most recently active first, with unread counts.
+
+        The next page starts after the last row's activity time *and* id
+        (``before``, ``before_id``), so conversations active at the same
+        instant are neither skipped nor repeated.
+        """
+        return await self.deps.store.list_user_conversations(
+            user_id, _page_limit(limit), before, before_id=before_id
+        )
 
     # -- writes, through the conversation's actor ----------------------------------------
 

@@ -16,6 +16,7 @@ __all__ = [
     "Attachment",
     "Conversation",
     "ConversationSummary",
+    "DeliveryCursor",
     "InsertResult",
     "Member",
     "Message",
@@ -103,6 +104,20 @@ class ConversationSummary(msgspec.Struct, frozen=True, kw_only=True):
     role: Role
     last_message: Message | None
     unread_count: int
+
+
+class DeliveryCursor(msgspec.Struct, frozen=True, kw_only=True):
+    """How far one device of a user has received a conversation.
+
+    Per device, unlike the read cursor (per user): "delivered" means a
+    device has the message, and a user's phone can be behind their laptop.
+    It only moves forward, so a late acknowledgement cannot undo a newer one.
+    """
+
+    conversation_id: str
+    user_id: str
+    device_id: str
+    delivered_seq: int
 
 
 class InsertResult(msgspec.Struct, frozen=True, kw_only=True):

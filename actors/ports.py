@@ -8,6 +8,14 @@ do what live in the actors.
 Errors: an unknown conversation or message raises ``WhisprError(not_found)``;
 a database that cannot be reached or answers too slowly raises
 ``WhisprError(unavailable)``. No driver exception escapes.
+
+Bad input at this boundary (a seq below 1, an unknown message kind, an empty
+id, a negative cursor, a direct conversation of a user with themselves)
+raises ``WhisprError(invalid)`` before anything is written: the actors check
+the rules first, so reaching the store with such a value is a bug upstream,
+and the store refuses to turn it into stored data. Likewise a tombstoned
+message cannot be edited, reacted to or pinned (``invalid``), even by a
+writer whose cached copy is stale.
 """
 
 from __future__ import annotations
@@ -15,7 +23,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from actors.model import Conversation, ConversationSummary, InsertResult, Member, Message
+from actors.model import (
+    Conversation,
+    ConversationSummary,
+    DeliveryCursor,
+    InsertResult,
+    Member,
+    Message,
+)
 
 __all__ = ["UNCHANGED", "Store"]
 
@@ -84,9 +99,22 @@ class Store(Protocol):
     ) -> Member: ...
 
     async def list_user_conversations(
-        self, user_id: str, limit: int, before: float | None = None
+        self,
+        user_id: str,
+        limit: int,
+        before: float | None = None,
+        *,
+        before_id: str | None = None,
     ) -> list[ConversationSummary]:
-        """The user's conversations by last activity, newest first, with unread counts."""
+        """The user's conversations by last activity, newest first, with unread counts.
+
+        Activity is ``last_message_at``, or ``created_at`` before any
+        message; ties are broken by conversation id, descending. The next
+        page starts after the last row of this one: pass its activity as
+        ``before`` and its id as ``before_id``. With ``before`` alone, every
+        conversation at exactly that instant is skipped, which is only right
+        when the caller knows there is no tie.
+        """
         ...
 
     # -- messages ------------------------------------------------------------------------
@@ -161,5 +189,11 @@ class Store(Protocol):
         ...
 
     async def get_read_cursors(self, conversation_id: str) -> dict[str, int]: ...
+
+    async def get_delivery_cursors(
+        self, conversation_id: str, user_id: str | None = None
+    ) -> list[DeliveryCursor]:
+        """Every device's delivered cursor in a conversation (or one user's devices)."""
+        ...
 
     async def unread_counts(self, user_id: str) -> dict[str, int]: ...

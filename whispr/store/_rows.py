@@ -7,11 +7,12 @@ from typing import Any
 
 import msgspec
 
-from actors.model import Attachment, Conversation, Member, Message
+from actors.model import Attachment, Conversation, DeliveryCursor, Member, Message
 
 __all__ = [
     "conversation",
     "conversation_params",
+    "delivery_cursor",
     "dumps",
     "member",
     "member_params",
@@ -57,6 +58,15 @@ def member(row: Mapping[str, Any]) -> Member:
         muted_until=row["muted_until"],
         notifications=row["notifications"],
         read_seq=row["read_seq"],
+    )
+
+
+def delivery_cursor(row: Mapping[str, Any]) -> DeliveryCursor:
+    return DeliveryCursor(
+        conversation_id=row["conversation_id"],
+        user_id=row["user_id"],
+        device_id=row["device_id"],
+        delivered_seq=row["seq"],
     )
 
 

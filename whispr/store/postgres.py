@@ -28,17 +28,18 @@ from typing import Any
 
 import asyncpg
 
-from actors.errors import Reason, WhisprError
+from actors.errors import Invalid, NotFound, Reason, WhisprError
 from actors.model import (
     Conversation,
     ConversationSummary,
+    DeliveryCursor,
     InsertResult,
     Member,
     Message,
     new_id,
 )
 from actors.ports import UNCHANGED
-from whispr.store import _rows, migrations
+from whispr.store import _check, _rows, migrations
 
 __all__ = ["PostgresStore"]
 
@@ -219,11 +220,13 @@ class PostgresStore:
     async def create_conversation(
         self, conversation: Conversation, members: Sequence[Member]
     ) -> None:
+        _check.conversation(conversation, members)
         async with self._connection() as c, c.transaction():
             await _insert_conversation(c, conversation)
             await _insert_members(c, members)
 
     async def get_or_create_direct(self, user_a: str, user_b: str, now: float) -> Conversation:
+        _check.direct_pair(user_a, user_b, now)
         low, high = sorted((user_a, user_b))
         async with self._connection() as c, c.transaction():
             found = await c.fetchval(
@@ -284,15 +287,34 @@ class PostgresStore:
         avatar: str | None = UNCHANGED,
         settings: dict[str, Any] = UNCHANGED,
     ) -> Conversation:
-        current = await self._require_conversation(conversation_id)
-        await self._execute(
-            "UPDATE conversations SET title = $2, avatar = $3, settings = $4::jsonb WHERE id = $1",
-            conversation_id,
-            current.title if title is UNCHANGED else title,
-            current.avatar if avatar is UNCHANGED else avatar,
-            _rows.dumps(current.settings if settings is UNCHANGED else settings),
+        """One statement that sets only the fields named.
+
+        Not a read followed by a write of every field: two writers changing
+        different fields (another node's actor during a handover) must not
+        undo each other's change with the value they read.
+        """
+        _check.conversation_fields(
+            None if title is UNCHANGED else title,
+            None if avatar is UNCHANGED else avatar,
+            {} if settings is UNCHANGED else settings,
         )
-        return await self._require_conversation(conversation_id)
+        row = await self._fetchrow(
+            "UPDATE conversations SET "
+            "title = CASE WHEN $2 THEN $3 ELSE title END, "
+            "avatar = CASE WHEN $4 THEN $5 ELSE avatar END, "
+            "settings = CASE WHEN $6 THEN $7::jsonb ELSE settings END "
+            f"WHERE id = $1 RETURNING {_CONVERSATION_COLUMNS}",
+            conversation_id,
+            title is not UNCHANGED,
+            None if title is UNCHANGED else title,
+            avatar is not UNCHANGED,
+            None if avatar is UNCHANGED else avatar,
+            settings is not UNCHANGED,
+            None if settings is UNCHANGED else _rows.dumps(settings),
+        )
+        if row is None:
+            raise NotFound(f"no conversation {conversation_id}")
+        return _rows.conversation(row)
 
     async def list_members(self, conversation_id: str) -> list[Member]:
         rows = await self._fetch(
@@ -302,6 +324,7 @@ class PostgresStore:
         return [_rows.member(r) for r in rows]
 
     async def add_members(self, members: Sequence[Member]) -> None:
+        _check.members(members)
         for conversation_id in {m.conversation_id for m in members}:
             await self._require_conversation(conversation_id)
         async with self._connection() as c:
@@ -325,16 +348,29 @@ class PostgresStore:
         muted_until: float | None = UNCHANGED,
         notifications: str = UNCHANGED,
     ) -> Member:
-        current = await self._member(conversation_id, user_id)
+        """One statement that sets only the fields named (see ``update_conversation``)."""
+        _check.member_fields(
+            None if role is UNCHANGED else role,
+            None if notifications is UNCHANGED else notifications,
+            None if muted_until is UNCHANGED else muted_until,
+        )
         row = await self._fetchrow(
-            "UPDATE members SET role = $3, muted_until = $4, notifications = $5 "
+            "UPDATE members SET "
+            "role = CASE WHEN $3 THEN $4 ELSE role END, "
+            "muted_until = CASE WHEN $5 THEN $6 ELSE muted_until END, "
+            "notifications = CASE WHEN $7 THEN $8 ELSE notifications END "
             "WHERE conversation_id = $1 AND user_id = $2 RETURNING *",
             conversation_id,
             user_id,
-            current.role if role is UNCHANGED else role,
-            current.muted_until if muted_until is UNCHANGED else muted_until,
-            current.notifications if notifications is UNCHANGED else notifications,
+            role is not UNCHANGED,
+            None if role is UNCHANGED else role,
+            muted_until is not UNCHANGED,
+            None if muted_until is UNCHANGED else muted_until,
+            notifications is not UNCHANGED,
+            None if notifications is UNCHANGED else notifications,
         )
+        if row is None:
+            raise NotFound(f"{user_id} is not a member")
         return _rows.member(row)
 
     async def _member(self, conversation_id: str, user_id: str) -> Member:
@@ -348,9 +384,22 @@ class PostgresStore:
         return _rows.member(row)
 
     async def list_user_conversations(
-        self, user_id: str, limit: int, before: float | None = None
+        self,
+        user_id: str,
+        limit: int,
+        before: float | None = None,
+        *,
+        before_id: str | None = None,
     ) -> list[ConversationSummary]:
-        """Two round trips whatever the page size: the list, then its last messages."""
+        """Two round trips whatever the page size: the list, then its last messages.
+
+        The list starts from ``members_by_user`` (a user has tens to
+        thousands of conversations, never millions), joins each
+        conversation by its key and sorts that set by activity; the unread
+        count and the last visible message are range scans of one messages
+        partition each, on its primary key.
+        """
+        page = _check.limit(limit)
         async with self._connection() as c:
             rows = await c.fetch(
                 f"SELECT {', '.join('c.' + x for x in _CONVERSATION_COLUMNS.split(', '))}, "
@@ -364,11 +413,13 @@ class PostgresStore:
                 "  h.conversation_id = x.conversation_id AND h.user_id = m.user_id "
                 "  AND h.seq = x.seq) ORDER BY x.seq DESC LIMIT 1) last ON true "
                 "WHERE m.user_id = $1 AND ($2::double precision IS NULL "
-                " OR COALESCE(c.last_message_at, c.created_at) < $2) "
+                " OR COALESCE(c.last_message_at, c.created_at) < $2 "
+                " OR (COALESCE(c.last_message_at, c.created_at) = $2 AND c.id < $4)) "
                 "ORDER BY COALESCE(c.last_message_at, c.created_at) DESC, c.id DESC LIMIT $3",
                 user_id,
                 before,
-                max(1, min(limit, 200)),
+                page,
+                before_id,
             )
             wanted = [(r["id"], r["visible_seq"]) for r in rows if r["visible_seq"] is not None]
             last: dict[tuple[str, int], Message] = {}
@@ -410,6 +461,7 @@ class PostgresStore:
     async def insert_messages(self, batch: Sequence[Message]) -> list[InsertResult]:
         if not batch:
             return []
+        _check.messages(batch)
         columns = list(
             zip(
                 *(
@@ -569,6 +621,10 @@ class PostgresStore:
         limit: int = 50,
         viewer_id: str | None = None,
     ) -> list[Message]:
+        for bound, field in ((before_seq, "before_seq"), (after_seq, "after_seq")):
+            if bound is not None:
+                _check.cursor(bound, field)
+        page = _check.limit(limit)
         order = "ASC" if after_seq is not None else "DESC"
         return await self._messages(
             f"SELECT {_MESSAGE_COLUMNS} FROM messages m WHERE conversation_id = $1 "
@@ -581,38 +637,54 @@ class PostgresStore:
             before_seq,
             after_seq,
             viewer_id,
-            max(1, min(limit, 200)),
+            page,
         )
 
     async def _update_message(
         self, conversation_id: str, seq: int, query: str, *args: Any
     ) -> Message:
+        """Run an UPDATE of one message that skips tombstones; the message after it."""
         status = await self._execute(query, conversation_id, seq, *args)
-        if status.endswith(" 0"):
-            raise WhisprError(Reason.NOT_FOUND, f"no message {seq} in {conversation_id}")
-        return await self._require_message(conversation_id, seq)
+        updated = await self._require_message(conversation_id, seq)
+        if status.endswith(" 0") and updated.deleted:
+            raise Invalid(f"message {seq} was deleted", field="seq")
+        return updated
 
     async def edit_message(
         self, conversation_id: str, seq: int, content: str, edited_at: float
     ) -> Message:
+        _check.edit(content, edited_at)
         return await self._update_message(
             conversation_id,
             seq,
             "UPDATE messages SET content = $3, edited_at = $4 WHERE conversation_id = $1 "
-            "AND seq = $2",
+            "AND seq = $2 AND NOT deleted",
             content,
             edited_at,
         )
 
     async def delete_message(self, conversation_id: str, seq: int) -> Message:
-        return await self._update_message(
-            conversation_id,
-            seq,
-            "UPDATE messages SET deleted = true, content = '', attachments = '[]', "
-            "pinned = false WHERE conversation_id = $1 AND seq = $2",
-        )
+        """Tombstone: content, attachments, pin and reactions go; seq and sender stay.
+
+        Idempotent: deleting a tombstone returns it. The reactions go in the
+        same transaction, so nobody sees a tombstone with reactions.
+        """
+        async with self._connection() as c, c.transaction():
+            await c.execute(
+                "UPDATE messages SET deleted = true, content = '', attachments = '[]', "
+                "pinned = false WHERE conversation_id = $1 AND seq = $2",
+                conversation_id,
+                seq,
+            )
+            await c.execute(
+                "DELETE FROM reactions WHERE conversation_id = $1 AND seq = $2",
+                conversation_id,
+                seq,
+            )
+        return await self._require_message(conversation_id, seq)
 
     async def hide_message(self, conversation_id: str, seq: int, user_id: str) -> None:
+        _check.name(user_id, "user_id")
         await self._require_message(conversation_id, seq)
         await self._execute(
             "INSERT INTO hidden_messages VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
@@ -624,16 +696,29 @@ class PostgresStore:
     async def add_reaction(
         self, conversation_id: str, seq: int, user_id: str, emoji: str
     ) -> Message:
-        await self._require_message(conversation_id, seq)
-        await self._execute(
-            "INSERT INTO reactions VALUES ($1, $2, $3, $4, extract(epoch FROM clock_timestamp())) "
+        """Idempotent; refused on a tombstone.
+
+        The insert reads the message ``FOR SHARE``: a concurrent delete
+        either commits first (and this finds a tombstone and adds nothing)
+        or waits for this to commit (and then removes the reaction with the
+        others).
+        """
+        _check.name(user_id, "user_id")
+        _check.name(emoji, "emoji")
+        status = await self._execute(
+            "INSERT INTO reactions (conversation_id, seq, emoji, user_id, created_at) "
+            "SELECT $1, $2, $3, $4, extract(epoch FROM clock_timestamp()) FROM messages "
+            "WHERE conversation_id = $1 AND seq = $2 AND NOT deleted FOR SHARE "
             "ON CONFLICT DO NOTHING",
             conversation_id,
             seq,
             emoji,
             user_id,
         )
-        return await self._require_message(conversation_id, seq)
+        updated = await self._require_message(conversation_id, seq)
+        if status.endswith(" 0") and updated.deleted:
+            raise Invalid(f"message {seq} was deleted", field="seq")
+        return updated
 
     async def remove_reaction(
         self, conversation_id: str, seq: int, user_id: str, emoji: str
@@ -650,11 +735,19 @@ class PostgresStore:
         return await self._require_message(conversation_id, seq)
 
     async def set_pinned(self, conversation_id: str, seq: int, pinned: bool) -> Message:
+        """Pinning a tombstone is refused; unpinning one is a no-op (it is never pinned)."""
+        if not pinned:
+            await self._execute(
+                "UPDATE messages SET pinned = false WHERE conversation_id = $1 AND seq = $2",
+                conversation_id,
+                seq,
+            )
+            return await self._require_message(conversation_id, seq)
         return await self._update_message(
             conversation_id,
             seq,
-            "UPDATE messages SET pinned = $3 WHERE conversation_id = $1 AND seq = $2",
-            pinned,
+            "UPDATE messages SET pinned = true WHERE conversation_id = $1 AND seq = $2 "
+            "AND NOT deleted",
         )
 
     async def list_pinned(self, conversation_id: str) -> list[Message]:
@@ -668,6 +761,7 @@ class PostgresStore:
     # -- cursors -------------------------------------------------------------------------
 
     async def mark_read(self, conversation_id: str, user_id: str, seq: int) -> int:
+        _check.cursor(seq)
         row = await self._fetchrow(
             "UPDATE members SET read_seq = GREATEST(read_seq, $3) WHERE conversation_id = $1 "
             "AND user_id = $2 RETURNING read_seq",
@@ -682,6 +776,8 @@ class PostgresStore:
     async def mark_delivered(
         self, conversation_id: str, user_id: str, device_id: str, seq: int
     ) -> int:
+        _check.cursor(seq)
+        _check.name(device_id, "device_id")
         await self._member(conversation_id, user_id)
         row = await self._fetchrow(
             "INSERT INTO delivered_cursors VALUES ($1, $2, $3, $4) "
@@ -699,6 +795,18 @@ class PostgresStore:
             "SELECT user_id, read_seq FROM members WHERE conversation_id = $1", conversation_id
         )
         return {r[0]: int(r[1]) for r in rows}
+
+    async def get_delivery_cursors(
+        self, conversation_id: str, user_id: str | None = None
+    ) -> list[DeliveryCursor]:
+        rows = await self._fetch(
+            "SELECT conversation_id, user_id, device_id, seq FROM delivered_cursors "
+            "WHERE conversation_id = $1 AND ($2::text IS NULL OR user_id = $2) "
+            "ORDER BY user_id, device_id",
+            conversation_id,
+            user_id,
+        )
+        return [_rows.delivery_cursor(r) for r in rows]
 
     async def unread_counts(self, user_id: str) -> dict[str, int]:
         rows = await self._fetch(

@@ -19,17 +19,18 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from actors.errors import Reason, WhisprError
+from actors.errors import Invalid, Reason, WhisprError
 from actors.model import (
     Conversation,
     ConversationSummary,
+    DeliveryCursor,
     InsertResult,
     Member,
     Message,
     new_id,
 )
 from actors.ports import UNCHANGED
-from whispr.store import _rows, migrations
+from whispr.store import _check, _rows, migrations
 
 __all__ = ["SqliteStore"]
 
@@ -148,14 +149,18 @@ class SqliteStore:
         await db.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)"
         )
-        done = {row[0] for row in await self._all("SELECT version FROM schema_migrations")}
         for version, sql in migrations.load("sqlite"):
-            if version in done:
-                continue
+            # Whether it is pending is read under the write lock (BEGIN
+            # IMMEDIATE): another process on the same file (``whispr
+            # migrate`` next to a starting node) may have applied it meanwhile.
             await db.execute("BEGIN IMMEDIATE")
             try:
-                await _run_script(db, sql)
-                await db.execute("INSERT INTO schema_migrations VALUES (?)", (version,))
+                applied = await self._all(
+                    "SELECT 1 FROM schema_migrations WHERE version = ?", (version,)
+                )
+                if not applied:
+                    await _run_script(db, sql)
+                    await db.execute("INSERT INTO schema_migrations VALUES (?)", (version,))
                 await db.execute("COMMIT")
             except BaseException:
                 await db.execute("ROLLBACK")
@@ -167,6 +172,7 @@ class SqliteStore:
     async def create_conversation(
         self, conversation: Conversation, members: Sequence[Member]
     ) -> None:
+        _check.conversation(conversation, members)
         db = self.db
         await db.execute("BEGIN IMMEDIATE")
         try:
@@ -194,6 +200,7 @@ class SqliteStore:
 
     @_serialized
     async def get_or_create_direct(self, user_a: str, user_b: str, now: float) -> Conversation:
+        _check.direct_pair(user_a, user_b, now)
         low, high = sorted((user_a, user_b))
         db = self.db
         await db.execute("BEGIN IMMEDIATE")
@@ -249,6 +256,11 @@ class SqliteStore:
         avatar: str | None = UNCHANGED,
         settings: dict[str, Any] = UNCHANGED,
     ) -> Conversation:
+        _check.conversation_fields(
+            None if title is UNCHANGED else title,
+            None if avatar is UNCHANGED else avatar,
+            {} if settings is UNCHANGED else settings,
+        )
         current = await self._require_conversation(conversation_id)
         await self.db.execute(
             "UPDATE conversations SET title = ?, avatar = ?, settings = ? WHERE id = ?",
@@ -271,6 +283,7 @@ class SqliteStore:
 
     @_serialized
     async def add_members(self, members: Sequence[Member]) -> None:
+        _check.members(members)
         for conversation_id in {m.conversation_id for m in members}:
             await self._require_conversation(conversation_id)
         await self._insert_members(members)
@@ -294,6 +307,11 @@ class SqliteStore:
         muted_until: float | None = UNCHANGED,
         notifications: str = UNCHANGED,
     ) -> Member:
+        _check.member_fields(
+            None if role is UNCHANGED else role,
+            None if notifications is UNCHANGED else notifications,
+            None if muted_until is UNCHANGED else muted_until,
+        )
         current = await self._member(conversation_id, user_id)
         await self.db.execute(
             "UPDATE members SET role = ?, muted_until = ?, notifications = ? "
@@ -319,15 +337,22 @@ class SqliteStore:
 
     @_serialized
     async def list_user_conversations(
-        self, user_id: str, limit: int, before: float | None = None
+        self,
+        user_id: str,
+        limit: int,
+        before: float | None = None,
+        *,
+        before_id: str | None = None,
     ) -> list[ConversationSummary]:
+        page = _check.limit(limit)
         rows = await self._all(
             "SELECT c.*, m.role AS member_role, m.read_seq AS member_read_seq, "
             "COALESCE(c.last_message_at, c.created_at) AS activity FROM members m "
             "JOIN conversations c ON c.id = m.conversation_id WHERE m.user_id = ? "
-            "AND (? IS NULL OR COALESCE(c.last_message_at, c.created_at) < ?) "
+            "AND (? IS NULL OR COALESCE(c.last_message_at, c.created_at) < ? "
+            " OR (COALESCE(c.last_message_at, c.created_at) = ? AND c.id < ?)) "
             "ORDER BY activity DESC, c.id DESC LIMIT ?",
-            (user_id, before, before, limit),
+            (user_id, before, before, before, before_id, page),
         )
         summaries = []
         for row in rows:
@@ -360,6 +385,7 @@ class SqliteStore:
 
     @_serialized
     async def insert_messages(self, batch: Sequence[Message]) -> list[InsertResult]:
+        _check.messages(batch)
         db = self.db
         results: list[InsertResult] = []
         await db.execute("BEGIN IMMEDIATE")
@@ -463,7 +489,10 @@ class SqliteStore:
         limit: int = 50,
         viewer_id: str | None = None,
     ) -> list[Message]:
-        limit = max(1, min(limit, 200))
+        for bound, field in ((before_seq, "before_seq"), (after_seq, "after_seq")):
+            if bound is not None:
+                _check.cursor(bound, field)
+        limit = _check.limit(limit)
         hidden = (
             "AND seq NOT IN (SELECT seq FROM hidden_messages WHERE conversation_id = ? "
             "AND user_id = ?)"
@@ -492,25 +521,45 @@ class SqliteStore:
     async def edit_message(
         self, conversation_id: str, seq: int, content: str, edited_at: float
     ) -> Message:
-        await self._require_message(conversation_id, seq)
+        _check.edit(content, edited_at)
+        await self._require_live_message(conversation_id, seq)
         await self.db.execute(
             "UPDATE messages SET content = ?, edited_at = ? WHERE conversation_id = ? AND seq = ?",
             (content, edited_at, conversation_id, seq),
         )
         return await self._require_message(conversation_id, seq)
 
+    async def _require_live_message(self, conversation_id: str, seq: int) -> Message:
+        """The message, which must not be a tombstone (no edits, reactions or pins on one)."""
+        found = await self._require_message(conversation_id, seq)
+        if found.deleted:
+            raise Invalid(f"message {seq} was deleted", field="seq")
+        return found
+
     @_serialized
     async def delete_message(self, conversation_id: str, seq: int) -> Message:
         await self._require_message(conversation_id, seq)
-        await self.db.execute(
-            "UPDATE messages SET deleted = 1, content = '', attachments = '[]', pinned = 0 "
-            "WHERE conversation_id = ? AND seq = ?",
-            (conversation_id, seq),
-        )
+        db = self.db
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            await db.execute(
+                "UPDATE messages SET deleted = 1, content = '', attachments = '[]', pinned = 0 "
+                "WHERE conversation_id = ? AND seq = ?",
+                (conversation_id, seq),
+            )
+            await db.execute(
+                "DELETE FROM reactions WHERE conversation_id = ? AND seq = ?",
+                (conversation_id, seq),
+            )
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
         return await self._require_message(conversation_id, seq)
 
     @_serialized
     async def hide_message(self, conversation_id: str, seq: int, user_id: str) -> None:
+        _check.name(user_id, "user_id")
         await self._require_message(conversation_id, seq)
         await self.db.execute(
             "INSERT INTO hidden_messages VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
@@ -521,7 +570,11 @@ class SqliteStore:
     async def add_reaction(
         self, conversation_id: str, seq: int, user_id: str, emoji: str
     ) -> Message:
-        await self._require_message(conversation_id, seq)
+        _check.name(user_id, "user_id")
+        _check.name(emoji, "emoji")
+        await self._require_live_message(conversation_id, seq)
+        # unixepoch('subsec') would match PostgreSQL but needs SQLite 3.42; the
+        # value only orders a message's reactions, so julianday's scale is fine.
         await self.db.execute(
             "INSERT INTO reactions VALUES (?, ?, ?, ?, julianday('now')) ON CONFLICT DO NOTHING",
             (conversation_id, seq, emoji, user_id),
@@ -542,7 +595,10 @@ class SqliteStore:
 
     @_serialized
     async def set_pinned(self, conversation_id: str, seq: int, pinned: bool) -> Message:
-        await self._require_message(conversation_id, seq)
+        if pinned:
+            await self._require_live_message(conversation_id, seq)
+        else:
+            await self._require_message(conversation_id, seq)
         await self.db.execute(
             "UPDATE messages SET pinned = ? WHERE conversation_id = ? AND seq = ?",
             (int(pinned), conversation_id, seq),
@@ -563,6 +619,7 @@ class SqliteStore:
 
     @_serialized
     async def mark_read(self, conversation_id: str, user_id: str, seq: int) -> int:
+        _check.cursor(seq)
         await self._member(conversation_id, user_id)
         await self.db.execute(
             "UPDATE members SET read_seq = max(read_seq, ?) WHERE conversation_id = ? "
@@ -575,6 +632,8 @@ class SqliteStore:
     async def mark_delivered(
         self, conversation_id: str, user_id: str, device_id: str, seq: int
     ) -> int:
+        _check.cursor(seq)
+        _check.name(device_id, "device_id")
         await self._member(conversation_id, user_id)
         await self.db.execute(
             "INSERT INTO delivered_cursors VALUES (?, ?, ?, ?) "
@@ -595,6 +654,17 @@ class SqliteStore:
             "SELECT user_id, read_seq FROM members WHERE conversation_id = ?", (conversation_id,)
         )
         return {r[0]: int(r[1]) for r in rows}
+
+    @_serialized
+    async def get_delivery_cursors(
+        self, conversation_id: str, user_id: str | None = None
+    ) -> list[DeliveryCursor]:
+        rows = await self._all(
+            "SELECT conversation_id, user_id, device_id, seq FROM delivered_cursors "
+            "WHERE conversation_id = ? AND (? IS NULL OR user_id = ?) ORDER BY user_id, device_id",
+            (conversation_id, user_id, user_id),
+        )
+        return [_rows.delivery_cursor(r) for r in rows]
 
     @_serialized
     async def unread_counts(self, user_id: str) -> dict[str, int]:

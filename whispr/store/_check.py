@@ -1,0 +1,183 @@
+"""Checks at the store boundary, the same for both backends.
+
+The actors enforce the rules (who may post, how long a message may be);
+these checks only keep values that can never be valid out of the database,
+so that a bug upstream is a clear ``WhisprError(invalid)`` naming the field,
+raised before anything is written, rather than a row that breaks ordering
+(a NaN time), paging (a seq of 0) or decoding (an unknown kind) later.
+The database's CHECK constraints back up what they can express; these run
+first so that both backends refuse the same things with the same error.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, get_args
+
+from actors.errors import Invalid
+from actors.model import (
+    Conversation,
+    ConversationKind,
+    Member,
+    Message,
+    MessageKind,
+    Notifications,
+    Role,
+)
+
+__all__ = [
+    "MAX_ID_LENGTH",
+    "MAX_PAGE",
+    "conversation",
+    "conversation_fields",
+    "cursor",
+    "direct_pair",
+    "edit",
+    "limit",
+    "member_fields",
+    "members",
+    "messages",
+    "name",
+]
+
+MAX_PAGE = 200
+"""The most messages or conversations one page returns, whatever is asked."""
+MAX_ID_LENGTH = 200
+"""Ids are ULIDs, user ids from the auth service, client-generated keys: all short."""
+
+_MESSAGE_KINDS = frozenset(get_args(MessageKind))
+_CONVERSATION_KINDS = frozenset(get_args(ConversationKind))
+_ROLES = frozenset(get_args(Role))
+_NOTIFICATIONS = frozenset(get_args(Notifications))
+
+
+def name(value: Any, field: str) -> None:
+    """An id or a name: a non-empty string of bounded length."""
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
+        raise Invalid(f"{field} must be a string of 1 to {MAX_ID_LENGTH} characters", field=field)
+    _text(value, field)
+
+
+def _text(value: str, field: str) -> None:
+    # PostgreSQL text cannot hold NUL, and SQLite would store it: refusing it
+    # here keeps the backends alike and names the field, instead of failing
+    # a whole group-commit batch with the driver's error.
+    if "\x00" in value:
+        raise Invalid(f"{field} must not contain NUL characters", field=field)
+
+
+def _time(value: Any, field: str, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise Invalid(f"{field} must be a finite number of seconds", field=field)
+
+
+def _seq(value: Any, field: str, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise Invalid(f"{field} must be an integer of at least {minimum}", field=field)
+
+
+def cursor(value: Any, field: str = "seq") -> None:
+    """A read or delivered cursor, or a paging bound: 0 (nothing yet) or a seq."""
+    _seq(value, field, 0)
+
+
+def limit(value: Any) -> int:
+    """A page size: at least 1, capped at :data:`MAX_PAGE`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise Invalid("limit must be at least 1", field="limit")
+    return min(value, MAX_PAGE)
+
+
+def direct_pair(user_a: Any, user_b: Any, now: Any) -> None:
+    """Two distinct users: a direct conversation with oneself is not one."""
+    name(user_a, "user_a")
+    name(user_b, "user_b")
+    _time(now, "now")
+    if user_a == user_b:
+        raise Invalid("a direct conversation needs two different users", field="user_b")
+
+
+def member_fields(role: Any, notifications: Any, muted_until: Any) -> None:
+    """The settable fields of a membership (``None`` for a field left unchanged)."""
+    if role is not None and role not in _ROLES:
+        raise Invalid(f"role must be one of {sorted(_ROLES)}", field="role")
+    if notifications is not None and notifications not in _NOTIFICATIONS:
+        raise Invalid(
+            f"notifications must be one of {sorted(_NOTIFICATIONS)}", field="notifications"
+        )
+    _time(muted_until, "muted_until", optional=True)
+
+
+def members(items: Sequence[Member]) -> None:
+    """New memberships: ids, a known role and notification setting, a sane cursor."""
+    for m in items:
+        name(m.conversation_id, "conversation_id")
+        name(m.user_id, "user_id")
+        member_fields(m.role, m.notifications, m.muted_until)
+        _time(m.joined_at, "joined_at")
+        cursor(m.read_seq, "read_seq")
+
+
+def conversation_fields(title: Any, avatar: Any, settings: Any) -> None:
+    """The settable fields of a conversation; pass ``None`` for a title or avatar
+    cleared or left alone, and ``{}`` for settings left alone."""
+    for value, field in ((title, "title"), (avatar, "avatar")):
+        if value is not None:
+            if not isinstance(value, str):
+                raise Invalid(f"{field} must be a string or null", field=field)
+            _text(value, field)
+    if not isinstance(settings, dict):
+        raise Invalid("settings must be an object", field="settings")
+
+
+def conversation(c: Conversation, items: Sequence[Member]) -> None:
+    """A new conversation and its first members, all of it."""
+    name(c.id, "id")
+    name(c.created_by, "created_by")
+    if c.kind not in _CONVERSATION_KINDS:
+        raise Invalid(f"kind must be one of {sorted(_CONVERSATION_KINDS)}", field="kind")
+    _time(c.created_at, "created_at")
+    _time(c.last_message_at, "last_message_at", optional=True)
+    cursor(c.last_seq, "last_seq")
+    conversation_fields(c.title, c.avatar, c.settings)
+    if any(m.conversation_id != c.id for m in items):
+        raise Invalid("every member must belong to the conversation created", field="members")
+    members(items)
+
+
+def messages(batch: Sequence[Message]) -> None:
+    """A group-commit batch: every message well formed, or none is written.
+
+    One malformed message fails the whole batch rather than being dropped:
+    it can only come from a bug, and a result status for it would be read
+    by the caller as something to retry.
+    """
+    for m in batch:
+        name(m.conversation_id, "conversation_id")
+        name(m.id, "id")
+        name(m.client_id, "client_id")
+        name(m.sender_id, "sender_id")
+        _seq(m.seq, "seq", 1)
+        if m.kind not in _MESSAGE_KINDS:
+            raise Invalid(f"kind must be one of {sorted(_MESSAGE_KINDS)}", field="kind")
+        if not isinstance(m.content, str):
+            raise Invalid("content must be a string", field="content")
+        _text(m.content, "content")
+        if m.reply_to is not None:
+            _seq(m.reply_to, "reply_to", 1)
+            if m.reply_to >= m.seq:
+                raise Invalid("reply_to must name an earlier message", field="reply_to")
+        _time(m.created_at, "created_at")
+        if not isinstance(m.metadata, dict):
+            raise Invalid("metadata must be an object", field="metadata")
+
+
+def edit(content: Any, edited_at: Any) -> None:
+    """New content for an existing message, and when it changed."""
+    if not isinstance(content, str):
+        raise Invalid("content must be a string", field="content")
+    _text(content, "content")
+    _time(edited_at, "edited_at")
