@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from whispr.bench.report import markdown_table, plot_cdf
-from whispr.bench.runtime import TARGETS, measure_asyncio, measure_threading
+from whispr.bench.runtime import TARGETS, Sizes, measure_asyncio, measure_threading
 
 FIELDS = [*TARGETS, "ask_p99_us", "restart_logged_p50_ms", "restart_p99_ms"]
 
@@ -15,7 +15,7 @@ FIELDS = [*TARGETS, "ask_p99_us", "restart_logged_p50_ms", "restart_p99_ms"]
 @pytest.mark.parametrize("measure", [measure_asyncio, measure_threading])
 def test_every_figure_is_measured(measure: object) -> None:
     assert callable(measure)
-    result = measure(40, 400, 50, 5)
+    result = measure(Sizes(actors=40, tells=400, asks=50, warmup=5, restarts=5))
     for field in FIELDS:
         assert result[field] > 0, field
     assert result["actors"] == 40
