@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from actors.conversation import Draft
 from supervisors import Shutdown, stop_tree
 from whispr.config import load_settings
 from whispr.node import Node, start_root
@@ -15,6 +16,7 @@ SERVICES = [
     "broker",
     "presence",
     "conversations",
+    "messaging",
     "connections",
     "scheduler",
     "grpc",
@@ -34,6 +36,7 @@ async def test_the_embedded_node_starts_and_stops_cleanly(tmp_path: Path) -> Non
     assert await node.store.ping()
     assert node.broker is not None
     assert await node.broker.ping()
+    assert node.messaging is not None
     assert isinstance(await stop_tree(root, deadline=10), Shutdown)
     assert node.store is None
     assert node.broker is None
@@ -63,3 +66,20 @@ async def test_a_crashed_store_restarts_everything_after_it(tmp_path: Path) -> N
     assert node.store is not None
     assert await node.store.ping()
     await stop_tree(root, deadline=10)
+
+
+async def test_the_node_serves_messaging_through_its_own_tree(tmp_path: Path) -> None:
+    settings = load_settings(env={"WHISPR_SQLITE_PATH": str(tmp_path / "node.db")})
+    node = Node(settings)
+    root = start_root(node)
+    await root.started()
+    assert node.messaging is not None
+    group = await node.messaging.create_group("ada", "tea", ["bob"])
+    sent = await node.messaging.send("ada", group.id, Draft(client_id="c1", content="hi"))
+    assert sent.seq == 1
+    conversations = node.whereis("conversations")
+    assert conversations is not None
+    counts = await conversations.proxy().count_children()
+    assert counts.active == 1
+    assert isinstance(await stop_tree(root, deadline=10), Shutdown)
+    assert node.messaging is None

@@ -7,7 +7,7 @@ connections only when everything it needs is up)::
 
     Node (rest_for_one)
       Telemetry, Store, Broker, Presence,
-      Conversations (DynamicSupervisor), Connections (DynamicSupervisor),
+      Conversations (DynamicSupervisor), Messaging, Connections (DynamicSupervisor),
       Scheduler, GrpcServer, Gateway
 
 Services find each other by name in the node's :class:`supervisors.Registry`;
@@ -28,6 +28,7 @@ import structlog
 
 from actors.batching import Batcher
 from actors.broker import Broker
+from actors.messaging import Messaging
 from actors.model import InsertResult, Message
 from actors.ports import Store
 from supervisors import (
@@ -43,7 +44,7 @@ from supervisors import (
 )
 from supervisors.exits import Shutdown
 from whispr.config import Settings
-from whispr.services import BrokerService, StoreService
+from whispr.services import BrokerService, MessagingService, StoreService
 
 __all__ = ["Node", "NodeService", "node_tree", "run_node"]
 
@@ -54,7 +55,7 @@ log = structlog.get_logger("whispr.node")
 class Node:
     """What every service of one node shares: settings, registry, open resources.
 
-    ``store``, ``commit`` and ``broker`` are set by their services once open
+    ``store``, ``commit``, ``broker`` and ``messaging`` are set by their services once open
     and cleared when they stop; services started after them in the tree may
     rely on them being set.
     """
@@ -64,6 +65,7 @@ class Node:
     store: Store | None = None
     commit: Batcher[Message, InsertResult] | None = None
     broker: Broker | None = None
+    messaging: Messaging | None = None
 
     def whereis(self, name: str) -> Ref[Any] | None:
         """The live service registered as ``name``."""
@@ -115,6 +117,7 @@ def node_tree(node: Node) -> list[ChildSpec]:
         _service(node, "broker", lambda: BrokerService.start(node)),
         _service(node, "presence"),
         _dynamic(node, "conversations", max_children=None),
+        _service(node, "messaging", lambda: MessagingService.start(node)),
         _dynamic(node, "connections", max_children=None),
         _service(node, "scheduler"),
         _service(node, "grpc"),

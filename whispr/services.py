@@ -8,20 +8,23 @@ restarts everything after it, and those pick up the new instance.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from actors.batching import Batcher
+from actors.conversation import ConversationDeps
+from actors.errors import Reason, WhisprError
+from actors.messaging import Messaging
 from actors.model import InsertResult, Message
-from supervisors import AsyncioActor
+from supervisors import AsyncioActor, ChildSpec, Ref
 from whispr.broker import open_broker
 from whispr.store.factory import open_store
 
 if TYPE_CHECKING:
     from whispr.node import Node
 
-__all__ = ["BrokerService", "StoreService"]
+__all__ = ["BrokerService", "MessagingService", "StoreService"]
 
 log = structlog.get_logger("whispr.services")
 
@@ -78,3 +81,42 @@ class BrokerService(AsyncioActor):
         if broker is not None:
             await broker.close()
         log.info("broker closed")
+
+
+class MessagingService(AsyncioActor):
+    """Builds the node's :class:`~actors.messaging.Messaging` over the open store and broker.
+
+    It sits after the Conversations supervisor in the tree: conversation
+    actors are started under whichever instance of that supervisor is
+    registered when they are needed, and a restarted store or broker
+    restarts this service too, so ``node.messaging`` always holds the
+    current ones.
+    """
+
+    def __init__(self, node: Node) -> None:
+        super().__init__()
+        self.node = node
+
+    def on_start(self) -> None:
+        node = self.node
+        if node.store is None or node.commit is None or node.broker is None:
+            msg = "the messaging service needs the store and the broker open"
+            raise RuntimeError(msg)
+        deps = ConversationDeps(
+            store=node.store,
+            broker=node.broker,
+            commit=node.commit,
+            max_content_bytes=node.settings.max_content_bytes,
+        )
+
+        async def start_child(spec: ChildSpec) -> Ref[Any]:
+            supervisor = node.whereis("conversations")
+            if supervisor is None:
+                raise WhisprError(Reason.UNAVAILABLE, "the node is restarting; try again")
+            ref: Ref[Any] = await supervisor.proxy().start_child(spec)
+            return ref
+
+        node.messaging = Messaging(deps, registry=node.registry, start_child=start_child)
+
+    def on_stop(self) -> None:
+        self.node.messaging = None
