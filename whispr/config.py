@@ -137,6 +137,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """The embedded store's file, used when ``database_url`` is None."""
     redis_url: str | None = None
     """Redis URL for cross-node pub/sub; None uses the in-process broker."""
+    redis_prefix: NonEmpty = "whispr"
+    """Prefix of every Redis key and channel: nodes sharing a prefix form one cluster."""
     jwt_secret: NonEmpty = DEV_JWT_SECRET
     """HMAC secret for HS* tokens; the built-in default is for development only."""
     jwt_algorithm: JwtAlgorithm = "HS256"
@@ -155,6 +157,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """How often clients are expected to send a heartbeat."""
     heartbeat_timeout_s: Seconds = 90.0
     """A connection silent this long is closed."""
+    max_frame_bytes: Positive = 65_536
+    """Largest WebSocket message accepted; larger ones close the connection with 1009."""
+    outbound_queue: Positive = 1_000
+    """Frames queued for a client that does not read before it is disconnected (1013)."""
+    inbound_credits: Positive = 32
+    """Client messages taken ahead of their handling before the socket stops being read."""
     grpc_port: Port = 50051
     """gRPC port for sibling services; 0 disables the gRPC server."""
     log_format: LogFormat = msgspec.field(default_factory=_default_log_format)

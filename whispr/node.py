@@ -44,6 +44,7 @@ from supervisors import (
 )
 from supervisors.exits import Shutdown
 from whispr.config import Settings
+from whispr.gateway.server import GatewayService
 from whispr.services import BrokerService, MessagingService, StoreService
 
 __all__ = ["Node", "NodeService", "node_tree", "run_node"]
@@ -66,6 +67,8 @@ class Node:
     commit: Batcher[Message, InsertResult] | None = None
     broker: Broker | None = None
     messaging: Messaging | None = None
+    #: The running gateway (``whispr.gateway.server.Gateway``), for its bound port and state.
+    gateway: Any = None
 
     def whereis(self, name: str) -> Ref[Any] | None:
         """The live service registered as ``name``."""
@@ -121,7 +124,7 @@ def node_tree(node: Node) -> list[ChildSpec]:
         _dynamic(node, "connections", max_children=None),
         _service(node, "scheduler"),
         _service(node, "grpc"),
-        _service(node, "gateway"),
+        _service(node, "gateway", lambda: GatewayService.start(node)),
     ]
 
 

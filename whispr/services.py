@@ -71,7 +71,7 @@ class BrokerService(AsyncioActor):
 
     async def on_start(self) -> None:
         settings = self.node.settings
-        broker = open_broker(settings.redis_url, settings.node_name)
+        broker = open_broker(settings.redis_url, settings.node_name, settings.redis_prefix)
         await broker.open()
         self.node.broker = broker
         log.info("broker open", backend="redis" if settings.redis_url else "in-process")

@@ -1,0 +1,85 @@
+"""A running node with its gateway on an ephemeral port, and clients for it.
+
+``node`` runs twice: embedded (SQLite, in-process broker) and on the real services
+(PostgreSQL in a private schema, Redis under a private key prefix).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from supervisors import Ref, stop_tree
+from tests import services
+from whispr.auth import issue_token
+from whispr.client import PhoenixClient
+from whispr.config import Settings, load_settings
+from whispr.node import Node, start_root
+
+
+@dataclass
+class RunningNode:
+    node: Node
+    root: Ref[Any]
+
+    @property
+    def settings(self) -> Settings:
+        return self.node.settings
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.node.gateway.port}/socket/websocket"
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.node.gateway.port}"
+
+    def token(self, user_id: str, device_id: str | None = None, ttl_s: float = 3600) -> str:
+        return issue_token(
+            user_id, secret=self.settings.jwt_secret, device_id=device_id, ttl_s=ttl_s
+        )
+
+    def client(
+        self, user_id: str, device_id: str | None = None, **options: Any
+    ) -> AbstractAsyncContextManager[PhoenixClient]:
+        return PhoenixClient.connect(self.url, self.token(user_id, device_id), **options)
+
+
+async def start_node(env: dict[str, str]) -> RunningNode:
+    settings = load_settings(env={"WHISPR_HOST": "127.0.0.1", "WHISPR_PORT": "0", **env})
+    node = Node(settings)
+    root = start_root(node)
+    await root.started()
+    return RunningNode(node, root)
+
+
+def unique(prefix: str) -> str:
+    """An id no other test (or earlier run) uses: Redis is shared."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(params=["embedded", pytest.param("services", marks=pytest.mark.services)])
+async def node(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RunningNode]:
+    if request.param == "embedded":
+        running = await start_node({"WHISPR_SQLITE_PATH": str(tmp_path / "node.db")})
+        yield running
+        await stop_tree(running.root, deadline=10)
+        return
+    redis_url = request.getfixturevalue("redis_url")
+    async with services.private_schema(request.getfixturevalue("postgres_url")) as schema:
+        running = await start_node(
+            {
+                "WHISPR_DATABASE_URL": schema.url,
+                "WHISPR_REDIS_URL": redis_url,
+                "WHISPR_REDIS_PREFIX": unique("t"),
+                "WHISPR_NODE_NAME": unique("node"),
+            }
+        )
+        yield running
+        await stop_tree(running.root, deadline=10)

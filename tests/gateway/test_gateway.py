@@ -1,0 +1,256 @@
+"""The gateway over real sockets: connect, join, push, broadcast, catch-up, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.request
+
+import pytest
+
+from actors.conversation import Draft
+from tests.gateway.conftest import RunningNode, unique
+from whispr.client import PhoenixClient, ReplyError
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+async def _group(node: RunningNode, owner: str, *members: str) -> str:
+    assert node.node.messaging is not None
+    conversation = await node.node.messaging.create_group(owner, "t", list(members))
+    return conversation.id
+
+
+async def test_http_probes_answer_on_the_gateway_port(node: RunningNode) -> None:
+    assert await asyncio.to_thread(_get, node.http + "/health") == (200, "ok\n")
+    assert await asyncio.to_thread(_get, node.http + "/ready") == (200, "ready\n")
+    ada = unique("ada")
+    async with node.client(ada) as client:
+        await client.join(f"user:{ada}")
+    status, body = await asyncio.to_thread(_get, node.http + "/metrics")
+    assert status == 200
+    for metric in ["whispr_gateway_connects", "whispr_gateway_joins", "whispr_gateway_messages"]:
+        assert metric in body, metric
+    assert (await asyncio.to_thread(_get, node.http + "/nope"))[0] == 404
+
+
+async def test_a_bad_token_is_refused_at_the_handshake(node: RunningNode) -> None:
+    from websockets.exceptions import InvalidStatus
+
+    for token in ["", "not-a-jwt", node.token("ada", ttl_s=-120)]:
+        with pytest.raises(InvalidStatus) as caught:
+            async with PhoenixClient.connect(node.url, token):
+                pass
+        assert caught.value.response.status_code == 401
+
+
+async def test_members_exchange_messages_and_others_are_refused(node: RunningNode) -> None:
+    ada, bob, eve = unique("ada"), unique("bob"), unique("eve")
+    cid = await _group(node, ada, bob)
+    topic = f"conversation:{cid}"
+    async with node.client(ada) as a, node.client(bob) as b, node.client(eve) as e:
+        joined = await a.join(topic)
+        assert joined["conversation"]["id"] == cid
+        await b.join(topic)
+        with pytest.raises(ReplyError) as refused:
+            await e.join(topic)
+        assert refused.value.reason == "not_member"
+        with pytest.raises(ReplyError) as other_user:
+            await e.join(f"user:{ada}")
+        assert other_user.value.reason == "forbidden"
+
+        reply = await a.push(topic, "send_message", {"client_id": "m1", "content": "hello"})
+        assert reply["seq"] == 1
+        event = await b.next_event(topic, "new_message")
+        assert event.payload["message"]["content"] == "hello"
+        assert event.payload["message"]["sender_id"] == ada
+        # Retried with the same client id: the original message, not a new one.
+        again = await a.push(topic, "send_message", {"client_id": "m1", "content": "hello"})
+        assert again["seq"] == 1
+        assert again["id"] == reply["id"]
+
+
+async def test_bad_pushes_get_clear_error_replies_and_write_nothing(node: RunningNode) -> None:
+    ada, bob = unique("ada"), unique("bob")
+    cid = await _group(node, ada, bob)
+    topic = f"conversation:{cid}"
+    async with node.client(ada) as a:
+        await a.join(topic)
+        cases = [
+            ("send_message", {"client_id": "x", "content": "x" * 10_001}, "too_large"),
+            ("send_message", {"content": "no client id"}, "invalid"),
+            ("send_message", {"client_id": "y", "content": "hi", "bogus": 1}, "invalid"),
+            ("react", {"seq": 1, "emoji": "not an emoji"}, "invalid"),
+            ("frobnicate", {}, "invalid"),
+            ("edit_message", {"seq": 99, "content": "x"}, "not_found"),
+        ]
+        for event, payload, reason in cases:
+            with pytest.raises(ReplyError) as refused:
+                await a.push(topic, event, payload)
+            assert refused.value.reason == reason, (event, refused.value.response)
+        history = await a.push(topic, "history", {})
+        assert history["messages"] == []
+        with pytest.raises(ReplyError) as unmatched:
+            await a.push("conversation:elsewhere", "send_message", {"client_id": "z"})
+        assert unmatched.value.reason == "unmatched topic"
+
+
+async def test_join_with_last_seq_catches_up_in_order_before_live(node: RunningNode) -> None:
+    ada, bob = unique("ada"), unique("bob")
+    cid = await _group(node, ada, bob)
+    topic = f"conversation:{cid}"
+    messaging = node.node.messaging
+    assert messaging is not None
+    # More than two catch-up pages (sent through the API: clients are rate limited).
+    await asyncio.gather(
+        *(messaging.send(ada, cid, Draft(client_id=f"m{n}", content=str(n))) for n in range(451))
+    )
+    async with node.client(bob) as b:
+        await b.join(topic, {"last_seq": 10})
+        live = asyncio.ensure_future(_send_after_join(node, ada, topic))
+        seqs = []
+        while len(seqs) < 442:
+            event = await b.next_event(topic, "new_message")
+            seqs.append(event.payload["message"]["seq"])
+        await live
+        assert seqs == list(range(11, 453))
+
+
+async def _send_after_join(node: RunningNode, user: str, topic: str) -> None:
+    async with node.client(user) as a:
+        await a.join(topic)
+        await a.push(topic, "send_message", {"client_id": "live", "content": "live"})
+
+
+async def test_typing_reaches_the_others_but_not_the_typer(node: RunningNode) -> None:
+    ada, bob = unique("ada"), unique("bob")
+    cid = await _group(node, ada, bob)
+    topic = f"conversation:{cid}"
+    async with node.client(ada) as a, node.client(bob) as b:
+        await a.join(topic)
+        await b.join(topic)
+        await a.push(topic, "typing_start", {})
+        event = await b.next_event(topic, "user_typing")
+        assert event.payload == {
+            "user_id": ada,
+            "device_id": event.payload["device_id"],
+            "typing": True,
+        }
+        await a.push(topic, "send_message", {"client_id": "m", "content": "x"})
+        await a.next_event(topic, "new_message")
+        assert not [e for e in a.drain_events(topic) if e.event == "user_typing"]
+
+
+async def test_presence_state_then_diffs_one_meta_per_device(node: RunningNode) -> None:
+    ada, bob = unique("ada"), unique("bob")
+    cid = await _group(node, ada, bob)
+    topic = f"conversation:{cid}"
+    async with node.client(ada, "phone") as a:
+        await a.join(topic)
+        state = await a.next_event(topic, "presence_state")
+        assert state.payload == {}
+        own = await a.next_event(topic, "presence_diff")
+        assert [m["device"] for m in own.payload["joins"][ada]["metas"]] == ["phone"]
+        async with node.client(bob, "web") as b:
+            await b.join(topic)
+            seen = await b.next_event(topic, "presence_state")
+            assert [m["device"] for m in seen.payload[ada]["metas"]] == ["phone"]
+            joined = await a.next_event(topic, "presence_diff")
+            assert list(joined.payload["joins"]) == [bob]
+        left = await a.next_event(topic, "presence_diff")
+        assert list(left.payload["leaves"]) == [bob]
+
+
+async def test_reading_on_one_device_syncs_the_others(node: RunningNode) -> None:
+    ada, bob = unique("ada"), unique("bob")
+    cid = await _group(node, ada, bob)
+    topic = f"conversation:{cid}"
+    async with node.client(bob, "phone") as phone, node.client(bob, "laptop") as laptop:
+        await laptop.join(f"user:{bob}")
+        await phone.join(topic)
+        async with node.client(ada) as a:
+            await a.join(topic)
+            await a.push(topic, "send_message", {"client_id": "m1", "content": "hi"})
+        notice = await laptop.next_event(f"user:{bob}", "message_notice")
+        assert notice.payload["seq"] == 1
+        assert notice.payload["conversation_id"] == cid
+        assert "content" not in notice.payload
+        assert (await phone.push(topic, "mark_delivered", {"seq": 1}))["seq"] == 1
+        assert (await phone.push(topic, "mark_read", {"seq": 1}))["seq"] == 1
+        read = await laptop.next_event(f"user:{bob}", "read")
+        assert read.payload == {"conversation_id": cid, "user_id": bob, "seq": 1}
+        rejoined = await laptop.leave(f"user:{bob}")
+        assert rejoined == {}
+        assert (await laptop.join(f"user:{bob}"))["unread"].get(cid, 0) == 0
+
+
+async def test_user_topic_creates_and_lists_conversations(node: RunningNode) -> None:
+    ada, bob = unique("ada"), unique("bob")
+    async with node.client(ada) as a, node.client(bob) as b:
+        await a.join(f"user:{ada}")
+        await b.join(f"user:{bob}")
+        created = await a.push(
+            f"user:{ada}", "create_conversation", {"kind": "direct", "with_user": bob}
+        )
+        cid = created["conversation"]["id"]
+        added = await b.next_event(f"user:{bob}", "conversation_added")
+        assert added.payload["conversation"]["id"] == cid
+        listed = await a.push(f"user:{ada}", "list_conversations", {})
+        assert [c["conversation"]["id"] for c in listed["conversations"]] == [cid]
+        # The new conversation is followed for notices without rejoining.
+        await asyncio.sleep(0.2)
+        await a.join(f"conversation:{cid}")
+        await a.push(f"conversation:{cid}", "send_message", {"client_id": "m", "content": "x"})
+        notice = await b.next_event(f"user:{bob}", "message_notice")
+        assert notice.payload["conversation_id"] == cid
+
+
+async def test_a_user_over_the_rate_limit_is_refused_and_nothing_is_written(
+    node: RunningNode,
+) -> None:
+    ada, bob = unique("ada"), unique("bob")
+    cid = await _group(node, ada, bob)
+    topic = f"conversation:{cid}"
+    async with node.client(ada) as a:
+        await a.join(topic)
+        replies = await asyncio.gather(
+            *(
+                a.push(topic, "send_message", {"client_id": f"m{n}", "content": "x"})
+                for n in range(105)
+            ),
+            return_exceptions=True,
+        )
+    refused = [r for r in replies if isinstance(r, ReplyError)]
+    assert len(refused) == 5
+    assert {r.reason for r in refused} == {"rate_limited"}
+    assert node.node.messaging is not None
+    history = await node.node.messaging.history(ada, cid, after_seq=0, limit=200)
+    assert len(history) == 100
+
+
+async def test_connections_per_address_are_limited(node: RunningNode) -> None:
+    from contextlib import AsyncExitStack
+
+    from websockets.exceptions import InvalidStatus
+
+    async with AsyncExitStack() as stack:
+        for n in range(node.settings.max_connections_per_ip):
+            await stack.enter_async_context(node.client(unique(f"u{n}")))
+        with pytest.raises(InvalidStatus) as caught:
+            async with node.client(unique("one-more")):
+                pass
+        assert caught.value.response.status_code == 429
+    user = unique("after")
+    for _attempt in range(50):  # the count goes back down as the closed sockets finish
+        try:
+            async with node.client(user) as client:
+                assert "unread" in await client.join(f"user:{user}")
+                return
+        except InvalidStatus:
+            await asyncio.sleep(0.05)
+    pytest.fail("the per-address count never went back down")

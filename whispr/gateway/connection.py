@@ -1,0 +1,636 @@
+"""``ConnectionActor``: one WebSocket connection, its channels and its outbound queue.
+
+The socket's reader (the gateway's handler task) tells the actor each message it receives;
+the actor runs the Phoenix protocol core (:class:`~whispr.protocol.ConnectionProtocol`) and
+handles joins and pushes one at a time, in order, like a Phoenix channel process, so replies
+keep the order of the pushes. A writer task owns the socket's sending side and drains a
+bounded queue.
+
+Backpressure, both ways:
+
+- in: the reader takes a credit before telling the actor a message and the actor returns it
+  once handled, so a client pushing faster than it is served stops being read (TCP pushes
+  back) instead of filling the mailbox;
+- out: live events go into a queue of ``outbound_queue`` frames. A client that does not read
+  fills it and is disconnected with 1013 (try again later); it reconnects and catches up from
+  the store, so nothing is lost, and memory stays bounded.
+
+Broker events do not go through the mailbox: the broker calls each subscriber synchronously
+on the event loop, which is this actor's thread, so the handler cannot interleave with the
+actor's own code; queueing them behind a push that awaits its commit would only add latency.
+While a ``conversation:`` join catches up from the store, that channel's live events are held
+back, then released without the ones catch-up already sent: what was missed arrives in
+order, before live messages, with no duplicate and no hole.
+
+A failure in a channel's handler crashes that channel only (``phx_error``; the client rejoins);
+a failure of the actor itself closes the socket with 1011.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import msgspec
+import structlog
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from actors.broker import Subscription
+from actors.conversation import Draft
+from actors.errors import Reason, WhisprError
+from actors.events import conversation_topic, encode_event
+from supervisors import AsyncioActor
+from whispr.auth import Identity
+from whispr.gateway import events as ev
+from whispr.gateway.context import GatewayContext
+from whispr.gateway.fanout import Outgoing, outgoing
+from whispr.protocol import (
+    CloseCode,
+    ConnectionProtocol,
+    JoinRequested,
+    LeaveRequested,
+    ProtocolViolation,
+    PushReceived,
+    frames,
+)
+from whispr.protocol.presence import PRESENCE_STATE
+
+__all__ = ["TOPIC_PREFIXES", "ConnectionActor", "Inbound", "Tick"]
+
+log = structlog.get_logger("whispr.gateway")
+
+TOPIC_PREFIXES: Final = ("user:", "conversation:", "notification:")
+#: Messages read per page while catching up a conversation join.
+CATCHUP_PAGE: Final = 200
+#: Conversations whose new messages the ``user:`` channel announces (the most recent ones).
+NOTICE_CONVERSATIONS: Final = 500
+#: Seconds a catch-up may wait for a client to read before the connection is dropped.
+CATCHUP_SEND_TIMEOUT_S: Final = 30.0
+
+
+class Inbound(msgspec.Struct, frozen=True, gc=False):
+    """A WebSocket message from the client (``str`` text, ``bytes`` binary)."""
+
+    data: str | bytes
+
+
+class Tick(msgspec.Struct, frozen=True, gc=False):
+    """Periodic check: heartbeat timeout, token expiry."""
+
+    now: float
+
+
+@dataclass(slots=True, eq=False)
+class _Channel:
+    topic: str
+    kind: str
+    target: str
+    join_ref: str
+    subscriptions: list[Subscription] = field(default_factory=list)
+    notices: dict[str, Subscription] = field(default_factory=dict)
+    #: Live events held back while a join catches up; None once live.
+    held: list[Outgoing] | None = None
+    presence_ref: str | None = None
+
+
+Handler = Callable[["ConnectionActor", _Channel, Any, str], Awaitable[dict[str, Any] | None]]
+
+
+class ConnectionActor(AsyncioActor):
+    """One client connection; see the module's docstring."""
+
+    def __init__(
+        self,
+        ctx: GatewayContext,
+        ws: ServerConnection,
+        identity: Identity,
+        credits: asyncio.Semaphore,
+    ) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.ws = ws
+        self.identity = identity
+        self.user_id = identity.user_id
+        settings = ctx.settings
+        self.proto = ConnectionProtocol(
+            max_size=settings.max_frame_bytes,
+            heartbeat_timeout=settings.heartbeat_timeout_s,
+            topic_prefixes=TOPIC_PREFIXES,
+        )
+        #: Taken by the reader per message told, returned here once it is handled.
+        self.credits = credits
+        self._queue: asyncio.Queue[bytes] = asyncio.Queue(settings.outbound_queue)
+        self._channels: dict[str, _Channel] = {}
+        self._writer: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
+        self._log = log.bind(user_id=self.user_id, device_id=identity.device_id)
+
+    # -- life -----------------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        self._writer = asyncio.get_running_loop().create_task(self._write(), name="ws-writer")
+        self.ctx.online[self.user_id] += 1
+
+    async def on_stop(self) -> None:
+        await self._teardown()
+
+    async def on_failure(self, *_exc_info: Any) -> None:
+        self._log.error("connection actor crashed", exc_info=_exc_info)
+        self.close(CloseCode.INTERNAL_ERROR, "internal error")
+        await self._teardown()
+
+    async def _teardown(self) -> None:
+        online = self.ctx.online
+        online[self.user_id] -= 1
+        if online[self.user_id] <= 0:
+            del online[self.user_id]
+        for ended in self.proto.connection_closed():
+            await self._end(ended.topic)
+        for channel in list(self._channels.values()):
+            await self._end(channel.topic)
+        if self._writer is not None:
+            # Let queued frames (a close reason's preceding replies) go before stopping.
+            if not self._closing and not self._queue.empty():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._queue.join(), 1.0)
+            self._writer.cancel()
+
+    # -- messages -------------------------------------------------------------------------
+
+    async def on_receive(self, message: Any) -> None:
+        if isinstance(message, Inbound):
+            try:
+                await self._inbound(message.data)
+            finally:
+                self.credits.release()
+        elif isinstance(message, Tick):
+            if self.proto.tick(message.now):
+                self.close(CloseCode.GOING_AWAY, "heartbeat timeout")
+            elif self.identity.expires_at + 60.0 < time.time():
+                self.close(CloseCode.POLICY_VIOLATION, "token expired")
+
+    async def _inbound(self, data: str | bytes) -> None:
+        if self._closing:
+            return
+        self.ctx.metrics.messages_in.add(1)
+        proto = self.proto
+        proto.receive_data(data, binary=isinstance(data, bytes))
+        for out in proto.data_to_send():
+            self.send(out)
+        for event in proto.events_received():
+            if isinstance(event, PushReceived):
+                await self._push(event)
+            elif isinstance(event, JoinRequested):
+                await self._join(event)
+            elif isinstance(event, LeaveRequested):
+                await self._end(event.topic, event.join_ref)
+            elif isinstance(event, ProtocolViolation):
+                self.ctx.metrics.errors.add(1, {"reason": str(event.reason)})
+                self.close(event.code, event.message)
+
+    # -- sending --------------------------------------------------------------------------
+
+    def send(self, data: bytes | None) -> None:
+        """Queue one frame; a full queue means the client does not read: disconnect it."""
+        if data is None or self._closing:
+            return
+        try:
+            self._queue.put_nowait(data)
+        except asyncio.QueueFull:
+            self.ctx.metrics.errors.add(1, {"reason": "slow_client"})
+            self._log.info("client too slow; disconnecting", queued=self._queue.qsize())
+            self.close(CloseCode.TRY_AGAIN_LATER, "client too slow")
+
+    async def _send_waiting(self, data: bytes | None) -> None:
+        """Queue one frame, waiting for room (catch-up: the client is expected to read)."""
+        if data is None or self._closing:
+            return
+        try:
+            await asyncio.wait_for(self._queue.put(data), CATCHUP_SEND_TIMEOUT_S)
+        except TimeoutError:
+            self.close(CloseCode.TRY_AGAIN_LATER, "client too slow")
+
+    async def _write(self) -> None:
+        queue, ws, sent = self._queue, self.ws, self.ctx.metrics.messages_out
+        try:
+            while True:
+                data = await queue.get()
+                try:
+                    await ws.send(data, text=not frames.is_binary(data))
+                finally:
+                    queue.task_done()
+                sent.add(1)
+        except ConnectionClosed:
+            pass
+
+    def close(self, code: int, reason: str) -> None:
+        """Close the socket (once); the reader then ends and stops this actor."""
+        if self._closing:
+            return
+        self._closing = True
+        if self._writer is not None:
+            self._writer.cancel()
+        asyncio.get_running_loop().create_task(self.ws.close(code, reason))
+
+    # -- joins ----------------------------------------------------------------------------
+
+    async def _join(self, join: JoinRequested) -> None:
+        kind, _, target = join.topic.partition(":")
+        metrics = self.ctx.metrics
+        channel = _Channel(join.topic, kind, target, join.join_ref, held=[])
+        self._channels[join.topic] = channel
+        try:
+            response = await _JOINS[kind](self, channel, join.payload)
+        except WhisprError as exc:
+            metrics.joins.add(1, {"kind": kind, "outcome": str(exc.reason)})
+            self._drop(channel)
+            self.send(self.proto.reject_join(join.topic, exc, join_ref=join.join_ref))
+            return
+        except Exception:
+            self._log.exception("join crashed", topic=join.topic)
+            metrics.joins.add(1, {"kind": kind, "outcome": "crashed"})
+            self._drop(channel)
+            self.send(self.proto.channel_crashed(join.topic, join_ref=join.join_ref))
+            return
+        if self._channels.get(join.topic) is not channel:
+            return  # left or rejoined meanwhile: _end dropped it
+        reply = self.proto.accept_join(join.topic, response, join_ref=join.join_ref)
+        if reply is None:
+            self._drop(channel)
+            return
+        metrics.joins.add(1, {"kind": kind, "outcome": "ok"})
+        self.send(reply)
+        try:
+            await _AFTER_JOIN[kind](self, channel, join.payload)
+        except Exception:
+            self._log.exception("channel crashed after join", topic=join.topic)
+            await self._crash_channel(channel)
+            return
+        self._release(channel)
+
+    def _release(self, channel: _Channel, after_seq: int = 0) -> None:
+        """Go live: send the events held during catch-up, skipping what catch-up sent."""
+        held, channel.held = channel.held or [], None
+        for item in held:
+            if item.head is not None and item.head.seq <= after_seq:
+                continue
+            self._deliver(channel, item)
+
+    async def _subscribe(self, channel: _Channel, topic: str) -> None:
+        def on_event(event_topic: str, data: bytes) -> None:
+            item = outgoing(event_topic, data)
+            if channel.held is not None:
+                channel.held.append(item)
+                if len(channel.held) > self.ctx.settings.outbound_queue:
+                    self.close(CloseCode.TRY_AGAIN_LATER, "client too slow")
+            else:
+                self._deliver(channel, item)
+
+        channel.subscriptions.append(await self.ctx.broker.subscribe(topic, on_event))
+
+    def _deliver(self, channel: _Channel, item: Outgoing) -> None:
+        if self._channels.get(channel.topic) is not channel:
+            return
+        if item.event == "user_typing" and item.user_id == self.user_id:
+            return
+        if item.event == "member_removed" and item.user_id == self.user_id:
+            # Removed from the conversation: the channel ends for good (no rejoin).
+            self.send(item.frame)
+            self.send(self.proto.close_channel(channel.topic, join_ref=channel.join_ref))
+            self._drop(channel)
+            return
+        if channel.kind == "user" and item.conversation_id:
+            self._follow(channel, item)
+        self.send(self.proto.broadcast(channel.topic, item.frame))
+
+    def _follow(self, channel: _Channel, item: Outgoing) -> None:
+        """Keep the ``user:`` channel's notices in step with the user's conversations."""
+        if item.event == "conversation_added":
+            task = asyncio.get_running_loop().create_task(
+                _watch_for_notices(self, channel, item.conversation_id)
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        elif item.event == "conversation_removed":
+            subscription = channel.notices.pop(item.conversation_id, None)
+            if subscription is not None:
+                subscription.cancel()
+
+    # -- pushes ---------------------------------------------------------------------------
+
+    async def _push(self, push: PushReceived) -> None:
+        channel = self._channels.get(push.topic)
+        if channel is None or channel.join_ref != push.join_ref:
+            return
+        metrics = self.ctx.metrics
+        began = time.perf_counter()
+        kinds = ev.CLIENT_EVENTS.get(channel.kind, {})
+        payload_type = kinds.get(push.event)
+        try:
+            if payload_type is None:
+                raise WhisprError(
+                    Reason.INVALID,
+                    f"unknown event {push.event!r} on {channel.kind}: topics",
+                    events=sorted(kinds),
+                )
+            payload = ev.decode_payload(payload_type, push.payload)
+            response = await _PUSHES[push.event](self, channel, payload, push.event)
+        except WhisprError as exc:
+            metrics.errors.add(1, {"reason": str(exc.reason)})
+            if push.ref is not None:
+                self.send(
+                    self.proto.reply(push.topic, push.ref, "error", exc, join_ref=push.join_ref)
+                )
+            return
+        except Exception:
+            self._log.exception("channel crashed", topic=push.topic, event=push.event)
+            await self._crash_channel(channel)
+            return
+        finally:
+            metrics.push_latency.record(time.perf_counter() - began, {"event": push.event})
+        if push.ref is not None:
+            self.send(
+                self.proto.reply(push.topic, push.ref, "ok", response or {}, join_ref=push.join_ref)
+            )
+
+    async def _crash_channel(self, channel: _Channel) -> None:
+        self.ctx.metrics.errors.add(1, {"reason": "channel_crash"})
+        self.send(self.proto.channel_crashed(channel.topic, join_ref=channel.join_ref))
+        await self._end(channel.topic, channel.join_ref)
+
+    # -- ends -----------------------------------------------------------------------------
+
+    def _drop(self, channel: _Channel) -> None:
+        """Forget a channel instance and cancel its subscriptions (presence: see _end)."""
+        if self._channels.get(channel.topic) is channel:
+            del self._channels[channel.topic]
+        for subscription in channel.subscriptions:
+            subscription.cancel()
+        for subscription in channel.notices.values():
+            subscription.cancel()
+        channel.subscriptions.clear()
+        channel.notices.clear()
+        channel.held = None
+
+    async def _end(self, topic: str, join_ref: str | None = None) -> None:
+        channel = self._channels.get(topic)
+        if channel is None or (join_ref is not None and channel.join_ref != join_ref):
+            return
+        self._drop(channel)
+        if channel.presence_ref is not None:
+            ref, channel.presence_ref = channel.presence_ref, None
+            await self.ctx.presence.untrack(topic, self.user_id, ref)
+
+
+# -- topics: joins ----------------------------------------------------------------------------
+
+
+def _own_topic(actor: ConnectionActor, channel: _Channel) -> None:
+    if channel.target != actor.user_id:
+        raise WhisprError(Reason.FORBIDDEN, f"{channel.kind}: topics are their owner's only")
+
+
+async def _join_conversation(
+    actor: ConnectionActor, channel: _Channel, payload: dict[str, Any]
+) -> dict[str, Any]:
+    params = ev.decode_payload(ev.ConversationJoin, payload)
+    if params.last_seq is not None and params.last_seq < 0:
+        raise WhisprError(Reason.INVALID, "last_seq must not be negative", field="last_seq")
+    conversation = await actor.ctx.messaging.conversation(actor.user_id, channel.target)
+    # Subscribed (events held) before catch-up reads the store: nothing falls in between.
+    await actor._subscribe(channel, channel.topic)
+    return {"conversation": msgspec.to_builtins(conversation)}
+
+
+async def _after_conversation_join(
+    actor: ConnectionActor, channel: _Channel, payload: dict[str, Any]
+) -> None:
+    params = ev.decode_payload(ev.ConversationJoin, payload)
+    ctx, topic = actor.ctx, channel.topic
+    sent = 0
+    if params.last_seq is not None:
+        after = params.last_seq
+        while True:
+            page = await ctx.messaging.history(
+                actor.user_id, channel.target, after_seq=after, limit=CATCHUP_PAGE
+            )
+            for message in page:
+                push = actor.proto.push(
+                    topic, "new_message", {"message": message}, join_ref=channel.join_ref
+                )
+                await actor._send_waiting(push)
+            if page:
+                after = page[-1].seq
+            if len(page) < CATCHUP_PAGE:
+                break
+        sent = after
+    state = await ctx.presence.state(topic)
+    actor.send(actor.proto.push(topic, PRESENCE_STATE, state, join_ref=channel.join_ref))
+    actor._release(channel, after_seq=sent)
+    meta = {"device": actor.identity.device_id, "online_at": time.time()}
+    if actor._channels.get(topic) is channel:
+        channel.presence_ref = await ctx.presence.track(topic, actor.user_id, meta)
+
+
+async def _join_user(
+    actor: ConnectionActor, channel: _Channel, payload: dict[str, Any]
+) -> dict[str, Any]:
+    _own_topic(actor, channel)
+    await actor._subscribe(channel, channel.topic)
+    unread = await actor.ctx.messaging.unread_counts(actor.user_id)
+    return {"unread": unread}
+
+
+async def _after_user_join(
+    actor: ConnectionActor, channel: _Channel, payload: dict[str, Any]
+) -> None:
+    actor._release(channel)
+    summaries = await actor.ctx.messaging.list_conversations(
+        actor.user_id, limit=NOTICE_CONVERSATIONS
+    )
+    for summary in summaries:
+        await _watch_for_notices(actor, channel, summary.conversation.id)
+
+
+async def _watch_for_notices(
+    actor: ConnectionActor, channel: _Channel, conversation_id: str
+) -> None:
+    """Announce new messages of one conversation on the user's channel (metadata only)."""
+    if conversation_id in channel.notices or actor._channels.get(channel.topic) is not channel:
+        return
+
+    def on_event(_topic: str, data: bytes) -> None:
+        item = outgoing(_topic, data)
+        if item.head is None or actor._channels.get(channel.topic) is not channel:
+            return
+        head = item.head
+        notice = {
+            "conversation_id": head.conversation_id,
+            "seq": head.seq,
+            "sender_id": head.sender_id,
+            "kind": head.kind,
+            "created_at": head.created_at,
+        }
+        actor.send(actor.proto.push(channel.topic, "message_notice", notice))
+
+    subscription = await actor.ctx.broker.subscribe(conversation_topic(conversation_id), on_event)
+    if actor._channels.get(channel.topic) is channel and conversation_id not in channel.notices:
+        channel.notices[conversation_id] = subscription
+    else:
+        subscription.cancel()
+
+
+async def _join_notification(
+    actor: ConnectionActor, channel: _Channel, payload: dict[str, Any]
+) -> dict[str, Any]:
+    _own_topic(actor, channel)
+    await actor._subscribe(channel, channel.topic)
+    return {}
+
+
+async def _release_only(actor: ConnectionActor, channel: _Channel, payload: dict[str, Any]) -> None:
+    actor._release(channel)
+
+
+_JOINS: Final[dict[str, Callable[[ConnectionActor, _Channel, dict[str, Any]], Awaitable[Any]]]] = {
+    "conversation": _join_conversation,
+    "user": _join_user,
+    "notification": _join_notification,
+}
+_AFTER_JOIN: Final[
+    dict[str, Callable[[ConnectionActor, _Channel, dict[str, Any]], Awaitable[None]]]
+] = {
+    "conversation": _after_conversation_join,
+    "user": _after_user_join,
+    "notification": _release_only,
+}
+
+
+# -- topics: pushes ---------------------------------------------------------------------------
+
+
+async def _send_message(
+    actor: ConnectionActor, channel: _Channel, p: ev.SendMessage, _event: str
+) -> dict[str, Any]:
+    await actor.ctx.limiter.check(actor.user_id)
+    draft = Draft(
+        client_id=p.client_id,
+        kind=p.kind,
+        content=p.content,
+        attachments=p.attachments,
+        reply_to=p.reply_to,
+        metadata=p.metadata,
+    )
+    message = await actor.ctx.messaging.send(actor.user_id, channel.target, draft)
+    return {"id": message.id, "seq": message.seq, "created_at": message.created_at}
+
+
+async def _edit(
+    actor: ConnectionActor, channel: _Channel, p: ev.EditMessage, _event: str
+) -> dict[str, Any]:
+    message = await actor.ctx.messaging.edit(actor.user_id, channel.target, p.seq, p.content)
+    return {"seq": message.seq, "edited_at": message.edited_at}
+
+
+async def _delete(
+    actor: ConnectionActor, channel: _Channel, p: ev.DeleteMessage, _event: str
+) -> dict[str, Any]:
+    if p.for_everyone:
+        await actor.ctx.messaging.delete(actor.user_id, channel.target, p.seq)
+    else:
+        await actor.ctx.messaging.hide(actor.user_id, channel.target, p.seq)
+    return {"seq": p.seq, "for_everyone": p.for_everyone}
+
+
+async def _react(
+    actor: ConnectionActor, channel: _Channel, p: ev.React, _event: str
+) -> dict[str, Any]:
+    message = await actor.ctx.messaging.react(
+        actor.user_id, channel.target, p.seq, p.emoji, add=not p.remove
+    )
+    return {"seq": message.seq, "reactions": msgspec.to_builtins(message.reactions)}
+
+
+async def _pin(
+    actor: ConnectionActor, channel: _Channel, p: ev.PinMessage, _event: str
+) -> dict[str, Any]:
+    message = await actor.ctx.messaging.pin(actor.user_id, channel.target, p.seq, pinned=p.pinned)
+    return {"seq": message.seq, "pinned": message.pinned}
+
+
+async def _mark(
+    actor: ConnectionActor, channel: _Channel, p: ev.MarkCursor, event: str
+) -> dict[str, Any]:
+    messaging = actor.ctx.messaging
+    if event == "mark_read":
+        cursor = await messaging.mark_read(actor.user_id, channel.target, p.seq)
+    else:
+        cursor = await messaging.mark_delivered(
+            actor.user_id, actor.identity.device_id, channel.target, p.seq
+        )
+    return {"seq": cursor}
+
+
+async def _typing(
+    actor: ConnectionActor, channel: _Channel, _p: ev.Typing, event: str
+) -> dict[str, Any]:
+    payload = {
+        "user_id": actor.user_id,
+        "device_id": actor.identity.device_id,
+        "typing": event == "typing_start",
+    }
+    actor.ctx.broker.publish(channel.topic, encode_event("user_typing", payload))
+    return {}
+
+
+async def _history(
+    actor: ConnectionActor, channel: _Channel, p: ev.History, _event: str
+) -> dict[str, Any]:
+    messages = await actor.ctx.messaging.history(
+        actor.user_id, channel.target, before_seq=p.before_seq, after_seq=p.after_seq, limit=p.limit
+    )
+    return {"messages": msgspec.to_builtins(messages)}
+
+
+async def _create_conversation(
+    actor: ConnectionActor, _channel: _Channel, p: ev.CreateConversation, _event: str
+) -> dict[str, Any]:
+    messaging = actor.ctx.messaging
+    if p.kind == "direct":
+        if not p.with_user:
+            raise WhisprError(Reason.INVALID, "a direct conversation needs with_user")
+        conversation = await messaging.direct(actor.user_id, p.with_user)
+    else:
+        conversation = await messaging.create_group(actor.user_id, p.title, p.members)
+    return {"conversation": msgspec.to_builtins(conversation)}
+
+
+async def _list_conversations(
+    actor: ConnectionActor, _channel: _Channel, p: ev.ListConversations, _event: str
+) -> dict[str, Any]:
+    summaries = await actor.ctx.messaging.list_conversations(
+        actor.user_id, limit=p.limit, before=p.before, before_id=p.before_id
+    )
+    return {"conversations": msgspec.to_builtins(summaries)}
+
+
+_PUSHES: Final[dict[str, Handler]] = {
+    "send_message": _send_message,
+    "edit_message": _edit,
+    "delete_message": _delete,
+    "react": _react,
+    "pin": _pin,
+    "mark_read": _mark,
+    "mark_delivered": _mark,
+    "typing_start": _typing,
+    "typing_stop": _typing,
+    "history": _history,
+    "create_conversation": _create_conversation,
+    "list_conversations": _list_conversations,
+}

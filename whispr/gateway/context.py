@@ -1,0 +1,45 @@
+"""What every connection of a node's gateway shares."""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from actors.broker import Broker
+from actors.messaging import Messaging
+from whispr.auth import TokenVerifier
+from whispr.config import Settings
+from whispr.gateway.metrics import GatewayMetrics
+from whispr.gateway.presence import Presence
+from whispr.gateway.ratelimit import MessageRateLimiter
+
+if TYPE_CHECKING:
+    from supervisors import Ref
+
+__all__ = ["GatewayContext"]
+
+
+@dataclass
+class GatewayContext:
+    """The node's services as the gateway uses them, and its per-node connection state."""
+
+    settings: Settings
+    messaging: Messaging
+    broker: Broker
+    presence: Presence
+    limiter: MessageRateLimiter
+    verifier: TokenVerifier
+    metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
+    #: Live connection actors of this node.
+    connections: set[Ref[Any]] = field(default_factory=set)
+    #: Open connections per client IP address.
+    per_ip: collections.Counter[str] = field(default_factory=collections.Counter)
+    #: Users with at least one connection on this node: user id -> number of connections.
+    online: collections.Counter[str] = field(default_factory=collections.Counter)
+    #: Set while the node drains: new connections are refused.
+    draining: bool = False
+
+    def is_online(self, user_id: str) -> bool:
+        """Whether ``user_id`` has a connected device on this node."""
+        return self.online[user_id] > 0

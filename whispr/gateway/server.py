@@ -1,0 +1,294 @@
+"""The gateway: WebSocket at ``/socket/websocket`` and HTTP probes on the same port.
+
+:class:`GatewayService` is the node's ``gateway`` service. It runs a ``websockets`` server
+whose ``process_request`` hook answers plain HTTP (``/health``, ``/ready``, ``/metrics``) and
+refuses bad upgrades before any WebSocket exists:
+
+- unknown path: 404;
+- draining: 503;
+- more than ``max_connections_per_ip`` from one address: 429;
+- missing, expired, unsigned or wrongly signed token: 401 with the reason;
+- ``Origin`` not allowed (when origins are configured): 403, by ``websockets`` itself.
+
+An accepted socket gets a :class:`~whispr.gateway.connection.ConnectionActor` under the
+node's Connections supervisor; the handler task reads the socket and tells the actor.
+
+Stopping the service drains: no new connection is accepted, every socket is closed with 1012
+(service restart), and phoenix.js clients reconnect (to another node, behind a load
+balancer) and catch up from the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import time
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import parse_qs, urlsplit
+
+import structlog
+from pykka import ActorDeadError
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.typing import Origin, Subprotocol
+
+from actors.errors import WhisprError
+from supervisors import AsyncioActor, ChildSpec, Ref, Restart
+from whispr.auth import Identity, TokenVerifier
+from whispr.gateway.connection import ConnectionActor, Inbound, Tick
+from whispr.gateway.context import GatewayContext
+from whispr.gateway.presence import MemoryPresence, Presence, RedisPresence
+from whispr.gateway.ratelimit import MessageRateLimiter
+from whispr.protocol import CloseCode
+from whispr.telemetry import metrics_exposition
+
+if TYPE_CHECKING:
+    from whispr.node import Node
+
+__all__ = ["SOCKET_PATH", "Gateway", "GatewayService"]
+
+log = structlog.get_logger("whispr.gateway")
+
+SOCKET_PATH: Final = "/socket/websocket"
+#: phoenix.js ``authToken``: the token rides in ``Sec-WebSocket-Protocol`` under this prefix.
+_TOKEN_PROTOCOL: Final = "base64url.bearer.phx."
+#: Seconds between heartbeat and token checks of every connection.
+TICK_INTERVAL_S: Final = 5.0
+_PHOENIX: Final = Subprotocol("phoenix")
+
+
+def _token(request: Request) -> str | None:
+    query = parse_qs(urlsplit(request.path).query)
+    tokens = query.get("token")
+    if tokens:
+        return tokens[0]
+    for value in request.headers.get_all("Sec-WebSocket-Protocol"):
+        for offered in value.split(","):
+            offered = offered.strip()
+            if offered.startswith(_TOKEN_PROTOCOL):
+                encoded = offered[len(_TOKEN_PROTOCOL) :]
+                with contextlib.suppress(ValueError):
+                    return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
+    return None
+
+
+def _select_subprotocol(
+    _connection: ServerConnection, offered: Sequence[Subprotocol]
+) -> Subprotocol | None:
+    """``phoenix`` when offered (phoenix.js's ``authToken``), else none: both are fine."""
+    return _PHOENIX if _PHOENIX in offered else None
+
+
+def _peer(connection: ServerConnection) -> str:
+    address = connection.remote_address
+    return str(address[0]) if address else "unknown"
+
+
+def _text(status: HTTPStatus, body: bytes, content_type: str) -> Response:
+    headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(body)))])
+    return Response(status.value, status.phrase, headers, body)
+
+
+class Gateway:
+    """The server and what its connections share; started and stopped by its service."""
+
+    def __init__(self, ctx: GatewayContext, start_connection: Any, ready: Any) -> None:
+        self.ctx = ctx
+        self._start_connection = start_connection
+        self._ready = ready
+        self._identities: dict[int, Identity] = {}
+        self.server: Server | None = None
+        self._ticker: asyncio.Task[None] | None = None
+
+    async def start(self, host: str, port: int) -> None:
+        settings = self.ctx.settings
+        origins: list[Origin | None] | None = None
+        if settings.allowed_origins:
+            origins = [*(Origin(o) for o in settings.allowed_origins), None]
+        self.server = await serve(
+            self._handle,
+            host,
+            port,
+            process_request=self._process_request,
+            origins=origins,
+            select_subprotocol=_select_subprotocol,
+            max_size=settings.max_frame_bytes,
+            ping_interval=None,  # the Phoenix heartbeat is the liveness check
+            compression="deflate" if settings.compression == "deflate" else None,
+        )
+        self._ticker = asyncio.get_running_loop().create_task(self._tick(), name="gateway-tick")
+
+    @property
+    def port(self) -> int:
+        """The port actually bound (useful when started on port 0)."""
+        assert self.server is not None
+        sockets = list(self.server.sockets)
+        return int(sockets[0].getsockname()[1])
+
+    async def drain(self, timeout: float) -> None:
+        """Refuse new connections, close every socket with 1012, wait for them to end."""
+        self.ctx.draining = True
+        if self._ticker is not None:
+            self._ticker.cancel()
+        if self.server is None:
+            return
+        self.server.close(
+            close_connections=True, code=CloseCode.SERVICE_RESTART, reason="service restart"
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.server.wait_closed(), timeout)
+        log.info("gateway drained", connections=len(self.ctx.connections))
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_INTERVAL_S)
+            tick = Tick(time.monotonic())
+            for ref in list(self.ctx.connections):
+                with contextlib.suppress(ActorDeadError):
+                    ref.tell(tick)
+
+    # -- HTTP and the upgrade ---------------------------------------------------------------
+
+    async def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        path = urlsplit(request.path).path
+        if path == "/health":
+            return _text(HTTPStatus.OK, b"ok\n", "text/plain")
+        if path == "/ready":
+            ready = not self.ctx.draining and await self._ready()
+            status = HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE
+            return _text(status, b"ready\n" if ready else b"not ready\n", "text/plain")
+        if path == "/metrics":
+            body = metrics_exposition()
+            return _text(HTTPStatus.OK, body, "text/plain; version=0.0.4; charset=utf-8")
+        if path not in (SOCKET_PATH, SOCKET_PATH + "/"):
+            return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
+        metrics = self.ctx.metrics
+        if self.ctx.draining:
+            metrics.connects.add(1, {"outcome": "draining"})
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "draining; retry\n")
+        peer = _peer(connection)
+        if self.ctx.per_ip[peer] >= self.ctx.settings.max_connections_per_ip:
+            metrics.connects.add(1, {"outcome": "too_many_connections"})
+            limit = self.ctx.settings.max_connections_per_ip
+            return connection.respond(
+                HTTPStatus.TOO_MANY_REQUESTS, f"at most {limit} connections per address\n"
+            )
+        try:
+            identity = self.ctx.verifier.verify(_token(request))
+        except WhisprError as exc:
+            metrics.connects.add(1, {"outcome": "unauthorized"})
+            return connection.respond(HTTPStatus.UNAUTHORIZED, f"{exc}\n")
+        # Counted now, so that concurrent handshakes from one address cannot overshoot.
+        self.ctx.per_ip[peer] += 1
+        self._identities[id(connection)] = identity
+        return None
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        peer = _peer(ws)
+        identity = self._identities.pop(id(ws))
+        ctx = self.ctx
+        ctx.metrics.connects.add(1, {"outcome": "ok"})
+        ctx.metrics.connections.add(1)
+        ref: Ref[ConnectionActor] | None = None
+        try:
+            credits = asyncio.Semaphore(ctx.settings.inbound_credits)
+            ref = await self._start_connection(ctx, ws, identity, credits)
+            ctx.connections.add(ref)
+            async for message in ws:
+                await credits.acquire()
+                ref.tell(Inbound(message))
+        except (ConnectionClosed, ActorDeadError):
+            pass
+        except Exception:
+            log.exception("connection handler failed", peer=peer)
+            await ws.close(CloseCode.INTERNAL_ERROR, "internal error")
+        finally:
+            ctx.metrics.connections.add(-1)
+            ctx.per_ip[peer] -= 1
+            if ctx.per_ip[peer] <= 0:
+                del ctx.per_ip[peer]
+            if ref is not None:
+                ctx.connections.discard(ref)
+                ref.stop(block=False)
+                await ref.wait_exit()
+
+
+class GatewayService(AsyncioActor):
+    """The node's ``gateway`` service: builds the gateway over the node's services."""
+
+    def __init__(self, node: Node) -> None:
+        super().__init__()
+        self.node = node
+        self.gateway: Gateway | None = None
+        self.presence: Presence | None = None
+
+    async def on_start(self) -> None:
+        node, settings = self.node, self.node.settings
+        if node.messaging is None or node.broker is None or node.store is None:
+            msg = "the gateway needs messaging, the store and the broker"
+            raise RuntimeError(msg)
+        broker, store = node.broker, node.store
+        presence: Presence = (
+            RedisPresence(
+                settings.redis_url, broker, settings.node_name, prefix=settings.redis_prefix
+            )
+            if settings.redis_url
+            else MemoryPresence(broker)
+        )
+        await presence.start()
+        self.presence = presence
+        ctx = GatewayContext(
+            settings=settings,
+            messaging=node.messaging,
+            broker=broker,
+            presence=presence,
+            limiter=MessageRateLimiter(
+                settings.rate_limit_per_minute, settings.redis_url, settings.redis_prefix
+            ),
+            verifier=TokenVerifier(
+                secret=settings.jwt_secret,
+                public_key=settings.jwt_public_key,
+                algorithm=settings.jwt_algorithm,
+            ),
+        )
+
+        async def start_connection(
+            ctx: GatewayContext,
+            ws: ServerConnection,
+            identity: Identity,
+            credits: asyncio.Semaphore,
+        ) -> Ref[ConnectionActor]:
+            supervisor = node.whereis("connections")
+            if supervisor is None:
+                msg = "the connections supervisor is not running"
+                raise RuntimeError(msg)
+            spec = ChildSpec(
+                id=("connection", id(ws)),
+                start=lambda: ConnectionActor.start(ctx, ws, identity, credits),
+                restart=Restart.TEMPORARY,
+                shutdown=5.0,
+            )
+            ref: Ref[ConnectionActor] = await supervisor.proxy().start_child(spec)
+            return ref
+
+        async def ready() -> bool:
+            return bool(await store.ping() and await broker.ping())
+
+        self.gateway = Gateway(ctx, start_connection, ready)
+        await self.gateway.start(settings.host, settings.port)
+        node.gateway = self.gateway
+        log.info("gateway listening", host=settings.host, port=self.gateway.port)
+
+    async def on_stop(self) -> None:
+        if self.gateway is not None:
+            await self.gateway.drain(timeout=self.node.settings.shutdown_deadline_s / 2)
+            self.node.gateway = None
+        if self.presence is not None:
+            await self.presence.stop()
