@@ -23,7 +23,7 @@ GEN_DIR := whispr/grpc/gen
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint bench proto services clean distclean
+.PHONY: help venv run test lint bench proto services clean distclean phoenix-js
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -39,9 +39,25 @@ $(STAMP): pyproject.toml
 run: venv ## run one node (embedded SQLite + in-process broker unless WHISPR_* say otherwise)
 	$(VENV)/bin/whispr serve $(RUN_ARGS)
 
+# The official phoenix.js client, for the end-to-end test (tests/gateway/test_phoenix_js.py).
+# Installed from npm into .cache/phoenix-js when npm is there; otherwise that test is skipped
+# (and fails under WHISPR_REQUIRE_SERVICES=1).
+PHOENIX_JS := .cache/phoenix-js
+export WHISPR_PHOENIX_JS ?= $(abspath $(PHOENIX_JS))
+
+phoenix-js: $(PHOENIX_JS)/node_modules/.installed ## install the phoenix npm client used by the tests
+
+$(PHOENIX_JS)/node_modules/.installed:
+	@if command -v npm >/dev/null 2>&1; then \
+		mkdir -p $(PHOENIX_JS) && cd $(PHOENIX_JS) && \
+		{ test -f package.json || echo '{"private": true}' > package.json; } && \
+		npm install --no-audit --no-fund --silent phoenix@1.8 ws@8 && \
+		touch node_modules/.installed; \
+	else echo "npm not found: the phoenix.js end-to-end test will be skipped"; fi
+
 # pytest exits 5 when it collected no test (an empty selection, or a tree
 # with no tests yet): reported, not treated as a failure.
-test: venv ## run the tests (PYTEST_ARGS="..." to select)
+test: venv phoenix-js ## run the tests (PYTEST_ARGS="..." to select)
 	@$(PY) -m pytest -q $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: no tests were collected"; exit 0; fi; \
 	exit $$status
@@ -67,4 +83,4 @@ clean: ## remove caches and build output (keeps .venv, databases and bench resul
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean ## clean, and remove .venv too
-	rm -rf $(VENV)
+	rm -rf $(VENV) .cache

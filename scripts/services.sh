@@ -242,6 +242,20 @@ ensure_redis() {
             "(see $REDIS_LOG)"
 }
 
+# --- Node.js (for the phoenix.js end-to-end test) -----------------------------------
+
+ensure_node() {
+    if have node && have npm; then
+        say "Node.js $(node --version) and npm are installed"
+        return 0
+    fi
+    say "Node.js or npm is missing (the phoenix.js end-to-end test needs them)"
+    apt_install nodejs npm || die \
+        "Node.js and npm are not installed, and this script can install them only as root" \
+        "with apt-get. Install nodejs and npm."
+}
+
 ensure_postgres
 ensure_redis
+ensure_node
 say "all services are up"

@@ -254,3 +254,31 @@ async def test_connections_per_address_are_limited(node: RunningNode) -> None:
         except InvalidStatus:
             await asyncio.sleep(0.05)
     pytest.fail("the per-address count never went back down")
+
+
+async def test_a_message_whose_live_event_was_lost_is_filled_in_before_later_ones(
+    node: RunningNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ada, bob = unique("ada"), unique("bob")
+    cid = await _group(node, ada, bob)
+    topic = f"conversation:{cid}"
+    messaging, broker = node.node.messaging, node.node.broker
+    assert messaging is not None
+    assert broker is not None
+    async with node.client(bob) as b:
+        await b.join(topic, {"last_seq": 0})
+        await messaging.send(ada, cid, Draft(client_id="m1", content="1"))
+        assert (await b.next_event(topic, "new_message")).payload["message"]["seq"] == 1
+        # As if the sending node died between commit and publish: seq 2's event never comes.
+        publish = broker.publish
+        monkeypatch.setattr(broker, "publish", lambda topic, data: None)
+        await messaging.send(ada, cid, Draft(client_id="m2", content="2"))
+        monkeypatch.setattr(broker, "publish", publish)
+        await messaging.send(ada, cid, Draft(client_id="m3", content="3"))
+        await messaging.send(ada, cid, Draft(client_id="m4", content="4"))
+        seqs = [
+            (await b.next_event(topic, "new_message")).payload["message"]["seq"] for _ in range(3)
+        ]
+        assert seqs == [2, 3, 4]
+        await asyncio.sleep(0.1)
+        assert not [e for e in b.drain_events(topic) if e.event == "new_message"]

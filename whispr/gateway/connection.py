@@ -93,8 +93,10 @@ class _Channel:
     join_ref: str
     subscriptions: list[Subscription] = field(default_factory=list)
     notices: dict[str, Subscription] = field(default_factory=dict)
-    #: Live events held back while a join catches up; None once live.
+    #: Live events held back while a join catches up or a gap is filled; None when live.
     held: list[Outgoing] | None = None
+    #: ``conversation:`` only: the last seq sent on this channel (None before the first).
+    last_seq: int | None = None
     presence_ref: str | None = None
 
 
@@ -271,16 +273,59 @@ class ConnectionActor(AsyncioActor):
         except Exception:
             self._log.exception("channel crashed after join", topic=join.topic)
             await self._crash_channel(channel)
-            return
-        self._release(channel)
 
-    def _release(self, channel: _Channel, after_seq: int = 0) -> None:
-        """Go live: send the events held during catch-up, skipping what catch-up sent."""
+    def _release(self, channel: _Channel) -> None:
+        """Go live: send the events held back (what was already sent is skipped by seq)."""
         held, channel.held = channel.held or [], None
         for item in held:
-            if item.head is not None and item.head.seq <= after_seq:
-                continue
-            self._deliver(channel, item)
+            if channel.held is not None:  # a new gap: hold the rest again
+                channel.held.append(item)
+            else:
+                self._deliver(channel, item)
+
+    def _in_order(self, channel: _Channel, seq: int) -> bool:
+        """Whether ``new_message`` ``seq`` is next on ``channel``; fills a gap if one shows.
+
+        A gap means messages were committed but their live event never came here (their
+        node died between commit and publish, say): they are read from the store and sent
+        before anything later, so a member never sees a hole.
+        """
+        last = channel.last_seq
+        if last is not None and seq <= last:
+            return False  # sent already, by catch-up or a gap fill
+        if last is not None and seq > last + 1:
+            channel.held = []
+            task = asyncio.get_running_loop().create_task(self._fill(channel, last, seq))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return False
+        channel.last_seq = seq
+        return True
+
+    async def _fill(self, channel: _Channel, after: int, upto: int) -> None:
+        messaging = self.ctx.messaging
+        try:
+            while after < upto - 1 and self._channels.get(channel.topic) is channel:
+                page = await messaging.history(
+                    self.user_id, channel.target, after_seq=after, limit=CATCHUP_PAGE
+                )
+                for message in page:
+                    if message.seq >= upto:
+                        break
+                    frame = {"message": message}
+                    self.send(
+                        self.proto.push(
+                            channel.topic, "new_message", frame, join_ref=channel.join_ref
+                        )
+                    )
+                    after = message.seq
+                if len(page) < CATCHUP_PAGE:
+                    break
+        except Exception as exc:
+            # The client can still page history for what is missing; live events go on.
+            self._log.warning("gap fill failed", topic=channel.topic, error=str(exc))
+        channel.last_seq = max(channel.last_seq or 0, upto - 1)
+        self._release(channel)
 
     async def _subscribe(self, channel: _Channel, topic: str) -> None:
         def on_event(event_topic: str, data: bytes) -> None:
@@ -307,6 +352,14 @@ class ConnectionActor(AsyncioActor):
             return
         if channel.kind == "user" and item.conversation_id:
             self._follow(channel, item)
+        if item.head is not None and channel.kind == "conversation":
+            if channel.held is not None:
+                channel.held.append(item)
+                return
+            if not self._in_order(channel, item.head.seq):
+                if channel.held is not None:
+                    channel.held.append(item)  # the one that showed the gap, after the fill
+                return
         self.send(self.proto.broadcast(channel.topic, item.frame))
 
     def _follow(self, channel: _Channel, item: Outgoing) -> None:
@@ -413,7 +466,6 @@ async def _after_conversation_join(
 ) -> None:
     params = ev.decode_payload(ev.ConversationJoin, payload)
     ctx, topic = actor.ctx, channel.topic
-    sent = 0
     if params.last_seq is not None:
         after = params.last_seq
         while True:
@@ -429,10 +481,10 @@ async def _after_conversation_join(
                 after = page[-1].seq
             if len(page) < CATCHUP_PAGE:
                 break
-        sent = after
+        channel.last_seq = after
     state = await ctx.presence.state(topic)
     actor.send(actor.proto.push(topic, PRESENCE_STATE, state, join_ref=channel.join_ref))
-    actor._release(channel, after_seq=sent)
+    actor._release(channel)
     meta = {"device": actor.identity.device_id, "online_at": time.time()}
     if actor._channels.get(topic) is channel:
         channel.presence_ref = await ctx.presence.track(topic, actor.user_id, meta)
