@@ -402,7 +402,7 @@ class ConnectionActor(AsyncioActor):
                 )
             return
         except Exception:
-            self._log.exception("channel crashed", topic=push.topic, event=push.event)
+            self._log.exception("channel crashed", topic=push.topic, push_event=push.event)
             await self._crash_channel(channel)
             return
         finally:

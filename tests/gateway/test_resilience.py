@@ -1,0 +1,127 @@
+"""What goes wrong at the edges: slow readers, crashing channels, dead nodes' presences."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import websockets
+from websockets.exceptions import ConnectionClosed
+
+from actors.events import encode_event
+from supervisors import stop_tree
+from tests.gateway.conftest import RunningNode, start_node, unique
+from whispr.broker import MemoryBroker
+from whispr.gateway.presence import RedisPresence
+
+
+@pytest.fixture
+async def small_node(tmp_path: Path) -> AsyncIterator[RunningNode]:
+    running = await start_node(
+        {"WHISPR_SQLITE_PATH": str(tmp_path / "node.db"), "WHISPR_OUTBOUND_QUEUE": "20"}
+    )
+    yield running
+    await stop_tree(running.root, deadline=10)
+
+
+async def test_a_client_that_does_not_read_is_disconnected_with_1013(
+    small_node: RunningNode,
+) -> None:
+    node = small_node
+    ada, bob = unique("ada"), unique("bob")
+    assert node.node.messaging is not None
+    assert node.node.broker is not None
+    cid = (await node.node.messaging.create_group(ada, "t", [bob])).id
+    topic = f"conversation:{cid}"
+    url = f"{node.url}?vsn=2.0.0&token={node.token(bob)}"
+    async with websockets.connect(url, max_queue=1, ping_interval=None) as ws:
+        await ws.send(f'["1","1","{topic}","phx_join",{{}}]')
+        assert '"status":"ok"' in str(await ws.recv())
+        # The client stops reading; the node keeps publishing to it.
+        blob = {"user_id": ada, "typing": True, "pad": "x" * 8_000}
+        for _ in range(4_000):
+            node.node.broker.publish(topic, encode_event("user_typing", blob))
+            await asyncio.sleep(0)
+        assert await _read_until_closed(ws) == 1013
+    # The node itself is fine.
+    async with node.client(ada) as a:
+        assert "unread" in await a.join(f"user:{ada}")
+
+
+async def _read_until_closed(ws: websockets.ClientConnection) -> int | None:
+    async with asyncio.timeout(20):
+        try:
+            while True:
+                await ws.recv()
+        except ConnectionClosed:
+            return ws.close_code
+
+
+async def test_a_crashing_channel_gets_phx_error_and_can_rejoin(
+    node: RunningNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ada, bob = unique("ada"), unique("bob")
+    messaging = node.node.messaging
+    assert messaging is not None
+    cid = (await messaging.create_group(ada, "t", [bob])).id
+    topic = f"conversation:{cid}"
+    async with node.client(ada) as a:
+        await a.join(topic)
+        await a.join(f"user:{ada}")
+
+        async def broken(*_args: object, **_kwargs: object) -> None:
+            raise RuntimeError("a bug in a handler")
+
+        monkeypatch.setattr(messaging, "history", broken)
+        pushed = a.push_nowait(topic, "history", {})
+        crashed = await a.next_event(topic, "phx_error")
+        assert crashed.payload == {"reason": "channel_crash"}
+        pushed.cancel()
+        monkeypatch.undo()
+        # The connection and its other channel carry on; the crashed one rejoins.
+        assert "conversations" in await a.push(f"user:{ada}", "list_conversations", {})
+        await a.join(topic)
+        assert (await a.push(topic, "history", {}))["messages"] == []
+
+
+async def test_the_presences_of_a_dead_node_disappear(redis_url: str) -> None:
+    broker = MemoryBroker()
+    prefix = unique("p")
+    topic = f"conversation:{unique('c')}"
+    diffs: list[dict[str, object]] = []
+    await broker.subscribe(topic, lambda _t, data: diffs.append(_diff(data)))
+    dying = RedisPresence(redis_url, broker, "dying", node_ttl_s=1.0, prefix=prefix)
+    alive = RedisPresence(
+        redis_url, broker, "alive", node_ttl_s=1.0, sweep_interval_s=0.2, prefix=prefix
+    )
+    await dying.start()
+    await alive.start()
+    try:
+        await dying.track(topic, "ada", {"device": "phone"})
+        await alive.track(topic, "bob", {"device": "web"})
+        assert set(await alive.state(topic)) == {"ada", "bob"}
+        # The dying node stops refreshing its liveness, as a SIGKILLed process would.
+        assert dying._task is not None
+        dying._task.cancel()
+        for _ in range(100):
+            if any("ada" in d.get("leaves", {}) for d in diffs):  # type: ignore[operator]
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail("the dead node's presence was never removed")
+        assert set(await alive.state(topic)) == {"bob"}
+    finally:
+        await alive.stop()
+        dying._tracked.clear()
+        await dying.stop()
+
+
+def _diff(data: bytes) -> dict[str, object]:
+    import msgspec
+
+    name, _, payload = data.partition(b"\n")
+    assert name == b"presence_diff"
+    result: dict[str, object] = msgspec.json.decode(payload)
+    return result
