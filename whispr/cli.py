@@ -26,12 +26,23 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--device", help="the device id (the token's 'device')")
     token.add_argument("--ttl", type=float, default=3600.0, help="lifetime in seconds")
     commands.add_parser("version", help="print the version")
+    commands.add_parser(
+        "bench",
+        help="load generator: real WebSocket clients against nodes (whispr bench --help)",
+        add_help=False,
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``whispr`` console script."""
-    args = _parser().parse_args(argv)
+    args, rest = _parser().parse_known_args(argv)
+    if args.command == "bench":
+        from whispr.bench.gateway import main as bench_main
+
+        return bench_main(rest)
+    if rest:
+        _parser().error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "version":
         from whispr import __version__
 

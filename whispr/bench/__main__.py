@@ -32,6 +32,7 @@ class Suite(Protocol):
 SUITES: dict[str, str] = {
     "runtime": "whispr.bench.runtime:run_suite",
     "store": "whispr.bench.store:run_suite",
+    "gateway": "whispr.bench.gateway:run_suite",
 }
 
 

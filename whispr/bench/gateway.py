@@ -1,0 +1,510 @@
+"""Gateway load generator: real WebSocket clients against real nodes (``whispr bench``).
+
+The clients run in this process; the nodes run in their own processes (``whispr serve``),
+started here unless ``--url`` points at running ones. Each client is one connection of one
+user; users are grouped into conversations of ``--conversation-size`` members. Phases:
+
+1. connect and join every client (``connections_held``; server memory per connection);
+2. send ``--rate`` messages per second in total for ``--duration`` seconds, each message
+   stamped with its send time, and time its arrival at *every* recipient
+   (``latency_p50/p95/p99_ms``; ``msgs_per_s`` counts messages acknowledged, i.e. durable);
+3. disconnect up to 1,000 clients at once, send to their conversations while they are away,
+   reconnect them all at once with ``last_seq``, and time until each has caught up
+   (``reconnect_catchup_p95_ms``).
+
+Writes ``gateway.json``, ``gateway.md`` and ``gateway.png`` (latency distribution).
+
+Nodes use PostgreSQL and Redis when ``WHISPR_BENCH_DATABASE_URL`` / ``WHISPR_BENCH_REDIS_URL``
+are set or the local defaults answer, and the embedded store otherwise (then only one node).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+from tqdm import tqdm
+
+from whispr.auth import issue_token
+from whispr.bench.report import (
+    machine,
+    markdown_table,
+    percentile,
+    plot_cdf,
+    write_json,
+    write_text,
+)
+from whispr.client import PhoenixClient, ServerEvent
+from whispr.config import DEV_JWT_SECRET
+
+__all__ = ["Scenario", "main", "run_suite"]
+
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+TARGETS = {
+    "connections_held": ">= 10,000 on one node",
+    "server_rss_bytes_per_connection": "<= 40,960",
+    "msgs_per_s": ">= 10,000",
+    "latency_p95_ms": "< 50",
+    "reconnect_catchup_p95_ms": "< 1,000 (1,000 clients at once)",
+}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One load run's shape."""
+
+    connections: int = 1_000
+    conversation_size: int = 10
+    rate: float = 1_000.0
+    duration: float = 20.0
+    nodes: int = 1
+    reconnecting: int = 1_000
+    urls: tuple[str, ...] = ()
+
+
+# -- nodes ------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def _services_env() -> dict[str, str]:
+    """PostgreSQL and Redis for the nodes when reachable; empty (embedded) otherwise."""
+    import asyncpg
+    import redis
+
+    database = os.environ.get("WHISPR_BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
+    redis_url = os.environ.get("WHISPR_BENCH_REDIS_URL", DEFAULT_REDIS_URL)
+
+    async def pg_ok() -> bool:
+        try:
+            connection = await asyncpg.connect(database, timeout=3)
+        except Exception:
+            return False
+        await connection.close()
+        return True
+
+    try:
+        redis.Redis.from_url(redis_url, socket_timeout=3).ping()
+        redis_ok = True
+    except Exception:
+        redis_ok = False
+    if asyncio.run(pg_ok()) and redis_ok:
+        return {"WHISPR_DATABASE_URL": database, "WHISPR_REDIS_URL": redis_url}
+    return {}
+
+
+@dataclass
+class _Nodes:
+    processes: list[asyncio.subprocess.Process] = field(default_factory=list)
+    urls: list[str] = field(default_factory=list)
+
+    def rss(self) -> int:
+        total = 0
+        for process in self.processes:
+            with contextlib.suppress(psutil.Error):
+                total += psutil.Process(process.pid).memory_info().rss
+        return total
+
+
+@contextlib.asynccontextmanager
+async def _start_nodes(count: int, env: dict[str, str], workdir: Path) -> AsyncIterator[_Nodes]:
+    nodes = _Nodes()
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    try:
+        for n in range(count):
+            port = _free_port()
+            node_env = {
+                **os.environ,
+                **env,
+                "WHISPR_NODE_NAME": f"bench-{n}",
+                "WHISPR_PORT": str(port),
+                "WHISPR_GRPC_PORT": str(_free_port()),
+                "WHISPR_SQLITE_PATH": str(workdir / "bench.db"),
+                "WHISPR_REDIS_PREFIX": prefix,
+                "WHISPR_LOG_LEVEL": "warning",
+                "WHISPR_LOG_FORMAT": "json",
+                "WHISPR_MAX_CONNECTIONS_PER_IP": "1000000",
+                "WHISPR_RATE_LIMIT_PER_MINUTE": "1000000",
+            }
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "whispr.cli", "serve", env=node_env
+            )
+            nodes.processes.append(process)
+            deadline = time.monotonic() + 60
+            while not await asyncio.to_thread(_ready, port):
+                if process.returncode is not None or time.monotonic() > deadline:
+                    msg = f"node {n} did not start (exit status {process.returncode})"
+                    raise RuntimeError(msg)
+                await asyncio.sleep(0.2)
+            nodes.urls.append(f"ws://127.0.0.1:{port}/socket/websocket")
+        yield nodes
+    finally:
+        for process in nodes.processes:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+        for process in nodes.processes:
+            try:
+                await asyncio.wait_for(process.wait(), 30)
+            except TimeoutError:
+                process.kill()
+
+
+# -- clients ----------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Client:
+    user: str
+    topic: str
+    url: str
+    latencies: list[float]
+    client: PhoenixClient | None = None
+    last_seq: int = 0
+    seen: int = 0
+    context: Any = None
+    #: Set once ``last_seq`` reaches ``wanted`` (reconnect phase).
+    wanted: int = 0
+    caught_up: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def on_event(self, event: ServerEvent) -> None:
+        if event.event != "new_message":
+            return
+        message = event.payload["message"]
+        self.last_seq = max(self.last_seq, message["seq"])
+        self.seen += 1
+        if self.last_seq >= self.wanted:
+            self.caught_up.set()
+        sent_at = message.get("metadata", {}).get("t")
+        if sent_at is not None:
+            self.latencies.append(time.time() - sent_at)
+
+    async def connect(self, params: dict[str, Any] | None = None) -> None:
+        token = issue_token(self.user, secret=DEV_JWT_SECRET, device_id="bench", ttl_s=86_400)
+        self.context = PhoenixClient.connect(self.url, token, on_event=self.on_event)
+        self.client = await self.context.__aenter__()
+        await self.client.join(self.topic, params or {})
+
+    async def close(self) -> None:
+        if self.context is not None:
+            with contextlib.suppress(Exception):
+                await self.context.__aexit__(None, None, None)
+        self.context = self.client = None
+
+
+async def _bounded(coroutines: Sequence[Any], limit: int, bar: tqdm[Any]) -> list[Any]:
+    gate = asyncio.Semaphore(limit)
+
+    async def one(coroutine: Any) -> Any:
+        async with gate:
+            try:
+                return await coroutine
+            finally:
+                bar.update(1)
+
+    return await asyncio.gather(*(one(c) for c in coroutines), return_exceptions=True)
+
+
+async def _create_conversations(url: str, owners: list[list[str]]) -> list[str]:
+    ids = []
+    for group in tqdm(owners, desc="conversations", unit="conv", file=sys.stderr):
+        owner, members = group[0], group[1:]
+        token = issue_token(owner, secret=DEV_JWT_SECRET, ttl_s=86_400)
+        async with PhoenixClient.connect(url, token) as client:
+            await client.join(f"user:{owner}")
+            created = await client.push(
+                f"user:{owner}",
+                "create_conversation",
+                {"kind": "group", "title": "bench", "members": members},
+            )
+            ids.append(created["conversation"]["id"])
+    return ids
+
+
+async def _send_at_rate(
+    senders: list[_Client], rate: float, duration: float, label: str
+) -> tuple[int, int, float]:
+    """Send ``rate`` msgs/s for ``duration`` s round robin; (acknowledged, failed, elapsed)."""
+    acked = failed = 0
+    pending: set[asyncio.Future[Any]] = set()
+    tick = 0.01
+    per_tick = rate * tick
+    owed = 0.0
+    count = 0
+    began = time.monotonic()
+    bar = tqdm(total=int(rate * duration), desc=label, unit="msg", file=sys.stderr)
+
+    def done(future: asyncio.Future[Any]) -> None:
+        nonlocal acked, failed
+        pending.discard(future)
+        bar.update(1)
+        if future.cancelled() or future.exception() is not None:
+            failed += 1
+        else:
+            acked += 1
+
+    while (now := time.monotonic()) - began < duration:
+        owed += per_tick
+        while owed >= 1:
+            owed -= 1
+            sender = senders[count % len(senders)]
+            count += 1
+            if sender.client is None:
+                continue
+            payload = {
+                "client_id": f"{sender.user}-{count}",
+                "content": "x" * 64,
+                "metadata": {"t": time.time()},
+            }
+            future = sender.client.push_nowait(sender.topic, "send_message", payload)
+            pending.add(future)
+            future.add_done_callback(done)
+        await asyncio.sleep(max(0.0, began + (now - began) + tick - time.monotonic()))
+    elapsed = time.monotonic() - began
+    if pending:
+        await asyncio.wait(pending, timeout=30)
+    bar.close()
+    return acked, failed, elapsed
+
+
+async def _measure(scenario: Scenario, workdir: Path) -> dict[str, Any]:
+    env = {} if scenario.urls else await asyncio.to_thread(_services_env)
+    nodes_wanted = scenario.nodes if (env or scenario.urls) else 1
+    async with contextlib.AsyncExitStack() as stack:
+        if scenario.urls:
+            nodes = _Nodes(urls=list(scenario.urls))
+        else:
+            print(
+                f"[gateway] starting {nodes_wanted} node(s) "
+                f"({'PostgreSQL + Redis' if env else 'embedded SQLite'})...",
+                file=sys.stderr,
+            )
+            nodes = await stack.enter_async_context(_start_nodes(nodes_wanted, env, workdir))
+        urls = nodes.urls
+        size = max(2, scenario.conversation_size)
+        run = uuid.uuid4().hex[:6]
+        users = [f"bench-{run}-{n}" for n in range(scenario.connections)]
+        groups = [users[i : i + size] for i in range(0, len(users), size)]
+        conversations = await _create_conversations(urls[0], groups)
+        latencies: list[float] = []
+        clients = [
+            _Client(user, f"conversation:{cid}", urls[n % len(urls)], latencies)
+            for cid, group in zip(conversations, groups, strict=True)
+            for n, user in enumerate(group)
+        ]
+        await asyncio.sleep(1.0)
+        rss_before = nodes.rss()
+        bar = tqdm(total=len(clients), desc="connect+join", unit="conn", file=sys.stderr)
+        results = await _bounded([c.connect() for c in clients], 100, bar)
+        bar.close()
+        held = [c for c, r in zip(clients, results, strict=True) if r is None]
+        errors = [r for r in results if r is not None]
+        await asyncio.sleep(2.0)
+        rss_after = nodes.rss()
+        figures: dict[str, Any] = {
+            "connections": scenario.connections,
+            "connections_held": len(held),
+            "connect_errors": len(errors),
+            "first_connect_error": repr(errors[0]) if errors else None,
+            "server_rss_bytes_per_connection": (
+                (rss_after - rss_before) / len(held) if held and nodes.processes else None
+            ),
+            "nodes": len(urls),
+            "store": "postgresql" if env.get("WHISPR_DATABASE_URL") else "sqlite",
+        }
+        acked, failed, elapsed = await _send_at_rate(held, scenario.rate, scenario.duration, "send")
+        await asyncio.sleep(2.0)
+        figures.update(
+            {
+                "rate_asked": scenario.rate,
+                "duration_s": elapsed,
+                "messages_acked": acked,
+                "messages_failed": failed,
+                "msgs_per_s": acked / elapsed,
+                "deliveries": len(latencies),
+                "deliveries_per_s": len(latencies) / elapsed,
+            }
+        )
+        samples_ms = [s * 1e3 for s in latencies]
+        for name, fraction in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
+            figures[f"latency_{name}_ms"] = percentile(samples_ms, fraction) if samples_ms else None
+        figures.update(await _reconnect(held, scenario.reconnecting))
+        figures["latency_samples_ms"] = samples_ms[:: max(1, len(samples_ms) // 20_000)]
+        for client in held:
+            await client.close()
+        return figures
+
+
+async def _reconnect(held: list[_Client], count: int) -> dict[str, Any]:
+    """Drop ``count`` clients, send to their conversations, reconnect them all at once."""
+    away = held[:count]
+    if not away:
+        return {"reconnecting": 0, "reconnect_catchup_p95_ms": None}
+    print(f"[gateway] {len(away):,} clients reconnect at once...", file=sys.stderr)
+    topics = {c.topic for c in away}
+    stayed = {c.topic: c for c in held[count:]}
+    for client in away:
+        await client.close()
+    # What they miss: one message per conversation, sent by a member who stayed if any.
+    missed: dict[str, int] = {}
+    for topic in topics:
+        sender = stayed.get(topic)
+        if sender is None or sender.client is None:
+            continue
+        reply = await sender.client.push(
+            topic, "send_message", {"client_id": f"away-{uuid.uuid4().hex}", "content": "away"}
+        )
+        missed[topic] = reply["seq"]
+    durations: list[float] = []
+
+    async def back(client: _Client) -> None:
+        client.wanted = missed.get(client.topic, 0)
+        client.caught_up = asyncio.Event()
+        if client.last_seq >= client.wanted:
+            client.caught_up.set()
+        began = time.monotonic()
+        await client.connect({"last_seq": client.last_seq})
+        await asyncio.wait_for(client.caught_up.wait(), 60)
+        durations.append((time.monotonic() - began) * 1e3)
+
+    bar = tqdm(total=len(away), desc="reconnect", unit="conn", file=sys.stderr)
+    results = await _bounded([back(c) for c in away], len(away), bar)
+    bar.close()
+    failures = [r for r in results if r is not None]
+    return {
+        "reconnecting": len(away),
+        "reconnect_failures": len(failures),
+        "reconnect_catchup_p50_ms": percentile(durations, 0.5) if durations else None,
+        "reconnect_catchup_p95_ms": percentile(durations, 0.95) if durations else None,
+    }
+
+
+# -- reporting --------------------------------------------------------------------------
+
+
+def _markdown(figures: dict[str, Any], scenario: Scenario, command: str) -> str:
+    rows = [
+        ["connections_held", figures["connections_held"], TARGETS["connections_held"]],
+        [
+            "server_rss_bytes_per_connection",
+            figures["server_rss_bytes_per_connection"],
+            TARGETS["server_rss_bytes_per_connection"],
+        ],
+        ["msgs_per_s", figures["msgs_per_s"], TARGETS["msgs_per_s"]],
+        ["deliveries_per_s", figures["deliveries_per_s"], ""],
+        ["latency_p50_ms", figures["latency_p50_ms"], ""],
+        ["latency_p95_ms", figures["latency_p95_ms"], TARGETS["latency_p95_ms"]],
+        ["latency_p99_ms", figures["latency_p99_ms"], ""],
+        [
+            "reconnect_catchup_p95_ms",
+            figures["reconnect_catchup_p95_ms"],
+            TARGETS["reconnect_catchup_p95_ms"],
+        ],
+    ]
+    return (
+        "# Gateway: WebSocket clients against real nodes\n\n"
+        f"{scenario.connections:,} connections in conversations of {scenario.conversation_size}, "
+        f"{scenario.rate:,.0f} msgs/s asked for {scenario.duration:g} s, "
+        f"{figures['nodes']} node(s) on {figures['store']}; "
+        f"{figures['messages_acked']:,} messages acknowledged, "
+        f"{figures['messages_failed']:,} failed; {figures['deliveries']:,} deliveries timed "
+        "from send to arrival at each recipient.\n\n"
+        + markdown_table(["figure", "value", "target (DESIGN section 9)"], rows)
+        + f"\nReproduce: `{command}`. Load generator and nodes share this machine's cores.\n"
+    )
+
+
+def run(scenario: Scenario, out: Path, command: str) -> dict[str, Any]:
+    """Measure ``scenario``; write gateway.json, gateway.md and gateway.png under ``out``."""
+    import uvloop
+
+    out.mkdir(parents=True, exist_ok=True)
+    workdir = out / ".gateway-work"
+    workdir.mkdir(exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        (workdir / "bench.db").unlink()
+    figures = uvloop.run(_measure(scenario, workdir))
+    samples = figures.pop("latency_samples_ms")
+    report = {**figures, "scenario": scenario.__dict__, "machine": machine(), "targets": TARGETS}
+    write_json(out / "gateway.json", report)
+    text = _markdown(figures, scenario, command)
+    write_text(out / "gateway.md", text)
+    if samples:
+        plot_cdf(
+            out / "gateway.png",
+            {"send to delivery": samples},
+            title="Gateway: message latency at every recipient",
+            xlabel="ms",
+            marks={"P95 target 50 ms": 50.0},
+        )
+    print(text, flush=True)
+    return report
+
+
+def run_suite(out: Path, quick: bool = False) -> dict[str, Any]:
+    """The ``make bench`` scenario, sized for a 2-core machine (smaller with ``quick``)."""
+    if quick:
+        scenario = Scenario(connections=200, rate=200, duration=5, reconnecting=100)
+    else:
+        scenario = Scenario()
+    return run(scenario, out, "make bench BENCH_ARGS=gateway")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``whispr bench``: parse the scenario and run it."""
+    parser = argparse.ArgumentParser(prog="whispr bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--connections", type=int, default=Scenario.connections)
+    parser.add_argument("--conversation-size", type=int, default=Scenario.conversation_size)
+    parser.add_argument("--rate", type=float, default=Scenario.rate, help="messages/s in total")
+    parser.add_argument("--duration", type=float, default=Scenario.duration, help="seconds")
+    parser.add_argument("--nodes", type=int, default=Scenario.nodes)
+    parser.add_argument(
+        "--reconnecting", type=int, default=Scenario.reconnecting, help="clients that reconnect"
+    )
+    parser.add_argument(
+        "--url", action="append", default=[], help="a running node's WebSocket URL (repeatable)"
+    )
+    parser.add_argument("--out", type=Path, default=Path("bench-results"))
+    args = parser.parse_args(argv)
+    for name in ("connections", "conversation_size", "nodes"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.rate <= 0 or args.duration <= 0:
+        parser.error("--rate and --duration must be positive")
+    scenario = Scenario(
+        connections=args.connections,
+        conversation_size=args.conversation_size,
+        rate=args.rate,
+        duration=args.duration,
+        nodes=args.nodes,
+        reconnecting=args.reconnecting,
+        urls=tuple(args.url),
+    )
+    command = "whispr bench " + " ".join(sys.argv[2:] if argv is None else argv)
+    run(scenario, args.out, command.strip())
+    return 0
