@@ -15,6 +15,7 @@ import structlog
 from limits import RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from redis.asyncio import BlockingConnectionPool
 
 from actors.errors import Reason, WhisprError
 
@@ -36,7 +37,15 @@ class MessageRateLimiter:
             uri = redis_url.replace("redis://", "async+redis://", 1).replace(
                 "rediss://", "async+rediss://", 1
             )
-            self._storage = RedisStorage(uri, implementation="redispy", key_prefix=f"{prefix}:rate")
+            # A bounded pool that waits for a free connection: bursts of sends queue up
+            # instead of failing with "too many connections".
+            pool = BlockingConnectionPool.from_url(redis_url, max_connections=32, timeout=5.0)
+            self._storage = RedisStorage(
+                uri,
+                implementation="redispy",
+                key_prefix=f"{prefix}:rate",
+                connection_pool=pool,  # type: ignore[arg-type]
+            )
         else:
             self._storage = MemoryStorage()
         self._limiter = SlidingWindowCounterRateLimiter(self._storage)
