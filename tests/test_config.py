@@ -264,7 +264,7 @@ VALID = {
     "heartbeat_interval_s": "1",
     "heartbeat_timeout_s": "91",
     "max_frame_bytes": "1024",
-    "outbound_queue": "10",
+    "outbound_buffer_bytes": "4096",
     "inbound_credits": "4",
     "grpc_port": "2",
     "log_format": "console",

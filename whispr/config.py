@@ -159,8 +159,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """A connection silent this long is closed."""
     max_frame_bytes: Positive = 65_536
     """Largest WebSocket message accepted; larger ones close the connection with 1009."""
-    outbound_queue: Positive = 1_000
-    """Frames queued for a client that does not read before it is disconnected (1013)."""
+    outbound_buffer_bytes: Positive = 1_048_576
+    """Bytes waiting to be sent to a client that does not read before it is closed (1013)."""
     inbound_credits: Positive = 32
     """Client messages taken ahead of their handling before the socket stops being read."""
     grpc_port: Port = 50051

@@ -20,7 +20,7 @@ from whispr.gateway.presence import RedisPresence
 @pytest.fixture
 async def small_node(tmp_path: Path) -> AsyncIterator[RunningNode]:
     running = await start_node(
-        {"WHISPR_SQLITE_PATH": str(tmp_path / "node.db"), "WHISPR_OUTBOUND_QUEUE": "20"}
+        {"WHISPR_SQLITE_PATH": str(tmp_path / "node.db"), "WHISPR_OUTBOUND_BUFFER_BYTES": "65536"}
     )
     yield running
     await stop_tree(running.root, deadline=10)

@@ -3,17 +3,16 @@
 The socket's reader (the gateway's handler task) tells the actor each message it receives;
 the actor runs the Phoenix protocol core (:class:`~whispr.protocol.ConnectionProtocol`) and
 handles joins and pushes one at a time, in order, like a Phoenix channel process, so replies
-keep the order of the pushes. A writer task owns the socket's sending side and drains a
-bounded queue.
+keep the order of the pushes.
 
 Backpressure, both ways:
 
 - in: the reader takes a credit before telling the actor a message and the actor returns it
   once handled, so a client pushing faster than it is served stops being read (TCP pushes
   back) instead of filling the mailbox;
-- out: live events go into a queue of ``outbound_queue`` frames. A client that does not read
-  fills it and is disconnected with 1013 (try again later); it reconnects and catches up from
-  the store, so nothing is lost, and memory stays bounded.
+- out: frames are written to the socket's buffer at once; a client that does not read makes
+  it grow past ``outbound_buffer_bytes`` and is disconnected with 1013 (try again later); it
+  reconnects and catches up from the store, so nothing is lost, and memory stays bounded.
 
 Broker events do not go through the mailbox: the broker calls each subscriber synchronously
 on the event loop, which is this actor's thread, so the handler cannot interleave with the
@@ -29,7 +28,6 @@ a failure of the actor itself closes the socket with 1011.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -38,7 +36,6 @@ from typing import Any, Final
 import msgspec
 import structlog
 from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
 
 from actors.broker import Subscription
 from actors.conversation import Draft
@@ -69,6 +66,8 @@ TOPIC_PREFIXES: Final = ("user:", "conversation:", "notification:")
 CATCHUP_PAGE: Final = 200
 #: Conversations whose new messages the ``user:`` channel announces (the most recent ones).
 NOTICE_CONVERSATIONS: Final = 500
+#: Live events one channel may hold back during a catch-up or a gap fill.
+HELD_EVENTS_LIMIT: Final = 10_000
 #: Seconds a catch-up may wait for a client to read before the connection is dropped.
 CATCHUP_SEND_TIMEOUT_S: Final = 30.0
 
@@ -126,9 +125,10 @@ class ConnectionActor(AsyncioActor):
         )
         #: Taken by the reader per message told, returned here once it is handled.
         self.credits = credits
-        self._queue: asyncio.Queue[bytes] = asyncio.Queue(settings.outbound_queue)
+        self._buffer_limit = settings.outbound_buffer_bytes
+        #: Frames sent so far (counted into the metrics on each tick, not per frame).
+        self.sent = 0
         self._channels: dict[str, _Channel] = {}
-        self._writer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
         self._log = log.bind(user_id=self.user_id, device_id=identity.device_id)
@@ -136,7 +136,6 @@ class ConnectionActor(AsyncioActor):
     # -- life -----------------------------------------------------------------------------
 
     def on_start(self) -> None:
-        self._writer = asyncio.get_running_loop().create_task(self._write(), name="ws-writer")
         self.ctx.online[self.user_id] += 1
 
     async def on_stop(self) -> None:
@@ -156,12 +155,12 @@ class ConnectionActor(AsyncioActor):
             await self._end(ended.topic)
         for channel in list(self._channels.values()):
             await self._end(channel.topic)
-        if self._writer is not None:
-            # Let queued frames (a close reason's preceding replies) go before stopping.
-            if not self._closing and not self._queue.empty():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._queue.join(), 1.0)
-            self._writer.cancel()
+        self._count_sent()
+
+    def _count_sent(self) -> None:
+        if self.sent:
+            self.ctx.metrics.messages_out.add(self.sent)
+            self.sent = 0
 
     # -- messages -------------------------------------------------------------------------
 
@@ -172,6 +171,7 @@ class ConnectionActor(AsyncioActor):
             finally:
                 self.credits.release()
         elif isinstance(message, Tick):
+            self._count_sent()
             if self.proto.tick(message.now):
                 self.close(CloseCode.GOING_AWAY, "heartbeat timeout")
             elif self.identity.expires_at + 60.0 < time.time():
@@ -199,46 +199,54 @@ class ConnectionActor(AsyncioActor):
     # -- sending --------------------------------------------------------------------------
 
     def send(self, data: bytes | None) -> None:
-        """Queue one frame; a full queue means the client does not read: disconnect it."""
+        """Write one frame to the socket now; disconnect a client that does not read.
+
+        Frames go straight through the socket's sans-I/O protocol into the transport's buffer,
+        with no task switch: this is the hot path of every delivery. A client that reads
+        slower than it is sent to makes that buffer grow; past ``outbound_buffer_bytes`` it is
+        closed with 1013 (it reconnects and catches up from the store), so memory stays
+        bounded.
+        """
         if data is None or self._closing:
             return
+        ws = self.ws
         try:
-            self._queue.put_nowait(data)
-        except asyncio.QueueFull:
+            if frames.is_binary(data):
+                ws.protocol.send_binary(data)
+            else:
+                ws.protocol.send_text(data)
+            ws.send_data()
+        except Exception:  # the socket is closing: the reader ends and stops this actor
+            return
+        self.sent += 1
+        buffered = ws.transport.get_write_buffer_size()
+        if buffered > self._buffer_limit:
             self.ctx.metrics.errors.add(1, {"reason": "slow_client"})
-            self._log.info("client too slow; disconnecting", queued=self._queue.qsize())
+            self._log.info("client too slow; disconnecting", buffered=buffered)
             self.close(CloseCode.TRY_AGAIN_LATER, "client too slow")
 
     async def _send_waiting(self, data: bytes | None) -> None:
-        """Queue one frame, waiting for room (catch-up: the client is expected to read)."""
+        """Send one frame, first waiting for the client to read (catch-up pages)."""
         if data is None or self._closing:
             return
-        try:
-            await asyncio.wait_for(self._queue.put(data), CATCHUP_SEND_TIMEOUT_S)
-        except TimeoutError:
-            self.close(CloseCode.TRY_AGAIN_LATER, "client too slow")
-
-    async def _write(self) -> None:
-        queue, ws, sent = self._queue, self.ws, self.ctx.metrics.messages_out
-        try:
-            while True:
-                data = await queue.get()
-                try:
-                    await ws.send(data, text=not frames.is_binary(data))
-                finally:
-                    queue.task_done()
-                sent.add(1)
-        except ConnectionClosed:
-            pass
+        if self.ws.transport.get_write_buffer_size() > self._buffer_limit // 2:
+            try:
+                await asyncio.wait_for(self.ws.drain(), CATCHUP_SEND_TIMEOUT_S)
+            except TimeoutError:
+                self.close(CloseCode.TRY_AGAIN_LATER, "client too slow")
+                return
+            except Exception:
+                return
+        self.send(data)
 
     def close(self, code: int, reason: str) -> None:
         """Close the socket (once); the reader then ends and stops this actor."""
         if self._closing:
             return
         self._closing = True
-        if self._writer is not None:
-            self._writer.cancel()
-        asyncio.get_running_loop().create_task(self.ws.close(code, reason))
+        task = asyncio.get_running_loop().create_task(self.ws.close(code, reason))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # -- joins ----------------------------------------------------------------------------
 
@@ -332,7 +340,7 @@ class ConnectionActor(AsyncioActor):
             item = outgoing(event_topic, data)
             if channel.held is not None:
                 channel.held.append(item)
-                if len(channel.held) > self.ctx.settings.outbound_queue:
+                if len(channel.held) > HELD_EVENTS_LIMIT:
                     self.close(CloseCode.TRY_AGAIN_LATER, "client too slow")
             else:
                 self._deliver(channel, item)
