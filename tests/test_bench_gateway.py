@@ -1,0 +1,38 @@
+"""The load generator measures what it says, at a tiny size (no timing thresholds)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from whispr.bench.gateway import Scenario, main, run
+
+
+def test_a_small_scenario_writes_every_field_a_summary_and_a_plot(tmp_path: Path) -> None:
+    scenario = Scenario(connections=12, conversation_size=3, rate=30, duration=1, reconnecting=4)
+    report = run(scenario, tmp_path, "test")
+    written = json.loads((tmp_path / "gateway.json").read_text())
+    for field in [
+        "connections_held",
+        "msgs_per_s",
+        "latency_p50_ms",
+        "latency_p95_ms",
+        "latency_p99_ms",
+        "reconnect_catchup_p95_ms",
+        "server_rss_bytes_per_connection",
+    ]:
+        assert written[field] is not None, field
+    assert report["connections_held"] == 12
+    assert report["messages_failed"] == 0
+    assert report["deliveries"] == report["messages_acked"] * 3
+    assert report["reconnect_failures"] == 0
+    assert "| msgs_per_s |" in (tmp_path / "gateway.md").read_text()
+    assert (tmp_path / "gateway.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bad_arguments_are_refused_with_a_message(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--connections", "0"])
+    assert "--connections must be at least 1" in capsys.readouterr().err
