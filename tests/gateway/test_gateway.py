@@ -282,3 +282,34 @@ async def test_a_message_whose_live_event_was_lost_is_filled_in_before_later_one
         assert seqs == [2, 3, 4]
         await asyncio.sleep(0.1)
         assert not [e for e in b.drain_events(topic) if e.event == "new_message"]
+
+
+async def test_events_from_two_publishers_out_of_order_reach_a_fresh_join_in_order(
+    node: RunningNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ada, bob = unique("ada"), unique("bob")
+    cid = await _group(node, ada, bob)
+    topic = f"conversation:{cid}"
+    messaging, broker = node.node.messaging, node.node.broker
+    assert messaging is not None
+    assert broker is not None
+    for n in range(3):
+        await messaging.send(ada, cid, Draft(client_id=f"old{n}", content="old"))
+    async with node.client(bob) as b:
+        joined = await b.join(topic)  # no last_seq: live from here on
+        assert joined["last_seq"] == 3
+        # Two nodes publish independently, so seq 5's event may overtake seq 4's.
+        held: list[tuple[str, bytes]] = []
+        publish = broker.publish
+        monkeypatch.setattr(broker, "publish", lambda t, data: held.append((t, data)))
+        await messaging.send(ada, cid, Draft(client_id="m4", content="4"))
+        await messaging.send(ada, cid, Draft(client_id="m5", content="5"))
+        monkeypatch.setattr(broker, "publish", publish)
+        for held_topic, data in reversed(held):
+            broker.publish(held_topic, data)
+        seqs = [
+            (await b.next_event(topic, "new_message")).payload["message"]["seq"] for _ in range(2)
+        ]
+        assert seqs == [4, 5]
+        await asyncio.sleep(0.1)
+        assert not [e for e in b.drain_events(topic) if e.event == "new_message"]

@@ -463,10 +463,17 @@ async def _join_conversation(
     params = ev.decode_payload(ev.ConversationJoin, payload)
     if params.last_seq is not None and params.last_seq < 0:
         raise WhisprError(Reason.INVALID, "last_seq must not be negative", field="last_seq")
-    conversation = await actor.ctx.messaging.conversation(actor.user_id, channel.target)
+    messaging = actor.ctx.messaging
+    conversation = await messaging.conversation(actor.user_id, channel.target)
     # Subscribed (events held) before catch-up reads the store: nothing falls in between.
     await actor._subscribe(channel, channel.topic)
-    return {"conversation": msgspec.to_builtins(conversation)}
+    # Where the channel starts: live events up to here are already history. Without this
+    # baseline, the first live event would be taken as the start, and an earlier one
+    # arriving after it (two nodes publish independently) would look like a duplicate.
+    latest = await messaging.history(actor.user_id, channel.target, limit=1)
+    head = latest[-1].seq if latest else 0
+    channel.last_seq = head if params.last_seq is None else min(params.last_seq, head)
+    return {"conversation": msgspec.to_builtins(conversation), "last_seq": head}
 
 
 async def _after_conversation_join(
