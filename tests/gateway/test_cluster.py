@@ -8,12 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
-import socket
-import sys
-import time
-import urllib.request
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -25,35 +20,11 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from tests import services
 from tests.gateway.conftest import unique
 from whispr.auth import issue_token
+from whispr.bench.nodes import NodeProcess, start_node_process
 from whispr.client import PhoenixClient, ReplyError
 from whispr.config import DEV_JWT_SECRET
 
 pytestmark = pytest.mark.services
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
-
-
-@dataclass
-class NodeProcess:
-    name: str
-    port: int
-    process: asyncio.subprocess.Process
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/socket/websocket"
 
 
 @dataclass
@@ -62,28 +33,13 @@ class Cluster:
     nodes: list[NodeProcess] = field(default_factory=list)
 
     async def start(self, name: str) -> NodeProcess:
-        port = _free_port()
         env = {
-            **os.environ,
             **self.env,
-            "WHISPR_NODE_NAME": name,
-            "WHISPR_PORT": str(port),
-            "WHISPR_GRPC_PORT": str(_free_port()),
-            "WHISPR_LOG_FORMAT": "json",
-            "WHISPR_LOG_LEVEL": "warning",
             "WHISPR_MAX_CONNECTIONS_PER_IP": "1000",
             "WHISPR_RATE_LIMIT_PER_MINUTE": "100000",
         }
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "whispr.cli", "serve", env=env
-        )
-        node = NodeProcess(name, port, process)
+        node = await start_node_process(name, env, timeout=30)
         self.nodes.append(node)
-        deadline = time.monotonic() + 30
-        while not await asyncio.to_thread(_ready, port):
-            if process.returncode is not None or time.monotonic() > deadline:
-                pytest.fail(f"node {name} did not become ready")
-            await asyncio.sleep(0.1)
         return node
 
 

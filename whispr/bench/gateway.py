@@ -24,11 +24,8 @@ import argparse
 import asyncio
 import contextlib
 import os
-import signal
-import socket
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +36,7 @@ import psutil
 from tqdm import tqdm
 
 from whispr.auth import issue_token
+from whispr.bench.nodes import NodeProcess, start_node_process
 from whispr.bench.report import (
     machine,
     markdown_table,
@@ -79,20 +77,6 @@ class Scenario:
 # -- nodes ------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
-
-
 def _services_env() -> dict[str, str]:
     """PostgreSQL and Redis for the nodes when reachable; empty (embedded) otherwise."""
     import asyncpg
@@ -121,14 +105,14 @@ def _services_env() -> dict[str, str]:
 
 @dataclass
 class _Nodes:
-    processes: list[asyncio.subprocess.Process] = field(default_factory=list)
+    running: list[NodeProcess] = field(default_factory=list)
     urls: list[str] = field(default_factory=list)
 
     def rss(self) -> int:
         total = 0
-        for process in self.processes:
+        for node in self.running:
             with contextlib.suppress(psutil.Error):
-                total += psutil.Process(process.pid).memory_info().rss
+                total += psutil.Process(node.process.pid).memory_info().rss
         return total
 
 
@@ -136,43 +120,21 @@ class _Nodes:
 async def _start_nodes(count: int, env: dict[str, str], workdir: Path) -> AsyncIterator[_Nodes]:
     nodes = _Nodes()
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    node_env = {
+        **env,
+        "WHISPR_SQLITE_PATH": str(workdir / "bench.db"),
+        "WHISPR_REDIS_PREFIX": prefix,
+        "WHISPR_MAX_CONNECTIONS_PER_IP": "1000000",
+        "WHISPR_RATE_LIMIT_PER_MINUTE": "1000000",
+    }
     try:
         for n in range(count):
-            port = _free_port()
-            node_env = {
-                **os.environ,
-                **env,
-                "WHISPR_NODE_NAME": f"bench-{n}",
-                "WHISPR_PORT": str(port),
-                "WHISPR_GRPC_PORT": str(_free_port()),
-                "WHISPR_SQLITE_PATH": str(workdir / "bench.db"),
-                "WHISPR_REDIS_PREFIX": prefix,
-                "WHISPR_LOG_LEVEL": "warning",
-                "WHISPR_LOG_FORMAT": "json",
-                "WHISPR_MAX_CONNECTIONS_PER_IP": "1000000",
-                "WHISPR_RATE_LIMIT_PER_MINUTE": "1000000",
-            }
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "whispr.cli", "serve", env=node_env
-            )
-            nodes.processes.append(process)
-            deadline = time.monotonic() + 60
-            while not await asyncio.to_thread(_ready, port):
-                if process.returncode is not None or time.monotonic() > deadline:
-                    msg = f"node {n} did not start (exit status {process.returncode})"
-                    raise RuntimeError(msg)
-                await asyncio.sleep(0.2)
-            nodes.urls.append(f"ws://127.0.0.1:{port}/socket/websocket")
+            node = await start_node_process(f"bench-{n}", node_env)
+            nodes.running.append(node)
+            nodes.urls.append(node.url)
         yield nodes
     finally:
-        for process in nodes.processes:
-            if process.returncode is None:
-                process.send_signal(signal.SIGTERM)
-        for process in nodes.processes:
-            try:
-                await asyncio.wait_for(process.wait(), 30)
-            except TimeoutError:
-                process.kill()
+        await asyncio.gather(*(node.stop() for node in nodes.running))
 
 
 # -- clients ----------------------------------------------------------------------------
@@ -332,7 +294,7 @@ async def _measure(scenario: Scenario, workdir: Path) -> dict[str, Any]:
             "connect_errors": len(errors),
             "first_connect_error": repr(errors[0]) if errors else None,
             "server_rss_bytes_per_connection": (
-                (rss_after - rss_before) / len(held) if held and nodes.processes else None
+                (rss_after - rss_before) / len(held) if held and nodes.running else None
             ),
             "nodes": len(urls),
             "store": "postgresql" if env.get("WHISPR_DATABASE_URL") else "sqlite",
