@@ -66,9 +66,13 @@ class PhoenixClient:
         *,
         heartbeat_s: float = 30.0,
         on_event: Callable[[ServerEvent], None] | None = None,
+        queue_events: bool = True,
     ) -> None:
         self.ws = ws
         self.on_event = on_event
+        #: Whether events are kept for :meth:`next_event` (a load generator that only counts
+        #: them in ``on_event`` turns this off, or its memory grows with every event).
+        self.queue_events = queue_events
         self._refs = itertools.count(1)
         self._pending: dict[str, tuple[asyncio.Future[dict[str, Any]], str, str]] = {}
         self._joins: dict[str, str] = {}
@@ -87,13 +91,14 @@ class PhoenixClient:
         *,
         heartbeat_s: float = 30.0,
         on_event: Callable[[ServerEvent], None] | None = None,
+        queue_events: bool = True,
         **options: Any,
     ) -> AsyncIterator[PhoenixClient]:
         """Connect to ``url`` (``ws://host:port/socket/websocket``) with ``token``."""
         separator = "&" if "?" in url else "?"
         full = f"{url}{separator}vsn=2.0.0" + (f"&token={token}" if token else "")
         async with connect(full, open_timeout=10, ping_interval=None, **options) as ws:
-            client = cls(ws, heartbeat_s=heartbeat_s, on_event=on_event)
+            client = cls(ws, heartbeat_s=heartbeat_s, on_event=on_event, queue_events=queue_events)
             try:
                 yield client
             finally:
@@ -210,7 +215,8 @@ class PhoenixClient:
                 item = ServerEvent(join_ref, topic, event, payload)
                 if self.on_event is not None:
                     self.on_event(item)
-                self._queues.setdefault(topic, asyncio.Queue()).put_nowait(item)
+                if self.queue_events:
+                    self._queues.setdefault(topic, asyncio.Queue()).put_nowait(item)
         except ConnectionClosed:
             pass
         finally:

@@ -168,7 +168,9 @@ class _Client:
 
     async def connect(self, params: dict[str, Any] | None = None) -> None:
         token = issue_token(self.user, secret=DEV_JWT_SECRET, device_id="bench", ttl_s=86_400)
-        self.context = PhoenixClient.connect(self.url, token, on_event=self.on_event)
+        self.context = PhoenixClient.connect(
+            self.url, token, on_event=self.on_event, queue_events=False
+        )
         self.client = await self.context.__aenter__()
         await self.client.join(self.topic, params or {})
 
