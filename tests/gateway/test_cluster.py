@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -209,3 +210,27 @@ async def test_sigterm_drains_with_1012_and_clients_catch_up_elsewhere(cluster: 
         assert caught_up.payload["message"]["content"] == "x"
     with contextlib.suppress(ProcessLookupError):
         a.process.kill()
+
+
+async def test_the_presences_of_a_killed_node_disappear_within_30_s(cluster: Cluster) -> None:
+    a, b = await cluster.start("node-a"), await cluster.start("node-b")
+    ada, bob = unique("ada"), unique("bob")
+    cid = await _create_group(a, ada, [bob])
+    topic = f"conversation:{cid}"
+    async with PhoenixClient.connect(b.url, _token(bob, "web")) as on_b:
+        # Entered by hand: this client's node is killed under it, so it is never closed.
+        on_a_context = PhoenixClient.connect(a.url, _token(ada, "phone"))
+        on_a = await on_a_context.__aenter__()
+        await on_a.join(topic)
+        await on_b.join(topic)
+        state = await on_b.next_event(topic, "presence_state")
+        assert ada in state.payload
+        a.process.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        while True:
+            diff = await on_b.next_event(topic, "presence_diff", timeout=35)
+            if ada in diff.payload["leaves"]:
+                break
+        assert time.monotonic() - killed < 30
+        with contextlib.suppress(Exception):
+            await on_a_context.__aexit__(None, None, None)
