@@ -12,17 +12,21 @@ in the store before the caller hears back, so a crashed or passivated actor
 is simply started afresh from the store on the next call (its children are
 ``temporary``: the next call, not the supervisor, brings it back).
 
+Sends are pipelined: the actor answers each one after its commit but takes
+the next ones meanwhile, and the store gives the seqs at commit time (see
+"the engine" below and docs/storage.md).
+
 Several nodes may briefly run an actor for the same conversation (routing
 changes as nodes come and go). Correctness does not depend on there being
-one: the store's unique key on ``(conversation_id, seq)`` turns a race into a
-``seq_conflict``, on which the actor reloads the last seq and retries; and
-membership changes made on another node arrive through the broker.
+one: the store numbers each batch's sends after the last committed seq under
+the conversation's row lock, so two actors' sends interleave in one gap-free
+order; and membership changes made on another node arrive through the broker.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
+import os
 import time
 import uuid
 from collections import OrderedDict
@@ -31,20 +35,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+import pykka
 
 from actors import rules
 from actors.batching import Batcher
 from actors.broker import Broker, Subscription
 from actors.errors import Reason, WhisprError
 from actors.events import conversation_topic, decode_event, encode_event
-from actors.model import Attachment, Conversation, InsertResult, Member, Message
+from actors.model import Attachment, Conversation, InsertResult, Member, Message, Unsequenced
 from actors.ports import Store
 from supervisors import AsyncioActor
+from supervisors.future import AsyncioFuture
 
 __all__ = ["ConversationActor", "ConversationDeps", "Draft"]
 
 SYSTEM_SENDER = "system"
-_SEQ_RETRIES = 30
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,19 @@ class _Remote:
         self.payload = payload
 
 
+class _Pending:
+    """A send on its way to the store, and everyone waiting for it."""
+
+    __slots__ = ("key", "message", "replies")
+
+    def __init__(
+        self, key: tuple[str, str], message: Unsequenced, reply: pykka.Future[Any] | None
+    ) -> None:
+        self.key = key
+        self.message = message
+        self.replies = [reply]
+
+
 class _IdleCheck:
     __slots__ = ()
 
@@ -92,7 +110,9 @@ _REMOTE_EVENTS = (b"member_", b"conversation_updated")
 class ConversationActor(AsyncioActor):
     """Owns the writes of one conversation; see the module docstring.
 
-    Every public method is called through the proxy and is awaitable;
+    Every public method is called by an ask (``Messaging`` sends pykka's
+    ``ProxyCall`` messages, without building a proxy) and is awaited there;
+    ``send`` and ``post_system`` answer later (``defer_reply``), once durable;
     refusals are :class:`WhisprError` values for the caller (the actor carries
     on), anything else crashes the actor and the next call starts a fresh one.
     """
@@ -112,6 +132,10 @@ class ConversationActor(AsyncioActor):
         self._subscription: Subscription | None = None
         self._last_active = time.monotonic()
         self._idle_timer: asyncio.TimerHandle | None = None
+        # The send pipeline: see "the engine".
+        self._pending: dict[tuple[str, str], _Pending] = {}
+        self._queued: list[_Pending] = []
+        self._committing: list[_Pending] | None = None
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -179,8 +203,14 @@ class ConversationActor(AsyncioActor):
 
     # -- writes -------------------------------------------------------------------------
 
-    async def send(self, sender_id: str, draft: Draft) -> Message:
-        """Give the draft the next seq, make it durable, publish it; idempotent by client id."""
+    def send(self, sender_id: str, draft: Draft) -> Message | None:
+        """Queue the draft, answer once it is durable; idempotent by client id.
+
+        The reply is deferred: the actor goes on with its next message while
+        this one commits, so the sends it takes meanwhile form its next chunk
+        (see "the engine" below). A refusal is raised at once; a client id
+        already in the cache is answered at once with the original.
+        """
         self._touch()
         conversation = self._conversation()
         rules.require_can_post(conversation, self.members, sender_id)
@@ -194,12 +224,12 @@ class ConversationActor(AsyncioActor):
         known = self._by_client.get((sender_id, draft.client_id))
         if known is not None and known in self._recent:
             return self._recent[known]
-        return await self._append(sender_id, draft)
+        self._enqueue(sender_id, draft, self.defer_reply())
+        return None
 
-    async def post_system(self, event: str, details: dict[str, Any], client_id: str) -> Message:
+    def post_system(self, event: str, details: dict[str, Any], client_id: str) -> None:
         """A system message (member added, title changed, ...), sequenced like any other."""
-        draft = Draft(client_id=client_id, kind="system", metadata={"event": event, **details})
-        return await self._append(SYSTEM_SENDER, draft)
+        self._enqueue(SYSTEM_SENDER, _system_draft(event, details, client_id), self.defer_reply())
 
     async def edit(self, user_id: str, seq: int, content: str) -> Message:
         """Change the content of one's own message, keeping the edit time."""
@@ -297,7 +327,10 @@ class ConversationActor(AsyncioActor):
         updated = await self.deps.store.update_conversation(self.conversation_id, **changes)
         self.conversation = updated
         self._publish("conversation_updated", {"conversation": updated, "by": user_id})
-        await self.post_system("conversation_updated", {"by": user_id, **changes}, _system_id())
+        await self._append(
+            SYSTEM_SENDER,
+            _system_draft("conversation_updated", {"by": user_id, **changes}, _system_id()),
+        )
         return updated
 
     async def add_members(self, user_id: str, new_user_ids: Sequence[str]) -> list[Member]:
@@ -321,7 +354,10 @@ class ConversationActor(AsyncioActor):
         for member in added:
             self.members[member.user_id] = member
         self._publish("member_added", {"members": added, "by": user_id})
-        await self.post_system("member_added", {"by": user_id, "user_ids": fresh}, _system_id())
+        await self._append(
+            SYSTEM_SENDER,
+            _system_draft("member_added", {"by": user_id, "user_ids": fresh}, _system_id()),
+        )
         return added
 
     async def remove_member(self, user_id: str, target_id: str) -> None:
@@ -346,7 +382,9 @@ class ConversationActor(AsyncioActor):
             await self._hand_over_ownership()
         self._publish("member_removed", {"user_id": target_id, "by": user_id})
         event = "member_left" if target_id == user_id else "member_removed"
-        await self.post_system(event, {"by": user_id, "user_id": target_id}, _system_id())
+        await self._append(
+            SYSTEM_SENDER, _system_draft(event, {"by": user_id, "user_id": target_id}, _system_id())
+        )
 
     async def set_role(self, user_id: str, target_id: str, role: str) -> Member:
         """Make a member an admin or a plain member again (the owner only)."""
@@ -382,41 +420,115 @@ class ConversationActor(AsyncioActor):
 
     # -- the engine -----------------------------------------------------------------------
 
+    # Sends are pipelined. A send taken from the mailbox joins ``_queued``
+    # and its reply is deferred; the actor has at most one chunk of sends
+    # committing (``_committing``), handed to the batcher as a unit so that it
+    # lands in one batch, atomic and in order. The store gives the seqs
+    # (``Unsequenced``: next seq under the conversation's row lock, a stored
+    # client id skipped without using one), so a chunk cannot leave a gap
+    # whatever else happens: a duplicate takes no seq, a failed batch writes
+    # nothing, another node's actor waits for the lock instead of losing a
+    # race. When the chunk is done each caller is answered (the message, the
+    # original for a duplicate, or ``unavailable``), and what queued
+    # meanwhile goes as the next chunk. Acknowledged means committed.
+
+    def _enqueue(self, sender_id: str, draft: Draft, reply: pykka.Future[Any] | None) -> None:
+        key = (sender_id, draft.client_id)
+        entry = self._pending.get(key)
+        if entry is not None:  # the same send again while it is on its way: one message
+            entry.replies.append(reply)
+            return
+        message = Unsequenced(
+            conversation_id=self.conversation_id,
+            id=_message_id(),
+            client_id=draft.client_id,
+            sender_id=sender_id,
+            kind=draft.kind,  # type: ignore[arg-type]
+            content=draft.content,
+            attachments=draft.attachments,
+            reply_to=draft.reply_to,
+            created_at=self.deps.clock(),
+            metadata=draft.metadata,
+        )
+        entry = _Pending(key, message, reply)
+        self._pending[key] = entry
+        self._queued.append(entry)
+        # The chunk goes when the actor has handled what is in its mailbox
+        # (``on_drained``): the sends taken in one drain (senders answered
+        # together send again together) share a chunk.
+
     async def _append(self, sender_id: str, draft: Draft) -> Message:
-        store = self.deps.store
-        for attempt in range(_SEQ_RETRIES):
-            message = Message(
-                conversation_id=self.conversation_id,
-                seq=self.last_seq + 1,
-                id=_message_id(),
-                client_id=draft.client_id,
-                sender_id=sender_id,
-                kind=draft.kind,  # type: ignore[arg-type]
-                content=draft.content,
-                attachments=draft.attachments,
-                reply_to=draft.reply_to,
-                created_at=self.deps.clock(),
-                metadata=draft.metadata,
-            )
-            try:
-                result = await self.deps.commit.submit(message)
-            except WhisprError:
-                raise
-            except Exception as exc:
-                raise WhisprError(Reason.UNAVAILABLE, "the message store is unavailable") from exc
+        """Send from inside a handler (system messages) and wait for the commit."""
+        reply: AsyncioFuture[Message] = AsyncioFuture()
+        self._enqueue(sender_id, draft, reply)
+        if self._committing is None:
+            self._submit()  # no drain follows while this handler waits
+        return await reply
+
+    def on_drained(self) -> None:
+        if self._queued and self._committing is None and not self._exited:
+            self._submit()
+
+    def _submit(self) -> None:
+        queued = self._queued
+        limit = self.deps.commit.max_batch  # a chunk fits in one batch
+        if len(queued) <= limit:
+            chunk, self._queued = queued, []
+        else:
+            chunk, self._queued = queued[:limit], queued[limit:]
+        self._committing = chunk
+        try:
+            future = self.deps.commit.submit_many([entry.message for entry in chunk])
+        except Exception as exc:  # the batcher is closed: the node is stopping
+            self._committing = None
+            self._fail(chunk, exc)
+            return
+        future.add_done_callback(self._committed)
+
+    def _committed(self, future: asyncio.Future[list[InsertResult]]) -> None:
+        if self._exited:
+            return  # every deferred reply was answered (ActorDeadError) at exit
+        chunk, self._committing = self._committing, None
+        assert chunk is not None
+        error = asyncio.CancelledError() if future.cancelled() else future.exception()
+        if error is not None:
+            self._fail(chunk, error)
+        else:
+            self._settle(chunk, future.result())
+        if self._queued:
+            self._submit()
+
+    def _settle(self, chunk: list[_Pending], results: Sequence[InsertResult]) -> None:
+        pending = self._pending
+        for entry, result in zip(chunk, results, strict=True):
+            del pending[entry.key]
+            message = result.message
             if result.status == "inserted":
-                self.last_seq = message.seq
+                if message.seq > self.last_seq:
+                    self.last_seq = message.seq
                 self._remember(message)
                 self._publish("new_message", {"message": message})
-                return message
-            if result.status == "duplicate":
-                self._remember(result.message)
-                return result.message
-            # Another actor (another node) took this seq: catch up and retry,
-            # backing off a little so that the other writer can make progress.
-            self.last_seq = max(self.last_seq, await store.last_seq(self.conversation_id))
-            await asyncio.sleep(random.uniform(0, 0.001 * (attempt + 1)))
-        raise WhisprError(Reason.UNAVAILABLE, "could not order the message; try again")
+            elif result.status == "duplicate":
+                self._remember(message)
+            else:  # the store sequences these sends: a conflict means something is wrong
+                error = WhisprError(Reason.UNAVAILABLE, "could not order the message; try again")
+                for reply in entry.replies:
+                    self.reply_error(reply, error)
+                continue
+            for reply in entry.replies:
+                self.reply(reply, message)
+
+    def _fail(self, chunk: list[_Pending], exc: BaseException) -> None:
+        # Nothing of a failed batch was written: every caller may retry.
+        if isinstance(exc, WhisprError):
+            error = exc
+        else:
+            error = WhisprError(Reason.UNAVAILABLE, "the message store is unavailable")
+            error.__cause__ = exc
+        for entry in chunk:
+            self._pending.pop(entry.key, None)
+            for reply in entry.replies:
+                self.reply_error(reply, error)
 
     async def _message(self, seq: int) -> Message:
         cached = self._recent.get(seq)
@@ -502,7 +614,28 @@ class ConversationActor(AsyncioActor):
 
 
 def _message_id() -> str:
-    return uuid.uuid4().hex
+    """A time-ordered id, 32 hex digits: 48 bits of milliseconds, then 80 that only grow.
+
+    Like a monotonic ULID: within one millisecond the low part counts up from
+    a random start, so ids are unique, ordered by creation and cost one
+    string format (no ``uuid4``, no ``os.urandom`` per id).
+    """
+    global _id_ms, _id_low
+    ms = time.time_ns() // 1_000_000
+    if ms > _id_ms:
+        _id_ms = ms
+        _id_low = int.from_bytes(os.urandom(10)) >> 1  # room to count up
+    else:
+        _id_low += 1
+    return f"{_id_ms:012x}{_id_low:020x}"
+
+
+_id_ms = 0
+_id_low = 0
+
+
+def _system_draft(event: str, details: dict[str, Any], client_id: str) -> Draft:
+    return Draft(client_id=client_id, kind="system", metadata={"event": event, **details})
 
 
 def _system_id() -> str:

@@ -8,17 +8,24 @@ which need no ordering with sends. Both paths enforce the same rules
 An actor may die between being found and being called (it passivated, it
 crashed, its node's supervisor is restarting). Every write is safe to retry
 (sends by client id, the others are idempotent), so a call that meets a dead
-actor is retried once on a fresh one.
+actor is retried on a fresh one.
+
+Calls are asks of pykka's ``ProxyCall`` message on the actor's ref, not
+proxy calls: the same message a proxy would send, without building a proxy
+per actor (an introspection of the whole actor, and memory kept with it).
+``send``, the hot path, goes straight to the registered actor.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import pykka
+from pykka.messages import ProxyCall
 
 from actors import rules
 from actors.conversation import ConversationActor, ConversationDeps, Draft
@@ -32,6 +39,8 @@ __all__ = ["Messaging"]
 T = TypeVar("T")
 
 MAX_PAGE = 200
+_SEND = ("send",)
+_NO_KWARGS: dict[str, Any] = {}
 
 
 class Messaging:
@@ -96,13 +105,13 @@ class Messaging:
 
     async def conversation(self, user_id: str, conversation_id: str) -> Conversation:
         """A conversation the user is a member of."""
-        conversation, members, _ = await self._call(conversation_id, lambda a: a.snapshot())
+        conversation, members, _ = await self._ask(conversation_id, "snapshot")
         rules.require_member({m.user_id: m for m in members}, user_id)
         return conversation
 
     async def members(self, user_id: str, conversation_id: str) -> list[Member]:
         """The members of a conversation the user is in."""
-        _, members, _ = await self._call(conversation_id, lambda a: a.snapshot())
+        _, members, _ = await self._ask(conversation_id, "snapshot")
         rules.require_member({m.user_id: m for m in members}, user_id)
         return members
 
@@ -128,19 +137,24 @@ class Messaging:
 
     async def send(self, user_id: str, conversation_id: str, draft: Draft) -> Message:
         """Send a message; returns it once durable (the original one on a retried client id)."""
-        return await self._call(conversation_id, lambda a: a.send(user_id, draft))
+        # The hot path, inlined: the live actor's ref, one ask.
+        ref = self.registry.whereis(("conversation", conversation_id))
+        if ref is not None:
+            with contextlib.suppress(pykka.ActorDeadError):  # then as any call, below
+                return await ref.ask_soon(ProxyCall(_SEND, (user_id, draft), _NO_KWARGS))
+        return await self._ask(conversation_id, "send", user_id, draft)
 
     async def send_system(
         self, conversation_id: str, event: str, details: dict[str, Any], client_id: str
     ) -> Message:
         """A system or service message (for sibling services)."""
-        return await self._call(conversation_id, lambda a: a.post_system(event, details, client_id))
+        return await self._ask(conversation_id, "post_system", event, details, client_id)
 
     async def edit(self, user_id: str, conversation_id: str, seq: int, content: str) -> Message:
-        return await self._call(conversation_id, lambda a: a.edit(user_id, seq, content))
+        return await self._ask(conversation_id, "edit", user_id, seq, content)
 
     async def delete(self, user_id: str, conversation_id: str, seq: int) -> Message:
-        return await self._call(conversation_id, lambda a: a.delete(user_id, seq))
+        return await self._ask(conversation_id, "delete", user_id, seq)
 
     async def hide(self, user_id: str, conversation_id: str, seq: int) -> None:
         """Delete for oneself: the message disappears from this user's history only."""
@@ -150,21 +164,21 @@ class Messaging:
     async def react(
         self, user_id: str, conversation_id: str, seq: int, emoji: str, *, add: bool = True
     ) -> Message:
-        return await self._call(conversation_id, lambda a: a.react(user_id, seq, emoji, add=add))
+        return await self._ask(conversation_id, "react", user_id, seq, emoji, add=add)
 
     async def pin(
         self, user_id: str, conversation_id: str, seq: int, *, pinned: bool = True
     ) -> Message:
-        return await self._call(conversation_id, lambda a: a.pin(user_id, seq, pinned=pinned))
+        return await self._ask(conversation_id, "pin", user_id, seq, pinned=pinned)
 
     async def update(self, user_id: str, conversation_id: str, **changes: Any) -> Conversation:
-        return await self._call(conversation_id, lambda a: a.update(user_id, **changes))
+        return await self._ask(conversation_id, "update", user_id, **changes)
 
     async def add_members(
         self, user_id: str, conversation_id: str, user_ids: Sequence[str]
     ) -> list[Member]:
-        added: list[Member] = await self._call(
-            conversation_id, lambda a: a.add_members(user_id, list(user_ids))
+        added: list[Member] = await self._ask(
+            conversation_id, "add_members", user_id, list(user_ids)
         )
         if added:
             conversation = await self.deps.store.get_conversation(conversation_id)
@@ -174,13 +188,13 @@ class Messaging:
         return added
 
     async def remove_member(self, user_id: str, conversation_id: str, target_id: str) -> None:
-        await self._call(conversation_id, lambda a: a.remove_member(user_id, target_id))
+        await self._ask(conversation_id, "remove_member", user_id, target_id)
         self._tell_users([target_id], "conversation_removed", {"conversation_id": conversation_id})
 
     async def set_role(
         self, user_id: str, conversation_id: str, target_id: str, role: str
     ) -> Member:
-        return await self._call(conversation_id, lambda a: a.set_role(user_id, target_id, role))
+        return await self._ask(conversation_id, "set_role", user_id, target_id, role)
 
     async def set_notifications(
         self,
@@ -190,11 +204,12 @@ class Messaging:
         muted_until: float | None = None,
         notifications: str | None = None,
     ) -> Member:
-        return await self._call(
+        return await self._ask(
             conversation_id,
-            lambda a: a.set_notifications(
-                user_id, muted_until=muted_until, notifications=notifications
-            ),
+            "set_notifications",
+            user_id,
+            muted_until=muted_until,
+            notifications=notifications,
         )
 
     # -- reads and cursors, straight to the store -------------------------------------
@@ -256,9 +271,7 @@ class Messaging:
     # -- plumbing ---------------------------------------------------------------------------
 
     async def _require_member(self, user_id: str, conversation_id: str) -> tuple[Member, int]:
-        membership: tuple[Member, int] = await self._call(
-            conversation_id, lambda a: a.membership(user_id)
-        )
+        membership: tuple[Member, int] = await self._ask(conversation_id, "membership", user_id)
         return membership
 
     async def _actor(self, conversation_id: str) -> Ref[Any]:
@@ -283,12 +296,21 @@ class Messaging:
         except Exception as exc:
             raise _as_whispr_error(exc) from exc
 
-    async def _call(self, conversation_id: str, method: Callable[[Any], Any]) -> Any:
-        """Call ``method(proxy)`` on the conversation's actor; again on a fresh one if it died."""
+    async def _ask(self, conversation_id: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call ``method`` on the conversation's actor; again on a fresh one if it died.
+
+        A plain ask of a ``ProxyCall`` message: what a pykka proxy sends, without
+        building the proxy (an introspection of the whole actor, and memory
+        held per actor) or going through its attribute lookups on every call.
+        """
+        call = ProxyCall(attr_path=(method,), args=args, kwargs=kwargs)
+        key = ("conversation", conversation_id)
         for attempt in (1, 2):
-            ref = await self._actor(conversation_id)
+            ref = self.registry.whereis(key)
+            if ref is None:
+                ref = await self._actor(conversation_id)
             try:
-                return await method(ref.proxy())
+                return await ref.ask_soon(call)
             except pykka.ActorDeadError as exc:
                 if attempt == 2:
                     raise WhisprError(

@@ -20,6 +20,7 @@ __all__ = [
     "InsertResult",
     "Member",
     "Message",
+    "Unsequenced",
     "new_id",
 ]
 
@@ -95,6 +96,22 @@ class Message(msgspec.Struct, frozen=True, kw_only=True):
     reactions: dict[str, tuple[str, ...]] = {}
     pinned: bool = False
     metadata: dict[str, Any] = {}
+
+
+class Unsequenced(Message, frozen=True, kw_only=True, omit_defaults=True):
+    """A message for the store to sequence: it gets the next ``seq`` when it is written.
+
+    What a conversation actor submits for a send. The store takes the
+    conversation's row lock, skips it if its sender already stored its client
+    id (``duplicate``), and otherwise gives it ``last_seq + 1`` in the same
+    transaction; so seqs stay gap-free whoever else writes, nobody loses a
+    race for a seq, and several sends of one actor can be in one batch. Its
+    ``seq`` is ignored (0); the result carries a plain :class:`Message` with
+    the seq it got. Encoded, it leaves out the fields at their defaults
+    (the store sends a batch to PostgreSQL as JSON).
+    """
+
+    seq: int = 0
 
 
 class ConversationSummary(msgspec.Struct, frozen=True, kw_only=True):

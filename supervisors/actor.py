@@ -78,6 +78,8 @@ class _Inbox:
     """An actor's queue on the loop; schedules the actor when mail arrives."""
 
     __slots__ = ("_actor", "_binding", "_items")
+    #: Replies to this inbox's asks are set on the loop (``Ref.ask_soon``).
+    on_loop = True
 
     def __init__(self, actor: AsyncioActor, binding: LoopBinding) -> None:
         self._actor: AsyncioActor | None = actor
@@ -181,6 +183,8 @@ class AsyncioActor(_ActorBase):  # type: ignore[misc]
         # The handler's coroutine that ``_task`` awaits, closed by a kill.
         self._task_coroutine: Coroutine[Any, Any, Any] | None = None
         self._current: Envelope[Any] | None = None
+        # Replies a handler deferred (``defer_reply``) and has not given yet.
+        self._deferred: set[pykka.Future[Any]] | None = None
 
     @property
     def actor_ref(self) -> Ref[Self]:
@@ -215,6 +219,16 @@ class AsyncioActor(_ActorBase):  # type: ignore[misc]
     ) -> Coroutine[Any, Any, None] | None:
         """Run after a crash in a handler, before watchers learn of it; may be ``async``."""
         return None
+
+    def on_drained(self) -> None:
+        """Run after each run of handled messages, when the actor gives up the loop.
+
+        Called when the mailbox is empty, when the ``throughput`` budget is
+        spent and when a coroutine handler starts (the messages behind it
+        wait for it). For work that is cheaper done once for everything just
+        handled: a conversation actor submits the sends it took as one chunk.
+        Must not raise.
+        """
 
     # -- pykka's extension points -------------------------------------------
 
@@ -267,12 +281,16 @@ class AsyncioActor(_ActorBase):  # type: ignore[misc]
             if self._exited:
                 return
             if not self._handle(items.popleft()):
+                if not self._exited:
+                    self.on_drained()  # a coroutine handler now has the actor
                 return
             budget -= 1
             if budget == 0 and items:
                 self._binding.loop.call_soon(self._drain)
+                self.on_drained()
                 return
         self._scheduled = False
+        self.on_drained()
 
     def _handle(self, envelope: Envelope[Any]) -> bool:
         """Handle one message; return whether to go on with the next one now."""
@@ -452,6 +470,10 @@ class AsyncioActor(_ActorBase):  # type: ignore[misc]
         current, self._current = self._current, None
         if current is not None:
             reject(current, self)
+        deferred, self._deferred = self._deferred, None
+        if deferred:
+            for future in deferred:
+                reject(Envelope(None, reply_to=future), self)
         self._actor_ref._notify_exit(reason)
 
     def _on_exit(self, reason: ExitReason) -> None:
@@ -460,6 +482,47 @@ class AsyncioActor(_ActorBase):  # type: ignore[misc]
         Supervisors use it to take their children down with them when they
         are killed.
         """
+
+    # -- replies given later ------------------------------------------------------
+
+    def defer_reply(self) -> pykka.Future[Any] | None:
+        """Answer the message being handled later, not with the handler's return value.
+
+        Returns the caller's future (``None`` for a ``tell``); the handler's
+        return value is then ignored, and the actor takes its next message
+        at once. Give the answer with :meth:`reply` or :meth:`reply_error`,
+        from a later handler or a callback on the loop. If the actor exits
+        first, the caller gets :class:`pykka.ActorDeadError`, as for mail it
+        never handled: a deferred ask never hangs.
+
+        This is how an actor keeps several requests in progress (a
+        conversation's sends, committing while it takes the next ones) and
+        still answers each one after its work is done.
+        """
+        envelope = self._current
+        if envelope is None:
+            msg = "defer_reply() is for the message being handled"
+            raise RuntimeError(msg)
+        future, envelope.reply_to = envelope.reply_to, None
+        if future is not None:
+            if self._deferred is None:
+                self._deferred = set()
+            self._deferred.add(future)
+        return future
+
+    def reply(self, future: pykka.Future[Any] | None, value: Any) -> None:
+        """Give a deferred reply (see :meth:`defer_reply`)."""
+        if future is not None:
+            if self._deferred is not None:
+                self._deferred.discard(future)
+            future.set(value)
+
+    def reply_error(self, future: pykka.Future[Any] | None, exc: BaseException) -> None:
+        """Give a deferred reply that is an exception for the caller."""
+        if future is not None:
+            if self._deferred is not None:
+                self._deferred.discard(future)
+            future.set_exception((type(exc), exc, exc.__traceback__))
 
     # -- pykka API ------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import pykka
 
+from supervisors._envelopes import Envelope
 from supervisors._loop import LoopBinding
 from supervisors.exits import Crashed, ExitReason, Killed, LinkedExit
 from supervisors.future import wait_for_future
@@ -145,6 +146,25 @@ class Ref(pykka.ActorRef[Any], Generic[A]):
         """``ask()`` for coroutines: never blocks the loop, whatever the actor's kind."""
         return await wait_for_future(self.ask(message, block=False), timeout)
 
+    def ask_soon(self, message: Any) -> asyncio.Future[Any]:
+        """``ask(block=False)`` for a coroutine on the actor's own loop: a plain asyncio future.
+
+        The hot-path ask: no pykka future with a waiter of its own behind it,
+        just the future the caller awaits. Only for an :class:`AsyncioActor`
+        asked from its loop's thread (anything else gets :meth:`ask_async`'s
+        path); a dead actor's answer is :class:`pykka.ActorDeadError`, as for
+        ``ask``.
+        """
+        inbox = self.actor_inbox
+        if not getattr(inbox, "on_loop", False) or not self._binding.on_loop_thread():
+            return asyncio.ensure_future(self.ask_async(message))
+        reply = _LoopReply(loop=self._binding.loop)
+        if self.actor_stopped.is_set():
+            reply.set_exception(pykka.ActorDeadError(f"{self} not found"))
+        else:
+            inbox.put(Envelope(message, reply_to=reply))  # type: ignore[arg-type]
+        return reply
+
     # -- monitors and links ---------------------------------------------------
 
     def monitor(self, callback: ExitCallback) -> Monitor:
@@ -260,3 +280,18 @@ def _safe_call(callback: ExitCallback, ref: Ref[Any], reason: ExitReason) -> Non
         callback(ref, reason)
     except Exception:
         logger.exception("exit callback for %s failed", ref)
+
+
+class _LoopReply(asyncio.Future[Any]):
+    """An asyncio future that the runtime can answer as it answers a pykka future."""
+
+    def set(self, value: Any = None) -> None:
+        if not self.done():
+            self.set_result(value)
+
+    def set_exception(self, exception: Any = None) -> None:
+        # pykka's form is an exc_info tuple; asyncio's an exception.
+        if isinstance(exception, tuple):
+            exception = exception[1] if exception[1] is not None else exception[0]()
+        if not self.done():
+            super().set_exception(exception)

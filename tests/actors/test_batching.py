@@ -126,3 +126,30 @@ def test_every_item_is_written_exactly_once(
         assert all(len(b) <= max_batch for b in recorder.batches)
 
     asyncio.run(scenario())
+
+
+async def test_submit_many_keeps_its_items_together_and_in_order() -> None:
+    recorder = Recorder(delay=0.005)
+    batcher: Batcher[int, int] = Batcher(recorder, max_batch=10, max_in_flight=1)
+    singles = [batcher.submit(n) for n in range(7)]
+    chunk = batcher.submit_many([100, 101, 102, 103, 104])  # does not fit after 7 singles
+    big = batcher.submit_many(list(range(200, 215)))  # more than max_batch: a batch alone
+    assert await asyncio.gather(*singles) == [n * 10 for n in range(7)]
+    assert await chunk == [1000, 1010, 1020, 1030, 1040]
+    assert await big == [n * 10 for n in range(200, 215)]
+    assert await batcher.submit_many([]) == []
+    for items in ([100, 101, 102, 103, 104], list(range(200, 215))):
+        holders = [b for b in recorder.batches if items[0] in b]
+        assert len(holders) == 1
+        start = holders[0].index(items[0])
+        assert holders[0][start : start + len(items)] == items
+    assert max(len(b) for b in recorder.batches if 200 not in b) <= 10
+
+
+async def test_a_failed_batch_fails_a_chunk_as_a_whole() -> None:
+    recorder = Recorder(fail_on=3)
+    batcher: Batcher[int, int] = Batcher(recorder, max_in_flight=1)
+    chunk = batcher.submit_many([1, 2, 3, 4])
+    with pytest.raises(ConnectionError):
+        await chunk
+    assert await batcher.submit_many([5, 6]) == [50, 60]

@@ -24,6 +24,7 @@ from actors.model import (
     MessageKind,
     Notifications,
     Role,
+    Unsequenced,
 )
 
 __all__ = [
@@ -155,12 +156,37 @@ def messages(batch: Sequence[Message]) -> None:
     it can only come from a bug, and a result status for it would be read
     by the caller as something to retry.
     """
+    isfinite = math.isfinite
     for m in batch:
+        # The common case in one expression (group commit checks every
+        # message of every batch); anything unusual takes the checks below,
+        # which name the field.
+        reply_to = m.reply_to
+        if (
+            _plain_name(m.conversation_id)
+            and _plain_name(m.id)
+            and _plain_name(m.client_id)
+            and _plain_name(m.sender_id)
+            and m.kind in _MESSAGE_KINDS
+            and type(m.content) is str
+            and "\x00" not in m.content
+            and type(m.created_at) is float
+            and isfinite(m.created_at)
+            and type(m.metadata) is dict
+            and (reply_to is None or (type(reply_to) is int and reply_to >= 1))
+            and (
+                type(m) is Unsequenced
+                or (type(m.seq) is int and m.seq >= 1 and (reply_to is None or reply_to < m.seq))
+            )
+        ):
+            continue
         name(m.conversation_id, "conversation_id")
         name(m.id, "id")
         name(m.client_id, "client_id")
         name(m.sender_id, "sender_id")
-        _seq(m.seq, "seq", 1)
+        sequenced = type(m) is not Unsequenced  # the store gives it a seq after the last
+        if sequenced:
+            _seq(m.seq, "seq", 1)
         if m.kind not in _MESSAGE_KINDS:
             raise Invalid(f"kind must be one of {sorted(_MESSAGE_KINDS)}", field="kind")
         if not isinstance(m.content, str):
@@ -168,11 +194,15 @@ def messages(batch: Sequence[Message]) -> None:
         _text(m.content, "content")
         if m.reply_to is not None:
             _seq(m.reply_to, "reply_to", 1)
-            if m.reply_to >= m.seq:
+            if sequenced and m.reply_to >= m.seq:
                 raise Invalid("reply_to must name an earlier message", field="reply_to")
         _time(m.created_at, "created_at")
         if not isinstance(m.metadata, dict):
             raise Invalid("metadata must be an object", field="metadata")
+
+
+def _plain_name(value: Any) -> bool:
+    return type(value) is str and 0 < len(value) <= MAX_ID_LENGTH and "\x00" not in value
 
 
 def edit(content: Any, edited_at: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from sys import intern
 from typing import Any
 
 import msgspec
@@ -18,6 +19,7 @@ __all__ = [
     "member_params",
     "message",
     "reactions_by_seq",
+    "sequenced",
 ]
 
 _encoder = msgspec.json.Encoder()
@@ -73,14 +75,16 @@ def delivery_cursor(row: Mapping[str, Any]) -> DeliveryCursor:
 def message(row: Mapping[str, Any], reactions: dict[str, tuple[str, ...]] | None = None) -> Message:
     attachments = row["attachments"]
     return Message(
-        conversation_id=row["conversation_id"],
+        # Interned: the messages a conversation actor caches then share one
+        # copy of their conversation id, sender ids and kind (memory per actor).
+        conversation_id=intern(row["conversation_id"]),
         seq=row["seq"],
         id=row["id"],
         client_id=row["client_id"],
-        sender_id=row["sender_id"],
-        kind=row["kind"],
+        sender_id=intern(row["sender_id"]),
+        kind=intern(row["kind"]),  # type: ignore[arg-type]
         content=row["content"],
-        attachments=_attachments.decode(attachments) if attachments else (),
+        attachments=_attachments.decode(attachments) if attachments and attachments != "[]" else (),
         reply_to=row["reply_to"],
         created_at=row["created_at"],
         edited_at=row["edited_at"],
@@ -126,4 +130,21 @@ def member_params(m: Member) -> tuple[Any, ...]:
         m.muted_until,
         m.notifications,
         m.read_seq,
+    )
+
+
+def sequenced(m: Message, seq: int) -> Message:
+    """The plain message an unsequenced ``m`` became once the store gave it ``seq``."""
+    return Message(
+        conversation_id=m.conversation_id,
+        seq=seq,
+        id=m.id,
+        client_id=m.client_id,
+        sender_id=m.sender_id,
+        kind=m.kind,
+        content=m.content,
+        attachments=m.attachments,
+        reply_to=m.reply_to,
+        created_at=m.created_at,
+        metadata=m.metadata,
     )

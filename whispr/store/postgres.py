@@ -8,6 +8,12 @@ costs one round trip and is atomic. Rows that were not inserted are looked up
 by client id afterwards (rare: retries and races) to tell a duplicate from a
 seq conflict.
 
+Sends from the conversation actors are ``Unsequenced``: the database gives
+them their seqs, in one call of the ``append_messages`` function (migration
+0003) that locks the batch's conversations, skips client ids already stored
+and numbers the rest after each conversation's ``last_seq``; one round trip,
+atomic, gap-free, and no writer ever loses a race for a seq.
+
 ``messages`` is partitioned by HASH of ``conversation_id`` (16 partitions,
 primary key ``(conversation_id, seq)``): every hot query names one
 conversation, so it is pruned to one partition; partitions by time would
@@ -27,6 +33,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import asyncpg
+import msgspec
 
 from actors.errors import Invalid, NotFound, Reason, WhisprError
 from actors.model import (
@@ -36,6 +43,7 @@ from actors.model import (
     InsertResult,
     Member,
     Message,
+    Unsequenced,
     new_id,
 )
 from actors.ports import UNCHANGED
@@ -67,6 +75,7 @@ _UNAVAILABLE = (
 #: Transient failures of a whole transaction, safe to retry as it is.
 _RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 _INSERT_ATTEMPTS = 3
+_KEPT_WRITERS = 4  # connections group commit keeps (a node has two batches in flight)
 
 
 def _translate(exc: BaseException) -> WhisprError | None:
@@ -110,6 +119,49 @@ WITH input AS (
 SELECT conversation_id, seq, sender_id, client_id FROM written
 """
 
+#: Sends the database sequences (``Unsequenced``): see migration 0003 (append_messages).
+_APPEND_BATCH = "SELECT r_ord, r_seq FROM append_messages($1::json)"
+_batch_encoder = msgspec.json.Encoder()
+
+
+async def _keep_session(_connection: Any) -> None:
+    """Release a connection without asyncpg's reset query (one round trip per use saved).
+
+    asyncpg still rolls back a transaction left open. The reset query would
+    also drop LISTENs, session advisory locks, ``SET`` values and cursors:
+    this store makes none of them (its advisory lock is transaction-scoped,
+    its settings are connection parameters), so there is nothing to reset.
+    """
+
+
+def _columns(batch: Sequence[Message]) -> list[Any]:
+    """A batch with given seqs as the column arrays the statement takes."""
+    dumps = _rows.dumps
+    return list(
+        zip(
+            *(
+                (
+                    m.conversation_id,
+                    m.seq,
+                    m.id,
+                    m.client_id,
+                    m.sender_id,
+                    m.kind,
+                    m.content,
+                    dumps(m.attachments),
+                    m.reply_to,
+                    m.created_at,
+                    dumps(m.metadata),
+                )
+                # Every key includes the conversation, so only the order within a
+                # conversation matters; sorting by conversation makes concurrent
+                # batches (other nodes') take their locks in one order.
+                for m in sorted(batch, key=lambda m: m.conversation_id)
+            ),
+            strict=True,
+        )
+    )
+
 
 class PostgresStore:
     """The :class:`actors.ports.Store` on PostgreSQL."""
@@ -131,6 +183,8 @@ class PostgresStore:
         self.command_timeout = command_timeout
         self.connect_timeout = connect_timeout
         self._pool: asyncpg.Pool | None = None
+        # Connections group commit keeps between batches (see ``_writer``).
+        self._writers: list[Any] = []
 
     async def open(self) -> None:
         try:
@@ -141,6 +195,7 @@ class PostgresStore:
                 server_settings=self.server_settings,
                 command_timeout=self.command_timeout,
                 timeout=self.connect_timeout,
+                reset=_keep_session,
             )
         except Exception as exc:
             error = _translate(exc)
@@ -151,8 +206,59 @@ class PostgresStore:
     async def close(self) -> None:
         if self._pool is not None:
             pool, self._pool = self._pool, None
+            writers, self._writers = self._writers, []
             with contextlib.suppress(Exception):
+                for connection in writers:
+                    await pool.release(connection)
                 await asyncio.wait_for(pool.close(), timeout=5)
+
+    @contextlib.asynccontextmanager
+    async def _writer(self) -> AsyncIterator[Any]:
+        """A connection for group commit, kept for the next batch instead of released.
+
+        A pool acquire and release costs about as much CPU as running a small
+        batch's statement from this side (timeouts, callbacks, bookkeeping),
+        and group commit runs one batch after another on a couple of
+        connections. A connection that failed, or is left in a transaction,
+        goes back to the pool, which resets or replaces it.
+        """
+        pool = self._pool
+        if pool is None:
+            raise WhisprError(Reason.UNAVAILABLE, "the store is not open")
+        writers = self._writers
+        connection = writers.pop() if writers else None
+        if connection is None or connection.is_closed():
+            if connection is not None:
+                with contextlib.suppress(Exception):
+                    await pool.release(connection)
+            try:
+                connection = await pool.acquire(timeout=self.connect_timeout)
+            except Exception as exc:
+                error = _translate(exc)
+                if error is None:
+                    raise
+                raise error from exc
+        healthy = False
+        try:
+            yield connection
+            healthy = True
+        except Exception as exc:
+            error = _translate(exc)
+            if error is None:
+                raise
+            raise error from exc
+        finally:
+            if (
+                healthy
+                and self._pool is pool
+                and len(self._writers) < _KEPT_WRITERS
+                and not connection.is_closed()
+                and not connection.is_in_transaction()
+            ):
+                self._writers.append(connection)
+            else:
+                with contextlib.suppress(Exception):
+                    await pool.release(connection)
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[Any]:
@@ -462,34 +568,84 @@ class PostgresStore:
         if not batch:
             return []
         _check.messages(batch)
-        columns = list(
-            zip(
-                *(
-                    (
-                        m.conversation_id,
-                        m.seq,
-                        m.id,
-                        m.client_id,
-                        m.sender_id,
-                        m.kind,
-                        m.content,
-                        _rows.dumps(m.attachments),
-                        m.reply_to,
-                        m.created_at,
-                        _rows.dumps(m.metadata),
-                    )
-                    # Every key includes the conversation, so only the order within a
-                    # conversation matters; sorting by conversation makes concurrent
-                    # batches (other nodes') take their locks in one order.
-                    for m in sorted(batch, key=lambda m: m.conversation_id)
-                ),
-                strict=True,
-            )
-        )
+        given = [m for m in batch if type(m) is not Unsequenced]
+        if len(given) == len(batch):
+            return await self._insert_given(batch)
+        # Unsequenced messages: the first of each client id goes to the
+        # database, which gives it the next seq; later ones in the batch are
+        # duplicates of it.
+        first: dict[tuple[str, str, str], int] = {}
+        fresh: list[Message] = []
+        where: list[int] = []  # for each unsequenced message, its index in ``fresh``
+        for m in batch:
+            if type(m) is Unsequenced:
+                key = (m.conversation_id, m.sender_id, m.client_id)
+                index = first.get(key)
+                if index is None:
+                    index = first[key] = len(fresh)
+                    fresh.append(m)
+                where.append(index)
+        # One JSON array, encoded in one call; batch order is the order of the seqs.
+        encoded = _batch_encoder.encode(fresh).decode()
+        given_rows: list[Any] = []
+        for attempt in range(1, _INSERT_ATTEMPTS + 1):
+            try:
+                async with self._writer() as c:
+                    if given:
+                        # Both kinds in one batch: one transaction, the given
+                        # seqs first, then the next seqs after them.
+                        async with c.transaction():
+                            given_rows = await c.fetch(_INSERT_BATCH, *_columns(given))
+                            appended = await c.fetch(_APPEND_BATCH, encoded)
+                    else:
+                        appended = await c.fetch(_APPEND_BATCH, encoded)
+                break
+            except WhisprError as exc:
+                if not isinstance(exc.__cause__, _RETRYABLE) or attempt == _INSERT_ATTEMPTS:
+                    raise
+                await asyncio.sleep(0.01 * attempt)
+        seqs = {row[0] - 1: row[1] for row in appended}
+        outcome: list[InsertResult | None] = [None] * len(fresh)
+        skipped = []
+        for index, m in enumerate(fresh):
+            seq = seqs.get(index)
+            if seq is None:
+                skipped.append(m)
+            else:
+                outcome[index] = InsertResult(status="inserted", message=_rows.sequenced(m, seq))
+        if skipped:  # client ids already stored: their originals, in one lookup
+            originals = await self._find_by_client_ids(skipped)
+            for index, m in enumerate(fresh):
+                if outcome[index] is None:
+                    original = originals.get((m.conversation_id, m.sender_id, m.client_id))
+                    if original is None:  # cannot happen under the locks; never say "inserted"
+                        outcome[index] = InsertResult(status="seq_conflict", message=m)
+                    else:
+                        outcome[index] = InsertResult(status="duplicate", message=original)
+        given_results = iter(await self._classify(given, given_rows) if given else ())
+        results: list[InsertResult] = []
+        seen: set[int] = set()
+        unsequenced = iter(where)
+        for m in batch:
+            if type(m) is not Unsequenced:
+                results.append(next(given_results))
+                continue
+            index = next(unsequenced)
+            result = outcome[index]
+            assert result is not None
+            if index in seen and result.status == "inserted":
+                result = InsertResult(status="duplicate", message=result.message)
+            seen.add(index)
+            results.append(result)
+        return results
+
+    async def _insert_given(self, batch: Sequence[Message]) -> list[InsertResult]:
+        """Messages with their seqs: one statement; a taken seq is a ``seq_conflict``."""
+        columns = _columns(batch)
         inserted: list[Any] = []
         for attempt in range(1, _INSERT_ATTEMPTS + 1):
             try:
-                async with self._connection() as c:
+                async with self._writer() as c:
                     inserted = await c.fetch(_INSERT_BATCH, *columns)
                 break
             except WhisprError as exc:
@@ -498,6 +654,12 @@ class PostgresStore:
                 if not isinstance(exc.__cause__, _RETRYABLE) or attempt == _INSERT_ATTEMPTS:
                     raise
                 await asyncio.sleep(0.01 * attempt)
+        return await self._classify(batch, inserted)
+
+    async def _classify(
+        self, batch: Sequence[Message], inserted: Sequence[Any]
+    ) -> list[InsertResult]:
+        """The result of each message with a given seq, from the rows the statement wrote."""
         # Each written row is claimed by the first message of the batch it
         # matches; the others are told apart as if the batch ran in order.
         written = Counter(

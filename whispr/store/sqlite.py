@@ -27,6 +27,7 @@ from actors.model import (
     InsertResult,
     Member,
     Message,
+    Unsequenced,
     new_id,
 )
 from actors.ports import UNCHANGED
@@ -390,7 +391,14 @@ class SqliteStore:
         results: list[InsertResult] = []
         await db.execute("BEGIN IMMEDIATE")
         try:
+            # Messages with their seqs first, then those the store sequences
+            # (as on PostgreSQL); results in batch order.
+            appended: list[tuple[int, Message]] = []
             for m in batch:
+                if type(m) is Unsequenced:
+                    appended.append((len(results), m))
+                    results.append(InsertResult(status="seq_conflict", message=m))
+                    continue
                 cursor = await db.execute(
                     f"INSERT INTO messages ({_MESSAGE_COLUMNS}) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -424,11 +432,51 @@ class SqliteStore:
                     results.append(InsertResult(status="duplicate", message=original))
                 else:
                     results.append(InsertResult(status="seq_conflict", message=m))
+            for index, m in appended:
+                results[index] = await self._append(m)
             await db.execute("COMMIT")
         except BaseException:
             await db.execute("ROLLBACK")
             raise
         return results
+
+    async def _append(self, m: Message) -> InsertResult:
+        """One unsequenced message, in the batch's transaction: the next seq, or its original."""
+        original = await self.find_by_client_id(m.conversation_id, m.sender_id, m.client_id)
+        if original is not None:
+            return InsertResult(status="duplicate", message=original)
+        rows = await self._all(
+            "SELECT last_seq FROM conversations WHERE id = ?", (m.conversation_id,)
+        )
+        if not rows:
+            raise WhisprError(Reason.NOT_FOUND, f"no conversation {m.conversation_id}")
+        message = _rows.sequenced(m, rows[0][0] + 1)
+        await self.db.execute(
+            f"INSERT INTO messages ({_MESSAGE_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                message.conversation_id,
+                message.seq,
+                message.id,
+                message.client_id,
+                message.sender_id,
+                message.kind,
+                message.content,
+                _rows.dumps(message.attachments),
+                message.reply_to,
+                message.created_at,
+                message.edited_at,
+                int(message.deleted),
+                int(message.pinned),
+                _rows.dumps(message.metadata),
+            ),
+        )
+        await self.db.execute(
+            "UPDATE conversations SET last_seq = ?, "
+            "last_message_at = max(COALESCE(last_message_at, 0), ?) WHERE id = ?",
+            (message.seq, message.created_at, message.conversation_id),
+        )
+        return InsertResult(status="inserted", message=message)
 
     @_serialized
     async def find_by_client_id(
