@@ -229,7 +229,26 @@ class ConversationActor(AsyncioActor):
 
     def post_system(self, event: str, details: dict[str, Any], client_id: str) -> None:
         """A system message (member added, title changed, ...), sequenced like any other."""
+        rules.check_client_id(client_id)
         self._enqueue(SYSTEM_SENDER, _system_draft(event, details, client_id), self.defer_reply())
+
+    def post_as_service(self, service_id: str, draft: Draft) -> Message | None:
+        """A message from a sibling service (``service:<name>``), not from a member.
+
+        The caller is trusted (the gRPC layer authenticated it), so membership
+        and posting rights are not asked; every other rule of :meth:`send`
+        applies, idempotency by client id included.
+        """
+        self._touch()
+        self._conversation()
+        rules.check_client_id(draft.client_id)
+        rules.check_content(draft.content, self.deps.max_content_bytes)
+        rules.check_attachments(draft.kind, draft.content, draft.attachments)
+        known = self._by_client.get((service_id, draft.client_id))
+        if known is not None and known in self._recent:
+            return self._recent[known]
+        self._enqueue(service_id, draft, self.defer_reply())
+        return None
 
     async def edit(self, user_id: str, seq: int, content: str) -> Message:
         """Change the content of one's own message, keeping the edit time."""
@@ -333,11 +352,20 @@ class ConversationActor(AsyncioActor):
         )
         return updated
 
-    async def add_members(self, user_id: str, new_user_ids: Sequence[str]) -> list[Member]:
-        """Add members to a group (owner and admins); users already in are skipped."""
+    async def add_members(
+        self, user_id: str, new_user_ids: Sequence[str], *, trusted: bool = False
+    ) -> list[Member]:
+        """Add members to a group (owner and admins); users already in are skipped.
+
+        ``trusted``: ``user_id`` names a sibling service keeping the group in
+        sync (``service:<name>``), which needs no role; the group rules hold.
+        """
         self._touch()
         conversation = self._conversation()
-        rules.require_admin(conversation, self.members, user_id)
+        if trusted:
+            rules.require_group(conversation)
+        else:
+            rules.require_admin(conversation, self.members, user_id)
         fresh = [u for u in dict.fromkeys(new_user_ids) if u and u not in self.members]
         if len(self.members) + len(fresh) > rules.MAX_GROUP_MEMBERS:
             raise WhisprError(
@@ -360,17 +388,20 @@ class ConversationActor(AsyncioActor):
         )
         return added
 
-    async def remove_member(self, user_id: str, target_id: str) -> None:
-        """Leave (anyone), or remove someone (the owner anyone, admins plain members)."""
+    async def remove_member(self, user_id: str, target_id: str, *, trusted: bool = False) -> None:
+        """Leave (anyone), or remove someone (the owner anyone, admins plain members).
+
+        ``trusted``: a sibling service removes ``target_id`` (no role needed).
+        """
         self._touch()
         conversation = self._conversation()
-        actor_member = rules.require_member(self.members, user_id)
+        actor_member = None if trusted else rules.require_member(self.members, user_id)
         target = self.members.get(target_id)
         if target is None:
             raise WhisprError(Reason.NOT_FOUND, f"{target_id} is not a member")
         if conversation.kind == "direct":
             raise WhisprError(Reason.FORBIDDEN, "nobody leaves a direct conversation")
-        if target_id != user_id:
+        if actor_member is not None and target_id != user_id:
             allowed = actor_member.role == "owner" or (
                 actor_member.role == "admin" and target.role == "member"
             )

@@ -150,6 +150,17 @@ class Messaging:
         """A system or service message (for sibling services)."""
         return await self._ask(conversation_id, "post_system", event, details, client_id)
 
+    async def send_as_service(self, service_id: str, conversation_id: str, draft: Draft) -> Message:
+        """A message from a sibling service (sender ``service_id``), idempotent by client id."""
+        return await self._ask(conversation_id, "post_as_service", service_id, draft)
+
+    async def describe(self, conversation_id: str) -> tuple[Conversation, list[Member], int]:
+        """A conversation, its members and last seq, for a trusted caller (no membership asked)."""
+        snapshot: tuple[Conversation, list[Member], int] = await self._ask(
+            conversation_id, "snapshot"
+        )
+        return snapshot
+
     async def edit(self, user_id: str, conversation_id: str, seq: int, content: str) -> Message:
         return await self._ask(conversation_id, "edit", user_id, seq, content)
 
@@ -175,10 +186,16 @@ class Messaging:
         return await self._ask(conversation_id, "update", user_id, **changes)
 
     async def add_members(
-        self, user_id: str, conversation_id: str, user_ids: Sequence[str]
+        self,
+        user_id: str,
+        conversation_id: str,
+        user_ids: Sequence[str],
+        *,
+        trusted: bool = False,
     ) -> list[Member]:
+        """Add users to a group; ``trusted``: ``user_id`` is a sibling service, no role needed."""
         added: list[Member] = await self._ask(
-            conversation_id, "add_members", user_id, list(user_ids)
+            conversation_id, "add_members", user_id, list(user_ids), trusted=trusted
         )
         if added:
             conversation = await self.deps.store.get_conversation(conversation_id)
@@ -187,8 +204,11 @@ class Messaging:
             )
         return added
 
-    async def remove_member(self, user_id: str, conversation_id: str, target_id: str) -> None:
-        await self._ask(conversation_id, "remove_member", user_id, target_id)
+    async def remove_member(
+        self, user_id: str, conversation_id: str, target_id: str, *, trusted: bool = False
+    ) -> None:
+        """Leave or remove; ``trusted``: ``user_id`` is a sibling service, no role needed."""
+        await self._ask(conversation_id, "remove_member", user_id, target_id, trusted=trusted)
         self._tell_users([target_id], "conversation_removed", {"conversation_id": conversation_id})
 
     async def set_role(
@@ -264,6 +284,20 @@ class Messaging:
             conversation_topic(conversation_id), encode_event("delivered", payload)
         )
         return cursor
+
+    async def service_history(
+        self,
+        conversation_id: str,
+        *,
+        before_seq: int | None = None,
+        after_seq: int | None = None,
+        limit: int = 50,
+    ) -> list[Message]:
+        """A page of messages for a trusted caller (as the WebSocket API's ``history``)."""
+        await self.describe(conversation_id)  # not_found for an unknown conversation
+        return await self.deps.store.page_messages(
+            conversation_id, before_seq=before_seq, after_seq=after_seq, limit=_page_limit(limit)
+        )
 
     async def unread_counts(self, user_id: str) -> dict[str, int]:
         return await self.deps.store.unread_counts(user_id)

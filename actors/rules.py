@@ -64,13 +64,18 @@ def require_member(members: Mapping[str, Member], user_id: str) -> Member:
     return member
 
 
+def require_group(conversation: Conversation) -> None:
+    """Membership of a direct conversation never changes."""
+    if conversation.kind == "direct":
+        raise WhisprError(Reason.FORBIDDEN, "a direct conversation cannot be changed")
+
+
 def require_admin(
     conversation: Conversation, members: Mapping[str, Member], user_id: str
 ) -> Member:
     """Owners and admins of a group only."""
     member = require_member(members, user_id)
-    if conversation.kind == "direct":
-        raise WhisprError(Reason.FORBIDDEN, "a direct conversation cannot be changed")
+    require_group(conversation)
     if member.role not in _ADMINS:
         raise WhisprError(Reason.FORBIDDEN, "only the owner and admins may do this")
     return member

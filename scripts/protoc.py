@@ -86,10 +86,10 @@ def generate(proto_dir: Path, out_dir: Path, package: str) -> int:
     # by pyproject.toml) ships only directories that have an __init__.py.
     for directory in [out_dir, *(d for d in out_dir.rglob("*") if d.is_dir())]:
         (directory / "__init__.py").touch()
-    for parent in out_dir.parents:
-        if parent == Path(".") or not parent.name or (parent / "__init__.py").exists():
-            break
-        (parent / "__init__.py").write_text('"""gRPC: the API for sibling services."""\n')
+    # The packages above it, as many as ``package`` names (whispr.grpc.gen: 2), no further.
+    for parent in list(out_dir.parents)[: package.count(".")]:
+        if not (parent / "__init__.py").exists():
+            (parent / "__init__.py").write_text('"""gRPC: the API for sibling services."""\n')
     print(f"make proto: generated {len(protos)} .proto file(s) into {out_dir}")
     return len(protos)
 

@@ -267,6 +267,22 @@ VALID = {
     "outbound_buffer_bytes": "4096",
     "inbound_credits": "4",
     "grpc_port": "2",
+    "grpc_tokens": "users=t1,moderation=t2",
+    "grpc_tls_cert": "/etc/whispr/tls.crt",
+    "grpc_tls_key": "/etc/whispr/tls.key",
+    "grpc_tls_client_ca": "/etc/whispr/ca.crt",
+    "user_service_url": "users:50051",
+    "notification_service_url": "notifications:50051",
+    "media_service_url": "media:50051",
+    "moderation_service_url": "moderation:50051",
+    "sibling_token": "s3cret",
+    "sibling_tls_ca": "/etc/whispr/siblings-ca.crt",
+    "sibling_deadline_s": "0.5",
+    "sibling_breaker_failures": "2",
+    "sibling_breaker_open_s": "5",
+    "sibling_breaker_trials": "1",
+    "user_active_cache_s": "60",
+    "moderation_policy": "FAIL_CLOSED",
     "log_format": "console",
     "log_level": "error",
     "shutdown_deadline_s": "1",
@@ -274,15 +290,48 @@ VALID = {
 }
 
 
+# Fields that come in pairs: the environment each is changed from (the pair already set).
+COMPANIONS = {
+    "grpc_tls_cert": {"WHISPR_GRPC_TLS_CERT": "/other.crt", "WHISPR_GRPC_TLS_KEY": "/k"},
+    "grpc_tls_key": {"WHISPR_GRPC_TLS_CERT": "/c", "WHISPR_GRPC_TLS_KEY": "/other.key"},
+    "grpc_tls_client_ca": {"WHISPR_GRPC_TLS_CERT": "/c", "WHISPR_GRPC_TLS_KEY": "/k"},
+}
+
+
 def test_every_field_is_read_from_its_variable() -> None:
     assert env_var("max_content_bytes") == "WHISPR_MAX_CONTENT_BYTES"
     assert set(VALID) == set(Settings.__struct_fields__)
-    baseline = load_settings(env={})
     for name, value in VALID.items():
-        changed = load_settings(env={env_var(name): value})
+        partners = COMPANIONS.get(name, {})
+        baseline = load_settings(env=partners)
+        changed = load_settings(env={**partners, env_var(name): value})
         differing = [
             field
             for field in Settings.__struct_fields__
             if getattr(changed, field) != getattr(baseline, field)
         ]
         assert differing == [name]
+
+
+def test_grpc_settings_are_checked() -> None:
+    settings = load_settings(env={"WHISPR_GRPC_TOKENS": " users = t1 , moderation=t2 "})
+    assert settings.grpc_tokens == ("users = t1", "moderation=t2")
+    assert load_settings(env={"WHISPR_MODERATION_POLICY": "Fail_Closed"}).moderation_policy == (
+        "fail_closed"
+    )
+    for env, variable in [
+        ({"WHISPR_GRPC_TOKENS": "users"}, "WHISPR_GRPC_TOKENS"),
+        ({"WHISPR_GRPC_TOKENS": "=token"}, "WHISPR_GRPC_TOKENS"),
+        ({"WHISPR_GRPC_TLS_CERT": "/c"}, "WHISPR_GRPC_TLS_KEY"),
+        ({"WHISPR_GRPC_TLS_KEY": "/k"}, "WHISPR_GRPC_TLS_CERT"),
+        ({"WHISPR_GRPC_TLS_CLIENT_CA": "/ca"}, "WHISPR_GRPC_TLS_CLIENT_CA"),
+        ({"WHISPR_MODERATION_POLICY": "maybe"}, "WHISPR_MODERATION_POLICY"),
+    ]:
+        with pytest.raises(ConfigError) as caught:
+            load_settings(env=env)
+        assert caught.value.variable == variable, env
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env={"WHISPR_GRPC_TOKENS": "users=hunter2,broken"})
+    assert "hunter2" not in str(caught.value)
+    shown = repr(load_settings(env={"WHISPR_GRPC_TOKENS": "users=hunter2"}))
+    assert "hunter2" not in shown

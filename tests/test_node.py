@@ -7,7 +7,8 @@ from pathlib import Path
 
 from actors.conversation import Draft
 from supervisors import Shutdown, stop_tree
-from whispr.config import load_settings
+from whispr.bench.nodes import free_port
+from whispr.config import Settings, load_settings
 from whispr.node import Node, start_root
 
 SERVICES = [
@@ -24,8 +25,19 @@ SERVICES = [
 ]
 
 
+def _settings(tmp_path: Path) -> Settings:
+    """An embedded node on ports nobody else uses."""
+    return load_settings(
+        env={
+            "WHISPR_SQLITE_PATH": str(tmp_path / "node.db"),
+            "WHISPR_PORT": "0",
+            "WHISPR_GRPC_PORT": str(free_port()),
+        }
+    )
+
+
 async def test_the_embedded_node_starts_and_stops_cleanly(tmp_path: Path) -> None:
-    settings = load_settings(env={"WHISPR_SQLITE_PATH": str(tmp_path / "node.db")})
+    settings = _settings(tmp_path)
     node = Node(settings)
     root = start_root(node)
     await root.started()
@@ -44,7 +56,7 @@ async def test_the_embedded_node_starts_and_stops_cleanly(tmp_path: Path) -> Non
 
 
 async def test_a_crashed_store_restarts_everything_after_it(tmp_path: Path) -> None:
-    settings = load_settings(env={"WHISPR_SQLITE_PATH": str(tmp_path / "node.db")})
+    settings = _settings(tmp_path)
     node = Node(settings)
     root = start_root(node)
     await root.started()
@@ -69,7 +81,7 @@ async def test_a_crashed_store_restarts_everything_after_it(tmp_path: Path) -> N
 
 
 async def test_the_node_serves_messaging_through_its_own_tree(tmp_path: Path) -> None:
-    settings = load_settings(env={"WHISPR_SQLITE_PATH": str(tmp_path / "node.db")})
+    settings = _settings(tmp_path)
     node = Node(settings)
     root = start_root(node)
     await root.started()

@@ -63,6 +63,7 @@ DEV_JWT_SECRET: Final = "whispr-development-secret-do-not-use-in-production"
 LogFormat = Literal["console", "json"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 Compression = Literal["off", "deflate"]
+ModerationPolicy = Literal["fail_open", "fail_closed"]
 JwtAlgorithm = Literal[
     "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "EdDSA"
 ]
@@ -71,9 +72,13 @@ _ASYMMETRIC_ALGORITHMS: Final = frozenset(
     {"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "EdDSA"}
 )
 # Fields whose values must never be echoed in an error message or a repr.
-_SECRET_FIELDS: Final = frozenset({"jwt_secret", "database_url", "redis_url"})
+_SECRET_FIELDS: Final = frozenset(
+    {"jwt_secret", "database_url", "redis_url", "grpc_tokens", "sibling_token"}
+)
 # Fields whose values are case-insensitive words: normalised to lower case.
-_LOWERCASE_FIELDS: Final = frozenset({"log_format", "log_level", "compression"})
+_LOWERCASE_FIELDS: Final = frozenset(
+    {"log_format", "log_level", "compression", "moderation_policy"}
+)
 
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 Positive = Annotated[int, msgspec.Meta(ge=1)]
@@ -165,6 +170,38 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Client messages taken ahead of their handling before the socket stops being read."""
     grpc_port: Port = 50051
     """gRPC port for sibling services; 0 disables the gRPC server."""
+    grpc_tokens: tuple[str, ...] = ()
+    """Callers of the gRPC API as ``service=token`` pairs; a call must bear one token."""
+    grpc_tls_cert: str | None = None
+    """PEM certificate chain of the gRPC server; with ``grpc_tls_key``, serves TLS."""
+    grpc_tls_key: str | None = None
+    """PEM private key of the gRPC server."""
+    grpc_tls_client_ca: str | None = None
+    """PEM CA bundle: when set, callers must present a client certificate it signed (mTLS)."""
+    user_service_url: str | None = None
+    """The user service (``host:port``): is a user active, checked at connect."""
+    notification_service_url: str | None = None
+    """The notification service: pushes for members with no connected device."""
+    media_service_url: str | None = None
+    """The media service: attachment references validated before a media message."""
+    moderation_service_url: str | None = None
+    """The moderation service: content checked before a message is accepted."""
+    sibling_token: str | None = None
+    """Bearer token this node presents to sibling services."""
+    sibling_tls_ca: str | None = None
+    """PEM CA bundle to verify sibling services over TLS; None: plaintext (inside the mesh)."""
+    sibling_deadline_s: Seconds = 2.0
+    """Deadline of one call to a sibling service, retries included."""
+    sibling_breaker_failures: Positive = 5
+    """Consecutive failures of a sibling that open its circuit breaker."""
+    sibling_breaker_open_s: Seconds = 30.0
+    """How long an open breaker refuses calls before letting trial calls through."""
+    sibling_breaker_trials: Positive = 3
+    """Successful trial calls that close a half-open breaker."""
+    user_active_cache_s: Seconds = 10.0
+    """How long a user service answer (active or not) is reused."""
+    moderation_policy: ModerationPolicy = "fail_open"
+    """When moderation cannot answer: ``fail_open`` accepts, ``fail_closed`` refuses."""
     log_format: LogFormat = msgspec.field(default_factory=_default_log_format)
     """``console`` for people, ``json`` for collectors; json when stderr is no TTY."""
     log_level: LogLevel = "info"
@@ -187,6 +224,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
                 env_var("jwt_public_key"),
                 f"is required when WHISPR_JWT_ALGORITHM is {self.jwt_algorithm} "
                 "(the PEM public key of the token issuer)",
+            )
+        if (self.grpc_tls_cert is None) != (self.grpc_tls_key is None):
+            raise ConfigError(
+                env_var("grpc_tls_key" if self.grpc_tls_cert else "grpc_tls_cert"),
+                "WHISPR_GRPC_TLS_CERT and WHISPR_GRPC_TLS_KEY are set together",
+            )
+        if self.grpc_tls_client_ca is not None and self.grpc_tls_cert is None:
+            raise ConfigError(
+                env_var("grpc_tls_client_ca"),
+                "mTLS needs the server's own certificate: set WHISPR_GRPC_TLS_CERT and _KEY",
             )
         if self.grpc_port and self.port and self.grpc_port == self.port:
             raise ConfigError(
@@ -331,7 +378,7 @@ def _convert(name: str, raw: object, *, variable: str) -> Any:
         value = value.strip()
         if name in _LOWERCASE_FIELDS:
             value = value.lower()
-        if name == "allowed_origins":
+        if get_origin(info.type) is tuple:
             value = [item.strip() for item in value.split(",") if item.strip()]
     if value == "" and name in _OPTIONAL_FIELDS:
         return None
@@ -340,6 +387,11 @@ def _convert(name: str, raw: object, *, variable: str) -> Any:
     except msgspec.ValidationError:
         expected = _expectation(info.type)
         raise ConfigError(variable, f"expected {expected}, got {_describe(raw, name)}") from None
+    if name == "grpc_tokens":
+        for pair in converted:
+            caller, _, token = pair.partition("=")
+            if not caller.strip() or not token.strip():
+                raise ConfigError(variable, "each entry must look like service=token")
     if name == "allowed_origins":
         for origin in converted:
             problem = _check_origin(origin)

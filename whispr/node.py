@@ -45,6 +45,7 @@ from supervisors import (
 from supervisors.exits import Shutdown
 from whispr.config import Settings
 from whispr.gateway.server import GatewayService
+from whispr.grpc.server import GrpcService
 from whispr.services import BrokerService, MessagingService, StoreService
 
 __all__ = ["Node", "NodeService", "node_tree", "run_node"]
@@ -69,6 +70,8 @@ class Node:
     messaging: Messaging | None = None
     #: The running gateway (``whispr.gateway.server.Gateway``), for its bound port and state.
     gateway: Any = None
+    #: The running gRPC server (``whispr.grpc.server.GrpcServer``), for its bound port.
+    grpc: Any = None
 
     def whereis(self, name: str) -> Ref[Any] | None:
         """The live service registered as ``name``."""
@@ -123,7 +126,7 @@ def node_tree(node: Node) -> list[ChildSpec]:
         _service(node, "messaging", lambda: MessagingService.start(node)),
         _dynamic(node, "connections", max_children=None),
         _service(node, "scheduler"),
-        _service(node, "grpc"),
+        _service(node, "grpc", lambda: GrpcService.start(node)),
         _service(node, "gateway", lambda: GatewayService.start(node)),
     ]
 

@@ -18,6 +18,7 @@ import pytest
 from supervisors import Ref, stop_tree
 from tests import services
 from whispr.auth import issue_token
+from whispr.bench.nodes import free_port
 from whispr.client import PhoenixClient
 from whispr.config import Settings, load_settings
 from whispr.node import Node, start_root
@@ -52,7 +53,14 @@ class RunningNode:
 
 
 async def start_node(env: dict[str, str]) -> RunningNode:
-    settings = load_settings(env={"WHISPR_HOST": "127.0.0.1", "WHISPR_PORT": "0", **env})
+    settings = load_settings(
+        env={
+            "WHISPR_HOST": "127.0.0.1",
+            "WHISPR_PORT": "0",
+            "WHISPR_GRPC_PORT": str(free_port()),
+            **env,
+        }
+    )
     node = Node(settings)
     root = start_root(node)
     await root.started()

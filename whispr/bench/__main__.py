@@ -33,6 +33,7 @@ SUITES: dict[str, str] = {
     "runtime": "whispr.bench.runtime:run_suite",
     "store": "whispr.bench.store:run_suite",
     "gateway": "whispr.bench.gateway:run_suite",
+    "grpc": "whispr.bench.grpc:run_suite",
 }
 
 

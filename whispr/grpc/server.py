@@ -1,0 +1,165 @@
+"""The gRPC server of a node: messaging API, health and reflection.
+
+:class:`GrpcService` runs it as a service of the node's tree, after the
+messaging service (whose :class:`~actors.messaging.Messaging` it serves) and
+before the gateway. The standard health service (``grpc.health.v1``) follows
+the node's readiness, as ``GET /ready`` does: SERVING while the store and the
+broker answer, NOT_SERVING when either does not and while the node drains,
+so a Kubernetes gRPC probe or a client-side health check stops sending calls
+here. Health and reflection need no credentials (probes and tools have
+none); the messaging API does (:mod:`whispr.grpc.auth`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from actors.broker import Broker
+from actors.messaging import Messaging
+from actors.ports import Store
+from supervisors import AsyncioActor
+from whispr.config import Settings
+from whispr.grpc.auth import CallerAuth, parse_tokens
+from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2 as pb
+from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2_grpc as pb_grpc
+from whispr.grpc.service import MessagingServicer
+
+if TYPE_CHECKING:
+    from whispr.node import Node
+
+__all__ = ["MESSAGING_SERVICE", "GrpcServer", "GrpcService"]
+
+log = structlog.get_logger("whispr.grpc")
+
+MESSAGING_SERVICE = pb.DESCRIPTOR.services_by_name["MessagingService"].full_name
+#: How often readiness is checked for the health service.
+HEALTH_INTERVAL_S = 2.0
+
+_SERVING = health_pb2.HealthCheckResponse.SERVING
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class GrpcServer:
+    """A started ``grpc.aio`` server with the messaging, health and reflection services."""
+
+    def __init__(self, settings: Settings, messaging: Messaging, broker: Broker, store: Store):
+        self.settings = settings
+        self.store = store
+        self.broker = broker
+        self.auth = CallerAuth(
+            parse_tokens(settings.grpc_tokens), mtls=settings.grpc_tls_client_ca is not None
+        )
+        self.servicer = MessagingServicer(messaging, broker, self.auth)
+        self.health = health.aio.HealthServicer()
+        self.port = 0
+        self._server: grpc.aio.Server | None = None
+        self._watch: asyncio.Task[None] | None = None
+
+    async def start(self, host: str, port: int) -> None:
+        # No SO_REUSEPORT: a port another process holds is an error at start,
+        # not two servers silently sharing it.
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        pb_grpc.add_MessagingServiceServicer_to_server(self.servicer, server)  # type: ignore[no-untyped-call]
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (MESSAGING_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        address = f"{host}:{port}"
+        credentials = self._credentials()
+        if credentials is None:
+            self.port = server.add_insecure_port(address)
+        else:
+            self.port = server.add_secure_port(address, credentials)
+        await server.start()
+        self._server = server
+        await self._set_health(await self._ready())
+        self._watch = asyncio.create_task(self._watch_readiness(), name="grpc-health")
+
+    async def stop(self, grace: float) -> None:
+        """Say NOT_SERVING, then let calls in progress finish within ``grace`` seconds."""
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+        await self.health.enter_graceful_shutdown()
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+
+    def _credentials(self) -> Any:
+        settings = self.settings
+        if settings.grpc_tls_cert is None or settings.grpc_tls_key is None:
+            return None
+        chain = Path(settings.grpc_tls_cert).read_bytes()
+        key = Path(settings.grpc_tls_key).read_bytes()
+        client_ca = (
+            Path(settings.grpc_tls_client_ca).read_bytes() if settings.grpc_tls_client_ca else None
+        )
+        return grpc.ssl_server_credentials(
+            [(key, chain)],
+            root_certificates=client_ca,
+            require_client_auth=client_ca is not None,
+        )
+
+    async def _ready(self) -> bool:
+        try:
+            return bool(await self.store.ping() and await self.broker.ping())
+        except Exception:
+            return False
+
+    async def _set_health(self, ready: bool) -> None:
+        status = _SERVING if ready else _NOT_SERVING
+        await self.health.set("", status)
+        await self.health.set(MESSAGING_SERVICE, status)
+
+    async def _watch_readiness(self) -> None:
+        while True:
+            await asyncio.sleep(HEALTH_INTERVAL_S)
+            await self._set_health(await self._ready())
+
+
+class GrpcService(AsyncioActor):
+    """Runs the node's :class:`GrpcServer` (``WHISPR_GRPC_PORT``; 0 disables it)."""
+
+    def __init__(self, node: Node) -> None:
+        super().__init__()
+        self.node = node
+        self.server: GrpcServer | None = None
+
+    async def on_start(self) -> None:
+        node, settings = self.node, self.node.settings
+        if not settings.grpc_port:
+            log.info("grpc disabled", setting="WHISPR_GRPC_PORT=0")
+            return
+        if node.messaging is None or node.broker is None or node.store is None:
+            msg = "the gRPC server needs the messaging service running"
+            raise RuntimeError(msg)
+        self.server = GrpcServer(settings, node.messaging, node.broker, node.store)
+        await self.server.start(settings.host, settings.grpc_port)
+        node.grpc = self.server
+        if not self.server.auth.tokens and not self.server.auth.mtls:
+            log.warning(
+                "no gRPC caller is configured: every call is refused until "
+                "WHISPR_GRPC_TOKENS (or WHISPR_GRPC_TLS_CLIENT_CA) is set"
+            )
+        log.info(
+            "grpc listening",
+            host=settings.host,
+            port=self.server.port,
+            tls=settings.grpc_tls_cert is not None,
+            callers=sorted(set(self.server.auth.tokens.values())),
+        )
+
+    async def on_stop(self) -> None:
+        if self.server is not None:
+            self.node.grpc = None
+            await self.server.stop(grace=self.node.settings.shutdown_deadline_s / 4)
+            self.server = None

@@ -1,0 +1,393 @@
+"""The ``whispr.messaging.v1.MessagingService`` servicer: sibling services' API.
+
+Each RPC checks its arguments, calls :class:`~actors.messaging.Messaging`
+(the same rules and actors as the WebSocket path) and converts the answer.
+Every handler goes through :func:`_rpc` (or :func:`_stream`), which is the
+one place where the caller is authenticated, a refusal becomes a status code
+(:mod:`whispr.grpc.status`), an unexpected failure becomes INTERNAL without
+leaking its details, and each call is counted and timed.
+
+The calling service acts as itself: messages it sends are from
+``service:<name>``, and membership changes without an ``acting_user_id`` are
+made by the service, which needs no role (the user service keeps groups in
+sync). With an ``acting_user_id``, that user's rights apply as on the
+WebSocket path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import grpc
+import msgspec
+import structlog
+from opentelemetry.metrics import Counter, Histogram
+
+from actors.broker import Broker
+from actors.conversation import Draft
+from actors.errors import Invalid, RateLimited, WhisprError
+from actors.events import conversation_topic, split_event
+from actors.messaging import MAX_PAGE, Messaging
+from actors.model import Message
+from whispr.grpc.auth import CallerAuth
+from whispr.grpc.convert import (
+    conversation_to_pb,
+    kind_from_pb,
+    member_to_pb,
+    message_to_pb,
+    struct_from_dict,
+    struct_to_dict,
+)
+from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2 as pb
+from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2_grpc as pb_grpc
+from whispr.grpc.status import status_of, trailing_metadata
+from whispr.telemetry import get_meter
+
+__all__ = ["MessagingServicer", "RpcMetrics"]
+
+log = structlog.get_logger("whispr.grpc")
+
+Request = TypeVar("Request")
+Response = TypeVar("Response")
+
+#: The longest system event name (``member_added``, ``call_started``...).
+MAX_EVENT_NAME = 64
+#: Events a follower may fall behind by before its stream is ended (it resumes).
+FOLLOW_BACKLOG = 1000
+
+
+@dataclass(frozen=True)
+class RpcMetrics:
+    """Calls by method and status code, and their durations."""
+
+    calls: Counter = field(
+        default_factory=lambda: get_meter("whispr.grpc").create_counter(
+            "whispr_grpc_calls", description="gRPC calls served, by method, caller and code"
+        )
+    )
+    duration: Histogram = field(
+        default_factory=lambda: get_meter("whispr.grpc").create_histogram(
+            "whispr_grpc_call_seconds", unit="s", description="gRPC call durations, by method"
+        )
+    )
+
+
+def _rpc(
+    name: str,
+) -> Callable[
+    [Callable[[MessagingServicer, str, Request], Awaitable[Response]]],
+    Callable[[MessagingServicer, Request, grpc.aio.ServicerContext[Any, Any]], Awaitable[Response]],
+]:
+    """Authenticate, map refusals to status codes, count and time: for a unary RPC."""
+
+    def decorate(
+        method: Callable[[MessagingServicer, str, Request], Awaitable[Response]],
+    ) -> Callable[
+        [MessagingServicer, Request, grpc.aio.ServicerContext[Any, Any]], Awaitable[Response]
+    ]:
+        async def handler(
+            self: MessagingServicer, request: Request, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> Response:
+            started = time.perf_counter()
+            caller, code = "", grpc.StatusCode.OK
+            try:
+                caller = self.authenticate(context)
+                return await method(self, caller, request)
+            except WhisprError as error:
+                code = status_of(error)
+                await context.abort(code, error.message, trailing_metadata(error))
+                raise  # abort raises; this keeps type checkers sure of it
+            except (asyncio.CancelledError, grpc.aio.AbortError):
+                code = grpc.StatusCode.CANCELLED
+                raise
+            except Exception:
+                code = grpc.StatusCode.INTERNAL
+                log.exception("grpc call failed", method=name, caller=caller)
+                await context.abort(code, "internal error")
+                raise
+            finally:
+                self.metrics.calls.add(1, {"method": name, "caller": caller, "code": code.name})
+                self.metrics.duration.record(time.perf_counter() - started, {"method": name})
+
+        handler.__name__ = handler.__qualname__ = name
+        handler.__doc__ = method.__doc__
+        return handler
+
+    return decorate
+
+
+class MessagingServicer(pb_grpc.MessagingServiceServicer):
+    """The messaging API over one node's :class:`Messaging` and broker."""
+
+    def __init__(
+        self,
+        messaging: Messaging,
+        broker: Broker,
+        auth: CallerAuth,
+        metrics: RpcMetrics | None = None,
+        *,
+        follow_backlog: int = FOLLOW_BACKLOG,
+    ) -> None:
+        self.messaging = messaging
+        self.broker = broker
+        self.auth = auth
+        self.metrics = metrics or RpcMetrics()
+        self.follow_backlog = follow_backlog
+
+    def authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> str:
+        """The calling service's name; raises ``unauthorized`` (UNAUTHENTICATED)."""
+        return self.auth.caller(context.invocation_metadata(), context.auth_context())
+
+    # -- conversations -------------------------------------------------------------
+
+    @_rpc("CreateConversation")
+    async def CreateConversation(
+        self, caller: str, request: pb.CreateConversationRequest
+    ) -> pb.CreateConversationResponse:
+        creator = _required(request.creator_id, "creator_id")
+        kind = kind_from_pb(request.kind)
+        if kind == "direct":
+            others = [u for u in dict.fromkeys(request.member_ids) if u != creator]
+            if len(others) != 1:
+                raise Invalid(
+                    "a direct conversation needs exactly one other user in member_ids",
+                    field="member_ids",
+                )
+            conversation = await self.messaging.direct(creator, others[0])
+        elif kind == "group":
+            conversation = await self.messaging.create_group(
+                creator, request.title or None, list(request.member_ids)
+            )
+        else:
+            raise Invalid("kind must be CONVERSATION_KIND_DIRECT or _GROUP", field="kind")
+        conversation, members, last_seq = await self.messaging.describe(conversation.id)
+        log.info("conversation created", caller=caller, conversation=conversation.id, kind=kind)
+        return pb.CreateConversationResponse(
+            conversation=conversation_to_pb(conversation, last_seq),
+            members=[member_to_pb(m) for m in members],
+        )
+
+    @_rpc("GetConversation")
+    async def GetConversation(
+        self, caller: str, request: pb.GetConversationRequest
+    ) -> pb.GetConversationResponse:
+        conversation_id = _required(request.conversation_id, "conversation_id")
+        conversation, members, last_seq = await self.messaging.describe(conversation_id)
+        return pb.GetConversationResponse(
+            conversation=conversation_to_pb(conversation, last_seq),
+            members=[member_to_pb(m) for m in members],
+        )
+
+    @_rpc("AddMembers")
+    async def AddMembers(self, caller: str, request: pb.AddMembersRequest) -> pb.AddMembersResponse:
+        conversation_id = _required(request.conversation_id, "conversation_id")
+        user_ids = [u for u in request.user_ids if u]
+        if not user_ids:
+            raise Invalid("user_ids must name at least one user", field="user_ids")
+        acting = request.acting_user_id or _service_id(caller)
+        added = await self.messaging.add_members(
+            acting, conversation_id, user_ids, trusted=not request.acting_user_id
+        )
+        return pb.AddMembersResponse(added=[member_to_pb(m) for m in added])
+
+    @_rpc("RemoveMember")
+    async def RemoveMember(
+        self, caller: str, request: pb.RemoveMemberRequest
+    ) -> pb.RemoveMemberResponse:
+        conversation_id = _required(request.conversation_id, "conversation_id")
+        user_id = _required(request.user_id, "user_id")
+        _, members, _ = await self.messaging.describe(conversation_id)
+        if all(m.user_id != user_id for m in members):
+            return pb.RemoveMemberResponse(removed=False)  # already out: nothing to do
+        acting = request.acting_user_id or _service_id(caller)
+        await self.messaging.remove_member(
+            acting, conversation_id, user_id, trusted=not request.acting_user_id
+        )
+        return pb.RemoveMemberResponse(removed=True)
+
+    # -- messages ---------------------------------------------------------------------
+
+    @_rpc("SendSystemMessage")
+    async def SendSystemMessage(
+        self, caller: str, request: pb.SendSystemMessageRequest
+    ) -> pb.SendMessageResponse:
+        conversation_id = _required(request.conversation_id, "conversation_id")
+        event = _required(request.event, "event")
+        if len(event) > MAX_EVENT_NAME or not event.replace("_", "").isalnum():
+            raise Invalid(
+                f"event must be 1 to {MAX_EVENT_NAME} letters, digits or '_'", field="event"
+            )
+        details = struct_to_dict(request.details)
+        details.setdefault("service", caller)
+        message = await self.messaging.send_system(
+            conversation_id, event, details, _required(request.client_id, "client_id")
+        )
+        return pb.SendMessageResponse(message=message_to_pb(message))
+
+    @_rpc("SendServiceMessage")
+    async def SendServiceMessage(
+        self, caller: str, request: pb.SendServiceMessageRequest
+    ) -> pb.SendMessageResponse:
+        conversation_id = _required(request.conversation_id, "conversation_id")
+        draft = Draft(
+            client_id=_required(request.client_id, "client_id"),
+            kind="text",
+            content=_required(request.content, "content"),
+            metadata=struct_to_dict(request.metadata),
+        )
+        message = await self.messaging.send_as_service(_service_id(caller), conversation_id, draft)
+        return pb.SendMessageResponse(message=message_to_pb(message))
+
+    @_rpc("ListMessages")
+    async def ListMessages(
+        self, caller: str, request: pb.ListMessagesRequest
+    ) -> pb.ListMessagesResponse:
+        conversation_id = _required(request.conversation_id, "conversation_id")
+        if request.before_seq and request.after_seq:
+            raise Invalid("set before_seq or after_seq, not both", field="before_seq")
+        if request.before_seq < 0 or request.after_seq < 0:
+            raise Invalid("seqs must not be negative", field="before_seq")
+        if not 0 <= request.limit <= MAX_PAGE:
+            raise Invalid(f"limit must be 1 to {MAX_PAGE} (0: 50)", field="limit")
+        messages = await self.messaging.service_history(
+            conversation_id,
+            before_seq=request.before_seq or None,
+            after_seq=request.after_seq or None,
+            limit=request.limit or 50,
+        )
+        return pb.ListMessagesResponse(messages=[message_to_pb(m) for m in messages])
+
+    @_rpc("GetUnreadCounts")
+    async def GetUnreadCounts(
+        self, caller: str, request: pb.GetUnreadCountsRequest
+    ) -> pb.GetUnreadCountsResponse:
+        user_id = _required(request.user_id, "user_id")
+        counts = await self.messaging.unread_counts(user_id)
+        return pb.GetUnreadCountsResponse(unread=counts)
+
+    # -- following a conversation --------------------------------------------------------
+
+    async def FollowConversation(
+        self, request: pb.FollowConversationRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.ConversationEvent]:
+        """Replay after ``after_seq``, then live events; see the proto file."""
+        started = time.perf_counter()
+        caller, code = "", grpc.StatusCode.OK
+        try:
+            caller = self.authenticate(context)
+            async for event in self._follow(request):
+                yield event
+        except WhisprError as error:
+            code = status_of(error)
+            await context.abort(code, error.message, trailing_metadata(error))
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            code = grpc.StatusCode.CANCELLED
+            raise
+        except Exception:
+            code = grpc.StatusCode.INTERNAL
+            log.exception("grpc stream failed", method="FollowConversation", caller=caller)
+            await context.abort(code, "internal error")
+        finally:
+            self.metrics.calls.add(
+                1, {"method": "FollowConversation", "caller": caller, "code": code.name}
+            )
+            self.metrics.duration.record(
+                time.perf_counter() - started, {"method": "FollowConversation"}
+            )
+
+    async def _follow(self, request: pb.FollowConversationRequest) -> AsyncIterator[Any]:
+        conversation_id = _required(request.conversation_id, "conversation_id")
+        if request.after_seq < 0:
+            raise Invalid("after_seq must not be negative", field="after_seq")
+        await self.messaging.describe(conversation_id)  # not_found first
+        # Subscribe before reading the store, so that nothing falls between.
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        behind = False
+
+        def on_event(_topic: str, data: bytes) -> None:
+            nonlocal behind
+            if behind:
+                return
+            if queue.qsize() >= self.follow_backlog:
+                behind = True
+                queue.put_nowait(None)
+                return
+            queue.put_nowait(data)
+
+        subscription = await self.broker.subscribe(conversation_topic(conversation_id), on_event)
+        try:
+            _, _, head = await self.messaging.describe(conversation_id)
+            seen = head
+            if request.after_seq:
+                seen = request.after_seq
+                async for message in self._replay(conversation_id, seen, head):
+                    seen = message.seq
+                    yield _message_event("new_message", message)
+            while True:
+                data = await queue.get()
+                if data is None:
+                    raise RateLimited(
+                        f"this follower fell {self.follow_backlog} events behind; "
+                        "follow again with after_seq set to the last seq received"
+                    )
+                name, raw = split_event(data)
+                payload = msgspec.json.decode(raw)
+                if name == "new_message":
+                    seq = payload["message"]["seq"]
+                    if seq <= seen:
+                        continue  # replayed already
+                    if seq > seen + 1:  # another publisher's event came first: fill in
+                        async for message in self._replay(conversation_id, seen, seq - 1):
+                            seen = message.seq
+                            yield _message_event("new_message", message)
+                    seen = seq
+                yield _event(conversation_id, name, payload)
+        finally:
+            subscription.cancel()
+
+    async def _replay(
+        self, conversation_id: str, after_seq: int, up_to: int
+    ) -> AsyncIterator[Message]:
+        """Messages ``after_seq < seq <= up_to`` from the store, in order, paged."""
+        while after_seq < up_to:
+            page = await self.messaging.service_history(
+                conversation_id, after_seq=after_seq, limit=MAX_PAGE
+            )
+            if not page:
+                return
+            for message in page:
+                if message.seq > up_to:
+                    return
+                yield message
+            after_seq = page[-1].seq
+
+
+def _message_event(name: str, message: Message) -> pb.ConversationEvent:
+    return pb.ConversationEvent(
+        conversation_id=message.conversation_id, event=name, message=message_to_pb(message)
+    )
+
+
+def _event(conversation_id: str, name: str, payload: Any) -> pb.ConversationEvent:
+    event = pb.ConversationEvent(conversation_id=conversation_id, event=name)
+    if isinstance(payload, dict):
+        message = payload.pop("message", None)
+        if isinstance(message, dict):
+            event.message.CopyFrom(message_to_pb(message))
+        event.payload.CopyFrom(struct_from_dict(payload))
+    return event
+
+
+def _required(value: str, name: str) -> str:
+    if not value:
+        raise Invalid(f"{name} is required", field=name)
+    return value
+
+
+def _service_id(caller: str) -> str:
+    """The sender id of a message from a sibling service."""
+    return f"service:{caller}"
