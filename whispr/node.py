@@ -46,7 +46,7 @@ from supervisors.exits import Shutdown
 from whispr.config import Settings
 from whispr.gateway.server import GatewayService
 from whispr.grpc.server import GrpcService
-from whispr.services import BrokerService, MessagingService, StoreService
+from whispr.services import BrokerService, MessagingService, PresenceService, StoreService
 
 __all__ = ["Node", "NodeService", "node_tree", "run_node"]
 
@@ -70,6 +70,8 @@ class Node:
     messaging: Messaging | None = None
     #: The running gateway (``whispr.gateway.server.Gateway``), for its bound port and state.
     gateway: Any = None
+    #: Who is online, cluster-wide (``whispr.gateway.presence.Presence``).
+    presence: Any = None
     #: The running gRPC server (``whispr.grpc.server.GrpcServer``), for its bound port.
     grpc: Any = None
 
@@ -121,7 +123,7 @@ def node_tree(node: Node) -> list[ChildSpec]:
         _service(node, "telemetry"),
         _service(node, "store", lambda: StoreService.start(node)),
         _service(node, "broker", lambda: BrokerService.start(node)),
-        _service(node, "presence"),
+        _service(node, "presence", lambda: PresenceService.start(node)),
         _dynamic(node, "conversations", max_children=None),
         _service(node, "messaging", lambda: MessagingService.start(node)),
         _dynamic(node, "connections", max_children=None),

@@ -19,12 +19,13 @@ from actors.messaging import Messaging
 from actors.model import InsertResult, Message
 from supervisors import AsyncioActor, ChildSpec, Ref
 from whispr.broker import open_broker
+from whispr.gateway.presence import MemoryPresence, Presence, RedisPresence
 from whispr.store.factory import open_store
 
 if TYPE_CHECKING:
     from whispr.node import Node
 
-__all__ = ["BrokerService", "MessagingService", "StoreService"]
+__all__ = ["BrokerService", "MessagingService", "PresenceService", "StoreService"]
 
 log = structlog.get_logger("whispr.services")
 
@@ -81,6 +82,34 @@ class BrokerService(AsyncioActor):
         if broker is not None:
             await broker.close()
         log.info("broker closed")
+
+
+class PresenceService(AsyncioActor):
+    """Runs the node's presence (Redis with a broker on Redis, in memory otherwise)."""
+
+    def __init__(self, node: Node) -> None:
+        super().__init__()
+        self.node = node
+
+    async def on_start(self) -> None:
+        settings, broker = self.node.settings, self.node.broker
+        if broker is None:
+            msg = "presence needs the broker open"
+            raise RuntimeError(msg)
+        presence: Presence = (
+            RedisPresence(
+                settings.redis_url, broker, settings.node_name, prefix=settings.redis_prefix
+            )
+            if settings.redis_url
+            else MemoryPresence(broker)
+        )
+        await presence.start()
+        self.node.presence = presence
+
+    async def on_stop(self) -> None:
+        presence, self.node.presence = self.node.presence, None
+        if presence is not None:
+            await presence.stop()
 
 
 class MessagingService(AsyncioActor):

@@ -313,3 +313,26 @@ async def test_events_from_two_publishers_out_of_order_reach_a_fresh_join_in_ord
         assert seqs == [4, 5]
         await asyncio.sleep(0.1)
         assert not [e for e in b.drain_events(topic) if e.event == "new_message"]
+
+
+async def test_a_connected_device_makes_its_user_online(node: RunningNode) -> None:
+    presence = node.node.presence
+    ada, bob = unique("ada"), unique("bob")
+
+    async def online_becomes(expected: set[str]) -> set[str]:
+        seen: set[str] = set()
+        for _ in range(200):
+            seen = await presence.online([ada, bob])
+            if seen == expected:
+                break
+            await asyncio.sleep(0.01)
+        return seen
+
+    async with node.client(ada, "phone"):
+        assert await online_becomes({ada}) == {ada}
+        async with node.client(ada, "laptop"):
+            assert await online_becomes({ada}) == {ada}
+        assert await online_becomes({ada}) == {ada}  # the phone is still there
+        await asyncio.sleep(0.1)
+        assert await presence.online([ada, bob]) == {ada}
+    assert await online_becomes(set()) == set()

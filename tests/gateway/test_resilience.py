@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import websockets
@@ -14,7 +15,7 @@ from actors.events import encode_event
 from supervisors import stop_tree
 from tests.gateway.conftest import RunningNode, start_node, unique
 from whispr.broker import MemoryBroker
-from whispr.gateway.presence import RedisPresence
+from whispr.gateway.presence import MemoryPresence, RedisPresence
 
 
 @pytest.fixture
@@ -125,3 +126,55 @@ def _diff(data: bytes) -> dict[str, object]:
     assert name == b"presence_diff"
     result: dict[str, object] = msgspec.json.decode(payload)
     return result
+
+
+async def _eventually_online(presence: Any, users: list[str], expected: set[str]) -> set[str]:
+    online: set[str] = set()
+    for _ in range(100):
+        online = await presence.online(users)
+        if online == expected:
+            break
+        await asyncio.sleep(0.02)
+    return online
+
+
+async def test_online_users_across_nodes_and_a_dead_node_counts_offline(redis_url: str) -> None:
+    broker = MemoryBroker()
+    prefix = unique("p")
+    one = RedisPresence(redis_url, broker, "one", node_ttl_s=1.0, prefix=prefix)
+    two = RedisPresence(redis_url, broker, "two", node_ttl_s=1.0, prefix=prefix)
+    await one.start()
+    await two.start()
+    ada, bob, cy = unique("ada"), unique("bob"), unique("cy")
+    users = [ada, bob, cy]
+    try:
+        one.device_connected(ada)
+        one.device_connected(ada)  # two devices
+        two.device_connected(bob)
+        assert await _eventually_online(one, users, {ada, bob}) == {ada, bob}
+        assert await _eventually_online(two, users, {ada, bob}) == {ada, bob}
+        one.device_disconnected(ada)  # one device left
+        two.device_connected(cy)
+        two.device_disconnected(cy)
+        assert await _eventually_online(two, users, {ada, bob}) == {ada, bob}
+        one.device_disconnected(ada)
+        assert await _eventually_online(two, users, {bob}) == {bob}
+        # A node that stops refreshing its liveness takes its users offline with it.
+        two.device_connected(cy)
+        assert await _eventually_online(one, users, {bob, cy}) == {bob, cy}
+        assert two._task is not None
+        two._task.cancel()
+        assert await _eventually_online(one, users, set()) == set()
+    finally:
+        await one.stop()
+        await two.stop()
+
+
+async def test_online_users_on_one_node() -> None:
+    presence = MemoryPresence(MemoryBroker())
+    presence.device_connected("ada")
+    presence.device_connected("ada")
+    presence.device_disconnected("ada")
+    assert await presence.online(["ada", "bob"]) == {"ada"}
+    presence.device_disconnected("ada")
+    assert await presence.online(["ada", "bob"]) == set()

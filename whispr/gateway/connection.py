@@ -139,6 +139,7 @@ class ConnectionActor(AsyncioActor):
 
     def on_start(self) -> None:
         self.ctx.online[self.user_id] += 1
+        self.ctx.presence.device_connected(self.user_id)
 
     async def on_stop(self) -> None:
         await self._teardown()
@@ -153,6 +154,7 @@ class ConnectionActor(AsyncioActor):
         online[self.user_id] -= 1
         if online[self.user_id] <= 0:
             del online[self.user_id]
+        self.ctx.presence.device_disconnected(self.user_id)
         for ended in self.proto.connection_closed():
             await self._end(ended.topic)
         for channel in list(self._channels.values()):

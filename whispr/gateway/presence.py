@@ -20,6 +20,12 @@ metas and broadcasts the leaves. A dead node's presences disappear within
 ``NODE_TTL_S + SWEEP_INTERVAL_S`` (20 s by default). Reads skip metas of dead nodes at once,
 so a joiner never sees a stale device even before the sweep.
 
+Presence also knows which users have a device connected at all, whatever they joined
+(:meth:`Presence.online`): the notification flow pushes only to members with none. Each
+connection counts itself in (``device_connected``) and out; on Redis each node keeps one hash
+of its users' device counts, updated in order by one writer task, and a read asks the hashes
+of the live nodes only, so a dead node's users count as offline at once.
+
 Presence is best effort: when Redis is unreachable, tracking fails quietly (logged) and joins
 still succeed; messages never depend on it.
 """
@@ -29,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Final, Protocol
 
@@ -48,6 +55,14 @@ log = structlog.get_logger("whispr.presence")
 NODE_TTL_S: Final = 15.0
 #: Seconds between sweeps for dead nodes (and liveness refreshes).
 SWEEP_INTERVAL_S: Final = 5.0
+
+
+# HINCRBY by -n, and HDEL once the count is down to nothing: one atomic step.
+_DECREMENT: Final = """
+local left = redis.call('HINCRBY', KEYS[1], ARGV[1], -tonumber(ARGV[2]))
+if left <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return left
+"""
 
 
 class _Entry(msgspec.Struct, array_like=True):
@@ -92,6 +107,15 @@ class Presence(Protocol):
     async def state(self, topic: str) -> PresenceState:
         """The topic's state, for ``presence_state``."""
 
+    def device_connected(self, user_id: str) -> None:
+        """A device of ``user_id`` connected to this node (does not wait for Redis)."""
+
+    def device_disconnected(self, user_id: str) -> None:
+        """A device of ``user_id`` left this node."""
+
+    async def online(self, user_ids: Sequence[str]) -> set[str]:
+        """Those of ``user_ids`` with at least one device connected to any live node."""
+
 
 class MemoryPresence:
     """Presence for one node."""
@@ -99,6 +123,18 @@ class MemoryPresence:
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
         self._topics: dict[str, dict[str, tuple[str, Meta]]] = {}
+        self._devices: Counter[str] = Counter()
+
+    def device_connected(self, user_id: str) -> None:
+        self._devices[user_id] += 1
+
+    def device_disconnected(self, user_id: str) -> None:
+        self._devices[user_id] -= 1
+        if self._devices[user_id] <= 0:
+            del self._devices[user_id]
+
+    async def online(self, user_ids: Sequence[str]) -> set[str]:
+        return {user_id for user_id in user_ids if self._devices.get(user_id, 0) > 0}
 
     async def start(self) -> None:
         pass
@@ -148,6 +184,11 @@ class RedisPresence:
         )
         self._tracked: dict[tuple[str, str], str] = {}  # (topic, ref) -> key
         self._task: asyncio.Task[None] | None = None
+        # Device count changes, applied in order by one writer (a decrement must never
+        # overtake the increment it undoes).
+        self._device_changes: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
+        self._device_writer: asyncio.Task[None] | None = None
+        self._decrement = self._redis.register_script(_DECREMENT)
 
     def _topic_key(self, topic: str) -> str:
         return f"{self._prefix}:topic:{topic}"
@@ -158,19 +199,78 @@ class RedisPresence:
     def _topics_key(self, node: str) -> str:
         return f"{self._prefix}:topics:{node}"
 
+    def _devices_key(self, node: str) -> str:
+        return f"{self._prefix}:devices:{node}"
+
     async def start(self) -> None:
         await self._heartbeat()
         # A previous life of this node under the same name left metas behind.
         await self._sweep_node(self.node_id)
+        await self._redis.delete(self._devices_key(self.node_id))
+        await self._redis.sadd(f"{self._prefix}:nodes", self.node_id)
         await self._heartbeat()
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="presence-sweep")
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._run(), name="presence-sweep")
+        self._device_writer = loop.create_task(self._write_devices(), name="presence-devices")
+
+    def device_connected(self, user_id: str) -> None:
+        self._device_changes.put_nowait((user_id, 1))
+
+    def device_disconnected(self, user_id: str) -> None:
+        self._device_changes.put_nowait((user_id, -1))
+
+    async def online(self, user_ids: Sequence[str]) -> set[str]:
+        if not user_ids:
+            return set()
+        try:
+            nodes = await self._members(f"{self._prefix}:nodes")
+            alive = sorted(await self._alive(nodes))
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for node in alive:
+                    pipe.hmget(self._devices_key(node), list(user_ids))
+                counts: list[list[bytes | None]] = await pipe.execute()
+        except Exception as exc:
+            log.warning("presence online check failed", error=str(exc))
+            return set()
+        online: set[str] = set()
+        for per_node in counts:
+            for user_id, count in zip(user_ids, per_node, strict=True):
+                if count is not None and int(count) > 0:
+                    online.add(user_id)
+        return online
+
+    async def _write_devices(self) -> None:
+        """Apply device count changes in order, several users' at once when they pile up."""
+        key = self._devices_key(self.node_id)
+        while True:
+            changes = [await self._device_changes.get()]
+            while not self._device_changes.empty():
+                changes.append(self._device_changes.get_nowait())
+            deltas: Counter[str] = Counter()
+            for user_id, delta in changes:
+                deltas[user_id] += delta
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for user_id, delta in deltas.items():
+                        if delta > 0:
+                            pipe.hincrby(key, user_id, delta)
+                        elif delta < 0:
+                            await self._decrement(keys=[key], args=[user_id, -delta], client=pipe)
+                    await pipe.execute()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("presence device count failed", error=str(exc), users=len(deltas))
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in (self._task, self._device_writer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._device_writer = None
+        with contextlib.suppress(Exception):
+            await self._redis.delete(self._devices_key(self.node_id))
         for (topic, ref), key in list(self._tracked.items()):
             with contextlib.suppress(Exception):
                 await self.untrack(topic, key, ref)
@@ -279,7 +379,7 @@ class RedisPresence:
                     removed += 1
             if leaves:
                 self.broker.publish(topic, encode_event(PRESENCE_DIFF, _leave_diff(leaves)))
-        await self._redis.delete(self._topics_key(node))
+        await self._redis.delete(self._topics_key(node), self._devices_key(node))
         if removed:
             log.info("presence of a dead node removed", node=node, metas=removed)
         return removed

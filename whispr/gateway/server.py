@@ -42,7 +42,7 @@ from supervisors import AsyncioActor, ChildSpec, Ref, Restart
 from whispr.auth import Identity, TokenVerifier
 from whispr.gateway.connection import ConnectionActor, Inbound, Tick
 from whispr.gateway.context import GatewayContext
-from whispr.gateway.presence import MemoryPresence, Presence, RedisPresence
+from whispr.gateway.presence import Presence
 from whispr.gateway.ratelimit import MessageRateLimiter
 from whispr.protocol import CloseCode
 from whispr.telemetry import metrics_exposition
@@ -233,18 +233,16 @@ class GatewayService(AsyncioActor):
 
     async def on_start(self) -> None:
         node, settings = self.node, self.node.settings
-        if node.messaging is None or node.broker is None or node.store is None:
-            msg = "the gateway needs messaging, the store and the broker"
+        if (
+            node.messaging is None
+            or node.broker is None
+            or node.store is None
+            or node.presence is None
+        ):
+            msg = "the gateway needs messaging, the store, the broker and presence"
             raise RuntimeError(msg)
         broker, store = node.broker, node.store
-        presence: Presence = (
-            RedisPresence(
-                settings.redis_url, broker, settings.node_name, prefix=settings.redis_prefix
-            )
-            if settings.redis_url
-            else MemoryPresence(broker)
-        )
-        await presence.start()
+        presence: Presence = node.presence
         self.presence = presence
         ctx = GatewayContext(
             settings=settings,
@@ -292,5 +290,3 @@ class GatewayService(AsyncioActor):
         if self.gateway is not None:
             await self.gateway.drain(timeout=self.node.settings.shutdown_deadline_s / 2)
             self.node.gateway = None
-        if self.presence is not None:
-            await self.presence.stop()
