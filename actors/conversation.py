@@ -30,7 +30,7 @@ import os
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +63,9 @@ class ConversationDeps:
     idle_timeout_s: float = 300.0
     cache_size: int = 100
     clock: Callable[[], float] = field(default=time.time)
+    #: Told of every new message once it is durable, with the conversation and its
+    #: members at that moment (push notifications); must not block or raise.
+    on_new_message: Callable[[Conversation, Mapping[str, Member], Message], None] | None = None
 
 
 class Draft(msgspec.Struct, frozen=True, kw_only=True):
@@ -539,6 +542,8 @@ class ConversationActor(AsyncioActor):
                     self.last_seq = message.seq
                 self._remember(message)
                 self._publish("new_message", {"message": message})
+                if self.deps.on_new_message is not None:
+                    self.deps.on_new_message(self._conversation(), self.members, message)
             elif result.status == "duplicate":
                 self._remember(message)
             else:  # the store sequences these sends: a conflict means something is wrong

@@ -52,10 +52,14 @@ class Messaging:
         *,
         registry: Registry,
         start_child: Callable[[ChildSpec], Awaitable[Ref[Any]]],
+        screen: Callable[[str, str, Draft], Awaitable[None]] | None = None,
     ) -> None:
         self.deps = deps
         self.registry = registry
         self._start_child = start_child
+        #: Checks a member's draft before it is sent (media and moderation services);
+        #: raises the refusal. None: no check beyond the conversation's rules.
+        self.screen = screen
 
     # -- conversations ---------------------------------------------------------------
 
@@ -137,6 +141,8 @@ class Messaging:
 
     async def send(self, user_id: str, conversation_id: str, draft: Draft) -> Message:
         """Send a message; returns it once durable (the original one on a retried client id)."""
+        if self.screen is not None:
+            await self.screen(user_id, conversation_id, draft)
         # The hot path, inlined: the live actor's ref, one ask.
         ref = self.registry.whereis(("conversation", conversation_id))
         if ref is not None:

@@ -18,6 +18,12 @@ Roles, from most to least powerful: owner, admin, member.
 | remove a member | nobody | owner (anyone), admins (plain members) |
 | leave | nobody | anyone |
 | change a role | nobody | owner |
+
+Who gets a push notification for a new message (:func:`push_recipients`): every member but
+the sender, unless the member muted the conversation (until a time not yet reached) or turned
+its notifications off; with ``notifications: "mentions"``, only when the message's
+``metadata["mentions"]`` names the member. System messages push nobody. Members with a
+device connected get the message over it instead (the caller checks that).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from typing import Any
 import emoji
 
 from actors.errors import Reason, WhisprError
-from actors.model import Attachment, Conversation, Member
+from actors.model import Attachment, Conversation, Member, Message
 
 __all__ = [
     "MAX_ATTACHMENTS",
@@ -41,8 +47,10 @@ __all__ = [
     "check_emoji",
     "check_settings",
     "check_title",
+    "push_recipients",
     "require_admin",
     "require_can_post",
+    "require_group",
     "require_member",
     "require_owner",
 ]
@@ -193,3 +201,21 @@ def check_settings(settings: Mapping[str, Any]) -> None:
                 f"setting {key!r} must be one of {sorted(allowed)}",
                 field="settings",
             )
+
+
+def push_recipients(members: Mapping[str, Member], message: Message, now: float) -> list[str]:
+    """The members a new message may be pushed to (see the module's docstring)."""
+    if message.kind == "system":
+        return []
+    mentions = message.metadata.get("mentions")
+    mentioned = set(mentions) if isinstance(mentions, list) else set()
+    recipients = []
+    for user_id, member in members.items():
+        if user_id == message.sender_id or member.notifications == "none":
+            continue
+        if member.muted_until is not None and member.muted_until > now:
+            continue
+        if member.notifications == "mentions" and user_id not in mentioned:
+            continue
+        recipients.append(user_id)
+    return recipients

@@ -16,6 +16,7 @@ SERVICES = [
     "store",
     "broker",
     "presence",
+    "siblings",
     "conversations",
     "messaging",
     "connections",

@@ -6,7 +6,7 @@ restarted too and picks up the new instance (the gateway last, so it accepts
 connections only when everything it needs is up)::
 
     Node (rest_for_one)
-      Telemetry, Store, Broker, Presence,
+      Telemetry, Store, Broker, Presence, Siblings,
       Conversations (DynamicSupervisor), Messaging, Connections (DynamicSupervisor),
       Scheduler, GrpcServer, Gateway
 
@@ -46,7 +46,13 @@ from supervisors.exits import Shutdown
 from whispr.config import Settings
 from whispr.gateway.server import GatewayService
 from whispr.grpc.server import GrpcService
-from whispr.services import BrokerService, MessagingService, PresenceService, StoreService
+from whispr.services import (
+    BrokerService,
+    MessagingService,
+    PresenceService,
+    SiblingsService,
+    StoreService,
+)
 
 __all__ = ["Node", "NodeService", "node_tree", "run_node"]
 
@@ -72,6 +78,8 @@ class Node:
     gateway: Any = None
     #: Who is online, cluster-wide (``whispr.gateway.presence.Presence``).
     presence: Any = None
+    #: Clients of the sibling services (``whispr.siblings.Siblings``).
+    siblings: Any = None
     #: The running gRPC server (``whispr.grpc.server.GrpcServer``), for its bound port.
     grpc: Any = None
 
@@ -124,6 +132,7 @@ def node_tree(node: Node) -> list[ChildSpec]:
         _service(node, "store", lambda: StoreService.start(node)),
         _service(node, "broker", lambda: BrokerService.start(node)),
         _service(node, "presence", lambda: PresenceService.start(node)),
+        _service(node, "siblings", lambda: SiblingsService.start(node)),
         _dynamic(node, "conversations", max_children=None),
         _service(node, "messaging", lambda: MessagingService.start(node)),
         _dynamic(node, "connections", max_children=None),

@@ -8,6 +8,7 @@ restarts everything after it, and those pick up the new instance.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -20,12 +21,20 @@ from actors.model import InsertResult, Message
 from supervisors import AsyncioActor, ChildSpec, Ref
 from whispr.broker import open_broker
 from whispr.gateway.presence import MemoryPresence, Presence, RedisPresence
+from whispr.hooks import PushDispatcher, screen_for
+from whispr.siblings import Siblings
 from whispr.store.factory import open_store
 
 if TYPE_CHECKING:
     from whispr.node import Node
 
-__all__ = ["BrokerService", "MessagingService", "PresenceService", "StoreService"]
+__all__ = [
+    "BrokerService",
+    "MessagingService",
+    "PresenceService",
+    "SiblingsService",
+    "StoreService",
+]
 
 log = structlog.get_logger("whispr.services")
 
@@ -112,6 +121,24 @@ class PresenceService(AsyncioActor):
             await presence.stop()
 
 
+class SiblingsService(AsyncioActor):
+    """Opens the clients of the sibling services (each only when configured)."""
+
+    def __init__(self, node: Node) -> None:
+        super().__init__()
+        self.node = node
+
+    async def on_start(self) -> None:
+        siblings = Siblings.from_settings(self.node.settings)
+        await siblings.open()
+        self.node.siblings = siblings
+
+    async def on_stop(self) -> None:
+        siblings, self.node.siblings = self.node.siblings, None
+        if siblings is not None:
+            await siblings.close()
+
+
 class MessagingService(AsyncioActor):
     """Builds the node's :class:`~actors.messaging.Messaging` over the open store and broker.
 
@@ -125,17 +152,27 @@ class MessagingService(AsyncioActor):
     def __init__(self, node: Node) -> None:
         super().__init__()
         self.node = node
+        self.dispatcher: PushDispatcher | None = None
 
     def on_start(self) -> None:
         node = self.node
         if node.store is None or node.commit is None or node.broker is None:
             msg = "the messaging service needs the store and the broker open"
             raise RuntimeError(msg)
+        settings = node.settings
+        siblings = node.siblings
+        dispatcher = (
+            PushDispatcher(siblings, lambda: node.presence, time.time)
+            if siblings is not None and siblings.notifier.configured
+            else None
+        )
+        self.dispatcher = dispatcher
         deps = ConversationDeps(
             store=node.store,
             broker=node.broker,
             commit=node.commit,
-            max_content_bytes=node.settings.max_content_bytes,
+            max_content_bytes=settings.max_content_bytes,
+            on_new_message=None if dispatcher is None else dispatcher.on_new_message,
         )
 
         async def start_child(spec: ChildSpec) -> Ref[Any]:
@@ -145,7 +182,14 @@ class MessagingService(AsyncioActor):
             ref: Ref[Any] = await supervisor.proxy().start_child(spec)
             return ref
 
-        node.messaging = Messaging(deps, registry=node.registry, start_child=start_child)
+        node.messaging = Messaging(
+            deps,
+            registry=node.registry,
+            start_child=start_child,
+            screen=None if siblings is None else screen_for(siblings, settings.max_content_bytes),
+        )
 
-    def on_stop(self) -> None:
+    async def on_stop(self) -> None:
         self.node.messaging = None
+        if self.dispatcher is not None:
+            await self.dispatcher.drain(timeout=2.0)

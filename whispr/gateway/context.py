@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,8 @@ class GatewayContext:
     limiter: MessageRateLimiter
     verifier: TokenVerifier
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
+    #: Asked at connect whether the token's user may connect (the user service); None: all.
+    is_user_active: Callable[[str], Awaitable[bool]] | None = None
     #: Live connection actors of this node.
     connections: set[Ref[Any]] = field(default_factory=set)
     #: Open connections per client IP address.

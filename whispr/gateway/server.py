@@ -8,6 +8,7 @@ refuses bad upgrades before any WebSocket exists:
 - draining: 503;
 - more than ``max_connections_per_ip`` from one address: 429;
 - missing, expired, unsigned or wrongly signed token: 401 with the reason;
+- a user the user service says is not active (when it is configured): 403;
 - ``Origin`` not allowed (when origins are configured): 403, by ``websockets`` itself.
 
 An accepted socket gets a :class:`~whispr.gateway.connection.ConnectionActor` under the
@@ -187,6 +188,11 @@ class Gateway:
         except WhisprError as exc:
             metrics.connects.add(1, {"outcome": "unauthorized"})
             return connection.respond(HTTPStatus.UNAUTHORIZED, f"{exc}\n")
+        if self.ctx.is_user_active is not None and not await self.ctx.is_user_active(
+            identity.user_id
+        ):
+            metrics.connects.add(1, {"outcome": "inactive"})
+            return connection.respond(HTTPStatus.FORBIDDEN, "this user is not active\n")
         # Counted now, so that concurrent handshakes from one address cannot overshoot.
         self.ctx.per_ip[peer] += 1
         self._identities[id(connection)] = identity
@@ -249,6 +255,11 @@ class GatewayService(AsyncioActor):
             messaging=node.messaging,
             broker=broker,
             presence=presence,
+            is_user_active=(
+                node.siblings.users.is_active
+                if node.siblings is not None and node.siblings.users.configured
+                else None
+            ),
             limiter=MessageRateLimiter(
                 settings.rate_limit_per_minute, settings.redis_url, settings.redis_prefix
             ),

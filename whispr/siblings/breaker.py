@@ -1,0 +1,120 @@
+"""A circuit breaker per sibling service, with pybreaker, usable around ``await``.
+
+The specification's numbers are the defaults: 5 consecutive failures open the
+breaker for 30 s; then calls go through as trials, and 3 successful trials close
+it, while one failed trial opens it again for another 30 s
+(``WHISPR_SIBLING_BREAKER_*``). While it is open, calls fail at once without
+touching the network, and the caller's fallback applies.
+
+Only the sibling's *failures* count: it is unreachable, too slow (deadline),
+overloaded or broken (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED,
+INTERNAL, UNKNOWN). An answer such as NOT_FOUND or INVALID_ARGUMENT is the
+sibling working, and a cancelled call says nothing about it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, TypeVar
+
+import grpc
+import pybreaker
+import structlog
+
+from whispr.siblings.metrics import SiblingMetrics
+
+__all__ = ["FAILURE_CODES", "BreakerOpen", "SiblingBreaker", "is_failure"]
+
+log = structlog.get_logger("whispr.siblings")
+
+T = TypeVar("T")
+
+#: Status codes that mean the sibling failed (rather than answered).
+FAILURE_CODES: Final = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNKNOWN,
+    }
+)
+
+BreakerOpen = pybreaker.CircuitBreakerError
+
+
+def is_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` counts against the sibling (see the module's docstring)."""
+    if isinstance(exc, asyncio.CancelledError):
+        return False
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return exc.code() in FAILURE_CODES
+    return True
+
+
+class _Listener(pybreaker.CircuitBreakerListener):
+    def __init__(self, sibling: str, metrics: SiblingMetrics) -> None:
+        self.sibling = sibling
+        self.metrics = metrics
+
+    def state_change(
+        self,
+        cb: pybreaker.CircuitBreaker,
+        old_state: pybreaker.CircuitBreakerState | None,
+        new_state: pybreaker.CircuitBreakerState,
+    ) -> None:
+        old = old_state.name if old_state is not None else "none"
+        if old == new_state.name:
+            return  # calls in flight when it opened failed too: not a change
+        self.metrics.breaker_changes.add(1, {"sibling": self.sibling, "state": new_state.name})
+        log.warning(
+            "sibling circuit breaker changed",
+            sibling=self.sibling,
+            old_state=old,
+            new_state=new_state.name,
+        )
+
+
+class SiblingBreaker:
+    """One sibling's breaker: :meth:`call` runs a coroutine under it."""
+
+    def __init__(
+        self,
+        sibling: str,
+        metrics: SiblingMetrics,
+        *,
+        failures: int = 5,
+        open_s: float = 30.0,
+        trials: int = 3,
+    ) -> None:
+        self.sibling = sibling
+        self._breaker = pybreaker.CircuitBreaker(
+            fail_max=failures,
+            reset_timeout=open_s,
+            success_threshold=trials,
+            exclude=[lambda exc: not is_failure(exc)],
+            listeners=[_Listener(sibling, metrics)],
+            name=sibling,
+        )
+
+    @property
+    def state(self) -> str:
+        """``closed``, ``open`` or ``half-open``."""
+        return str(self._breaker.current_state)
+
+    async def call(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run ``attempt()`` if the breaker lets it; record how it went.
+
+        Raises:
+            BreakerOpen: the breaker is open (no call was made), or this call's
+                failure just opened it.
+            Exception: whatever ``attempt`` raised.
+        """
+        # pybreaker's ``calling()`` context is synchronous: it decides before the block and
+        # records the outcome after it, which is all an awaited block needs.
+        with self._breaker.calling():
+            return await attempt()
+
+    def _state_for_tests(self) -> Any:
+        return self._breaker.state
