@@ -435,3 +435,26 @@ async def test_calls_without_valid_credentials_are_unauthenticated(
     assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
     # Nothing was created by the refused CreateConversation.
     assert await messaging.list_conversations("ada") == []
+
+
+async def test_a_store_outage_is_unavailable_and_a_retry_succeeds(
+    stub: Any, grpc_node: GrpcNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ada = unique("ada")
+    cid = (await _group(stub, ada)).conversation.id
+    commit = grpc_node.running.node.commit
+    assert commit is not None
+
+    async def down(_batch: Any) -> Any:
+        raise ConnectionError("the store is down")
+
+    request = pb.SendServiceMessageRequest(conversation_id=cid, client_id="n1", content="hi")
+    monkeypatch.setattr(commit, "_flush", down)
+    await _refused(
+        stub.SendServiceMessage(request, metadata=AUTH),
+        grpc.StatusCode.UNAVAILABLE,
+        "unavailable",
+    )
+    monkeypatch.undo()
+    sent = await stub.SendServiceMessage(request, metadata=AUTH)  # the caller's retry
+    assert sent.message.seq == 1
