@@ -238,3 +238,29 @@ async def test_a_taken_port_fails_the_start(tmp_path: Path) -> None:
             await start_node(env)
     finally:
         await stop_tree(first.root, deadline=10)
+
+
+async def test_calls_are_counted_in_the_metrics(grpc_node: GrpcNode) -> None:
+    import urllib.request
+
+    async with grpc_node.channel() as channel:
+        stub = pb_grpc.MessagingServiceStub(channel)
+        await stub.CreateConversation(
+            pb.CreateConversationRequest(kind=pb.CONVERSATION_KIND_GROUP, creator_id="ada"),
+            metadata=GrpcNode.auth(),
+        )
+        with pytest.raises(grpc.aio.AioRpcError):
+            await stub.GetConversation(pb.GetConversationRequest(conversation_id="x"))
+
+    def scrape() -> str:
+        url = f"{grpc_node.running.http}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return str(response.read().decode())
+
+    body = await asyncio.to_thread(scrape)
+    calls = [line for line in body.splitlines() if line.startswith("whispr_grpc_calls")]
+    assert any('method="CreateConversation"' in line and 'code="OK"' in line for line in calls)
+    assert any(
+        'method="GetConversation"' in line and 'code="UNAUTHENTICATED"' in line for line in calls
+    )
+    assert "whispr_grpc_call_seconds" in body

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -89,6 +90,17 @@ async def test_pushes_go_to_offline_members_only(node: RunningNode, stand_in: St
         "tea",
     )
     assert "secret" not in str(push)  # metadata only
+
+    def scrape() -> str:
+        with urllib.request.urlopen(f"{node.http}/metrics", timeout=5) as response:
+            return str(response.read().decode())
+
+    body = await asyncio.to_thread(scrape)
+    assert any(
+        line.startswith("whispr_sibling_pushes") and 'outcome="sent"' in line
+        for line in body.splitlines()
+    )
+    assert 'sibling="notification"' in body  # calls, by sibling
 
 
 async def test_moderation_and_media_refuse_before_anything_is_written(
