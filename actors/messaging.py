@@ -168,6 +168,11 @@ class Messaging:
         return snapshot
 
     async def edit(self, user_id: str, conversation_id: str, seq: int, content: str) -> Message:
+        """Change one's own message; the new content is screened as a new message's is."""
+        if self.screen is not None:
+            await self.screen(
+                user_id, conversation_id, Draft(client_id=f"edit-{seq}", content=content)
+            )
         return await self._ask(conversation_id, "edit", user_id, seq, content)
 
     async def delete(self, user_id: str, conversation_id: str, seq: int) -> Message:

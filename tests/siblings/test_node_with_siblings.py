@@ -134,8 +134,13 @@ async def test_moderation_and_media_refuse_before_anything_is_written(
             {"client_id": "m3", "content": "forbidden ciphertext", "metadata": {"e2e": True}},
         )
         assert len(stand_in.moderation.requests) == checked
+        # An edit is checked as a new message is: no way around moderation.
+        with pytest.raises(ReplyError) as edited:
+            await a.push(topic, "edit_message", {"seq": 1, "content": "now forbidden"})
+        assert edited.value.reason == "forbidden"
         history = await a.push(topic, "history", {})
     assert [m["client_id"] for m in history["messages"]] == ["m3"]
+    assert history["messages"][0]["content"] == "forbidden ciphertext"
 
 
 async def test_moderation_down_fails_open_by_default(node: RunningNode, stand_in: StandIn) -> None:
