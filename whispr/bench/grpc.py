@@ -9,6 +9,7 @@ conversations see concurrent writers). Each call returns once the message is
 durable. Figures: ``send_system_message_per_s`` (calls answered OK per
 second) and ``send_p95_ms`` (call latency, client side).
 
+The run ends by checking that the store holds exactly the messages acknowledged.
 Writes ``grpc.json``, ``grpc.md`` and ``grpc.png`` (latency distribution).
 """
 
@@ -77,6 +78,17 @@ async def _caller(
     return answered, failed
 
 
+async def _stored(stub: Any, conversations: list[str]) -> int:
+    """Messages in the conversations: the sum of their last seqs."""
+    total = 0
+    for conversation_id in conversations:
+        got = await stub.GetConversation(
+            pb.GetConversationRequest(conversation_id=conversation_id), metadata=AUTH
+        )
+        total += got.conversation.last_seq
+    return total
+
+
 async def _measure(
     callers: int, duration: float, workdir: Path, env: dict[str, str]
 ) -> dict[str, Any]:
@@ -105,6 +117,7 @@ async def _measure(
                     metadata=AUTH,
                 )
                 conversations.append(created.conversation.id)
+            before = await _stored(stub, conversations)
         latencies: list[float] = []
         began = time.monotonic()
         until = began + duration
@@ -113,9 +126,15 @@ async def _measure(
                 *(_caller(address, i, conversations, until, latencies, bar) for i in range(callers))
             )
         elapsed = time.monotonic() - began
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = pb_grpc.MessagingServiceStub(channel)  # type: ignore[no-untyped-call]
+            stored = await _stored(stub, conversations) - before
     finally:
         await node.stop()
     answered = sum(r[0] for r in results)
+    if stored != answered:  # every acknowledged message is in the store, once
+        msg = f"{stored} messages stored for {answered} acknowledged"
+        raise AssertionError(msg)
     return {
         "callers": callers,
         "duration_s": round(elapsed, 2),
