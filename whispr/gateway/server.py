@@ -144,6 +144,7 @@ class Gateway:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.server.wait_closed(), timeout)
         log.info("gateway drained", connections=len(self.ctx.connections))
+        await self.ctx.limiter.close()
 
     async def _tick(self) -> None:
         # Often enough that a silent connection is closed within a third of the timeout.
