@@ -170,7 +170,13 @@ async def test_a_node_killed_with_sigkill_loses_nothing_acknowledged(cluster: Cl
     ]
     stop = asyncio.Event()
     tasks = [asyncio.ensure_future(m.run(sends=40, stop=stop)) for m in members]
-    await asyncio.sleep(0.6)
+    # Killed mid-stream: once each member on node A has some sends acknowledged (on a slow
+    # machine that can take longer than any fixed pause), with most still to come.
+    for _ in range(600):
+        if all(len(m.acked) >= 5 for m in members[::2]):
+            break
+        await asyncio.sleep(0.01)
+    assert all(len(m.acked) < 40 for m in members[::2]), "node A was killed too late"
     a.process.send_signal(signal.SIGKILL)
     await a.process.wait()
     for _ in range(400):
