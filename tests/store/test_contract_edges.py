@@ -255,6 +255,18 @@ async def test_concurrent_migrations_apply_once(pg_schema: PgSchema) -> None:
             await store.close()
 
 
+async def test_sessions_run_without_jit_and_with_the_callers_settings(pg_schema: PgSchema) -> None:
+    store = PostgresStore(pg_schema.base_url, server_settings=pg_schema.server_settings)
+    await store.open()
+    try:
+        async with store._connection() as connection:
+            assert await connection.fetchval("SHOW jit") == "off"
+            assert await connection.fetchval("SHOW application_name") == "whispr"
+            assert pg_schema.schema in await connection.fetchval("SHOW search_path")
+    finally:
+        await store.close()
+
+
 async def test_a_closed_port_is_unavailable_within_seconds() -> None:
     began = time.monotonic()
     store = PostgresStore("postgresql://postgres@127.0.0.1:9/test", connect_timeout=2)
