@@ -37,6 +37,7 @@ def test_defaults_are_the_embedded_development_node() -> None:
     assert settings.max_content_bytes == 10_000
     assert settings.rate_limit_per_minute == 100
     assert settings.max_connections_per_ip == 10
+    assert settings.listen_backlog == 4096
     assert settings.heartbeat_interval_s == 30
     assert settings.heartbeat_timeout_s == 90
     assert settings.grpc_port == 50051
@@ -261,6 +262,7 @@ VALID = {
     "max_content_bytes": "1",
     "rate_limit_per_minute": "1",
     "max_connections_per_ip": "1",
+    "listen_backlog": "128",
     "heartbeat_interval_s": "1",
     "heartbeat_timeout_s": "91",
     "max_frame_bytes": "1024",

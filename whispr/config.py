@@ -158,6 +158,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Messages one user may send per minute, across devices."""
     max_connections_per_ip: Positive = 10
     """Concurrent WebSockets from one client address."""
+    listen_backlog: Positive = 4096
+    """Connections the kernel holds before the node accepts them (capped by the kernel's
+    ``net.core.somaxconn``). When a node restarts, its clients reconnect to the others all at
+    once; a connection that finds the queue full waits for the client's SYN retry (1 s, then
+    3 s...)."""
     heartbeat_interval_s: Seconds = 30.0
     """How often clients are expected to send a heartbeat."""
     heartbeat_timeout_s: Seconds = 90.0

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import websockets
@@ -55,6 +57,7 @@ async def strict_node(tmp_path: Path) -> AsyncIterator[RunningNode]:
             "WHISPR_HEARTBEAT_INTERVAL_S": "0.3",
             "WHISPR_HEARTBEAT_TIMEOUT_S": "0.9",
             "WHISPR_MAX_FRAME_BYTES": "4096",
+            "WHISPR_LISTEN_BACKLOG": "77",
         }
     )
     yield running
@@ -99,3 +102,19 @@ async def test_a_silent_connection_is_closed_with_1001(strict_node: RunningNode)
             async with asyncio.timeout(10):
                 await ws.recv()
         assert ws.close_code == 1001
+
+
+async def test_the_listening_socket_has_the_configured_backlog(strict_node: RunningNode) -> None:
+    ss = shutil.which("ss")
+    if ss is None:
+        pytest.skip("reading a listening socket's backlog needs ss (iproute2)")
+    port = urlsplit(strict_node.url).port
+    process = await asyncio.create_subprocess_exec(
+        ss, "-ltnH", f"sport = :{port}", stdout=asyncio.subprocess.PIPE
+    )
+    output, _ = await process.communicate()
+    assert process.returncode == 0
+    listing = output.decode()
+    # For a listening socket, ss's Send-Q column is the backlog it was created with.
+    state, _received, backlog, *_ = listing.split()
+    assert (state, backlog) == ("LISTEN", "77")

@@ -121,6 +121,7 @@ class Gateway:
             max_size=settings.max_frame_bytes,
             ping_interval=None,  # the Phoenix heartbeat is the liveness check
             compression="deflate" if settings.compression == "deflate" else None,
+            backlog=settings.listen_backlog,
         )
         self._ticker = asyncio.get_running_loop().create_task(self._tick(), name="gateway-tick")
 
