@@ -7,7 +7,7 @@ import inspect
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pykka
@@ -18,7 +18,17 @@ from supervisors.exits import ExitReason
 from supervisors.ref import Monitor, Ref
 from supervisors.spec import ChildSpec
 
-__all__ = ["ChildDown", "RestartIntensity", "start_child", "terminate_child", "watch_child"]
+__all__ = [
+    "ChildDown",
+    "RestartIntensity",
+    "finish_start",
+    "run_start",
+    "spawn_child",
+    "start_child",
+    "terminate_child",
+    "wait_started",
+    "watch_child",
+]
 
 logger = logging.getLogger("supervisors")
 
@@ -30,16 +40,61 @@ async def start_child(spec: ChildSpec) -> Ref[Any]:
         StartChildError: the start function failed, returned something that is
             not a runtime ``Ref``, or the child died while starting.
     """
+    ref = await spawn_child(spec)
+    await wait_started(ref, spec)
+    return ref
+
+
+async def spawn_child(spec: ChildSpec) -> Ref[Any]:
+    """Run ``spec``'s start function: the child exists, its ``on_start`` may still run.
+
+    Raises:
+        StartChildError: the start function failed or returned something that
+            is not a runtime ``Ref``.
+    """
+    started = run_start(spec)
+    return started if isinstance(started, Ref) else await finish_start(spec, started)
+
+
+def run_start(spec: ChildSpec) -> Ref[Any] | Awaitable[Any]:
+    """Call ``spec``'s start function: the child's ``Ref``, or what to await for it
+    (see :func:`finish_start`) when the start function is asynchronous.
+
+    Raises:
+        StartChildError: the start function failed or returned something that
+            is not a runtime ``Ref``.
+    """
     try:
         started = spec.start()
-        ref = await started if inspect.isawaitable(started) else started
     except Exception as exc:
         raise StartChildError(spec.id, exc) from exc
+    return started if inspect.isawaitable(started) else _checked(spec, started)
+
+
+async def finish_start(spec: ChildSpec, started: Awaitable[Any]) -> Ref[Any]:
+    """Await an asynchronous start function's result: the child's ``Ref``."""
+    try:
+        ref = await started
+    except Exception as exc:
+        raise StartChildError(spec.id, exc) from exc
+    return _checked(spec, ref)
+
+
+def _checked(spec: ChildSpec, ref: Any) -> Ref[Any]:
     if not isinstance(ref, Ref):
         if isinstance(ref, pykka.ActorRef) and ref.is_alive():
             ref.stop(block=False)
         msg = f"start function returned {ref!r}, not a supervisors.Ref"
         raise StartChildError(spec.id, msg)
+    return ref
+
+
+async def wait_started(ref: Ref[Any], spec: ChildSpec) -> None:
+    """Wait until the child's ``on_start`` is done.
+
+    Raises:
+        StartChildError: the child died while starting.
+    """
     try:
         await ref.started()
     except pykka.ActorDeadError as exc:
@@ -49,7 +104,6 @@ async def start_child(spec: ChildSpec) -> Ref[Any]:
         # child is nobody's now, so it goes too rather than run unsupervised.
         ref.kill("supervisor gone while the child was starting")
         raise
-    return ref
 
 
 async def terminate_child(ref: Ref[Any], spec: ChildSpec) -> ExitReason:

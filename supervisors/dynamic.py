@@ -13,14 +13,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
+
+import pykka
 
 from supervisors._children import (
     ChildDown,
     RestartIntensity,
+    finish_start,
+    run_start,
     start_child,
     terminate_child,
+    wait_started,
     watch_child,
 )
 from supervisors.actor import AsyncioActor
@@ -66,17 +71,50 @@ class DynamicSupervisor(AsyncioActor):
         self._intensity = RestartIntensity(self.name, max_restarts, max_seconds, clock)
         # Insertion-ordered: which_children lists children in start order.
         self._children: dict[Ref[Any], tuple[ChildSpec, Monitor]] = {}
+        # Started by start_child, on_start not done yet; and the tasks that answer them.
+        self._starting: set[Ref[Any]] = set()
+        self._answering: set[asyncio.Task[None]] = set()
 
     def __str__(self) -> str:
         return f"{self.name} ({self.actor_urn[9:17]})"
 
     # -- the API --------------------------------------------------------------------
 
-    async def start_child(self, spec: ChildSpec) -> Ref[Any]:
-        """Start a child from ``spec`` and supervise it."""
+    def start_child(self, spec: ChildSpec) -> Coroutine[Any, Any, None] | None:
+        """Start a child from ``spec`` and supervise it.
+
+        The caller is answered once the child's ``on_start`` is done, but the
+        supervisor does not wait for it: the child is supervised (and counted
+        against ``max_children``) from the moment it exists, and the next
+        request is taken at once. OTP's supervisor runs each child's init in
+        turn; here, where waiting costs at least one loop turn, a thousand
+        clients reconnecting together would queue for a second behind each
+        other's starts. A child that dies while starting is forgotten, never
+        restarted, and the caller gets :class:`StartChildError`, as OTP's
+        ``start_child`` returns an error.
+        """
         if self.max_children is not None and len(self._children) >= self.max_children:
             raise MaxChildrenReached(self.max_children)
-        return await self._start(spec)
+        started = run_start(spec)
+        if isinstance(started, Ref):
+            self._supervise_starting(spec, started)
+            return None
+        return self._start_awaited(spec, started)
+
+    async def _start_awaited(self, spec: ChildSpec, started: Awaitable[Any]) -> None:
+        ref = await finish_start(spec, started)
+        if self._exited:  # killed meanwhile: see Supervisor._start
+            ref.kill(f"supervisor {self.name} exited")
+            raise asyncio.CancelledError
+        self._supervise_starting(spec, ref)
+
+    def _supervise_starting(self, spec: ChildSpec, ref: Ref[Any]) -> None:
+        self._children[ref] = (spec, watch_child(self.actor_ref, ref))
+        self._starting.add(ref)
+        caller = self.defer_reply()
+        task = asyncio.get_running_loop().create_task(self._answer_once_started(ref, spec, caller))
+        self._answering.add(task)
+        task.add_done_callback(self._answering.discard)
 
     async def terminate_child(self, ref: Ref[Any]) -> None:
         """Stop a child as its spec says and forget it."""
@@ -140,15 +178,45 @@ class DynamicSupervisor(AsyncioActor):
         self._children[ref] = (spec, monitor)
         return ref
 
-    async def _child_down(self, ref: Ref[Any], reason: ExitReason) -> None:
+    async def _answer_once_started(
+        self, ref: Ref[Any], spec: ChildSpec, caller: pykka.Future[Any] | None
+    ) -> None:
+        try:
+            await wait_started(ref, spec)
+        except StartChildError as exc:
+            self._starting.discard(ref)
+            entry = self._children.pop(ref, None)
+            if entry is not None:
+                entry[1].cancel()
+            if self._awaits_answer(caller):
+                self.reply_error(caller, exc)
+            return
+        self._starting.discard(ref)
+        if self._awaits_answer(caller):
+            self.reply(caller, ref)
+
+    def _awaits_answer(self, caller: pykka.Future[Any] | None) -> bool:
+        # Once this supervisor has exited, its callers have been told (ActorDeadError).
+        return self._deferred is not None and caller in self._deferred
+
+    def _child_down(self, ref: Ref[Any], reason: ExitReason) -> Coroutine[Any, Any, None] | None:
+        # Synchronous unless a restart is due: a coroutine handler costs the supervisor a
+        # loop turn, and a thousand connections closing at once would queue behind it.
         entry = self._children.pop(ref, None)
         if entry is None:
-            return
+            return None
+        if ref in self._starting:
+            self._starting.discard(ref)
+            if not ref.has_started:
+                return None  # a failed start: _answer_once_started tells the caller
         spec, _ = entry
         if reason.abnormal:
             logger.error("%s: child %r exited: %s", self, spec.id, reason)
         if not spec.restart.should_restart(reason):
-            return
+            return None
+        return self._restart(spec)
+
+    async def _restart(self, spec: ChildSpec) -> None:
         while True:
             try:
                 self._intensity.record()

@@ -115,6 +115,11 @@ class Ref(pykka.ActorRef[Any], Generic[A]):
     # -- what happened -------------------------------------------------------
 
     @property
+    def has_started(self) -> bool:
+        """Whether the actor's ``on_start`` has completed."""
+        return self._started
+
+    @property
     def exit_reason(self) -> ExitReason | None:
         """Why the actor exited, or ``None`` while it lives."""
         return self._exit_reason

@@ -100,6 +100,73 @@ async def test_start_failure_is_a_start_child_error() -> None:
     assert await live_refs(proxy) == []
 
 
+class SlowStart(AsyncioActor):
+    """A child whose ``on_start`` waits for ``gate``, then fails if told to."""
+
+    def __init__(self, gate: asyncio.Event, fail: bool = False) -> None:
+        super().__init__()
+        self.gate = gate
+        self.fail = fail
+
+    async def on_start(self) -> None:
+        await self.gate.wait()
+        if self.fail:
+            raise Boom("failed while starting")
+
+    def on_receive(self, message: Any) -> Any:
+        return message
+
+
+async def test_a_slow_start_does_not_hold_up_the_next_one() -> None:
+    _, proxy = await start_dynamic()
+    gate = asyncio.Event()
+    slow = asyncio.ensure_future(
+        proxy.start_child(ChildSpec("slow", lambda: SlowStart.start(gate)))
+    )
+    await yield_loop()
+    fast = await within(proxy.start_child(worker_spec("fast", [])))
+    assert await within(fast.ask_async("ping")) == "fast"
+    assert not slow.done()  # answered only once its on_start is done
+    assert [i.id for i in await within(proxy.which_children())] == ["slow", "fast"]
+    gate.set()
+    slow_ref = await within(slow)
+    assert await within(slow_ref.ask_async("ping")) == "ping"
+
+
+@pytest.mark.parametrize("restart", list(Restart))
+async def test_a_child_that_dies_while_starting_is_forgotten_not_restarted(
+    restart: Restart,
+) -> None:
+    sup, proxy = await start_dynamic(max_restarts=0)
+    gate = asyncio.Event()
+    spec = ChildSpec("late-failure", lambda: SlowStart.start(gate, fail=True), restart=restart)
+    starting = asyncio.ensure_future(proxy.start_child(spec))
+    await yield_loop()
+    assert len(await live_refs(proxy)) == 1  # supervised while it starts
+    gate.set()
+    with pytest.raises(StartChildError) as raised:
+        await within(starting)
+    assert isinstance(raised.value.__cause__, Boom)
+    await yield_loop()
+    assert await live_refs(proxy) == []
+    # Not a restart: with max_restarts=0 a restart would have taken the supervisor down.
+    assert sup.is_alive()
+
+
+async def test_a_supervisor_killed_while_a_child_starts_takes_the_child_with_it() -> None:
+    sup, proxy = await start_dynamic()
+    gate = asyncio.Event()
+    starting = asyncio.ensure_future(
+        proxy.start_child(ChildSpec("orphan?", lambda: SlowStart.start(gate)))
+    )
+    await yield_loop()
+    [child] = await live_refs(proxy)
+    sup.kill("test")
+    with pytest.raises(pykka.ActorDeadError):
+        await within(starting)
+    assert isinstance(await within(child.wait_exit()), Killed)
+
+
 @pytest.mark.parametrize("how", ["normal", "shutdown", "crash", "kill"])
 @pytest.mark.parametrize("restart", list(Restart))
 async def test_restart_per_restart_type(restart: Restart, how: str) -> None:
