@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import urllib.request
+from typing import Any
 
 import pytest
 
@@ -111,7 +112,8 @@ async def test_join_with_last_seq_catches_up_in_order_before_live(node: RunningN
         *(messaging.send(ada, cid, Draft(client_id=f"m{n}", content=str(n))) for n in range(451))
     )
     async with node.client(bob) as b:
-        await b.join(topic, {"last_seq": 10})
+        joined = await b.join(topic, {"last_seq": 10})
+        assert joined["last_seq"] == 451  # the conversation's latest: catch-up is paged
         live = asyncio.ensure_future(_send_after_join(node, ada, topic))
         seqs = []
         while len(seqs) < 442:
@@ -119,6 +121,42 @@ async def test_join_with_last_seq_catches_up_in_order_before_live(node: RunningN
             seqs.append(event.payload["message"]["seq"])
         await live
         assert seqs == list(range(11, 453))
+
+
+async def test_a_short_catch_up_is_read_once_and_the_reply_says_where_it_ends(
+    node: RunningNode,
+) -> None:
+    ada, bob = unique("ada"), unique("bob")
+    cid = await _group(node, ada, bob)
+    topic = f"conversation:{cid}"
+    messaging = node.node.messaging
+    assert messaging is not None
+    for n in range(5):
+        await messaging.send(ada, cid, Draft(client_id=f"m{n}", content=str(n)))
+    store = node.node.store
+    reads: list[dict[str, Any]] = []
+    page_messages = store.page_messages
+
+    async def counted(conversation_id: str, **bounds: Any) -> Any:
+        reads.append(bounds)
+        return await page_messages(conversation_id, **bounds)
+
+    store.page_messages = counted  # type: ignore[method-assign]
+    try:
+        async with node.client(bob) as b:
+            joined = await b.join(topic, {"last_seq": 2})
+            assert joined["last_seq"] == 5
+            caught_up = [
+                (await b.next_event(topic, "new_message")).payload["message"]["seq"]
+                for _ in range(3)
+            ]
+            assert caught_up == [3, 4, 5]
+            up_to_date = await b.join(topic, {"last_seq": 5})
+            assert up_to_date["last_seq"] == 5
+    finally:
+        store.page_messages = page_messages  # type: ignore[method-assign]
+    # One store read per join: the catch-up page, which also says where the client will be.
+    assert [r["after_seq"] for r in reads] == [2, 5]
 
 
 async def _send_after_join(node: RunningNode, user: str, topic: str) -> None:

@@ -41,6 +41,7 @@ from actors.broker import Subscription
 from actors.conversation import Draft
 from actors.errors import Reason, WhisprError
 from actors.events import conversation_topic, encode_event
+from actors.model import Message
 from supervisors import AsyncioActor
 from whispr.auth import Identity
 from whispr.gateway import events as ev
@@ -96,6 +97,8 @@ class _Channel:
     held: list[Outgoing] | None = None
     #: ``conversation:`` only: the last seq sent on this channel (None before the first).
     last_seq: int | None = None
+    #: ``conversation:`` only: the first catch-up page, read by the join, sent after its reply.
+    catchup: list[Message] | None = None
     presence_ref: str | None = None
 
 
@@ -475,13 +478,24 @@ async def _join_conversation(
     conversation = await messaging.conversation(actor.user_id, channel.target)
     # Subscribed (events held) before catch-up reads the store: nothing falls in between.
     await actor._subscribe(channel, channel.topic)
+    reply = {"conversation": msgspec.to_builtins(conversation)}
+    if params.last_seq is not None:
+        # Catching up: the first page is read now and sent right after the reply. Live
+        # events stay held until catch-up is sent, which then sets where the channel is.
+        page = await messaging.history(
+            actor.user_id, channel.target, after_seq=params.last_seq, limit=CATCHUP_PAGE
+        )
+        channel.catchup = page
+        channel.last_seq = params.last_seq
+        if len(page) < CATCHUP_PAGE:  # all of it: where the client will be once it arrives
+            return {**reply, "last_seq": page[-1].seq if page else params.last_seq}
     # Where the channel starts: live events up to here are already history. Without this
     # baseline, the first live event would be taken as the start, and an earlier one
     # arriving after it (two nodes publish independently) would look like a duplicate.
     latest = await messaging.history(actor.user_id, channel.target, limit=1)
     head = latest[-1].seq if latest else 0
     channel.last_seq = head if params.last_seq is None else min(params.last_seq, head)
-    return {"conversation": msgspec.to_builtins(conversation), "last_seq": head}
+    return {**reply, "last_seq": head}
 
 
 async def _after_conversation_join(
@@ -491,10 +505,8 @@ async def _after_conversation_join(
     ctx, topic = actor.ctx, channel.topic
     if params.last_seq is not None:
         after = params.last_seq
+        page, channel.catchup = channel.catchup or [], None
         while True:
-            page = await ctx.messaging.history(
-                actor.user_id, channel.target, after_seq=after, limit=CATCHUP_PAGE
-            )
             for message in page:
                 push = actor.proto.push(
                     topic, "new_message", {"message": message}, join_ref=channel.join_ref
@@ -504,6 +516,9 @@ async def _after_conversation_join(
                 after = page[-1].seq
             if len(page) < CATCHUP_PAGE:
                 break
+            page = await ctx.messaging.history(
+                actor.user_id, channel.target, after_seq=after, limit=CATCHUP_PAGE
+            )
         channel.last_seq = after
     state = await ctx.presence.state(topic)
     actor.send(actor.proto.push(topic, PRESENCE_STATE, state, join_ref=channel.join_ref))
