@@ -38,6 +38,7 @@ def test_defaults_are_the_embedded_development_node() -> None:
     assert settings.rate_limit_per_minute == 100
     assert settings.max_connections_per_ip == 10
     assert settings.listen_backlog == 4096
+    assert settings.gc_thresholds == (10_000, 10, 100)
     assert settings.heartbeat_interval_s == 30
     assert settings.heartbeat_timeout_s == 90
     assert settings.grpc_port == 50051
@@ -161,6 +162,8 @@ def test_the_config_argument_wins_over_whispr_config(tmp_path: Path) -> None:
         ("WHISPR_REDIS_URL", "http://cache", "Redis"),
         ("WHISPR_ALLOWED_ORIGINS", "https://ok.example,not-an-origin", "https://host"),
         ("WHISPR_NODE_NAME", "has space", "matching"),
+        ("WHISPR_GC_THRESHOLDS", "5000,20", "3 values, each an integer >= 1"),
+        ("WHISPR_GC_THRESHOLDS", "5000,0,20", "3 values, each an integer >= 1"),
     ],
 )
 def test_bad_values_name_the_variable(variable: str, value: str, expected: str) -> None:
@@ -263,6 +266,7 @@ VALID = {
     "rate_limit_per_minute": "1",
     "max_connections_per_ip": "1",
     "listen_backlog": "128",
+    "gc_thresholds": "5000,20,50",
     "heartbeat_interval_s": "1",
     "heartbeat_timeout_s": "91",
     "max_frame_bytes": "1024",

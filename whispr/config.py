@@ -158,6 +158,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Messages one user may send per minute, across devices."""
     max_connections_per_ip: Positive = 10
     """Concurrent WebSockets from one client address."""
+    gc_thresholds: tuple[Positive, Positive, Positive] = (10_000, 10, 100)
+    """The cyclic garbage collector's thresholds (``gc.set_threshold``), set once the node is
+    up; see :mod:`whispr.gc_policy` for why they are higher than CPython's (700, 10, 10)."""
     listen_backlog: Positive = 4096
     """Connections the kernel holds before the node accepts them (capped by the kernel's
     ``net.core.somaxconn``). When a node restarts, its clients reconnect to the others all at
@@ -328,7 +331,11 @@ def _expectation(tp: Any) -> str:
     if get_origin(tp) is Literal:
         return "one of " + ", ".join(repr(arg) for arg in get_args(tp))
     if get_origin(tp) is tuple:
-        return "a list of strings (comma-separated in the environment)"
+        items = get_args(tp)
+        if len(items) == 2 and items[1] is Ellipsis:
+            return "a list of strings (comma-separated in the environment)"
+        each = " and ".join(sorted({_expectation(item) for item in items}))
+        return f"{len(items)} values, each {each} (comma-separated in the environment)"
     words = {int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
     bounds: list[str] = []
     if meta is not None:

@@ -19,6 +19,7 @@ need an owner, a dict on the event loop does not.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from supervisors import (
     run_until_signalled,
 )
 from supervisors.exits import Shutdown
+from whispr import gc_policy
 from whispr.config import Settings
 from whispr.gateway.server import GatewayService
 from whispr.grpc.server import GrpcService
@@ -158,7 +160,14 @@ async def run_node(settings: Settings) -> int:
     node = Node(settings)
 
     def up(_root: Ref[Any]) -> None:
-        log.info("node up", node=settings.node_name, host=settings.host, port=settings.port)
+        gc_policy.apply(settings.gc_thresholds)
+        log.info(
+            "node up",
+            node=settings.node_name,
+            host=settings.host,
+            port=settings.port,
+            gc_thresholds=list(gc.get_threshold()),
+        )
 
     reason = await run_until_signalled(
         lambda: start_root(node),
