@@ -119,6 +119,27 @@ async def test_the_presences_of_a_dead_node_disappear(redis_url: str) -> None:
         await dying.stop()
 
 
+async def test_a_node_that_has_just_started_shows_in_the_state_at_once(redis_url: str) -> None:
+    broker = MemoryBroker()
+    prefix = unique("p")
+    topic = f"conversation:{unique('c')}"
+    first = RedisPresence(redis_url, broker, "first", prefix=prefix)
+    late = RedisPresence(redis_url, broker, "late", prefix=prefix)
+    await first.start()
+    try:
+        await first.track(topic, "ada", {"device": "phone"})
+        assert set(await first.state(topic)) == {"ada"}
+        await late.start()
+        await late.track(topic, "bob", {"device": "web"})
+        assert set(await first.state(topic)) == {"ada", "bob"}
+        # A node seen alive is believed for a second without asking Redis; its metas go
+        # with it all the same once the sweep removes them.
+        assert "late" in first._seen_alive
+    finally:
+        await first.stop()
+        await late.stop()
+
+
 def _diff(data: bytes) -> dict[str, object]:
     import msgspec
 

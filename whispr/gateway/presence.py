@@ -42,6 +42,7 @@ from typing import Any, Final, Protocol
 import msgspec
 import redis.asyncio as aioredis
 import structlog
+from cachetools import TTLCache
 
 from actors.broker import Broker
 from actors.events import encode_event
@@ -55,6 +56,8 @@ log = structlog.get_logger("whispr.presence")
 NODE_TTL_S: Final = 15.0
 #: Seconds between sweeps for dead nodes (and liveness refreshes).
 SWEEP_INTERVAL_S: Final = 5.0
+#: How long a node seen alive is taken as alive without asking Redis again.
+ALIVE_CACHE_S: Final = 1.0
 
 
 # HINCRBY by -n, and HDEL once the count is down to nothing: one atomic step.
@@ -183,6 +186,7 @@ class RedisPresence:
             url, socket_timeout=5.0, decode_responses=False
         )
         self._tracked: dict[tuple[str, str], str] = {}  # (topic, ref) -> key
+        self._seen_alive: TTLCache[str, bool] = TTLCache(1024, ALIVE_CACHE_S, timer=time.monotonic)
         self._task: asyncio.Task[None] | None = None
         # Device count changes, applied in order by one writer (a decrement must never
         # overtake the increment it undoes).
@@ -295,9 +299,12 @@ class RedisPresence:
 
     async def untrack(self, topic: str, key: str, ref: str) -> None:
         self._tracked.pop((topic, ref), None)
+        field = f"{self.node_id}|{ref}"
         try:
-            raw = await self._redis.hget(self._topic_key(topic), f"{self.node_id}|{ref}")
-            removed = await self._redis.hdel(self._topic_key(topic), f"{self.node_id}|{ref}")
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hget(self._topic_key(topic), field)
+                pipe.hdel(self._topic_key(topic), field)
+                raw, removed = await pipe.execute()
         except Exception as exc:
             log.warning("presence untrack failed", topic=topic, error=str(exc))
             return
@@ -313,7 +320,7 @@ class RedisPresence:
             log.warning("presence list failed", topic=topic, error=str(exc))
             return {}
         nodes = sorted({field.split(b"|", 1)[0].decode() for field in fields})
-        alive = await self._alive(nodes)
+        alive = await self._alive(nodes, recent=True)
         entries = []
         for field, raw in fields.items():
             if field.split(b"|", 1)[0].decode() in alive:
@@ -329,11 +336,19 @@ class RedisPresence:
         members: set[bytes] = await self._redis.smembers(key)  # type: ignore[assignment]
         return sorted(m.decode() for m in members)
 
-    async def _alive(self, nodes: Sequence[str]) -> set[str]:
-        if not nodes:
-            return set()
-        flags = await self._redis.mget([self._alive_key(n) for n in nodes])
-        return {node for node, flag in zip(nodes, flags, strict=True) if flag is not None}
+    async def _alive(self, nodes: Sequence[str], *, recent: bool = False) -> set[str]:
+        # With ``recent`` (the state every join reads), a node seen alive within a second is
+        # taken as alive (it lives 15 s after its last heartbeat anyway); the others are
+        # asked each time, so that a node that has just started shows at once.
+        alive = {node for node in nodes if recent and node in self._seen_alive}
+        unknown = [node for node in nodes if node not in alive]
+        if unknown:
+            flags = await self._redis.mget([self._alive_key(n) for n in unknown])
+            for node, flag in zip(unknown, flags, strict=True):
+                if flag is not None:
+                    self._seen_alive[node] = True
+                    alive.add(node)
+        return alive
 
     async def _heartbeat(self) -> None:
         await self._redis.set(
