@@ -71,8 +71,7 @@ class DynamicSupervisor(AsyncioActor):
         self._intensity = RestartIntensity(self.name, max_restarts, max_seconds, clock)
         # Insertion-ordered: which_children lists children in start order.
         self._children: dict[Ref[Any], tuple[ChildSpec, Monitor]] = {}
-        # Started by start_child, on_start not done yet; and the tasks that answer them.
-        self._starting: set[Ref[Any]] = set()
+        # The tasks that answer start_child once a child's on_start is done.
         self._answering: set[asyncio.Task[None]] = set()
 
     def __str__(self) -> str:
@@ -110,7 +109,6 @@ class DynamicSupervisor(AsyncioActor):
 
     def _supervise_starting(self, spec: ChildSpec, ref: Ref[Any]) -> None:
         self._children[ref] = (spec, watch_child(self.actor_ref, ref))
-        self._starting.add(ref)
         caller = self.defer_reply()
         task = asyncio.get_running_loop().create_task(self._answer_once_started(ref, spec, caller))
         self._answering.add(task)
@@ -184,14 +182,12 @@ class DynamicSupervisor(AsyncioActor):
         try:
             await wait_started(ref, spec)
         except StartChildError as exc:
-            self._starting.discard(ref)
             entry = self._children.pop(ref, None)
             if entry is not None:
                 entry[1].cancel()
             if self._awaits_answer(caller):
                 self.reply_error(caller, exc)
             return
-        self._starting.discard(ref)
         if self._awaits_answer(caller):
             self.reply(caller, ref)
 
@@ -205,10 +201,8 @@ class DynamicSupervisor(AsyncioActor):
         entry = self._children.pop(ref, None)
         if entry is None:
             return None
-        if ref in self._starting:
-            self._starting.discard(ref)
-            if not ref.has_started:
-                return None  # a failed start: _answer_once_started tells the caller
+        if not ref.has_started:
+            return None  # a failed start: _answer_once_started tells the caller
         spec, _ = entry
         if reason.abnormal:
             logger.error("%s: child %r exited: %s", self, spec.id, reason)
