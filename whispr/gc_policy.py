@@ -5,8 +5,8 @@ and a full collection examines every object it tracks. A node holding 10,000 con
 tracks about 1.1 million (some 110 per connection, most of them websockets' and asyncio's),
 and with CPython's default thresholds (700, 10, 10) full collections came every 2 to 5 s
 and stopped the event loop for 225 to 690 ms each, so every message in flight waited: at
-500 messages/s, P95 364 ms and P99 683 ms, against 6.7 ms and 163 ms with this policy
-(``whispr bench --connections 10000 --rate 500``, docs/performance.md).
+500 messages/s, P95 364 ms and P99 683 ms, against 5.4 to 6.4 ms and 120 to 166 ms with this
+policy (``whispr bench --connections 10000 --rate 500``, docs/performance.md).
 
 Two measures, applied once the node is up:
 
