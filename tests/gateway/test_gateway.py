@@ -33,7 +33,13 @@ async def test_http_probes_answer_on_the_gateway_port(node: RunningNode) -> None
     ada = unique("ada")
     async with node.client(ada) as client:
         await client.join(f"user:{ada}")
-    status, body = await asyncio.to_thread(_get, node.http + "/metrics")
+    # A connection's frames are counted when it ends (or at the next tick), and the server
+    # ends it after the client has gone: the metric shows once that teardown has run.
+    for _ in range(50):
+        status, body = await asyncio.to_thread(_get, node.http + "/metrics")
+        if "whispr_gateway_messages" in body:
+            break
+        await asyncio.sleep(0.1)
     assert status == 200
     for metric in ["whispr_gateway_connects", "whispr_gateway_joins", "whispr_gateway_messages"]:
         assert metric in body, metric
