@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from actors.conversation import Draft
+from actors.errors import Reason, WhisprError
 from tests.gateway.conftest import RunningNode, unique
 from whispr.client import PhoenixClient, ReplyError
 
@@ -163,6 +164,37 @@ async def test_a_short_catch_up_is_read_once_and_the_reply_says_where_it_ends(
         store.page_messages = page_messages  # type: ignore[method-assign]
     # One store read per join: the catch-up page, which also says where the client will be.
     assert [r["after_seq"] for r in reads] == [2, 5]
+
+
+async def test_a_catch_up_join_while_the_store_is_down_is_refused_then_succeeds(
+    node: RunningNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ada, bob = unique("ada"), unique("bob")
+    cid = await _group(node, ada, bob)
+    topic = f"conversation:{cid}"
+    messaging = node.node.messaging
+    assert messaging is not None
+    for n in range(3):
+        await messaging.send(ada, cid, Draft(client_id=f"m{n}", content=str(n)))
+    store = node.node.store
+
+    async def down(*_args: Any, **_kwargs: Any) -> Any:
+        # What the stores raise when their database cannot be reached.
+        raise WhisprError(Reason.UNAVAILABLE, "the message store is unavailable")
+
+    async with node.client(bob) as b:
+        with monkeypatch.context() as patch:
+            patch.setattr(store, "page_messages", down)
+            with pytest.raises(ReplyError) as refused:
+                await b.join(topic, {"last_seq": 0})
+            assert refused.value.reason == "unavailable"
+        # Nothing was lost: once the store answers, the same join gets every message.
+        joined = await b.join(topic, {"last_seq": 0})
+        assert joined["last_seq"] == 3
+        seqs = [
+            (await b.next_event(topic, "new_message")).payload["message"]["seq"] for _ in range(3)
+        ]
+        assert seqs == [1, 2, 3]
 
 
 async def _send_after_join(node: RunningNode, user: str, topic: str) -> None:
