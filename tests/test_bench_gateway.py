@@ -26,6 +26,7 @@ def test_a_small_scenario_writes_every_field_a_summary_and_a_plot(tmp_path: Path
         assert written[field] is not None, field
     assert report["connections_held"] == 12
     assert report["messages_failed"] == 0
+    assert report["messages_acked"] == 30  # rate x duration, however late the ticks ran
     assert report["deliveries"] == report["messages_acked"] * 3
     assert report["reconnect_failures"] == 0
     assert "| msgs_per_s |" in (tmp_path / "gateway.md").read_text()
@@ -52,3 +53,14 @@ def test_across_two_nodes_every_member_gets_every_message_once(
     # Members of one conversation sit on both nodes, so two actors race for its seqs and
     # events arrive from two publishers: still exactly one delivery per member.
     assert report["deliveries"] == report["messages_acked"] * 4
+
+
+def test_the_bare_relay_runs_the_same_scenario(tmp_path: Path) -> None:
+    scenario = Scenario(
+        connections=12, conversation_size=3, rate=30, duration=1, reconnecting=4, relay=True
+    )
+    report = run(scenario, tmp_path, "test")
+    assert report["store"] == "none (bare relay)"
+    assert report["messages_acked"] == 30
+    assert report["deliveries"] == 30 * 3
+    assert report["reconnect_failures"] == 0  # caught up from the relay's memory

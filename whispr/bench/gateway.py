@@ -36,7 +36,7 @@ import psutil
 from tqdm import tqdm
 
 from whispr.auth import issue_token
-from whispr.bench.nodes import NodeProcess, start_node_process
+from whispr.bench.nodes import NodeProcess, start_node_process, start_relay_process
 from whispr.bench.report import (
     machine,
     markdown_table,
@@ -45,6 +45,7 @@ from whispr.bench.report import (
     write_json,
     write_text,
 )
+from whispr.bench.wsclient import BenchClient
 from whispr.client import PhoenixClient, ServerEvent
 from whispr.config import DEV_JWT_SECRET
 
@@ -72,6 +73,8 @@ class Scenario:
     nodes: int = 1
     reconnecting: int = 1_000
     urls: tuple[str, ...] = ()
+    #: Against the bare relay (:mod:`whispr.bench.relay`) instead of nodes: the ceiling.
+    relay: bool = False
 
 
 # -- nodes ------------------------------------------------------------------------------
@@ -137,6 +140,15 @@ async def _start_nodes(count: int, env: dict[str, str], workdir: Path) -> AsyncI
         await asyncio.gather(*(node.stop() for node in nodes.running))
 
 
+@contextlib.asynccontextmanager
+async def _start_relay() -> AsyncIterator[_Nodes]:
+    relay = await start_relay_process()
+    try:
+        yield _Nodes(running=[relay], urls=[relay.url])
+    finally:
+        await relay.stop(timeout=5)
+
+
 # -- clients ----------------------------------------------------------------------------
 
 
@@ -146,10 +158,9 @@ class _Client:
     topic: str
     url: str
     latencies: list[float]
-    client: PhoenixClient | None = None
+    client: BenchClient | None = None
     last_seq: int = 0
     seen: int = 0
-    context: Any = None
     token: str | None = None
     #: Set once ``last_seq`` reaches ``wanted`` (reconnect phase).
     wanted: int = 0
@@ -175,17 +186,14 @@ class _Client:
             self.token = issue_token(
                 self.user, secret=DEV_JWT_SECRET, device_id="bench", ttl_s=86_400
             )
-        self.context = PhoenixClient.connect(
-            self.url, self.token, on_event=self.on_event, queue_events=False, proxy=None
-        )
-        self.client = await self.context.__aenter__()
+        self.client = await BenchClient.connect(self.url, self.token, self.on_event)
         await self.client.join(self.topic, params or {})
 
     async def close(self) -> None:
-        if self.context is not None:
+        client, self.client = self.client, None
+        if client is not None:
             with contextlib.suppress(Exception):
-                await self.context.__aexit__(None, None, None)
-        self.context = self.client = None
+                await client.close()
 
 
 async def _bounded(coroutines: Sequence[Any], limit: int, bar: tqdm[Any]) -> list[Any]:
@@ -220,18 +228,23 @@ async def _create_conversations(url: str, owners: list[list[str]]) -> list[str]:
 async def _send_at_rate(
     senders: list[_Client], rate: float, duration: float, label: str
 ) -> tuple[int, int, float]:
-    """Send ``rate`` msgs/s for ``duration`` s round robin; (acknowledged, failed, elapsed)."""
+    """Send ``rate`` msgs/s for ``duration`` s round robin; (acknowledged, failed, elapsed).
+
+    What is due is computed from the time elapsed, not counted per tick: a tick that runs
+    late (the generator shares the machine with what it measures) sends more, so the rate
+    asked is the rate sent.
+    """
     acked = failed = 0
     pending: set[asyncio.Future[Any]] = set()
-    tick = 0.01
-    per_tick = rate * tick
-    owed = 0.0
+    tick = 0.005
     count = 0
-    began = time.monotonic()
-    bar = tqdm(total=int(rate * duration), desc=label, unit="msg", file=sys.stderr)
+    total = int(rate * duration)
+    began = last_answer = time.monotonic()
+    bar = tqdm(total=total, desc=label, unit="msg", file=sys.stderr)
 
     def done(future: asyncio.Future[Any]) -> None:
-        nonlocal acked, failed
+        nonlocal acked, failed, last_answer
+        last_answer = time.monotonic()
         pending.discard(future)
         bar.update(1)
         if future.cancelled() or future.exception() is not None:
@@ -239,10 +252,10 @@ async def _send_at_rate(
         else:
             acked += 1
 
-    while (now := time.monotonic()) - began < duration:
-        owed += per_tick
-        while owed >= 1:
-            owed -= 1
+    while True:
+        elapsed = time.monotonic() - began
+        due = min(total, int(rate * elapsed))
+        while count < due:
             sender = senders[count % len(senders)]
             count += 1
             if sender.client is None:
@@ -255,20 +268,28 @@ async def _send_at_rate(
             future = sender.client.push_nowait(sender.topic, "send_message", payload)
             pending.add(future)
             future.add_done_callback(done)
-        await asyncio.sleep(max(0.0, began + (now - began) + tick - time.monotonic()))
-    elapsed = time.monotonic() - began
+        if count >= total:
+            break
+        await asyncio.sleep(tick)
     if pending:
         await asyncio.wait(pending, timeout=30)
+        failed += len(pending)  # unanswered after 30 s: counted as failed
     bar.close()
-    return acked, failed, elapsed
+    # Until the last answer, not the last send: a node asked for more than it can take
+    # answers late, and its rate is what it answered in the time it took.
+    return acked, failed, max(duration, last_answer - began)
 
 
 async def _measure(scenario: Scenario, workdir: Path) -> dict[str, Any]:
-    env = {} if scenario.urls else await asyncio.to_thread(_services_env)
+    outside = scenario.urls or scenario.relay
+    env = {} if outside else await asyncio.to_thread(_services_env)
     nodes_wanted = scenario.nodes if (env or scenario.urls) else 1
     async with contextlib.AsyncExitStack() as stack:
         if scenario.urls:
             nodes = _Nodes(urls=list(scenario.urls))
+        elif scenario.relay:
+            print("[gateway] starting the bare relay (no store, no broker)...", file=sys.stderr)
+            nodes = await stack.enter_async_context(_start_relay())
         else:
             print(
                 f"[gateway] starting {nodes_wanted} node(s) "
@@ -295,6 +316,10 @@ async def _measure(scenario: Scenario, workdir: Path) -> dict[str, Any]:
         bar.close()
         held = [c for c, r in zip(clients, results, strict=True) if r is None]
         errors = [r for r in results if r is not None]
+        if not held:
+            raise SystemExit(
+                f"[gateway] no client could connect and join: first error {errors[0]!r}"
+            )
         await asyncio.sleep(2.0)
         rss_after = nodes.rss()
         figures: dict[str, Any] = {
@@ -306,7 +331,13 @@ async def _measure(scenario: Scenario, workdir: Path) -> dict[str, Any]:
                 (rss_after - rss_before) / len(held) if held and nodes.running else None
             ),
             "nodes": len(urls),
-            "store": "postgresql" if env.get("WHISPR_DATABASE_URL") else "sqlite",
+            "store": (
+                "none (bare relay)"
+                if scenario.relay
+                else "postgresql"
+                if env.get("WHISPR_DATABASE_URL")
+                else "sqlite"
+            ),
         }
         acked, failed, elapsed = await _send_at_rate(held, scenario.rate, scenario.duration, "send")
         await asyncio.sleep(2.0)
@@ -460,6 +491,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--url", action="append", default=[], help="a running node's WebSocket URL (repeatable)"
     )
+    parser.add_argument(
+        "--relay",
+        action="store_true",
+        help="measure the bare relay (no store, broker or actors) instead of nodes: the ceiling",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     args = parser.parse_args(argv)
     for name in ("connections", "conversation_size", "nodes"):
@@ -475,6 +511,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         nodes=args.nodes,
         reconnecting=args.reconnecting,
         urls=tuple(args.url),
+        relay=args.relay,
     )
     command = "whispr bench " + " ".join(sys.argv[2:] if argv is None else argv)
     run(scenario, args.out, command.strip())

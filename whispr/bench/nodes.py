@@ -16,7 +16,7 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["NodeProcess", "free_port", "start_node_process"]
+__all__ = ["NodeProcess", "free_port", "start_node_process", "start_relay_process"]
 
 
 def free_port() -> int:
@@ -76,15 +76,26 @@ async def start_node_process(
         "WHISPR_PORT": str(port),
         "WHISPR_GRPC_PORT": env.get("WHISPR_GRPC_PORT", str(free_port())),
     }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "whispr.cli", "serve", env=full_env
-    )
+    return await _start(name, port, ["-m", "whispr.cli", "serve"], full_env, timeout)
+
+
+async def start_relay_process(*, timeout: float = 30.0) -> NodeProcess:
+    """Start the bare relay (:mod:`whispr.bench.relay`) on a free port."""
+    port = free_port()
+    argv = ["-m", "whispr.bench.relay", "--port", str(port)]
+    return await _start("relay", port, argv, dict(os.environ), timeout)
+
+
+async def _start(
+    name: str, port: int, argv: list[str], env: Mapping[str, str], timeout: float
+) -> NodeProcess:
+    process = await asyncio.create_subprocess_exec(sys.executable, *argv, env=env)
     node = NodeProcess(name, port, process)
     deadline = time.monotonic() + timeout
     while not await asyncio.to_thread(_ready, port):
         if process.returncode is not None or time.monotonic() > deadline:
             await node.stop(timeout=5)
-            msg = f"node {name} did not become ready (exit status {process.returncode})"
+            msg = f"{name} did not become ready (exit status {process.returncode})"
             raise RuntimeError(msg)
         await asyncio.sleep(0.1)
     return node
