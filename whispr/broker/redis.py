@@ -181,7 +181,10 @@ class RedisBroker:
                 await self._connect_subscriber()
                 backoff = 0.05
                 while True:
-                    message = await self._pubsub.get_message(timeout=1.0)
+                    # Blocking (no timeout): a read with a timeout pays for a timeout scope
+                    # per event, on the node's busiest path. Closing cancels this task, and a
+                    # lost connection raises.
+                    message = await self._pubsub.get_message(timeout=None)
                     if message is not None:
                         self._on_message(message)
             except asyncio.CancelledError:
