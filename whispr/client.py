@@ -27,7 +27,7 @@ import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-__all__ = ["PhoenixClient", "ReplyError", "ServerEvent"]
+__all__ = ["PhoenixClient", "ReplyError", "ServerEvent", "settle_reply"]
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
@@ -46,6 +46,24 @@ class ReplyError(Exception):
     def reason(self) -> str:
         """The machine-readable reason (``not_member``, ``unmatched topic``...)."""
         return str(self.response.get("reason", ""))
+
+
+def settle_reply(
+    future: asyncio.Future[dict[str, Any]], topic: str, pushed: str, payload: dict[str, Any]
+) -> None:
+    """Resolve a push's ``future`` from its ``phx_reply`` payload.
+
+    ``ok`` gives the reply's ``response``; any other status raises :class:`ReplyError` with
+    it. Shared by every client here (this one and the load generator's), so that they read
+    replies the same way.
+    """
+    if future.done():
+        return
+    response = payload.get("response", {})
+    if payload.get("status") == "ok":
+        future.set_result(response)
+    else:
+        future.set_exception(ReplyError(topic, pushed, response))
 
 
 class ServerEvent(msgspec.Struct, frozen=True):
@@ -205,12 +223,7 @@ class PhoenixClient:
                 join_ref, ref, topic, event, payload = _decode(data)
                 if event == "phx_reply" and ref in self._pending:
                     future, _topic, pushed = self._pending[ref]
-                    if future.done():
-                        continue
-                    if payload.get("status") == "ok":
-                        future.set_result(payload.get("response", {}))
-                    else:
-                        future.set_exception(ReplyError(topic, pushed, payload.get("response", {})))
+                    settle_reply(future, topic, pushed, payload)
                     continue
                 item = ServerEvent(join_ref, topic, event, payload)
                 if self.on_event is not None:

@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-from whispr.client import ReplyError, ServerEvent
+from whispr.client import ServerEvent, settle_reply
 
 __all__ = ["BenchClient"]
 
@@ -51,12 +51,9 @@ class _Listener(WSListener):
             join_ref, ref, topic, event, payload = _decode(frame.get_payload_as_bytes())
             if event == "phx_reply":
                 entry = self.pending.pop(ref, None)
-                if entry is not None and not entry[0].done():
+                if entry is not None:
                     future, _topic, pushed = entry
-                    if payload.get("status") == "ok":
-                        future.set_result(payload.get("response", {}))
-                    else:
-                        future.set_exception(ReplyError(topic, pushed, payload.get("response", {})))
+                    settle_reply(future, topic, pushed, payload)
                 return
             self.on_event(ServerEvent(join_ref, topic, event, payload))
         elif kind is WSMsgType.CLOSE:
@@ -100,7 +97,7 @@ class BenchClient:
     async def join(
         self, topic: str, params: dict[str, Any] | None = None, *, timeout: float = 10.0
     ) -> dict[str, Any]:
-        """Join ``topic``; the reply's response (raises :class:`ReplyError` if refused)."""
+        """Join ``topic``; the reply's response (a refusal raises ``ReplyError``)."""
         ref = str(next(self._refs))
         self._joins[topic] = ref
         future = self._send(ref, ref, topic, "phx_join", params or {})
