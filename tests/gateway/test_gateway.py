@@ -28,6 +28,17 @@ async def _group(node: RunningNode, owner: str, *members: str) -> str:
     return conversation.id
 
 
+async def _pair_with_history(node: RunningNode, count: int) -> tuple[str, str]:
+    """A conversation of two new users, ``count`` messages from the first: (second, topic)."""
+    ada, bob = unique("ada"), unique("bob")
+    cid = await _group(node, ada, bob)
+    messaging = node.node.messaging
+    assert messaging is not None
+    for n in range(count):
+        await messaging.send(ada, cid, Draft(client_id=f"m{n}", content=str(n)))
+    return bob, f"conversation:{cid}"
+
+
 async def test_http_probes_answer_on_the_gateway_port(node: RunningNode) -> None:
     assert await asyncio.to_thread(_get, node.http + "/health") == (200, "ok\n")
     assert await asyncio.to_thread(_get, node.http + "/ready") == (200, "ready\n")
@@ -133,13 +144,7 @@ async def test_join_with_last_seq_catches_up_in_order_before_live(node: RunningN
 async def test_a_short_catch_up_is_read_once_and_the_reply_says_where_it_ends(
     node: RunningNode,
 ) -> None:
-    ada, bob = unique("ada"), unique("bob")
-    cid = await _group(node, ada, bob)
-    topic = f"conversation:{cid}"
-    messaging = node.node.messaging
-    assert messaging is not None
-    for n in range(5):
-        await messaging.send(ada, cid, Draft(client_id=f"m{n}", content=str(n)))
+    bob, topic = await _pair_with_history(node, 5)
     store = node.node.store
     reads: list[dict[str, Any]] = []
     page_messages = store.page_messages
@@ -169,13 +174,7 @@ async def test_a_short_catch_up_is_read_once_and_the_reply_says_where_it_ends(
 async def test_a_catch_up_join_while_the_store_is_down_is_refused_then_succeeds(
     node: RunningNode, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ada, bob = unique("ada"), unique("bob")
-    cid = await _group(node, ada, bob)
-    topic = f"conversation:{cid}"
-    messaging = node.node.messaging
-    assert messaging is not None
-    for n in range(3):
-        await messaging.send(ada, cid, Draft(client_id=f"m{n}", content=str(n)))
+    bob, topic = await _pair_with_history(node, 3)
     store = node.node.store
 
     async def down(*_args: Any, **_kwargs: Any) -> Any:
