@@ -15,6 +15,7 @@ import pytest
 
 from tests.broker.conftest import RedisProcess
 from whispr.broker import MemoryBroker, RedisBroker
+from whispr.broker import redis as redis_broker
 
 
 async def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -117,6 +118,21 @@ async def test_events_cross_nodes_once_and_in_order(
     await asyncio.sleep(0.05)
     assert on_b.events == expected
     assert on_a.events == expected  # local delivery, and the echo from Redis skipped
+
+
+async def test_a_backlog_crosses_in_several_script_calls_in_order(
+    two_nodes: tuple[RedisBroker, RedisBroker], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(redis_broker, "_PUBLISH_BATCH", 7)
+    a, b = two_nodes
+    on_b = Recorder()
+    await b.subscribe("conversation:7", on_b)
+    for n in range(100):  # in one loop turn: one backlog, 15 calls of at most 7
+        a.publish("conversation:7", n.to_bytes(4, "big"))
+    await a.flush()
+    await eventually(lambda: len(on_b.events) >= 100)
+    assert on_b.events == [("conversation:7", n.to_bytes(4, "big")) for n in range(100)]
+    assert a.published == 100
 
 
 async def test_subscribe_returns_once_remote_events_are_sure_to_arrive(
