@@ -533,7 +533,11 @@ class ConversationActor(AsyncioActor):
             self._submit()
 
     def _settle(self, chunk: list[_Pending], results: Sequence[InsertResult]) -> None:
+        # The senders are answered first, then the messages published: an answer wakes its
+        # sender on the next loop turn and a broadcast is written at its end, so a sender
+        # on this node gets both in one write (see ConnectionActor.send).
         pending = self._pending
+        inserted: list[Message] = []
         for entry, result in zip(chunk, results, strict=True):
             del pending[entry.key]
             message = result.message
@@ -541,9 +545,7 @@ class ConversationActor(AsyncioActor):
                 if message.seq > self.last_seq:
                     self.last_seq = message.seq
                 self._remember(message)
-                self._publish("new_message", {"message": message})
-                if self.deps.on_new_message is not None:
-                    self.deps.on_new_message(self._conversation(), self.members, message)
+                inserted.append(message)
             elif result.status == "duplicate":
                 self._remember(message)
             else:  # the store sequences these sends: a conflict means something is wrong
@@ -553,6 +555,11 @@ class ConversationActor(AsyncioActor):
                 continue
             for reply in entry.replies:
                 self.reply(reply, message)
+        on_new_message = self.deps.on_new_message
+        for message in inserted:
+            self._publish("new_message", {"message": message})
+            if on_new_message is not None:
+                on_new_message(self._conversation(), self.members, message)
 
     def _fail(self, chunk: list[_Pending], exc: BaseException) -> None:
         # Nothing of a failed batch was written: every caller may retry.

@@ -94,6 +94,51 @@ async def test_members_exchange_messages_and_others_are_refused(node: RunningNod
         assert again["id"] == reply["id"]
 
 
+class _CountingTransport:
+    """A socket's transport that counts the calls writing to it (and passes everything on)."""
+
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+        self.writes: list[int] = []  # frames per call
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(1)
+        self._transport.write(data)
+
+    def writelines(self, chunks: list[bytes]) -> None:
+        self.writes.append(len(chunks))
+        self._transport.writelines(chunks)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+async def test_a_send_reply_and_its_broadcast_to_the_sender_leave_in_one_write(
+    node: RunningNode,
+) -> None:
+    ada, bob = unique("ada"), unique("bob")
+    topic = f"conversation:{await _group(node, ada, bob)}"
+    async with node.client(ada) as a, node.client(bob) as b:
+        await a.join(topic)
+        await b.join(topic)
+        while bob not in (await a.next_event(topic, "presence_diff")).payload["joins"]:
+            pass  # until nothing else is on its way to ada
+        [actor] = [
+            ref._actor_weakref()
+            for ref in node.node.gateway.ctx.connections
+            if ref._actor_weakref().user_id == ada
+        ]
+        counting = actor.ws.transport = _CountingTransport(actor.ws.transport)
+        for n in range(5):
+            reply = await a.push(topic, "send_message", {"client_id": f"m{n}", "content": "hi"})
+            assert (await a.next_event(topic, "new_message")).payload["message"]["seq"] == reply[
+                "seq"
+            ]
+            await b.next_event(topic, "new_message")
+        # One call per send, carrying both frames: the reply and the broadcast.
+        assert counting.writes == [2] * 5
+
+
 async def test_bad_pushes_get_clear_error_replies_and_write_nothing(node: RunningNode) -> None:
     ada, bob = unique("ada"), unique("bob")
     cid = await _group(node, ada, bob)

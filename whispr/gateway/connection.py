@@ -10,8 +10,9 @@ Backpressure, both ways:
 - in: the reader takes a credit before telling the actor a message and the actor returns it
   once handled, so a client pushing faster than it is served stops being read (TCP pushes
   back) instead of filling the mailbox;
-- out: frames are written to the socket's buffer at once; a client that does not read makes
-  it grow past ``outbound_buffer_bytes`` and is disconnected with 1013 (try again later); it
+- out: frames are written to the socket's buffer at the end of the loop turn that sent
+  them (one write per turn and socket); a client that does not read makes that buffer grow
+  past ``outbound_buffer_bytes`` and is disconnected with 1013 (try again later); it
   reconnects and catches up from the store, so nothing is lost, and memory stays bounded.
 
 Broker events do not go through the mailbox: the broker calls each subscriber synchronously
@@ -71,6 +72,8 @@ NOTICE_CONVERSATIONS: Final = 500
 HELD_EVENTS_LIMIT: Final = 10_000
 #: Seconds a catch-up may wait for a client to read before the connection is dropped.
 CATCHUP_SEND_TIMEOUT_S: Final = 30.0
+#: Catch-up frames queued before they are written (and the client's reading is checked).
+CATCHUP_WRITE_BYTES: Final = 64 * 1024
 
 
 class Inbound(msgspec.Struct, frozen=True, gc=False):
@@ -136,6 +139,9 @@ class ConnectionActor(AsyncioActor):
         self._channels: dict[str, _Channel] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
+        #: Whether ``_flush`` is due this loop turn, and the bytes it will write.
+        self._flush_scheduled = False
+        self._queued_bytes = 0
         self._log = log.bind(user_id=self.user_id, device_id=identity.device_id)
 
     # -- life -----------------------------------------------------------------------------
@@ -210,27 +216,46 @@ class ConnectionActor(AsyncioActor):
     # -- sending --------------------------------------------------------------------------
 
     def send(self, data: bytes | None) -> None:
-        """Write one frame to the socket now; disconnect a client that does not read.
+        """Queue one frame for the socket; it is written at the end of this loop turn.
 
-        Frames go straight through the socket's sans-I/O protocol into the transport's buffer,
-        with no task switch: this is the hot path of every delivery. A client that reads
-        slower than it is sent to makes that buffer grow; past ``outbound_buffer_bytes`` it is
-        closed with 1013 (it reconnects and catches up from the store), so memory stays
-        bounded.
+        Frames go straight through the socket's sans-I/O protocol, with no task switch: this
+        is the hot path of every delivery. The bytes reach the transport once per loop turn
+        and connection, in one ``writelines`` (one system call): a send's reply and its
+        broadcast to the sender, answered in the same turn, cost one write instead of two.
+        A client that reads slower than it is sent to makes the transport's buffer grow;
+        past ``outbound_buffer_bytes`` it is closed with 1013 (it reconnects and catches up
+        from the store), so memory stays bounded.
         """
         if data is None or self._closing:
             return
-        ws = self.ws
         try:
             if frames.is_binary(data):
-                ws.protocol.send_binary(data)
+                self.ws.protocol.send_binary(data)
             else:
-                ws.protocol.send_text(data)
-            ws.send_data()
+                self.ws.protocol.send_text(data)
         except Exception:  # the socket is closing: the reader ends and stops this actor
             return
         self.sent += 1
-        buffered = ws.transport.get_write_buffer_size()
+        self._queued_bytes += len(data)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Write what this turn's sends queued, in one call; disconnect a client that lags."""
+        self._flush_scheduled = False
+        self._queued_bytes = 0
+        ws = self.ws
+        chunks = ws.protocol.data_to_send()
+        if not chunks:
+            return  # the socket's own writes (websockets) took them already
+        transport = ws.transport
+        if all(chunks):
+            transport.writelines(chunks)
+        else:  # an end-of-stream marker among them: the socket's own writer knows it
+            ws.protocol.writes[:0] = chunks
+            ws.send_data()
+        buffered = transport.get_write_buffer_size()
         if buffered > self._buffer_limit:
             self.ctx.metrics.errors.add(1, {"reason": "slow_client"})
             self._log.info("client too slow; disconnecting", buffered=buffered)
@@ -249,11 +274,17 @@ class ConnectionActor(AsyncioActor):
             except Exception:
                 return
         self.send(data)
+        if self._queued_bytes > min(CATCHUP_WRITE_BYTES, self._buffer_limit // 4):
+            self._flush()  # now, so that the next frame's wait sees these in the buffer
 
     def close(self, code: int, reason: str) -> None:
         """Close the socket (once); the reader then ends and stops this actor."""
         if self._closing:
             return
+        if self._flush_scheduled:
+            self._flush()  # frames queued before the close go before it
+            if self._closing:
+                return
         self._closing = True
         task = asyncio.get_running_loop().create_task(self.ws.close(code, reason))
         self._tasks.add(task)
