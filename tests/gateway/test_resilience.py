@@ -140,6 +140,26 @@ async def test_a_node_that_has_just_started_shows_in_the_state_at_once(redis_url
         await late.stop()
 
 
+async def test_joins_arriving_together_share_their_redis_round_trips(redis_url: str) -> None:
+    broker = MemoryBroker()
+    prefix = unique("p")
+    topics = [f"conversation:{unique('c')}" for _ in range(5)]
+    presence = RedisPresence(redis_url, broker, "batched", prefix=prefix)
+    await presence.start()
+    try:
+        users = [f"u{n}" for n in range(50)]
+        await asyncio.gather(
+            *(presence.track(topics[n % 5], user, {"device": "d"}) for n, user in enumerate(users))
+        )
+        states = await asyncio.gather(*(presence.state(topics[n % 5]) for n in range(50)))
+        for n, state in enumerate(states):
+            assert set(state) == set(users[n % 5 :: 5])
+        assert presence._tracks.batches < 50
+        assert presence._reads.batches < 50
+    finally:
+        await presence.stop()
+
+
 def _diff(data: bytes) -> dict[str, object]:
     import msgspec
 

@@ -44,6 +44,7 @@ import redis.asyncio as aioredis
 import structlog
 from cachetools import TTLCache
 
+from actors.batching import Batcher
 from actors.broker import Broker
 from actors.events import encode_event
 from whispr.protocol.presence import PRESENCE_DIFF, Meta, PresenceState, make_ref
@@ -193,6 +194,15 @@ class RedisPresence:
         self._device_changes: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
         self._device_writer: asyncio.Task[None] | None = None
         self._decrement = self._redis.register_script(_DECREMENT)
+        # The joins that arrive together (a node's clients reconnecting to this one) write
+        # their metas and read their topics' states in one pipeline per batch, instead of a
+        # Redis round trip each: during a mass reconnect that was a third of a join's cost.
+        self._tracks = Batcher[tuple[str, str, bytes], None](
+            self._write_tracks, max_batch=1000, max_in_flight=1, name="presence-track"
+        )
+        self._reads = Batcher[str, dict[bytes, bytes]](
+            self._read_topics, max_batch=1000, max_in_flight=1, name="presence-state"
+        )
 
     def _topic_key(self, topic: str) -> str:
         return f"{self._prefix}:topic:{topic}"
@@ -273,6 +283,9 @@ class RedisPresence:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._task = self._device_writer = None
+        for batcher in (self._tracks, self._reads):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(batcher.close(), timeout=2.0)
         with contextlib.suppress(Exception):
             await self._redis.delete(self._devices_key(self.node_id))
         for (topic, ref), key in list(self._tracked.items()):
@@ -287,11 +300,7 @@ class RedisPresence:
         tracked = {**meta, "phx_ref": ref}
         self._tracked[(topic, ref)] = key
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.hset(self._topic_key(topic), f"{self.node_id}|{ref}", _encode((key, tracked)))
-                pipe.sadd(self._topics_key(self.node_id), topic)
-                pipe.sadd(f"{self._prefix}:nodes", self.node_id)
-                await pipe.execute()
+            await self._tracks.submit((topic, f"{self.node_id}|{ref}", _encode((key, tracked))))
         except Exception as exc:
             log.warning("presence track failed", topic=topic, error=str(exc))
         self.broker.publish(topic, encode_event(PRESENCE_DIFF, _join_diff(key, tracked)))
@@ -313,9 +322,28 @@ class RedisPresence:
             diff = _leave_diff({entry.key: [entry.meta]})
             self.broker.publish(topic, encode_event(PRESENCE_DIFF, diff))
 
+    async def _write_tracks(self, metas: Sequence[tuple[str, str, bytes]]) -> list[None]:
+        """Store a batch of metas (topic, field, value), in one pipeline."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for topic, field, value in metas:
+                pipe.hset(self._topic_key(topic), field, value)
+            pipe.sadd(self._topics_key(self.node_id), *{topic for topic, _, _ in metas})
+            pipe.sadd(f"{self._prefix}:nodes", self.node_id)
+            await pipe.execute()
+        return [None] * len(metas)
+
+    async def _read_topics(self, topics: Sequence[str]) -> list[dict[bytes, bytes]]:
+        """The metas of a batch of topics, in one pipeline (each topic read once)."""
+        distinct = list(dict.fromkeys(topics))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for topic in distinct:
+                pipe.hgetall(self._topic_key(topic))
+            read = dict(zip(distinct, await pipe.execute(), strict=True))
+        return [read[topic] for topic in topics]
+
     async def state(self, topic: str) -> PresenceState:
         try:
-            fields: dict[bytes, bytes] = await self._hgetall(self._topic_key(topic))
+            fields = await self._reads.submit(topic)
         except Exception as exc:
             log.warning("presence list failed", topic=topic, error=str(exc))
             return {}
