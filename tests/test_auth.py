@@ -38,6 +38,27 @@ def test_expired_tokens_are_refused() -> None:
     refused(TokenVerifier(secret=SECRET), token, "expired")
 
 
+def test_a_verified_token_is_not_verified_again_but_still_expires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    verifier = TokenVerifier(secret=SECRET, leeway_s=0)
+    token = issue_token("alice", secret=SECRET, device_id="phone", ttl_s=1)
+    first = verifier.verify(token)
+    anonymous = issue_token("bob", secret=SECRET, ttl_s=60)
+    devices = {verifier.verify(anonymous).device_id}
+
+    def no_second_check(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("verified again")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(jwt, "decode", no_second_check)
+        assert verifier.verify(token) == first
+        devices.add(verifier.verify(anonymous).device_id)
+    assert len(devices) == 2  # still one device per connection
+    time.sleep(max(0.0, first.expires_at - time.time()) + 0.05)
+    refused(verifier, token, "expired")
+
+
 def test_tokens_signed_with_another_secret_are_refused() -> None:
     token = issue_token("alice", secret="another-secret-another-secret-another")
     refused(TokenVerifier(secret=SECRET), token, "invalid token")
