@@ -140,22 +140,38 @@ async def test_a_node_that_has_just_started_shows_in_the_state_at_once(redis_url
         await late.stop()
 
 
-async def test_joins_arriving_together_share_their_redis_round_trips(redis_url: str) -> None:
+async def test_joins_and_leaves_arriving_together_share_their_redis_round_trips(
+    redis_url: str,
+) -> None:
     broker = MemoryBroker()
     prefix = unique("p")
     topics = [f"conversation:{unique('c')}" for _ in range(5)]
     presence = RedisPresence(redis_url, broker, "batched", prefix=prefix)
+    leaves: list[bytes] = []
+    for topic in topics:
+        await broker.subscribe(topic, lambda _t, data: leaves.append(data))
     await presence.start()
     try:
-        users = [f"u{n}" for n in range(50)]
-        await asyncio.gather(
+        # More at once than the Redis client has connections (100): one each used to fail.
+        users = [f"u{n}" for n in range(300)]
+        refs = await asyncio.gather(
             *(presence.track(topics[n % 5], user, {"device": "d"}) for n, user in enumerate(users))
         )
-        states = await asyncio.gather(*(presence.state(topics[n % 5]) for n in range(50)))
+        states = await asyncio.gather(*(presence.state(topics[n % 5]) for n in range(300)))
         for n, state in enumerate(states):
             assert set(state) == set(users[n % 5 :: 5])
-        assert presence._tracks.batches < 50
-        assert presence._reads.batches < 50
+        assert presence._tracks.batches < 300
+        assert presence._reads.batches < 300
+        leaves.clear()
+        await asyncio.gather(
+            *(
+                presence.untrack(topics[n % 5], user, ref)
+                for n, (user, ref) in enumerate(zip(users, refs, strict=True))
+            )
+        )
+        assert len(leaves) == 300
+        assert [await presence.state(topic) for topic in topics] == [{}] * 5
+        assert presence._untracks.batches < 300
     finally:
         await presence.stop()
 

@@ -197,10 +197,15 @@ class RedisPresence:
         # The joins that arrive together (a node's clients reconnecting to this one) write
         # their metas and read their topics' states in one pipeline per batch, instead of a
         # Redis round trip each: during a mass reconnect that was a third of a join's cost.
+        # Leaves too: a thousand clients leaving at once took a connection each, beyond the
+        # client's pool, and their metas stayed behind.
         self._tracks = Batcher[tuple[str, str, bytes], None](
             self._write_tracks, max_batch=1000, max_in_flight=1, name="presence-track"
         )
-        self._reads = Batcher[str, dict[bytes, bytes]](
+        self._untracks = Batcher[tuple[str, str], bytes | None](
+            self._remove_metas, max_batch=1000, max_in_flight=1, name="presence-untrack"
+        )
+        self._reads = Batcher[str, list[tuple[str, Meta]]](
             self._read_topics, max_batch=1000, max_in_flight=1, name="presence-state"
         )
 
@@ -283,14 +288,15 @@ class RedisPresence:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._task = self._device_writer = None
-        for batcher in (self._tracks, self._reads):
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(batcher.close(), timeout=2.0)
         with contextlib.suppress(Exception):
             await self._redis.delete(self._devices_key(self.node_id))
-        for (topic, ref), key in list(self._tracked.items()):
+        await asyncio.gather(
+            *(self.untrack(topic, key, ref) for (topic, ref), key in list(self._tracked.items())),
+            return_exceptions=True,
+        )
+        for batcher in (self._tracks, self._reads, self._untracks):
             with contextlib.suppress(Exception):
-                await self.untrack(topic, key, ref)
+                await asyncio.wait_for(batcher.close(), timeout=2.0)
         with contextlib.suppress(Exception):
             await self._redis.delete(self._alive_key(self.node_id))
         await self._redis.aclose()
@@ -308,16 +314,12 @@ class RedisPresence:
 
     async def untrack(self, topic: str, key: str, ref: str) -> None:
         self._tracked.pop((topic, ref), None)
-        field = f"{self.node_id}|{ref}"
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.hget(self._topic_key(topic), field)
-                pipe.hdel(self._topic_key(topic), field)
-                raw, removed = await pipe.execute()
+            raw = await self._untracks.submit((topic, f"{self.node_id}|{ref}"))
         except Exception as exc:
             log.warning("presence untrack failed", topic=topic, error=str(exc))
             return
-        if removed and raw is not None:
+        if raw is not None:
             entry = _decode_entry(raw)
             diff = _leave_diff({entry.key: [entry.meta]})
             self.broker.publish(topic, encode_event(PRESENCE_DIFF, diff))
@@ -332,28 +334,42 @@ class RedisPresence:
             await pipe.execute()
         return [None] * len(metas)
 
-    async def _read_topics(self, topics: Sequence[str]) -> list[dict[bytes, bytes]]:
-        """The metas of a batch of topics, in one pipeline (each topic read once)."""
+    async def _remove_metas(self, metas: Sequence[tuple[str, str]]) -> list[bytes | None]:
+        """Remove a batch of metas (topic, field); each one's value if this call removed it."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for topic, field in metas:
+                pipe.hget(self._topic_key(topic), field)
+                pipe.hdel(self._topic_key(topic), field)
+            replies = await pipe.execute()
+        return [raw if removed else None for raw, removed in zip(*[iter(replies)] * 2, strict=True)]
+
+    async def _read_topics(self, topics: Sequence[str]) -> list[list[tuple[str, Meta]]]:
+        """The metas of live nodes in a batch of topics: one pipeline, one liveness check."""
         distinct = list(dict.fromkeys(topics))
         async with self._redis.pipeline(transaction=False) as pipe:
             for topic in distinct:
                 pipe.hgetall(self._topic_key(topic))
-            read = dict(zip(distinct, await pipe.execute(), strict=True))
-        return [read[topic] for topic in topics]
+            read: list[dict[bytes, bytes]] = await pipe.execute()
+        nodes = sorted({field.split(b"|", 1)[0].decode() for fields in read for field in fields})
+        alive = await self._alive(nodes, recent=True)
+        entries: dict[str, list[tuple[str, Meta]]] = {}
+        for topic, fields in zip(distinct, read, strict=True):
+            entries[topic] = [
+                (entry.key, entry.meta)
+                for entry in (
+                    _decode_entry(raw)
+                    for field, raw in fields.items()
+                    if field.split(b"|", 1)[0].decode() in alive
+                )
+            ]
+        return [entries[topic] for topic in topics]
 
     async def state(self, topic: str) -> PresenceState:
         try:
-            fields = await self._reads.submit(topic)
+            entries = await self._reads.submit(topic)
         except Exception as exc:
             log.warning("presence list failed", topic=topic, error=str(exc))
             return {}
-        nodes = sorted({field.split(b"|", 1)[0].decode() for field in fields})
-        alive = await self._alive(nodes, recent=True)
-        entries = []
-        for field, raw in fields.items():
-            if field.split(b"|", 1)[0].decode() in alive:
-                entry = _decode_entry(raw)
-                entries.append((entry.key, entry.meta))
         return _state(entries)
 
     async def _hgetall(self, key: str) -> dict[bytes, bytes]:
