@@ -108,6 +108,18 @@ class _IdleCheck:
 
 _IDLE_CHECK = _IdleCheck()
 _REMOTE_EVENTS = (b"member_", b"conversation_updated")
+_NEW_MESSAGE = b"new_message\n"
+
+
+class _Seq(msgspec.Struct):
+    seq: int
+
+
+class _Sequenced(msgspec.Struct):
+    message: _Seq
+
+
+_decode_sequenced = msgspec.json.Decoder(_Sequenced).decode
 
 
 class ConversationActor(AsyncioActor):
@@ -139,6 +151,8 @@ class ConversationActor(AsyncioActor):
         self._pending: dict[tuple[str, str], _Pending] = {}
         self._queued: list[_Pending] = []
         self._committing: list[_Pending] | None = None
+        #: Set while this actor publishes (its broker handler is called for its own events).
+        self._publishing = False
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -608,7 +622,11 @@ class ConversationActor(AsyncioActor):
             self._recent[message.seq] = message
 
     def _publish(self, event: str, payload: dict[str, Any]) -> None:
-        self.deps.broker.publish(self.topic, encode_event(event, payload))
+        self._publishing = True
+        try:
+            self.deps.broker.publish(self.topic, encode_event(event, payload))
+        finally:
+            self._publishing = False
 
     def _conversation(self) -> Conversation:
         assert self.conversation is not None, "used before on_start"
@@ -617,6 +635,14 @@ class ConversationActor(AsyncioActor):
     # -- other nodes' changes -----------------------------------------------------------
 
     def _on_broker_event(self, _topic: str, data: bytes) -> None:
+        if data.startswith(_NEW_MESSAGE):
+            # Sent by another node's actor (this conversation's owner, usually): the last
+            # seq moves on here too, so that cursors are not held back to an old one.
+            if not self._publishing:
+                seq = _decode_sequenced(data[len(_NEW_MESSAGE) :]).message.seq
+                if seq > self.last_seq:
+                    self.last_seq = seq
+            return
         if data.startswith(_REMOTE_EVENTS) and self.actor_ref.is_alive():
             name, payload = decode_event(data)
             self.actor_ref.tell(_Remote(name, payload))
