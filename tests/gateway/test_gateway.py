@@ -58,6 +58,27 @@ async def test_http_probes_answer_on_the_gateway_port(node: RunningNode) -> None
     assert (await asyncio.to_thread(_get, node.http + "/nope"))[0] == 404
 
 
+async def test_push_latency_is_a_histogram_in_seconds_by_known_event(node: RunningNode) -> None:
+    ada, bob = unique("ada"), unique("bob")
+    topic = f"conversation:{await _group(node, ada, bob)}"
+    async with node.client(ada) as a:
+        await a.join(topic)
+        await a.push(topic, "send_message", {"client_id": "m1", "content": "hi"})
+        with pytest.raises(ReplyError):
+            await a.push(topic, f"made-up-{unique('e')}", {})
+    _, body = await asyncio.to_thread(_get, node.http + "/metrics")
+
+    def count(event: str, le: str) -> float:
+        prefix = f'whispr_gateway_push_seconds_bucket{{event="{event}",le="{le}"}} '
+        lines = body.splitlines()
+        return max(float(line[len(prefix) :]) for line in lines if line.startswith(prefix))
+
+    assert count("send_message", "+Inf") >= 1
+    assert count("send_message", "0.0005") <= count("send_message", "10.0")  # buckets in seconds
+    assert count("unknown", "+Inf") >= 1
+    assert "made-up-" not in body
+
+
 async def test_a_bad_token_is_refused_at_the_handshake(node: RunningNode) -> None:
     from websockets.exceptions import InvalidStatus
 

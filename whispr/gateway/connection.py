@@ -456,7 +456,9 @@ class ConnectionActor(AsyncioActor):
             await self._crash_channel(channel)
             return
         finally:
-            metrics.push_latency.record(time.perf_counter() - began, {"event": push.event})
+            # Unknown events share one label: a client cannot grow the metric's series.
+            event = push.event if payload_type is not None else "unknown"
+            metrics.push_latency.record(time.perf_counter() - began, event)
         if push.ref is not None:
             self.send(
                 self.proto.reply(push.topic, push.ref, "ok", response or {}, join_ref=push.join_ref)

@@ -1,14 +1,60 @@
-"""The gateway's metrics, defined once (OpenTelemetry; exposed at ``GET /metrics``)."""
+"""The gateway's metrics, defined once (exposed at ``GET /metrics``).
+
+All are OpenTelemetry instruments but one: the push latency, recorded on every client push,
+is a ``prometheus_client`` histogram in the same registry, for its cost per record (see
+:mod:`whispr.telemetry`).
+"""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
+from typing import Final
 
-from opentelemetry.metrics import Counter, Histogram, UpDownCounter
+from opentelemetry.metrics import Counter, UpDownCounter
+from prometheus_client import Histogram
 
-from whispr.telemetry import get_meter
+from whispr.telemetry import get_meter, prometheus_registry
 
-__all__ = ["GatewayMetrics"]
+__all__ = ["PUSH_LATENCY_BUCKETS", "GatewayMetrics", "PushLatency"]
+
+#: Seconds: a typing notice takes well under a millisecond, a send a commit (a few ms).
+PUSH_LATENCY_BUCKETS: Final = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+
+_histogram: Histogram | None = None
+_histogram_lock = threading.Lock()
+
+
+def _push_histogram() -> Histogram:
+    """The one push latency histogram of the process (a registry takes a name once)."""
+    global _histogram
+    with _histogram_lock:
+        if _histogram is None:
+            _histogram = Histogram(
+                "whispr_gateway_push_seconds",
+                "time from a client push received to its reply, by event",
+                ["event"],
+                registry=prometheus_registry(),
+                buckets=PUSH_LATENCY_BUCKETS,
+            )
+        return _histogram
+
+
+class PushLatency:
+    """Time from a client push received to its reply, by event."""
+
+    def __init__(self) -> None:
+        self._histogram = _push_histogram()
+        self._by_event: dict[str, Histogram] = {}
+
+    def record(self, seconds: float, event: str) -> None:
+        """One push of ``event`` answered after ``seconds`` (an event name the node knows)."""
+        child = self._by_event.get(event)
+        if child is None:
+            child = self._by_event[event] = self._histogram.labels(event)
+        child.observe(seconds)
 
 
 def _meter_counter(name: str, description: str) -> Counter:
@@ -47,10 +93,4 @@ class GatewayMetrics:
             "whispr_gateway_errors", "error replies, channel crashes and closes, by reason"
         )
     )
-    push_latency: Histogram = field(
-        default_factory=lambda: get_meter("whispr.gateway").create_histogram(
-            "whispr_gateway_push_seconds",
-            unit="s",
-            description="time from a client push received to its reply, by event",
-        )
-    )
+    push_latency: PushLatency = field(default_factory=PushLatency)
