@@ -135,6 +135,45 @@ async def test_a_backlog_crosses_in_several_script_calls_in_order(
     assert a.published == 100
 
 
+async def test_events_no_other_node_listens_to_are_not_sent_back(
+    two_nodes: tuple[RedisBroker, RedisBroker],
+) -> None:
+    a, b = two_nodes
+    on_a, on_b = Recorder(), Recorder()
+    await a.subscribe("conversation:5", on_a)
+    for n in range(50):
+        a.publish("conversation:5", b"alone %d" % n)
+    await a.flush()
+    assert (a.published, a.unheard) == (0, 50)  # only a listens: Redis kept them
+    await b.subscribe("conversation:5", on_b)
+    for n in range(50):
+        a.publish("conversation:5", b"together %d" % n)
+    await a.flush()
+    await eventually(lambda: len(on_b.events) >= 50)
+    assert (a.published, a.unheard) == (50, 50)
+    assert [p for _, p in on_b.events] == [b"together %d" % n for n in range(50)]
+    assert len(on_a.events) == 100  # local delivery either way
+
+
+async def test_leaving_a_topic_never_silences_its_events_for_other_nodes(
+    two_nodes: tuple[RedisBroker, RedisBroker],
+) -> None:
+    a, b = two_nodes
+    on_b = Recorder()
+    await b.subscribe("conversation:6", on_b)
+    for round_ in range(20):
+        subscription = await a.subscribe("conversation:6", Recorder())
+        # a counts as a subscriber as these are queued, and unsubscribes right after.
+        for n in range(10):
+            a.publish("conversation:6", b"%d-%d" % (round_, n))
+        subscription.cancel()
+        for n in range(10, 20):
+            a.publish("conversation:6", b"%d-%d" % (round_, n))
+    await a.flush()
+    await eventually(lambda: len(on_b.events) >= 400)
+    assert [p for _, p in on_b.events] == [b"%d-%d" % (r, n) for r in range(20) for n in range(20)]
+
+
 async def test_subscribe_returns_once_remote_events_are_sure_to_arrive(
     two_nodes: tuple[RedisBroker, RedisBroker],
 ) -> None:

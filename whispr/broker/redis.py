@@ -10,7 +10,15 @@ reply per batch.
 
 A publish is delivered to local subscribers at once and tagged with the node
 id; the copy that comes back from Redis is skipped, so local subscribers see
-each event once and without the round trip.
+each event once and without the round trip. Better still, the copy is not
+sent back at all when no other node listens: the script publishes an event
+whose channel this node is known (confirmed by Redis) to be subscribed to
+only if ``PUBSUB NUMSUB`` counts another subscriber. On one node, or when a
+conversation's members are all on this one, reading its own events back was
+the largest cost of the subscriber connection. A channel stops counting as
+this node's before it is unsubscribed, and the UNSUBSCRIBE waits for the
+publishes made meanwhile, so an event for another node is never skipped
+because of a subscription that was already gone.
 
 When Redis goes away, local delivery goes on, publishes to other nodes are
 dropped and counted (clients catch up from the store), and the subscriber
@@ -36,14 +44,21 @@ logger = logging.getLogger("whispr.broker")
 
 _SEPARATOR = b"\x00"
 
-#: Publishes each (channel, payload) pair of ``ARGV`` in order; returns how many it published.
-#: A channel is not a key, so nothing goes in ``KEYS``.
+#: ``ARGV`` holds (channel, mine, payload) triples, published in order; ``mine`` is "1" when
+#: this node is subscribed to the channel, and then only another subscriber makes the publish
+#: worth it. Returns how many were published. A channel is not a key: ``KEYS`` stays empty.
 _PUBLISH_SCRIPT = """
-for i = 1, #ARGV, 2 do
-  redis.call('PUBLISH', ARGV[i], ARGV[i + 1])
+local published = 0
+for i = 1, #ARGV, 3 do
+  if ARGV[i + 1] == '0' or redis.call('PUBSUB', 'NUMSUB', ARGV[i])[2] > 1 then
+    redis.call('PUBLISH', ARGV[i], ARGV[i + 2])
+    published = published + 1
+  end
 end
-return #ARGV / 2
+return published
 """
+_MINE = b"1"
+_NOT_MINE = b"0"
 #: Events published per script call at most (a backlog goes in several calls).
 _PUBLISH_BATCH = 5_000
 
@@ -65,7 +80,9 @@ class RedisBroker:
         self.prefix = prefix
         self.max_outbox = max_outbox
         self.subscribe_timeout = subscribe_timeout
+        #: Events handed to Redis, those of them no other node listened to, those lost.
         self.published = 0
+        self.unheard = 0
         self.dropped = 0
         self.reconnects = 0
         self._tag = node_id.encode() + _SEPARATOR
@@ -73,8 +90,10 @@ class RedisBroker:
         self._client: aioredis.Redis | None = None
         self._publish_many: Any = None
         self._pubsub: Any = None
-        #: Channel and payload, flat: the script's arguments as they will be sent.
+        #: (channel, mine, payload) triples, flat: the script's arguments as they will be sent.
         self._outbox: list[str | bytes] = []
+        #: Channels Redis confirmed this node's subscriber connection is subscribed to.
+        self._confirmed: set[str] = set()
         self._wake = asyncio.Event()
         self._sent = asyncio.Condition()
         self._queued_count = 0
@@ -129,10 +148,12 @@ class RedisBroker:
     def publish(self, topic: str, payload: bytes) -> None:
         self._fanout.deliver(topic, payload)
         outbox = self._outbox
-        if len(outbox) >= 2 * self.max_outbox:
+        if len(outbox) >= 3 * self.max_outbox:
             self.dropped += 1
             return
-        outbox.append(self._channel(topic))
+        channel = self._channel(topic)
+        outbox.append(channel)
+        outbox.append(_MINE if channel in self._confirmed else _NOT_MINE)
         outbox.append(self._tag + payload)
         self._queued_count += 1
         self._wake.set()
@@ -146,18 +167,19 @@ class RedisBroker:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            if len(self._outbox) > 2 * _PUBLISH_BATCH:
-                batch = self._outbox[: 2 * _PUBLISH_BATCH]
-                del self._outbox[: 2 * _PUBLISH_BATCH]
+            if len(self._outbox) > 3 * _PUBLISH_BATCH:
+                batch = self._outbox[: 3 * _PUBLISH_BATCH]
+                del self._outbox[: 3 * _PUBLISH_BATCH]
                 self._wake.set()  # the rest goes next
             else:
                 batch, self._outbox = self._outbox, []
             if not batch:
                 continue
-            count = len(batch) // 2
+            count = len(batch) // 3
             try:
-                await self._publish_many(args=batch)
-                self.published += count
+                sent = int(await self._publish_many(args=batch))
+                self.published += sent
+                self.unheard += count - sent
             except (RedisError, OSError, TimeoutError) as exc:
                 self.dropped += count
                 logger.warning("dropped %d events for other nodes: %s", count, exc)
@@ -192,6 +214,13 @@ class RedisBroker:
         topic = channel[len(self.prefix) + 1 :]
         if topic in self._fanout:  # someone subscribed again meanwhile
             return
+        # From now on this channel's publishes go out whoever listens; those queued while it
+        # counted as this node's leave before the subscription does (see the module's doc).
+        self._confirmed.discard(channel)
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            await asyncio.wait_for(self.flush(), timeout=self.subscribe_timeout)
+        if topic in self._fanout:
+            return
         with contextlib.suppress(RedisError, OSError):
             await self._pubsub.unsubscribe(channel)
 
@@ -213,6 +242,7 @@ class RedisBroker:
             except (RedisError, OSError, TimeoutError) as exc:
                 if self._connected.is_set():
                     logger.warning("lost Redis subscriber connection: %s", exc)
+                self._confirmed.clear()
                 self._connected.clear()
                 self.reconnects += 1
                 await asyncio.sleep(backoff)
@@ -223,6 +253,7 @@ class RedisBroker:
             with contextlib.suppress(Exception):
                 await self._pubsub.aclose()
         assert self._client is not None
+        self._confirmed.clear()
         self._pubsub = self._client.pubsub()
         # The node's own channel keeps the connection subscribed even with
         # no topics, and every topic with local subscribers is (re)subscribed.
@@ -236,8 +267,7 @@ class RedisBroker:
                 raise TimeoutError("no subscribe confirmation from Redis")
             if message["type"] == "subscribe":
                 pending.discard(_text(message["channel"]))
-            else:
-                self._on_message(message)
+            self._on_message(message)
         if not self._connected.is_set():
             logger.info("Redis subscriber connected (%d channels)", len(channels))
         self._connected.set()
@@ -246,9 +276,13 @@ class RedisBroker:
         kind = message["type"]
         channel = _text(message["channel"])
         if kind == "subscribe":
+            self._confirmed.add(channel)
             ack = self._acks.pop(channel, None)
             if ack is not None and not ack.done():
                 ack.set_result(None)
+            return
+        if kind == "unsubscribe":
+            self._confirmed.discard(channel)
             return
         if kind != "message":
             return
