@@ -10,6 +10,8 @@ import pytest
 
 from actors.conversation import Draft
 from actors.errors import Reason, WhisprError
+from actors.events import encode_event
+from actors.model import Message
 from tests.gateway.conftest import RunningNode, unique
 from whispr.client import PhoenixClient, ReplyError
 
@@ -477,3 +479,38 @@ async def test_a_connected_device_makes_its_user_online(node: RunningNode) -> No
         await asyncio.sleep(0.1)
         assert await presence.online([ada, bob]) == {ada}
     assert await online_becomes(set()) == set()
+
+
+async def test_an_overtaken_event_closes_its_gap_without_reading_the_store(
+    node: RunningNode,
+) -> None:
+    ada, bob = unique("ada"), unique("bob")
+    cid = await _group(node, ada, bob)
+    topic = f"conversation:{cid}"
+    broker = node.node.broker
+    assert broker is not None
+    async with node.client(bob) as b:
+        assert (await b.join(topic))["last_seq"] == 0
+
+        def event(seq: int) -> bytes:
+            message = Message(
+                conversation_id=cid,
+                seq=seq,
+                id=f"id{seq}",
+                client_id=f"c{seq}",
+                sender_id=ada,
+                kind="text",
+                content=str(seq),
+                created_at=1.0,
+            )
+            return encode_event("new_message", {"message": message})
+
+        # Seq 2 overtakes seq 1 (two nodes' actors published them). Neither is in the store:
+        # read from there, seq 1 would be missing, and dropped when its event came.
+        broker.publish(topic, event(2))
+        await asyncio.sleep(0.02)
+        broker.publish(topic, event(1))
+        seqs = [
+            (await b.next_event(topic, "new_message")).payload["message"]["seq"] for _ in range(2)
+        ]
+        assert seqs == [1, 2]

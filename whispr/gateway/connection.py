@@ -70,6 +70,8 @@ CATCHUP_PAGE: Final = 200
 NOTICE_CONVERSATIONS: Final = 500
 #: Live events one channel may hold back during a catch-up or a gap fill.
 HELD_EVENTS_LIMIT: Final = 10_000
+#: Seconds a gap in a conversation's live events may stay open before it is read from the store.
+GAP_GRACE_S: Final = 0.05
 #: Seconds a catch-up may wait for a client to read before the connection is dropped.
 CATCHUP_SEND_TIMEOUT_S: Final = 30.0
 #: Catch-up frames queued before they are written (and the client's reading is checked).
@@ -334,23 +336,48 @@ class ConnectionActor(AsyncioActor):
                 self._deliver(channel, item)
 
     def _in_order(self, channel: _Channel, seq: int) -> bool:
-        """Whether ``new_message`` ``seq`` is next on ``channel``; fills a gap if one shows.
+        """Whether ``new_message`` ``seq`` is next on ``channel``; holds what follows a gap.
 
-        A gap means messages were committed but their live event never came here (their
-        node died between commit and publish, say): they are read from the store and sent
-        before anything later, so a member never sees a hole.
+        A gap has two causes. Usually the missing events are on their way: two nodes' actors
+        sequence the same conversation and publish independently, so one's event can
+        overtake the other's. Rarely they will never come (their node died between commit
+        and publish). So events are held for :data:`GAP_GRACE_S`, then sent in seq order;
+        what is still missing then is read from the store and sent before anything later,
+        and a member never sees a hole. Reading at once made every overtaking a store read:
+        two nodes under load then spent their store connections filling gaps that were
+        closing by themselves.
         """
         last = channel.last_seq
         if last is not None and seq <= last:
             return False  # sent already, by catch-up or a gap fill
         if last is not None and seq > last + 1:
             channel.held = []
-            task = asyncio.get_running_loop().create_task(self._fill(channel, last, seq))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            asyncio.get_running_loop().call_later(GAP_GRACE_S, self._close_gap, channel)
             return False
         channel.last_seq = seq
         return True
+
+    def _close_gap(self, channel: _Channel) -> None:
+        """The gap's grace is over: send what came in seq order, read what did not."""
+        held = channel.held
+        if self._channels.get(channel.topic) is not channel or held is None:
+            return
+        last = channel.last_seq or 0
+        # Messages go out in seq order, in the places messages were held (other events stay).
+        places = [i for i, item in enumerate(held) if item.head is not None]
+        messages = sorted((held[i] for i in places), key=_seq_of)
+        for place, item in zip(places, messages, strict=True):
+            held[place] = item
+        expected = last + 1
+        for item in messages:
+            seq = _seq_of(item)
+            if seq > expected:  # still a hole: read it (and what is held before it) from the store
+                task = asyncio.get_running_loop().create_task(self._fill(channel, last, seq))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+                return
+            expected = max(expected, seq + 1)
+        self._release(channel)
 
     async def _fill(self, channel: _Channel, after: int, upto: int) -> None:
         messaging = self.ctx.messaging
@@ -491,6 +518,11 @@ class ConnectionActor(AsyncioActor):
         if channel.presence_ref is not None:
             ref, channel.presence_ref = channel.presence_ref, None
             await self.ctx.presence.untrack(topic, self.user_id, ref)
+
+
+def _seq_of(item: Outgoing) -> int:
+    assert item.head is not None
+    return item.head.seq
 
 
 # -- topics: joins ----------------------------------------------------------------------------
