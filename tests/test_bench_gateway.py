@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from whispr.bench.gateway import Scenario, main, run
+from whispr.bench.gateway import Scenario, main, node_for, run
 
 
 def test_a_small_scenario_writes_every_field_a_summary_and_a_plot(tmp_path: Path) -> None:
@@ -39,6 +39,22 @@ def test_bad_arguments_are_refused_with_a_message(capsys: pytest.CaptureFixture[
     assert "--connections must be at least 1" in capsys.readouterr().err
 
 
+def test_members_are_spread_over_nodes_or_placed_by_conversation() -> None:
+    spread = [
+        node_for(member, conversation, 2, "spread")
+        for conversation in range(2)
+        for member in range(4)
+    ]
+    assert spread == [0, 1, 0, 1, 0, 1, 0, 1]
+    by_conversation = [
+        node_for(member, conversation, 2, "conversation")
+        for conversation in range(3)
+        for member in range(2)
+    ]
+    assert by_conversation == [0, 0, 1, 1, 0, 0]
+    assert node_for(3, 5, 1, "spread") == node_for(3, 5, 1, "conversation") == 0
+
+
 def test_across_two_nodes_every_member_gets_every_message_once(
     tmp_path: Path, postgres_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -48,7 +64,7 @@ def test_across_two_nodes_every_member_gets_every_message_once(
         connections=40, conversation_size=4, rate=80, duration=2, nodes=2, reconnecting=8
     )
     report = run(scenario, tmp_path, "test")
-    assert report["nodes"] == 2
+    assert (report["nodes"], report["placement"]) == (2, "spread")
     assert report["messages_failed"] == 0
     # Members of one conversation sit on both nodes, so two actors race for its seqs and
     # events arrive from two publishers: still exactly one delivery per member.

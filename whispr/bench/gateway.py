@@ -75,6 +75,18 @@ class Scenario:
     urls: tuple[str, ...] = ()
     #: Against the bare relay (:mod:`whispr.bench.relay`) instead of nodes: the ceiling.
     relay: bool = False
+    #: With several nodes, where members connect: "spread" puts a conversation's members on
+    #: different nodes in turn (what a load balancer does), "conversation" puts all of a
+    #: conversation's members on one node (the best case: no event crosses nodes).
+    placement: str = "spread"
+
+
+PLACEMENTS = ("spread", "conversation")
+
+
+def node_for(member: int, conversation: int, nodes: int, placement: str) -> int:
+    """The node (index) the ``member``-th member of the ``conversation``-th group connects to."""
+    return (conversation if placement == "conversation" else member) % nodes
 
 
 # -- nodes ------------------------------------------------------------------------------
@@ -305,8 +317,13 @@ async def _measure(scenario: Scenario, workdir: Path) -> dict[str, Any]:
         conversations = await _create_conversations(urls[0], groups)
         latencies: list[float] = []
         clients = [
-            _Client(user, f"conversation:{cid}", urls[n % len(urls)], latencies)
-            for cid, group in zip(conversations, groups, strict=True)
+            _Client(
+                user,
+                f"conversation:{cid}",
+                urls[node_for(n, g, len(urls), scenario.placement)],
+                latencies,
+            )
+            for g, (cid, group) in enumerate(zip(conversations, groups, strict=True))
             for n, user in enumerate(group)
         ]
         await asyncio.sleep(1.0)
@@ -331,6 +348,7 @@ async def _measure(scenario: Scenario, workdir: Path) -> dict[str, Any]:
                 (rss_after - rss_before) / len(held) if held and nodes.running else None
             ),
             "nodes": len(urls),
+            "placement": scenario.placement,
             "store": (
                 "none (bare relay)"
                 if scenario.relay
@@ -432,7 +450,9 @@ def _markdown(figures: dict[str, Any], scenario: Scenario, command: str) -> str:
         "# Gateway: WebSocket clients against real nodes\n\n"
         f"{scenario.connections:,} connections in conversations of {scenario.conversation_size}, "
         f"{scenario.rate:,.0f} msgs/s asked for {scenario.duration:g} s, "
-        f"{figures['nodes']} node(s) on {figures['store']}; "
+        f"{figures['nodes']} node(s) on {figures['store']}"
+        + (f" (members placed by {scenario.placement})" if figures["nodes"] > 1 else "")
+        + "; "
         f"{figures['messages_acked']:,} messages acknowledged, "
         f"{figures['messages_failed']:,} failed; {figures['deliveries']:,} deliveries timed "
         "from send to arrival at each recipient.\n\n"
@@ -496,6 +516,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="measure the bare relay (no store, broker or actors) instead of nodes: the ceiling",
     )
+    parser.add_argument(
+        "--placement",
+        choices=PLACEMENTS,
+        default=Scenario.placement,
+        help="with several nodes: spread each conversation's members over them (default), "
+        "or put each conversation's members on one node",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     args = parser.parse_args(argv)
     for name in ("connections", "conversation_size", "nodes"):
@@ -512,6 +539,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         reconnecting=args.reconnecting,
         urls=tuple(args.url),
         relay=args.relay,
+        placement=args.placement,
     )
     command = "whispr bench " + " ".join(sys.argv[2:] if argv is None else argv)
     run(scenario, args.out, command.strip())
