@@ -162,6 +162,47 @@ async def test_a_send_reply_and_its_broadcast_to_the_sender_leave_in_one_write(
         assert counting.writes == [2] * 5
 
 
+class _ClosedTransport(_CountingTransport):
+    """A transport already closed underneath its socket: every write raises."""
+
+    def write(self, data: bytes) -> None:
+        raise RuntimeError("unable to perform operation: the handler is closed")
+
+    def writelines(self, chunks: list[bytes]) -> None:
+        raise RuntimeError("unable to perform operation: the handler is closed")
+
+
+async def test_a_write_to_a_transport_closed_underneath_does_not_crash_the_connection(
+    node: RunningNode,
+) -> None:
+    ada, bob = unique("ada"), unique("bob")
+    topic = f"conversation:{await _group(node, ada, bob)}"
+    async with node.client(ada) as a, node.client(bob) as b:
+        await a.join(topic)
+        await b.join(topic)
+        [actor] = [
+            ref._actor_weakref()
+            for ref in node.node.gateway.ctx.connections
+            if ref._actor_weakref().user_id == bob
+        ]
+        loop = asyncio.get_running_loop()
+        unhandled: list[dict[str, Any]] = []
+        loop.set_exception_handler(lambda _loop, context: unhandled.append(context))
+        real = actor.ws.transport
+        actor.ws.transport = _ClosedTransport(real)
+        try:
+            await a.push(topic, "send_message", {"client_id": "m1", "content": "lost on the way"})
+            await asyncio.sleep(0.05)  # bob's actor tried to write the broadcast, and failed
+        finally:
+            actor.ws.transport = real
+            loop.set_exception_handler(None)
+        assert unhandled == []
+        await a.push(topic, "send_message", {"client_id": "m2", "content": "hi"})
+        event = await b.next_event(topic, "new_message")
+        assert event.payload["message"]["content"] in {"lost on the way", "hi"}
+        assert actor.actor_ref.is_alive()
+
+
 async def test_bad_pushes_get_clear_error_replies_and_write_nothing(node: RunningNode) -> None:
     ada, bob = unique("ada"), unique("bob")
     cid = await _group(node, ada, bob)

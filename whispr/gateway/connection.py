@@ -252,12 +252,15 @@ class ConnectionActor(AsyncioActor):
         if not chunks:
             return  # the socket's own writes (websockets) took them already
         transport = ws.transport
-        if all(chunks):
-            transport.writelines(chunks)
-        else:  # an end-of-stream marker among them: the socket's own writer knows it
-            ws.protocol.writes[:0] = chunks
-            ws.send_data()
-        buffered = transport.get_write_buffer_size()
+        try:
+            if all(chunks):
+                transport.writelines(chunks)
+            else:  # an end-of-stream marker among them: the socket's own writer knows it
+                ws.protocol.writes[:0] = chunks
+                ws.send_data()
+            buffered = transport.get_write_buffer_size()
+        except Exception:  # the socket is closing: the reader ends and stops this actor
+            return
         if buffered > self._buffer_limit:
             self.ctx.metrics.errors.add(1, {"reason": "slow_client"})
             self._log.info("client too slow; disconnecting", buffered=buffered)
