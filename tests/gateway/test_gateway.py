@@ -555,3 +555,44 @@ async def test_an_overtaken_event_closes_its_gap_without_reading_the_store(
             (await b.next_event(topic, "new_message")).payload["message"]["seq"] for _ in range(2)
         ]
         assert seqs == [1, 2]
+
+
+async def test_a_clients_sends_are_pipelined_and_answered_in_order(node: RunningNode) -> None:
+    ada, bob = unique("ada"), unique("bob")
+    cid = await _group(node, ada, bob)
+    topic = f"conversation:{cid}"
+    commit = node.node.commit
+    assert commit is not None
+    gate = asyncio.Event()
+    flush = commit._flush
+
+    async def held_flush(items: Any) -> Any:
+        await gate.wait()
+        return await flush(items)
+
+    commit._flush = held_flush
+    try:
+        async with node.client(ada) as a:
+            await a.join(topic)
+            first = a.push_nowait(topic, "send_message", {"client_id": "a", "content": "1"})
+            second = a.push_nowait(topic, "send_message", {"client_id": "b", "content": "2"})
+            history = a.push_nowait(topic, "history", {"after_seq": 0})
+            # The first send waits for its commit, and the second reaches the conversation
+            # all the same: the connection did not wait for the first one's answer.
+            ref = node.node.registry.whereis(("conversation", cid))
+            for _ in range(200):
+                actor = None if ref is None else ref._actor_weakref()
+                if actor is not None and (ada, "b") in actor._pending:
+                    break
+                await asyncio.sleep(0.01)
+                ref = node.node.registry.whereis(("conversation", cid))
+            else:
+                raise AssertionError("the second send did not reach the conversation")
+            assert not history.done()  # a history page waits for the sends before it
+            gate.set()
+            assert [(await first)["seq"], (await second)["seq"]] == [1, 2]
+            page = await history
+            assert [m["content"] for m in page["messages"]] == ["1", "2"]
+    finally:
+        commit._flush = flush
+        gate.set()

@@ -2,8 +2,9 @@
 
 The socket's reader (the gateway's handler task) tells the actor each message it receives;
 the actor runs the Phoenix protocol core (:class:`~whispr.protocol.ConnectionProtocol`) and
-handles joins and pushes one at a time, in order, like a Phoenix channel process, so replies
-keep the order of the pushes.
+handles joins and pushes in order, like a Phoenix channel process, so replies keep the order
+of the pushes. Only consecutive ``send_message`` pushes overlap (see "pipelined sends"):
+they still commit and are answered in order, and anything else waits for them.
 
 Backpressure, both ways:
 
@@ -141,6 +142,9 @@ class ConnectionActor(AsyncioActor):
         self._channels: dict[str, _Channel] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
+        #: ``send_message`` pushes started and not yet answered; set when they all are.
+        self._sends_in_flight = 0
+        self._sends_idle: asyncio.Future[None] | None = None
         #: Whether ``_flush`` is due this loop turn, and the bytes it will write.
         self._flush_scheduled = False
         self._queued_bytes = 0
@@ -183,28 +187,79 @@ class ConnectionActor(AsyncioActor):
 
     # -- messages -------------------------------------------------------------------------
 
-    async def on_receive(self, message: Any) -> None:
+    def on_receive(self, message: Any) -> Any:
         if isinstance(message, Inbound):
-            try:
-                await self._inbound(message.data)
-            finally:
+            if self._closing:
                 self.credits.release()
-        elif isinstance(message, Tick):
+                return None
+            events = self._parse(message.data)
+            if len(events) == 1 and self._pipelined(events[0]):
+                self._start_send(events[0])  # its credit comes back when it is answered
+                return None
+            return self._inbound(events)
+        if isinstance(message, Tick):
             self._count_frames()
             if self.proto.tick(message.now):
                 self.close(CloseCode.GOING_AWAY, "heartbeat timeout")
             elif self.identity.expires_at + 60.0 < time.time():
                 self.close(CloseCode.POLICY_VIOLATION, "token expired")
+        return None
 
-    async def _inbound(self, data: str | bytes) -> None:
-        if self._closing:
-            return
+    def _parse(self, data: str | bytes) -> list[Any]:
         self.received += 1
         proto = self.proto
         proto.receive_data(data, binary=isinstance(data, bytes))
         for out in proto.data_to_send():
             self.send(out)
-        for event in proto.events_received():
+        return list(proto.events_received())
+
+    # -- pipelined sends ------------------------------------------------------------------
+    #
+    # A client's sends are not handled one at a time: each waits for its rate-limit count
+    # and its commit, and a client sending faster than one commit's latency would be held to
+    # one message per commit. So a ``send_message`` push starts at once, in a task of its
+    # own, while the next frames are read; its inbound credit is returned when it is
+    # answered, so the credits bound how many are in flight. Their order holds: they take
+    # their rate-limit counts in order (one batch at a time), reach the conversation's
+    # actor in order (its mailbox is FIFO), commit in that order and are answered in it.
+    # Any other push, join or leave first waits for the sends in flight, so that it sees
+    # their effects (a history page, a read cursor, a leave) as if they had been awaited.
+
+    def _pipelined(self, event: Any) -> bool:
+        if not isinstance(event, PushReceived) or event.event != "send_message":
+            return False
+        channel = self._channels.get(event.topic)
+        return channel is not None and channel.kind == "conversation"
+
+    def _start_send(self, push: PushReceived) -> None:
+        task = asyncio.get_running_loop().create_task(self._push(push))
+        self._sends_in_flight += 1
+        self._tasks.add(task)
+        task.add_done_callback(self._send_done)
+
+    def _send_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._sends_in_flight -= 1
+        self.credits.release()
+        if self._sends_in_flight == 0 and self._sends_idle is not None:
+            idle, self._sends_idle = self._sends_idle, None
+            if not idle.done():
+                idle.set_result(None)
+
+    async def _inbound(self, events: list[Any]) -> None:
+        try:
+            if self._sends_in_flight:
+                if self._sends_idle is None:
+                    self._sends_idle = asyncio.get_running_loop().create_future()
+                await self._sends_idle
+            await self._handle_events(events)
+        finally:
+            self.credits.release()
+
+    async def _handle_events(self, events: list[Any]) -> None:
+        for event in events:
+            if self._closing:
+                return
             if isinstance(event, PushReceived):
                 await self._push(event)
             elif isinstance(event, JoinRequested):
