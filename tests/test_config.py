@@ -38,7 +38,7 @@ def test_defaults_are_the_embedded_development_node() -> None:
     assert settings.rate_limit_per_minute == 100
     assert settings.max_connections_per_ip == 10
     assert settings.listen_backlog == 4096
-    assert settings.gc_thresholds == (10_000, 10, 100)
+    assert settings.gc_thresholds == (50_000, 20, 100)
     assert settings.heartbeat_interval_s == 30
     assert settings.heartbeat_timeout_s == 90
     assert settings.grpc_port == 50051

@@ -32,7 +32,7 @@ def test_apply_freezes_what_is_alive_and_sets_the_thresholds(restore_gc: None) -
     assert gc.get_threshold() == (12_345, 11, 101)
     assert gc.get_freeze_count() > 0
     assert alive_before not in gc.get_objects()  # frozen: no collection examines it
-    assert gc_policy.DEFAULT_THRESHOLDS == (10_000, 10, 100)
+    assert gc_policy.DEFAULT_THRESHOLDS == (50_000, 20, 100)
 
 
 async def test_a_node_process_applies_the_configured_thresholds(tmp_path: Path) -> None:
