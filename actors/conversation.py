@@ -636,8 +636,8 @@ class ConversationActor(AsyncioActor):
 
     def _on_broker_event(self, _topic: str, data: bytes) -> None:
         if data.startswith(_NEW_MESSAGE):
-            # Sent by another node's actor (this conversation's owner, usually): the last
-            # seq moves on here too, so that cursors are not held back to an old one.
+            # Sent by another node's actor for this conversation: the last seq moves on here
+            # too, so that read cursors moved through this node are not held back.
             if not self._publishing:
                 seq = _decode_sequenced(data[len(_NEW_MESSAGE) :]).message.seq
                 if seq > self.last_seq:
