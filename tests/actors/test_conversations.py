@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -206,19 +209,30 @@ async def test_an_idle_actor_passivates_and_the_next_call_starts_a_fresh_one(
     assert second is not first
 
 
-async def test_two_nodes_over_redis_see_each_others_events_and_membership(
-    store: Any, redis_url: str
-) -> None:
-    import uuid
-
+@contextlib.asynccontextmanager
+async def _two_nodes(store: Any, redis_url: str) -> AsyncIterator[tuple[Stack, Stack]]:
+    """Two stacks on one store, each with its own Redis broker: two nodes of a cluster."""
     from whispr.broker import RedisBroker
 
     prefix = f"t{uuid.uuid4().hex[:8]}"
     brokers = [RedisBroker(redis_url, node_id=f"node{i}", prefix=prefix) for i in range(2)]
     for broker in brokers:
         await broker.open()
-    a, b = [await build_stack(store, broker) for broker in brokers]  # type: ignore[arg-type]
+    nodes = [await build_stack(store, broker) for broker in brokers]  # type: ignore[arg-type]
     try:
+        yield nodes[0], nodes[1]
+    finally:
+        for node in nodes:
+            node.supervisor.stop(block=False)
+            await node.supervisor.wait_exit()
+        for broker in brokers:
+            await broker.close()
+
+
+async def test_two_nodes_over_redis_see_each_others_events_and_membership(
+    store: Any, redis_url: str
+) -> None:
+    async with _two_nodes(store, redis_url) as (a, b):
         group = await a.messaging.create_group("alice", "Cluster", ["bob"])
         await b.messaging.send("bob", group.id, text("warm"))  # b runs an actor too
         seen_on_b: list[str] = []
@@ -245,27 +259,12 @@ async def test_two_nodes_over_redis_see_each_others_events_and_membership(
         else:
             raise AssertionError("node b never learnt that carol joined")
         assert from_carol.seq > sent.seq
-    finally:
-        for node in (a, b):
-            node.supervisor.stop(block=False)
-            await node.supervisor.wait_exit()
-        for broker in brokers:
-            await broker.close()
 
 
 async def test_a_read_cursor_can_reach_messages_sent_through_another_node(
     store: Any, redis_url: str
 ) -> None:
-    import uuid
-
-    from whispr.broker import RedisBroker
-
-    prefix = f"t{uuid.uuid4().hex[:8]}"
-    brokers = [RedisBroker(redis_url, node_id=f"node{i}", prefix=prefix) for i in range(2)]
-    for broker in brokers:
-        await broker.open()
-    a, b = [await build_stack(store, broker) for broker in brokers]  # type: ignore[arg-type]
-    try:
+    async with _two_nodes(store, redis_url) as (a, b):
         group = await a.messaging.create_group("alice", "Cluster", ["bob"])
         assert await b.messaging.mark_read("bob", group.id, 0) == 0  # b runs an actor too
         sent = [await a.messaging.send("alice", group.id, text(f"m{n}")) for n in range(3)]
@@ -277,9 +276,3 @@ async def test_a_read_cursor_can_reach_messages_sent_through_another_node(
                 break
             await asyncio.sleep(0.01)
         assert cursor == sent[-1].seq == 3
-    finally:
-        for node in (a, b):
-            node.supervisor.stop(block=False)
-            await node.supervisor.wait_exit()
-        for broker in brokers:
-            await broker.close()

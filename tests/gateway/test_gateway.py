@@ -117,6 +117,16 @@ async def test_members_exchange_messages_and_others_are_refused(node: RunningNod
         assert again["id"] == reply["id"]
 
 
+def _connection_of(node: RunningNode, user_id: str) -> Any:
+    """The node's one connection actor of ``user_id``."""
+    [actor] = [
+        ref._actor_weakref()
+        for ref in node.node.gateway.ctx.connections
+        if ref._actor_weakref().user_id == user_id
+    ]
+    return actor
+
+
 class _CountingTransport:
     """A socket's transport that counts the calls writing to it (and passes everything on)."""
 
@@ -146,11 +156,7 @@ async def test_a_send_reply_and_its_broadcast_to_the_sender_leave_in_one_write(
         await b.join(topic)
         while bob not in (await a.next_event(topic, "presence_diff")).payload["joins"]:
             pass  # until nothing else is on its way to ada
-        [actor] = [
-            ref._actor_weakref()
-            for ref in node.node.gateway.ctx.connections
-            if ref._actor_weakref().user_id == ada
-        ]
+        actor = _connection_of(node, ada)
         counting = actor.ws.transport = _CountingTransport(actor.ws.transport)
         for n in range(5):
             reply = await a.push(topic, "send_message", {"client_id": f"m{n}", "content": "hi"})
@@ -180,11 +186,7 @@ async def test_a_write_to_a_transport_closed_underneath_does_not_crash_the_conne
     async with node.client(ada) as a, node.client(bob) as b:
         await a.join(topic)
         await b.join(topic)
-        [actor] = [
-            ref._actor_weakref()
-            for ref in node.node.gateway.ctx.connections
-            if ref._actor_weakref().user_id == bob
-        ]
+        actor = _connection_of(node, bob)
         loop = asyncio.get_running_loop()
         unhandled: list[dict[str, Any]] = []
         loop.set_exception_handler(lambda _loop, context: unhandled.append(context))
