@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -140,11 +140,11 @@ class ConnectionActor(AsyncioActor):
         self.sent = 0
         self.received = 0
         self._channels: dict[str, _Channel] = {}
+        #: Work this actor started beside its messages (closes, gap fills, notices, sends).
         self._tasks: set[asyncio.Task[None]] = set()
+        #: ``send_message`` pushes started and not yet answered.
+        self._sending: set[asyncio.Task[None]] = set()
         self._closing = False
-        #: ``send_message`` pushes started and not yet answered; set when they all are.
-        self._sends_in_flight = 0
-        self._sends_idle: asyncio.Future[None] | None = None
         #: Whether ``_flush`` is due this loop turn, and the bytes it will write.
         self._flush_scheduled = False
         self._queued_bytes = 0
@@ -232,26 +232,18 @@ class ConnectionActor(AsyncioActor):
         return channel is not None and channel.kind == "conversation"
 
     def _start_send(self, push: PushReceived) -> None:
-        task = asyncio.get_running_loop().create_task(self._push(push))
-        self._sends_in_flight += 1
-        self._tasks.add(task)
+        task = self._in_background(self._push(push))
+        self._sending.add(task)
         task.add_done_callback(self._send_done)
 
     def _send_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        self._sends_in_flight -= 1
+        self._sending.discard(task)
         self.credits.release()
-        if self._sends_in_flight == 0 and self._sends_idle is not None:
-            idle, self._sends_idle = self._sends_idle, None
-            if not idle.done():
-                idle.set_result(None)
 
     async def _inbound(self, events: list[Any]) -> None:
         try:
-            if self._sends_in_flight:
-                if self._sends_idle is None:
-                    self._sends_idle = asyncio.get_running_loop().create_future()
-                await self._sends_idle
+            if self._sending:  # no send starts meanwhile: this message holds the actor
+                await asyncio.wait(set(self._sending))
             await self._handle_events(events)
         finally:
             self.credits.release()
@@ -337,6 +329,13 @@ class ConnectionActor(AsyncioActor):
         if self._queued_bytes > min(CATCHUP_WRITE_BYTES, self._buffer_limit // 4):
             self._flush()  # now, so that the next frame's wait sees these in the buffer
 
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``work`` beside this actor's messages, kept referenced until it ends."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
     def close(self, code: int, reason: str) -> None:
         """Close the socket (once); the reader then ends and stops this actor."""
         if self._closing:
@@ -346,9 +345,7 @@ class ConnectionActor(AsyncioActor):
             if self._closing:
                 return
         self._closing = True
-        task = asyncio.get_running_loop().create_task(self.ws.close(code, reason))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._in_background(self.ws.close(code, reason))
 
     # -- joins ----------------------------------------------------------------------------
 
@@ -430,9 +427,7 @@ class ConnectionActor(AsyncioActor):
         for item in messages:
             seq = _seq_of(item)
             if seq > expected:  # still a hole: read it (and what is held before it) from the store
-                task = asyncio.get_running_loop().create_task(self._fill(channel, last, seq))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._in_background(self._fill(channel, last, seq))
                 return
             expected = max(expected, seq + 1)
         self._release(channel)
@@ -500,11 +495,7 @@ class ConnectionActor(AsyncioActor):
     def _follow(self, channel: _Channel, item: Outgoing) -> None:
         """Keep the ``user:`` channel's notices in step with the user's conversations."""
         if item.event == "conversation_added":
-            task = asyncio.get_running_loop().create_task(
-                _watch_for_notices(self, channel, item.conversation_id)
-            )
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._in_background(_watch_for_notices(self, channel, item.conversation_id))
         elif item.event == "conversation_removed":
             subscription = channel.notices.pop(item.conversation_id, None)
             if subscription is not None:
