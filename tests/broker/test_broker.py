@@ -123,7 +123,7 @@ async def test_events_cross_nodes_once_and_in_order(
 async def test_a_backlog_crosses_in_several_script_calls_in_order(
     two_nodes: tuple[RedisBroker, RedisBroker], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(redis_broker, "_PUBLISH_BATCH", 7)
+    monkeypatch.setattr(redis_broker, "_PUBLISH_ARGS", 3 * 7)
     a, b = two_nodes
     on_b = Recorder()
     await b.subscribe("conversation:7", on_b)

@@ -59,8 +59,8 @@ return published
 """
 _MINE = b"1"
 _NOT_MINE = b"0"
-#: Events published per script call at most (a backlog goes in several calls).
-_PUBLISH_BATCH = 5_000
+#: Script arguments per call at most: 5,000 events (a backlog goes in several calls).
+_PUBLISH_ARGS = 3 * 5_000
 
 
 class RedisBroker:
@@ -167,9 +167,9 @@ class RedisBroker:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            if len(self._outbox) > 3 * _PUBLISH_BATCH:
-                batch = self._outbox[: 3 * _PUBLISH_BATCH]
-                del self._outbox[: 3 * _PUBLISH_BATCH]
+            if len(self._outbox) > _PUBLISH_ARGS:
+                batch = self._outbox[:_PUBLISH_ARGS]
+                del self._outbox[:_PUBLISH_ARGS]
                 self._wake.set()  # the rest goes next
             else:
                 batch, self._outbox = self._outbox, []
@@ -253,7 +253,6 @@ class RedisBroker:
             with contextlib.suppress(Exception):
                 await self._pubsub.aclose()
         assert self._client is not None
-        self._confirmed.clear()
         self._pubsub = self._client.pubsub()
         # The node's own channel keeps the connection subscribed even with
         # no topics, and every topic with local subscribers is (re)subscribed.
