@@ -350,18 +350,17 @@ class RedisPresence:
             for topic in distinct:
                 pipe.hgetall(self._topic_key(topic))
             read: list[dict[bytes, bytes]] = await pipe.execute()
-        nodes = sorted({field.split(b"|", 1)[0].decode() for fields in read for field in fields})
+        # Each meta with its node (a field is "<node>|<ref>"), split once.
+        metas = [
+            [(field.split(b"|", 1)[0].decode(), raw) for field, raw in fields.items()]
+            for fields in read
+        ]
+        nodes = sorted({node for per_topic in metas for node, _ in per_topic})
         alive = await self._alive(nodes, recent=True)
         entries: dict[str, list[tuple[str, Meta]]] = {}
-        for topic, fields in zip(distinct, read, strict=True):
-            entries[topic] = [
-                (entry.key, entry.meta)
-                for entry in (
-                    _decode_entry(raw)
-                    for field, raw in fields.items()
-                    if field.split(b"|", 1)[0].decode() in alive
-                )
-            ]
+        for topic, per_topic in zip(distinct, metas, strict=True):
+            decoded = (_decode_entry(raw) for node, raw in per_topic if node in alive)
+            entries[topic] = [(entry.key, entry.meta) for entry in decoded]
         return [entries[topic] for topic in topics]
 
     async def state(self, topic: str) -> PresenceState:
