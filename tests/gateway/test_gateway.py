@@ -307,6 +307,39 @@ async def test_a_catch_up_join_while_the_store_is_down_is_refused_then_succeeds(
         assert seqs == [1, 2, 3]
 
 
+async def test_sends_refused_while_the_store_is_down_give_back_their_credits(
+    node: RunningNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ada, bob = unique("ada"), unique("bob")
+    topic = f"conversation:{await _group(node, ada, bob)}"
+    commit = node.node.commit  # the group commit, which writes every send
+
+    async def down(*_args: Any, **_kwargs: Any) -> Any:
+        raise WhisprError(Reason.UNAVAILABLE, "the message store is unavailable")
+
+    sends = node.settings.inbound_credits + 8  # more pipelined sends than credits
+    async with node.client(ada) as a:
+        await a.join(topic)
+        with monkeypatch.context() as patch:
+            patch.setattr(commit, "_flush", down)
+            refused = await asyncio.gather(
+                *(
+                    a.push_nowait(topic, "send_message", {"client_id": f"m{n}", "content": str(n)})
+                    for n in range(sends)
+                ),
+                return_exceptions=True,
+            )
+        assert {r.reason for r in refused if isinstance(r, ReplyError)} == {"unavailable"}
+        assert len(refused) == sends
+        # Every credit came back: the same connection is still read, and the retried sends
+        # are stored once each, in order.
+        replies = [
+            await a.push(topic, "send_message", {"client_id": f"m{n}", "content": str(n)})
+            for n in range(sends)
+        ]
+        assert [r["seq"] for r in replies] == list(range(1, sends + 1))
+
+
 async def _send_after_join(node: RunningNode, user: str, topic: str) -> None:
     async with node.client(user) as a:
         await a.join(topic)
