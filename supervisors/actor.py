@@ -37,7 +37,7 @@ import logging
 import threading
 import uuid
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -57,6 +57,55 @@ if TYPE_CHECKING:
 __all__ = ["AsyncioActor"]
 
 logger = logging.getLogger("supervisors")
+
+
+class _RegisteredRefs:
+    """pykka's registry of live actors, found and removed by hash instead of by scan.
+
+    pykka keeps every live ``ActorRef`` in a list, and each actor's exit scans it twice
+    (``ref in refs``, then ``refs.remove(ref)``): with 10,000 connections, 1,000 clients
+    dropping at once cost the loop about 0.3 s of scanning while they reconnected. This
+    holds the same refs in a dict (a ref hashes by identity, as it compares), in
+    registration order, and offers the list operations pykka's ``ActorRegistry`` uses on it:
+    ``append``, ``remove``, ``in``, iteration and ``[:]``. pykka's API is unchanged.
+    """
+
+    __slots__ = ("_refs",)
+
+    def __init__(self, refs: Iterable[pykka.ActorRef[Any]] = ()) -> None:
+        self._refs: dict[pykka.ActorRef[Any], None] = dict.fromkeys(refs)
+
+    def append(self, ref: pykka.ActorRef[Any]) -> None:
+        self._refs[ref] = None
+
+    def remove(self, ref: pykka.ActorRef[Any]) -> None:
+        try:
+            del self._refs[ref]
+        except KeyError:
+            raise ValueError(f"{ref!r} is not registered") from None
+
+    def __contains__(self, ref: object) -> bool:
+        return ref in self._refs
+
+    def __iter__(self) -> Iterator[pykka.ActorRef[Any]]:
+        return iter(list(self._refs))  # a snapshot: registering while iterating is allowed
+
+    def __getitem__(self, index: slice) -> list[pykka.ActorRef[Any]]:
+        return list(self._refs)[index]
+
+    def __len__(self) -> int:
+        return len(self._refs)
+
+
+def _index_pykka_registry() -> None:
+    """Swap pykka's list of live actors for :class:`_RegisteredRefs` (once, at import)."""
+    with ActorRegistry._actor_refs_lock:
+        refs = ActorRegistry._actor_refs
+        if not isinstance(refs, _RegisteredRefs):
+            setattr(ActorRegistry, "_actor_refs", _RegisteredRefs(refs))  # noqa: B010
+
+
+_index_pykka_registry()
 
 
 class _StoppedFlag:
@@ -449,7 +498,6 @@ class AsyncioActor(_ActorBase):  # type: ignore[misc]
         self._exit(reason)
 
     def _unregister(self) -> None:
-        # Once: pykka's registry is a list, and each removal scans it.
         if not self._unregistered:
             self._unregistered = True
             ActorRegistry.unregister(self._actor_ref)
