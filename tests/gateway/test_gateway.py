@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +13,8 @@ from actors.conversation import Draft
 from actors.errors import Reason, WhisprError
 from actors.events import encode_event
 from actors.model import Message
-from tests.gateway.conftest import RunningNode, unique
+from supervisors import stop_tree
+from tests.gateway.conftest import RunningNode, start_node, unique
 from whispr.client import PhoenixClient, ReplyError
 
 
@@ -203,6 +205,36 @@ async def test_a_write_to_a_transport_closed_underneath_does_not_crash_the_conne
         event = await b.next_event(topic, "new_message")
         assert event.payload["message"]["content"] in {"lost on the way", "hi"}
         assert actor.actor_ref.is_alive()
+
+
+@pytest.mark.parametrize("compression", ["off", "deflate"])
+async def test_messages_reach_clients_with_and_without_compression(
+    tmp_path: Path, compression: str
+) -> None:
+    running = await start_node(
+        {"WHISPR_SQLITE_PATH": str(tmp_path / "node.db"), "WHISPR_COMPRESSION": compression}
+    )
+    try:
+        ada, bob = unique("ada"), unique("bob")
+        topic = f"conversation:{await _group(running, ada, bob)}"
+        # The client offers permessage-deflate; the node takes it only when configured to.
+        async with running.client(ada) as a, running.client(bob) as b:
+            await a.join(topic)
+            await b.join(topic)
+            actor = _connection_of(running, ada)
+            assert bool(actor.ws.protocol.extensions) == (compression == "deflate")
+            # A frame under 126 bytes, then one whose length takes 16 bits.
+            for n, content in enumerate(["hi", "\u00e9" * 4000]):
+                draft = {"client_id": f"m{n}", "content": content}
+                reply = await a.push(topic, "send_message", draft)
+                assert reply["seq"] == n + 1
+                for client in (a, b):
+                    event = await client.next_event(topic, "new_message")
+                    assert event.payload["message"]["content"] == content
+            page = await b.push(topic, "history", {"before_seq": 3, "limit": 10})
+            assert [m["content"] for m in page["messages"]] == ["hi", "\u00e9" * 4000]
+    finally:
+        await stop_tree(running.root, deadline=10)
 
 
 async def test_bad_pushes_get_clear_error_replies_and_write_nothing(node: RunningNode) -> None:
