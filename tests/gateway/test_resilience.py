@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 import websockets
 from websockets.exceptions import ConnectionClosed
 
@@ -173,6 +174,43 @@ async def test_joins_and_leaves_arriving_together_share_their_redis_round_trips(
         assert [await presence.state(topic) for topic in topics] == [{}] * 5
         assert presence._untracks.batches < 300
     finally:
+        await presence.stop()
+
+
+async def test_a_meta_untracked_twice_leaves_once_and_counts_at_zero_leave_no_field(
+    redis_url: str,
+) -> None:
+    broker = MemoryBroker()
+    prefix = unique("p")
+    topic = f"conversation:{unique('c')}"
+    presence = RedisPresence(redis_url, broker, "once", prefix=prefix)
+    diffs: list[bytes] = []
+    await broker.subscribe(topic, lambda _t, data: diffs.append(data))
+    await presence.start()
+    client = aioredis.from_url(redis_url)
+    try:
+        ref = await presence.track(topic, "ada", {"device": "phone"})
+        assert await client.smembers(f"{prefix}:presence:topics:once") == {topic.encode()}
+        assert b"once" in await client.smembers(f"{prefix}:presence:nodes")
+        diffs.clear()
+        # Both in one batch: the first removes the meta, the second finds it gone.
+        await asyncio.gather(
+            presence.untrack(topic, "ada", ref), presence.untrack(topic, "ada", ref)
+        )
+        assert [_diff(data)["leaves"] for data in diffs] == [
+            {"ada": {"metas": [{"device": "phone", "phx_ref": ref}]}}
+        ]
+        assert await presence.state(topic) == {}
+        presence.device_connected("ada")
+        presence.device_connected("ada")
+        presence.device_connected("bob")
+        assert await _eventually_online(presence, ["ada", "bob"], {"ada", "bob"}) == {"ada", "bob"}
+        presence.device_disconnected("ada")
+        presence.device_disconnected("ada")
+        assert await _eventually_online(presence, ["ada", "bob"], {"bob"}) == {"bob"}
+        assert await client.hgetall(f"{prefix}:presence:devices:once") == {b"bob": b"1"}
+    finally:
+        await client.aclose()
         await presence.stop()
 
 
