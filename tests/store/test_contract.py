@@ -180,6 +180,40 @@ async def test_paging_before_and_after(store: Store) -> None:
     assert len(await store.page_messages("g1", after_seq=0, limit=10_000)) == 30
 
 
+async def test_catch_up_pages_read_together_are_each_the_page_read_alone(store: Store) -> None:
+    for cid in ("g1", "g2", "g3"):
+        await make_group(store, cid)
+        await store.insert_messages([message(cid, n, content=f"{cid} {n}") for n in range(1, 9)])
+    await store.hide_message("g1", 3, "carol")
+    await store.add_reaction("g2", 5, "bob", "👍")
+    await store.add_reaction("g2", 5, "carol", "👍")
+    await store.add_reaction("g3", 7, "alice", "🎉")
+    asks = [
+        (cid, after, limit, viewer)
+        for cid in ("g1", "g2", "g3", "nope")
+        for after in (0, 2, 6, 8)
+        for limit in (1, 3, 100)
+        for viewer in (None, "carol")
+    ]
+
+    def page(ask: tuple[str, int, int, str | None]) -> object:
+        cid, after, limit, viewer = ask
+        return store.page_messages(cid, after_seq=after, limit=limit, viewer_id=viewer)
+
+    alone = [await page(ask) for ask in asks]
+    batches = store._pages_after.batches if isinstance(store, PostgresStore) else 0
+    together = await asyncio.gather(*(page(ask) for ask in asks))  # type: ignore[arg-type]
+    assert together == alone
+    assert [m.seq for m in alone[asks.index(("g1", 2, 100, "carol"))]] == [4, 5, 6, 7, 8]
+    assert [m.seq for m in alone[asks.index(("g1", 2, 3, None))]] == [3, 4, 5]
+    g2 = alone[asks.index(("g2", 2, 100, None))]
+    assert [m.reactions for m in g2 if m.reactions] == [{"👍": ("bob", "carol")}]
+    assert [m.content for m in alone[asks.index(("g3", 6, 100, None))]] == ["g3 7", "g3 8"]
+    assert alone[asks.index(("nope", 0, 100, None))] == []
+    if isinstance(store, PostgresStore):  # read together: a few statements, not one per page
+        assert store._pages_after.batches - batches <= 2
+
+
 async def test_edit_delete_hide(store: Store) -> None:
     await make_group(store)
     with_file = Message(

@@ -35,6 +35,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from actors.batching import Batcher
 from actors.errors import Invalid, NotFound, Reason, WhisprError
 from actors.model import (
     Conversation,
@@ -171,6 +172,34 @@ def _columns(batch: Sequence[Message]) -> list[Any]:
 SESSION_SETTINGS = {"jit": "off", "application_name": "whispr"}
 
 
+#: Pages after a seq for many readers at once (catch-up): ``$1`` conversations, ``$2`` the
+#: seq each page starts after, ``$3`` each page's size, ``$4`` the viewer (whose hidden
+#: messages are left out, or NULL). Each row carries its request's position, ``i`` (from 1).
+_PAGES_AFTER = f"""
+SELECT q.i, m.* FROM unnest($1::text[], $2::bigint[], $3::int[], $4::text[])
+    WITH ORDINALITY AS q(conversation_id, after_seq, size, viewer_id, i)
+CROSS JOIN LATERAL (
+    SELECT {_MESSAGE_COLUMNS} FROM messages m
+    WHERE m.conversation_id = q.conversation_id AND m.seq > q.after_seq
+    AND (q.viewer_id IS NULL OR NOT EXISTS (SELECT 1 FROM hidden_messages h
+        WHERE h.conversation_id = m.conversation_id AND h.user_id = q.viewer_id
+        AND h.seq = m.seq))
+    ORDER BY m.seq LIMIT q.size
+) m
+ORDER BY q.i, m.seq
+"""
+
+#: The reactions of the messages ``($1[k], $2[k])``.
+_REACTIONS_OF = """
+SELECT r.conversation_id, r.seq, r.emoji, r.user_id FROM reactions r
+JOIN unnest($1::text[], $2::bigint[]) AS k(conversation_id, seq) USING (conversation_id, seq)
+ORDER BY r.conversation_id, r.seq, r.emoji, r.created_at, r.user_id
+"""
+
+#: One catch-up page asked for: conversation, after seq, page size, viewer.
+_PageAfter = tuple[str, int, int, str | None]
+
+
 class PostgresStore:
     """The :class:`actors.ports.Store` on PostgreSQL."""
 
@@ -193,6 +222,11 @@ class PostgresStore:
         self._pool: asyncpg.Pool | None = None
         # Connections group commit keeps between batches (see ``_writer``).
         self._writers: list[Any] = []
+        # Catch-up pages asked for together (a thousand clients reconnecting at once) are
+        # read in one pair of statements per batch instead of a pool round trip each.
+        self._pages_after = Batcher[_PageAfter, list[Message]](
+            self._read_pages_after, max_batch=200, max_in_flight=2, name="catch-up-pages"
+        )
 
     async def open(self) -> None:
         try:
@@ -795,6 +829,8 @@ class PostgresStore:
             if bound is not None:
                 _check.cursor(bound, field)
         page = _check.limit(limit)
+        if after_seq is not None and before_seq is None:
+            return await self._pages_after.submit((conversation_id, after_seq, page, viewer_id))
         order = "ASC" if after_seq is not None else "DESC"
         return await self._messages(
             f"SELECT {_MESSAGE_COLUMNS} FROM messages m WHERE conversation_id = $1 "
@@ -809,6 +845,25 @@ class PostgresStore:
             viewer_id,
             page,
         )
+
+    async def _read_pages_after(self, requests: Sequence[_PageAfter]) -> list[list[Message]]:
+        """A batch of catch-up pages: the messages in one statement, their reactions in one."""
+        columns = list(zip(*requests, strict=True))
+        async with self._connection() as c:
+            rows = await c.fetch(_PAGES_AFTER, *columns)
+            # Once each: pages of one conversation overlap.
+            read = list(dict.fromkeys((r["conversation_id"], r["seq"]) for r in rows))
+            reaction_rows = await c.fetch(_REACTIONS_OF, *zip(*read, strict=True)) if read else []
+        reactions: dict[tuple[str, int], dict[str, list[str]]] = {}
+        for r in reaction_rows:
+            users = reactions.setdefault((r["conversation_id"], r["seq"]), {})
+            users.setdefault(r["emoji"], []).append(r["user_id"])
+        pages: list[list[Message]] = [[] for _ in requests]
+        for r in rows:
+            found = reactions.get((r["conversation_id"], r["seq"]))
+            by_emoji = {e: tuple(u) for e, u in found.items()} if found else None
+            pages[r["i"] - 1].append(_rows.message(r, by_emoji))
+        return pages
 
     async def _update_message(
         self, conversation_id: str, seq: int, query: str, *args: Any
