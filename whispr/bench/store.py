@@ -6,6 +6,10 @@
 ``single_insert_msgs_per_s``     the same load with one insert per message (batches of one)
 ``conversation_actor_bytes``     resident memory of an active conversation actor with 100
                                  cached messages
+``catch_up_1000_pages_ms``       1,000 catch-up pages (the last 10 messages of a conversation,
+                                 for one of its members) asked for at once, as 1,000 clients
+                                 reconnecting do: the time until the last is read, and
+                                 ``catch_up_1000_pages_cpu_ms`` this process's CPU for them
 
 Load shape. 200 group conversations with 5 members sending at once (1,000
 clients), each client sending its next message once the last one is
@@ -83,7 +87,8 @@ async def _throughput(
     conversations: int,
     senders: int,
     per_sender: int,
-) -> float:
+) -> tuple[float, list[str]]:
+    """Messages per second acknowledged, and the conversations they went to."""
     messaging, supervisor = await _stack(store, max_batch)
     members = [f"u{n}" for n in range(1, senders + 1)]
     groups = [
@@ -109,7 +114,25 @@ async def _throughput(
     if stored != sent + conversations:  # every acknowledged message is there, once
         msg = f"{stored - conversations} messages stored for {sent} acknowledged"
         raise AssertionError(msg)
-    return sent / elapsed
+    return sent / elapsed, groups
+
+
+async def _catch_up(store: PostgresStore, groups: list[str], readers: int) -> tuple[float, float]:
+    """Milliseconds, wall and CPU, to read ``readers`` catch-up pages asked for at once (the
+    median of three rounds)."""
+    last = {c: await store.last_seq(c) for c in groups}
+    asks = [(groups[n % len(groups)], f"u{1 + n % SENDERS}") for n in range(readers)]
+    rounds = []
+    for _ in range(3):
+        cpu, began = time.process_time(), time.perf_counter()
+        pages = await asyncio.gather(
+            *(store.page_messages(c, after_seq=last[c] - 10, viewer_id=u) for c, u in asks)
+        )
+        rounds.append(((time.perf_counter() - began) * 1e3, (time.process_time() - cpu) * 1e3))
+        if any(len(page) != 10 for page in pages):
+            raise AssertionError("a catch-up page did not hold the last 10 messages")
+    rounds.sort()
+    return rounds[1]
 
 
 async def _actor_bytes(store: PostgresStore, actors: int) -> float:
@@ -154,9 +177,9 @@ async def _measure(url: str, quick: bool) -> dict[str, Any]:
         shape = {"conversations": CONVERSATIONS, "senders": SENDERS}
         per_sender = messages // (CONVERSATIONS * SENDERS)
         print("[store] group commit...", flush=True)
-        grouped = await _throughput(store, max_batch=1000, per_sender=per_sender, **shape)
+        grouped, groups = await _throughput(store, max_batch=1000, per_sender=per_sender, **shape)
         print(f"[store] group commit: {grouped:,.0f} msgs/s; one sender each...", flush=True)
-        one_sender = await _throughput(
+        one_sender, _ = await _throughput(
             store,
             max_batch=1000,
             conversations=CONVERSATIONS,
@@ -166,14 +189,18 @@ async def _measure(url: str, quick: bool) -> dict[str, Any]:
         print(
             f"[store] one sender: {one_sender:,.0f} msgs/s; one insert per message...", flush=True
         )
-        single = await _throughput(store, max_batch=1, per_sender=per_sender, **shape)
-        print(f"[store] single inserts: {single:,.0f} msgs/s; actor memory...", flush=True)
+        single, _ = await _throughput(store, max_batch=1, per_sender=per_sender, **shape)
+        print(f"[store] single inserts: {single:,.0f} msgs/s; catch-up pages...", flush=True)
+        catch_up_ms, catch_up_cpu_ms = await _catch_up(store, groups, 1000)
+        print(f"[store] 1,000 catch-up pages: {catch_up_ms:,.0f} ms; actor memory...", flush=True)
         actor_bytes = await _actor_bytes(store, 200 if quick else 1000)
         return {
             "group_commit_msgs_per_s": grouped,
             "group_commit_1_sender_msgs_per_s": one_sender,
             "single_insert_msgs_per_s": single,
             "conversation_actor_bytes": actor_bytes,
+            "catch_up_1000_pages_ms": catch_up_ms,
+            "catch_up_1000_pages_cpu_ms": catch_up_cpu_ms,
             "conversations": CONVERSATIONS,
             "senders_per_conversation": SENDERS,
             "messages": messages,
@@ -210,6 +237,8 @@ def run_suite(out: Path, quick: bool = False) -> dict[str, Any]:
             None,
         ],
         ["single_insert_msgs_per_s", figures["single_insert_msgs_per_s"], "", None],
+        ["catch_up_1000_pages_ms", figures["catch_up_1000_pages_ms"], "", None],
+        ["catch_up_1000_pages_cpu_ms", figures["catch_up_1000_pages_cpu_ms"], "", None],
         [
             "conversation_actor_bytes",
             figures["conversation_actor_bytes"],
