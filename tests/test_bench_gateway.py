@@ -22,8 +22,11 @@ def test_a_small_scenario_writes_every_field_a_summary_and_a_plot(tmp_path: Path
         "latency_p99_ms",
         "reconnect_catchup_p95_ms",
         "server_rss_bytes_per_connection",
+        "server_cpu_us_per_msg",
+        "generator_cpu_us_per_msg",
     ]:
         assert written[field] is not None, field
+    assert written["server_cpu_us_per_msg"] > 0
     assert report["connections_held"] == 12
     assert report["messages_failed"] == 0
     assert report["messages_acked"] == 30  # rate x duration, however late the ticks ran
@@ -80,3 +83,4 @@ def test_the_bare_relay_runs_the_same_scenario(tmp_path: Path) -> None:
     assert report["messages_acked"] == 30
     assert report["deliveries"] == 30 * 3
     assert report["reconnect_failures"] == 0  # caught up from the relay's memory
+    assert report["server_cpu_us_per_msg"] > 0  # the relay's, to compare with a node's

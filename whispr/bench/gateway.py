@@ -7,7 +7,11 @@ user; users are grouped into conversations of ``--conversation-size`` members. P
 1. connect and join every client (``connections_held``; server memory per connection);
 2. send ``--rate`` messages per second in total for ``--duration`` seconds, each message
    stamped with its send time, and time its arrival at *every* recipient
-   (``latency_p50/p95/p99_ms``; ``msgs_per_s`` counts messages acknowledged, i.e. durable);
+   (``latency_p50/p95/p99_ms``; ``msgs_per_s`` counts messages acknowledged, i.e. durable),
+   and the CPU the nodes spent meanwhile per message acknowledged (``server_cpu_us_per_msg``,
+   all node processes together), the figure that says what a node costs per message
+   whatever the load asked, and the generator's own (``generator_cpu_us_per_msg``): on a
+   shared machine the two compete for the same cores;
 3. disconnect up to 1,000 clients at once, send to their conversations while they are away,
    reconnect them all at once with ``last_seq``, and time until each has caught up
    (``reconnect_catchup_p95_ms``).
@@ -128,6 +132,15 @@ class _Nodes:
         for node in self.running:
             with contextlib.suppress(psutil.Error):
                 total += psutil.Process(node.process.pid).memory_info().rss
+        return total
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user and system) the node processes have used so far, together."""
+        total = 0.0
+        for node in self.running:
+            with contextlib.suppress(psutil.Error):
+                times = psutil.Process(node.process.pid).cpu_times()
+                total += times.user + times.system
         return total
 
 
@@ -357,8 +370,11 @@ async def _measure(scenario: Scenario, workdir: Path) -> dict[str, Any]:
                 else "sqlite"
             ),
         }
+        server_cpu, generator_cpu = nodes.cpu_seconds(), time.process_time()
         acked, failed, elapsed = await _send_at_rate(held, scenario.rate, scenario.duration, "send")
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(2.0)  # the last deliveries arrive
+        server_cpu = nodes.cpu_seconds() - server_cpu
+        generator_cpu = time.process_time() - generator_cpu
         figures.update(
             {
                 "rate_asked": scenario.rate,
@@ -368,6 +384,10 @@ async def _measure(scenario: Scenario, workdir: Path) -> dict[str, Any]:
                 "msgs_per_s": acked / elapsed,
                 "deliveries": len(latencies),
                 "deliveries_per_s": len(latencies) / elapsed,
+                "server_cpu_us_per_msg": (
+                    server_cpu / acked * 1e6 if acked and nodes.running else None
+                ),
+                "generator_cpu_us_per_msg": generator_cpu / acked * 1e6 if acked else None,
             }
         )
         samples_ms = [s * 1e3 for s in latencies]
@@ -440,6 +460,8 @@ def _markdown(figures: dict[str, Any], scenario: Scenario, command: str) -> str:
         ["latency_p50_ms", figures["latency_p50_ms"], ""],
         ["latency_p95_ms", figures["latency_p95_ms"], TARGETS["latency_p95_ms"]],
         ["latency_p99_ms", figures["latency_p99_ms"], ""],
+        ["server_cpu_us_per_msg", figures["server_cpu_us_per_msg"], ""],
+        ["generator_cpu_us_per_msg", figures["generator_cpu_us_per_msg"], ""],
         [
             "reconnect_catchup_p95_ms",
             figures["reconnect_catchup_p95_ms"],
