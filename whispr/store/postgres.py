@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -854,15 +855,17 @@ class PostgresStore:
             # Once each: pages of one conversation overlap.
             read = list(dict.fromkeys((r["conversation_id"], r["seq"]) for r in rows))
             reaction_rows = await c.fetch(_REACTIONS_OF, *zip(*read, strict=True)) if read else []
-        reactions: dict[tuple[str, int], dict[str, list[str]]] = {}
-        for r in reaction_rows:
-            users = reactions.setdefault((r["conversation_id"], r["seq"]), {})
-            users.setdefault(r["emoji"], []).append(r["user_id"])
+        # Ordered by conversation first: each conversation's rows are one run.
+        reactions = {
+            conversation_id: _rows.reactions_by_seq(group)
+            for conversation_id, group in itertools.groupby(
+                reaction_rows, key=lambda r: r["conversation_id"]
+            )
+        }
         pages: list[list[Message]] = [[] for _ in requests]
         for r in rows:
-            found = reactions.get((r["conversation_id"], r["seq"]))
-            by_emoji = {e: tuple(u) for e, u in found.items()} if found else None
-            pages[r["i"] - 1].append(_rows.message(r, by_emoji))
+            by_seq = reactions.get(r["conversation_id"])
+            pages[r["i"] - 1].append(_rows.message(r, by_seq.get(r["seq"]) if by_seq else None))
         return pages
 
     async def _update_message(
