@@ -31,7 +31,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,19 +128,19 @@ class _Nodes:
     urls: list[str] = field(default_factory=list)
 
     def rss(self) -> int:
-        total = 0
-        for node in self.running:
-            with contextlib.suppress(psutil.Error):
-                total += psutil.Process(node.process.pid).memory_info().rss
-        return total
+        """Resident memory of the node processes, together."""
+        return int(self._total(lambda process: process.memory_info().rss))
 
     def cpu_seconds(self) -> float:
         """CPU time (user and system) the node processes have used so far, together."""
+        return self._total(lambda process: sum(process.cpu_times()[:2]))
+
+    def _total(self, measure: Callable[[psutil.Process], float]) -> float:
+        """``measure`` summed over the node processes still there."""
         total = 0.0
         for node in self.running:
             with contextlib.suppress(psutil.Error):
-                times = psutil.Process(node.process.pid).cpu_times()
-                total += times.user + times.system
+                total += measure(psutil.Process(node.process.pid))
         return total
 
 
