@@ -63,11 +63,12 @@ class _RegisteredRefs:
     """pykka's registry of live actors, found and removed by hash instead of by scan.
 
     pykka keeps every live ``ActorRef`` in a list, and each actor's exit scans it twice
-    (``ref in refs``, then ``refs.remove(ref)``): with 10,000 connections, 1,000 clients
-    dropping at once cost the loop about 0.3 s of scanning while they reconnected. This
-    holds the same refs in a dict (a ref hashes by identity, as it compares), in
-    registration order, and offers the list operations pykka's ``ActorRegistry`` uses on it:
-    ``append``, ``remove``, ``in``, iteration and ``[:]``. pykka's API is unchanged.
+    (``ref in refs``, then ``refs.remove(ref)``): with 10,000 actors alive a restart took
+    0.27 ms instead of 0.06 ms, and stopping 10,000 actors newest first (as a node stops its
+    connections) 1.07 s of loop time instead of 0.14 s. This holds the same refs in a dict
+    (a ref hashes by identity, as it compares), in registration order, and offers the list
+    operations pykka's ``ActorRegistry`` uses on it: ``append``, ``remove``, ``in``,
+    iteration and ``[:]``. pykka's API is unchanged.
     """
 
     __slots__ = ("_refs",)
