@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from tests.services import PgSchema
 from tests.store.test_contract import NOW, make_group, message
 from whispr.store import migrations
 from whispr.store.factory import open_store
-from whispr.store.postgres import PostgresStore
+from whispr.store.postgres import _APPEND_BATCH, PostgresStore
 from whispr.store.sqlite import SqliteStore
 
 
@@ -253,6 +254,40 @@ async def test_concurrent_migrations_apply_once(pg_schema: PgSchema) -> None:
     finally:
         for store in stores:
             await store.close()
+
+
+async def test_a_send_bumps_its_conversation_row_in_place(pg_schema: PgSchema) -> None:
+    """The ``conversations`` row update of every send batch is a HOT update.
+
+    An index on a column the update changes (as ``conversations_activity`` was) makes each
+    bump a new row version with an entry in every index: the table and its indexes then
+    grow with every batch until vacuum catches up.
+    """
+    store = PostgresStore(pg_schema.url)
+    await store.open()
+    try:
+        await store.migrate()
+        await make_group(store)
+    finally:
+        await store.close()
+    connection = await asyncpg.connect(pg_schema.url)
+    try:
+        async with connection.transaction():
+            for n in range(5):
+                batch = [{"conversation_id": "g1", "id": f"m{n}", "client_id": f"c{n}",
+                          "sender_id": "alice", "kind": "text", "content": "hi",
+                          "created_at": NOW + n}]  # fmt: skip
+                await connection.fetch(_APPEND_BATCH, json.dumps(batch))
+            updated, hot = await connection.fetchrow(
+                "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables "
+                "WHERE relname = 'conversations' AND schemaname = $1",
+                pg_schema.schema,
+            )
+            last_seq = await connection.fetchval("SELECT last_seq FROM conversations")
+    finally:
+        await connection.close()
+    assert last_seq == 5
+    assert (updated, hot) == (5, 5)
 
 
 async def test_sessions_run_without_jit_and_with_the_callers_settings(pg_schema: PgSchema) -> None:
