@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -24,9 +25,14 @@ def test_a_small_scenario_writes_every_field_a_summary_and_a_plot(tmp_path: Path
         "server_rss_bytes_per_connection",
         "server_cpu_us_per_msg",
         "generator_cpu_us_per_msg",
+        "machine_cpu_us_per_msg",
+        "machine_busy_fraction",
     ]:
         assert written[field] is not None, field
     assert written["server_cpu_us_per_msg"] > 0
+    # The machine's busy CPU includes the node's and the generator's.
+    assert written["machine_cpu_us_per_msg"] >= written["server_cpu_us_per_msg"]
+    assert 0 < written["machine_busy_fraction"] <= 1
     assert report["connections_held"] == 12
     assert report["messages_failed"] == 0
     assert report["messages_acked"] == 30  # rate x duration, however late the ticks ran
@@ -72,6 +78,15 @@ def test_across_two_nodes_every_member_gets_every_message_once(
     # Members of one conversation sit on both nodes, so two actors race for its seqs and
     # events arrive from two publishers: still exactly one delivery per member.
     assert report["deliveries"] == report["messages_acked"] * 4
+    # What PostgreSQL and Redis spend is measured when they run on this machine.
+    for url, figure in (
+        (postgres_url, "store_cpu_us_per_msg"),
+        (redis_url, "broker_cpu_us_per_msg"),
+    ):
+        if urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1"):
+            assert report[figure] > 0, figure
+        else:
+            assert report[figure] is None, figure
 
 
 def test_the_bare_relay_runs_the_same_scenario(tmp_path: Path) -> None:

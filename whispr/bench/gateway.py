@@ -11,7 +11,12 @@ user; users are grouped into conversations of ``--conversation-size`` members. P
    and the CPU the nodes spent meanwhile per message acknowledged (``server_cpu_us_per_msg``,
    all node processes together), the figure that says what a node costs per message
    whatever the load asked, and the generator's own (``generator_cpu_us_per_msg``): on a
-   shared machine the two compete for the same cores;
+   shared machine the two compete for the same cores. So do PostgreSQL and Redis when they
+   run here (``store_cpu_us_per_msg``, ``broker_cpu_us_per_msg``: their local processes);
+   ``machine_cpu_us_per_msg`` is all the machine's busy CPU per message, and
+   ``machine_busy_fraction`` how much of its cores were busy. ``machine_cpu_us_per_msg``
+   times a rate is the cores that rate needs, whatever the layout of the nodes: at
+   10,000 msgs/s, 200 µs per message is both cores of a two-core machine;
 3. disconnect up to 1,000 clients at once, send to their conversations while they are away,
    reconnect them all at once with ``last_seq``, and time until each has caught up
    (``reconnect_catchup_p95_ms``).
@@ -35,6 +40,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psutil
 from tqdm import tqdm
@@ -57,10 +63,12 @@ __all__ = ["Scenario", "main", "run_suite"]
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+#: Messages per second the target asks for (DESIGN section 9).
+TARGET_RATE = 10_000
 TARGETS = {
     "connections_held": ">= 10,000 on one node",
     "server_rss_bytes_per_connection": "<= 40,960",
-    "msgs_per_s": ">= 10,000",
+    "msgs_per_s": f">= {TARGET_RATE:,}",
     "latency_p95_ms": "< 50",
     "reconnect_catchup_p95_ms": "< 1,000 (1,000 clients at once)",
 }
@@ -142,6 +150,63 @@ class _Nodes:
             with contextlib.suppress(psutil.Error):
                 total += measure(psutil.Process(node.process.pid))
         return total
+
+
+#: Process names of the services a node uses, as ``psutil`` reports them.
+_SERVICE_PROCESSES = {"WHISPR_DATABASE_URL": "postgres", "WHISPR_REDIS_URL": "redis-server"}
+_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+@dataclass
+class _CpuMeter:
+    """CPU the machine, and the services on it that the nodes use, spend during a phase."""
+
+    env: dict[str, str]
+    _began: dict[str, float] = field(default_factory=dict)
+
+    def start(self) -> None:
+        self._began = self._read()
+
+    def per_message(self, acked: int) -> dict[str, float | None]:
+        """µs per message acknowledged since :meth:`start`, and the machine's busy share."""
+        now = self._read()
+        spent = {name: now[name] - self._began[name] for name in now if name in self._began}
+
+        def per(name: str) -> float | None:
+            return spent[name] / acked * 1e6 if acked and name in spent else None
+
+        wall = spent.get("wall", 0.0)
+        busy = spent.get("busy")
+        return {
+            "store_cpu_us_per_msg": per("WHISPR_DATABASE_URL"),
+            "broker_cpu_us_per_msg": per("WHISPR_REDIS_URL"),
+            "machine_cpu_us_per_msg": per("busy"),
+            "machine_busy_fraction": (
+                busy / (wall * (psutil.cpu_count() or 1)) if busy is not None and wall else None
+            ),
+        }
+
+    def _read(self) -> dict[str, float]:
+        times = psutil.cpu_times()
+        readings = {
+            "wall": time.monotonic(),
+            "busy": sum(times) - times.idle - getattr(times, "iowait", 0.0),
+        }
+        for variable, name in _SERVICE_PROCESSES.items():
+            url = self.env.get(variable)
+            if url and urlsplit(url).hostname in _LOOPBACK:
+                readings[variable] = _cpu_of_processes_named(name)
+        return readings
+
+
+def _cpu_of_processes_named(name: str) -> float:
+    """CPU seconds (user and system) used so far by the processes called ``name``."""
+    total = 0.0
+    for process in psutil.process_iter(["name"]):
+        if process.info["name"] == name:
+            with contextlib.suppress(psutil.Error):
+                total += sum(process.cpu_times()[:2])
+    return total
 
 
 @contextlib.asynccontextmanager
@@ -370,11 +435,14 @@ async def _measure(scenario: Scenario, workdir: Path) -> dict[str, Any]:
                 else "sqlite"
             ),
         }
+        meter = _CpuMeter(env)
+        meter.start()
         server_cpu, generator_cpu = nodes.cpu_seconds(), time.process_time()
         acked, failed, elapsed = await _send_at_rate(held, scenario.rate, scenario.duration, "send")
         await asyncio.sleep(2.0)  # the last deliveries arrive
         server_cpu = nodes.cpu_seconds() - server_cpu
         generator_cpu = time.process_time() - generator_cpu
+        figures.update(meter.per_message(acked))
         figures.update(
             {
                 "rate_asked": scenario.rate,
@@ -462,6 +530,10 @@ def _markdown(figures: dict[str, Any], scenario: Scenario, command: str) -> str:
         ["latency_p99_ms", figures["latency_p99_ms"], ""],
         ["server_cpu_us_per_msg", figures["server_cpu_us_per_msg"], ""],
         ["generator_cpu_us_per_msg", figures["generator_cpu_us_per_msg"], ""],
+        ["store_cpu_us_per_msg", figures["store_cpu_us_per_msg"], ""],
+        ["broker_cpu_us_per_msg", figures["broker_cpu_us_per_msg"], ""],
+        ["machine_cpu_us_per_msg", figures["machine_cpu_us_per_msg"], ""],
+        ["machine_busy_fraction", figures["machine_busy_fraction"], ""],
         [
             "reconnect_catchup_p95_ms",
             figures["reconnect_catchup_p95_ms"],
@@ -479,7 +551,22 @@ def _markdown(figures: dict[str, Any], scenario: Scenario, command: str) -> str:
         f"{figures['messages_failed']:,} failed; {figures['deliveries']:,} deliveries timed "
         "from send to arrival at each recipient.\n\n"
         + markdown_table(["figure", "value", "target (DESIGN section 9)"], rows)
+        + _cores_needed(figures)
         + f"\nReproduce: `{command}`. Load generator and nodes share this machine's cores.\n"
+    )
+
+
+def _cores_needed(figures: dict[str, Any]) -> str:
+    """What the target rate would take of this machine, at the CPU per message measured."""
+    per_message = figures.get("machine_cpu_us_per_msg")
+    if not per_message:
+        return ""
+    cores = per_message * TARGET_RATE / 1e6
+    return (
+        f"\nAt {TARGET_RATE:,} msgs/s, the CPU per message measured here (nodes, generator, "
+        f"and whatever else ran) would keep {cores:.2f} cores busy; this machine has "
+        f"{psutil.cpu_count()}. A rate measured at a lower load costs more per message "
+        "than at a higher one (batches grow with the load), so this is an upper bound.\n"
     )
 
 
