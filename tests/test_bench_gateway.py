@@ -27,12 +27,14 @@ def test_a_small_scenario_writes_every_field_a_summary_and_a_plot(tmp_path: Path
         "generator_cpu_us_per_msg",
         "machine_cpu_us_per_msg",
         "machine_busy_fraction",
+        "other_cpu_us_per_msg",
     ]:
         assert written[field] is not None, field
     assert written["server_cpu_us_per_msg"] > 0
     # The machine's busy CPU includes the node's and the generator's.
     assert written["machine_cpu_us_per_msg"] >= written["server_cpu_us_per_msg"]
     assert 0 < written["machine_busy_fraction"] <= 1
+    assert written["other_cpu_us_per_msg"] < written["machine_cpu_us_per_msg"]
     assert report["connections_held"] == 12
     assert report["messages_failed"] == 0
     assert report["messages_acked"] == 30  # rate x duration, however late the ticks ran

@@ -14,7 +14,9 @@ user; users are grouped into conversations of ``--conversation-size`` members. P
    shared machine the two compete for the same cores. So do PostgreSQL and Redis when they
    run here (``store_cpu_us_per_msg``, ``broker_cpu_us_per_msg``: their local processes);
    ``machine_cpu_us_per_msg`` is all the machine's busy CPU per message, and
-   ``machine_busy_fraction`` how much of its cores were busy. ``machine_cpu_us_per_msg``
+   ``machine_busy_fraction`` how much of its cores were busy, and ``other_cpu_us_per_msg``
+   what none of those processes spent (another tenant of the machine, say: a run with much
+   of it measured a busier machine, not the code). ``machine_cpu_us_per_msg``
    times a rate is the cores that rate needs, whatever the layout of the nodes: at
    10,000 msgs/s, 200 µs per message is both cores of a two-core machine;
 3. disconnect up to 1,000 clients at once, send to their conversations while they are away,
@@ -197,6 +199,21 @@ class _CpuMeter:
             if url and urlsplit(url).hostname in _LOOPBACK:
                 readings[variable] = _cpu_of_processes_named(name)
         return readings
+
+
+def _other_cpu(figures: dict[str, Any]) -> float | None:
+    """The machine's CPU per message that none of the measured processes spent.
+
+    Something else running on the machine during the run (another tenant, a service reached
+    by an address that is not loopback): a run with a large share of it measured a busier
+    machine, not the code.
+    """
+    machine = figures["machine_cpu_us_per_msg"]
+    nodes, generator = figures["server_cpu_us_per_msg"], figures["generator_cpu_us_per_msg"]
+    if machine is None or nodes is None or generator is None:
+        return None
+    services = (figures["store_cpu_us_per_msg"] or 0.0) + (figures["broker_cpu_us_per_msg"] or 0.0)
+    return float(max(0.0, machine - nodes - generator - services))
 
 
 def _cpu_of_processes_named(name: str) -> float:
@@ -458,6 +475,7 @@ async def _measure(scenario: Scenario, workdir: Path) -> dict[str, Any]:
                 "generator_cpu_us_per_msg": generator_cpu / acked * 1e6 if acked else None,
             }
         )
+        figures["other_cpu_us_per_msg"] = _other_cpu(figures)
         samples_ms = [s * 1e3 for s in latencies]
         for name, fraction in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
             figures[f"latency_{name}_ms"] = percentile(samples_ms, fraction) if samples_ms else None
@@ -532,6 +550,7 @@ def _markdown(figures: dict[str, Any], scenario: Scenario, command: str) -> str:
         ["generator_cpu_us_per_msg", figures["generator_cpu_us_per_msg"], ""],
         ["store_cpu_us_per_msg", figures["store_cpu_us_per_msg"], ""],
         ["broker_cpu_us_per_msg", figures["broker_cpu_us_per_msg"], ""],
+        ["other_cpu_us_per_msg", figures["other_cpu_us_per_msg"], ""],
         ["machine_cpu_us_per_msg", figures["machine_cpu_us_per_msg"], ""],
         ["machine_busy_fraction", figures["machine_busy_fraction"], ""],
         [
