@@ -63,6 +63,18 @@ async def make_group(store: Store, conversation_id: str = "g1") -> None:
     await store.create_conversation(conversation, members)
 
 
+async def migrated_with_group(url: str) -> None:
+    """Migrate the PostgreSQL schema at ``url`` and create the group ``g1`` in it, for tests
+    that go on in SQL of their own."""
+    store = PostgresStore(url)
+    await store.open()
+    try:
+        await store.migrate()
+        await make_group(store)
+    finally:
+        await store.close()
+
+
 async def test_migrate_twice_is_a_no_op(store: Store) -> None:
     await store.migrate()
     await make_group(store)

@@ -24,7 +24,7 @@ from actors.errors import Invalid, Reason, WhisprError
 from actors.model import Conversation, Member, Message
 from actors.ports import Store
 from tests.services import PgSchema
-from tests.store.test_contract import NOW, make_group, message
+from tests.store.test_contract import NOW, make_group, message, migrated_with_group
 from whispr.store.postgres import PostgresStore
 from whispr.store.sqlite import SqliteStore
 
@@ -250,13 +250,7 @@ async def test_delivery_cursors_per_device(store: Store) -> None:
 
 
 async def test_postgres_constraints_back_up_the_checks(pg_schema: PgSchema) -> None:
-    store = PostgresStore(pg_schema.base_url, server_settings=pg_schema.server_settings)
-    await store.open()
-    try:
-        await store.migrate()
-        await make_group(store)
-    finally:
-        await store.close()
+    await migrated_with_group(pg_schema.url)
     connection = await asyncpg.connect(pg_schema.url)
     try:
         insert = (

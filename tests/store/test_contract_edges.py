@@ -14,7 +14,7 @@ from actors.errors import Reason, WhisprError
 from actors.model import Member, Message
 from actors.ports import Store
 from tests.services import PgSchema
-from tests.store.test_contract import NOW, make_group, message
+from tests.store.test_contract import NOW, make_group, message, migrated_with_group
 from whispr.store import migrations
 from whispr.store.factory import open_store
 from whispr.store.postgres import _APPEND_BATCH, PostgresStore
@@ -263,13 +263,7 @@ async def test_a_send_bumps_its_conversation_row_in_place(pg_schema: PgSchema) -
     bump a new row version with an entry in every index: the table and its indexes then
     grow with every batch until vacuum catches up.
     """
-    store = PostgresStore(pg_schema.url)
-    await store.open()
-    try:
-        await store.migrate()
-        await make_group(store)
-    finally:
-        await store.close()
+    await migrated_with_group(pg_schema.url)
     connection = await asyncpg.connect(pg_schema.url)
     try:
         async with connection.transaction():
