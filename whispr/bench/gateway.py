@@ -157,6 +157,9 @@ class _Nodes:
 #: Process names of the services a node uses, as ``psutil`` reports them.
 _SERVICE_PROCESSES = {"WHISPR_DATABASE_URL": "postgres", "WHISPR_REDIS_URL": "redis-server"}
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+#: CPU time spent on this machine's work. Not idle or I/O wait; not steal (a hypervisor
+#: running someone else on this machine's cores) nor guest (already counted in user).
+_BUSY_KINDS = ("user", "nice", "system", "irq", "softirq")
 
 
 @dataclass
@@ -189,10 +192,10 @@ class _CpuMeter:
         }
 
     def _read(self) -> dict[str, float]:
-        times = psutil.cpu_times()
+        times = psutil.cpu_times()._asdict()
         readings = {
             "wall": time.monotonic(),
-            "busy": sum(times) - times.idle - getattr(times, "iowait", 0.0),
+            "busy": sum(times.get(kind, 0.0) for kind in _BUSY_KINDS),
         }
         for variable, name in _SERVICE_PROCESSES.items():
             url = self.env.get(variable)
