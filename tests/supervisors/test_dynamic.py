@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pykka
@@ -25,6 +26,7 @@ from supervisors import (
     request_shutdown,
 )
 from tests.supervisors._helpers import (
+    BOUND,
     Boom,
     HangingStop,
     Worker,
@@ -45,6 +47,22 @@ async def start_dynamic(**options: Any) -> tuple[Ref[DynamicSupervisor], Any]:
 
 async def live_refs(proxy: Any) -> list[Ref[Any]]:
     return [info.ref for info in await within(proxy.which_children())]
+
+
+async def replacement(proxy: Any, old: Ref[Any]) -> Ref[Any]:
+    """Wait until the supervisor's newest child is no longer ``old``; return it.
+
+    A child's death reaches the test (``wait_exit``) and its supervisor (the monitor's
+    notice) separately, in an order the event loop does not promise, so a test that moves
+    the supervisor's clock waits for the restart first.
+    """
+    deadline = time.monotonic() + BOUND
+    while time.monotonic() < deadline:
+        refs = await live_refs(proxy)
+        if refs and refs[-1] is not old:
+            return refs[-1]
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"{old} was not replaced within {BOUND} s")
 
 
 async def test_start_child_and_terminate_child() -> None:
@@ -198,11 +216,11 @@ async def test_restart_intensity_escalates_and_stops_every_child() -> None:
     child = await within(proxy.start_child(worker_spec("c", log)))
     for _ in range(2):
         await exit_child(child, "crash")
-        child = (await live_refs(proxy))[-1]
+        child = await replacement(proxy, child)
     now[0] = 100.0  # the old restarts fall out of the window
     for _ in range(2):
         await exit_child(child, "crash")
-        child = (await live_refs(proxy))[-1]
+        child = await replacement(proxy, child)
     assert sup.is_alive()
     child.tell("crash")
     reason = await within(sup.wait_exit())
