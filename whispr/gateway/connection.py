@@ -140,9 +140,10 @@ class ConnectionActor(AsyncioActor):
         self.sent = 0
         self.received = 0
         self._channels: dict[str, _Channel] = {}
-        #: Work this actor started beside its messages (closes, gap fills, notices, sends).
+        #: Work this actor started beside its messages (closes, gap fills, notices), kept
+        #: referenced until it ends.
         self._tasks: set[asyncio.Task[None]] = set()
-        #: ``send_message`` pushes started and not yet answered.
+        #: ``send_message`` pushes started and not yet answered (referenced here alone).
         self._sending: set[asyncio.Task[None]] = set()
         self._closing = False
         #: Whether ``_flush`` is due this loop turn, and the bytes it will write.
@@ -232,7 +233,7 @@ class ConnectionActor(AsyncioActor):
         return channel is not None and channel.kind == "conversation"
 
     def _start_send(self, push: PushReceived) -> None:
-        task = self._in_background(self._push(push))
+        task = asyncio.get_running_loop().create_task(self._push(push))
         self._sending.add(task)
         task.add_done_callback(self._send_done)
 
