@@ -42,6 +42,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from whispr.gc_policy import DEFAULT_THRESHOLDS
+
 __all__ = [
     "CONFIG_ENV_VAR",
     "DEV_JWT_SECRET",
@@ -158,7 +160,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Messages one user may send per minute, across devices."""
     max_connections_per_ip: Positive = 10
     """Concurrent WebSockets from one client address."""
-    gc_thresholds: tuple[Positive, Positive, Positive] = (50_000, 20, 100)
+    gc_thresholds: tuple[Positive, Positive, Positive] = DEFAULT_THRESHOLDS
     """The cyclic garbage collector's thresholds (``gc.set_threshold``), set once the node is
     up; see :mod:`whispr.gc_policy` for why they are higher than CPython's (700, 10, 10)."""
     listen_backlog: Positive = 4096
