@@ -57,9 +57,21 @@ _MESSAGE_COLUMNS = (
     "conversation_id, seq, id, client_id, sender_id, kind, content, attachments::text, "
     "reply_to, created_at, edited_at, deleted, pinned, metadata::text"
 )
+
 _CONVERSATION_COLUMNS = (
     "id, kind, title, avatar, created_by, created_at, last_seq, last_message_at, settings::text"
 )
+
+
+def _not_hidden(message: str, viewer: str) -> str:
+    """SQL: the message row ``message`` is not hidden from the user ``viewer`` (both SQL
+    expressions), i.e. not deleted for that user alone."""
+    return (
+        f"NOT EXISTS (SELECT 1 FROM hidden_messages h WHERE h.conversation_id = "
+        f"{message}.conversation_id AND h.user_id = {viewer} AND h.seq = {message}.seq)"
+    )
+
+
 _MIGRATION_LOCK = 0x5748_5350  # "WHSP": with the schema's hash, one migrator at a time
 _MIGRATE_TIMEOUT = 600.0
 
@@ -182,9 +194,7 @@ SELECT q.i, m.* FROM unnest($1::text[], $2::bigint[], $3::int[], $4::text[])
 CROSS JOIN LATERAL (
     SELECT {_MESSAGE_COLUMNS} FROM messages m
     WHERE m.conversation_id = q.conversation_id AND m.seq > q.after_seq
-    AND (q.viewer_id IS NULL OR NOT EXISTS (SELECT 1 FROM hidden_messages h
-        WHERE h.conversation_id = m.conversation_id AND h.user_id = q.viewer_id
-        AND h.seq = m.seq))
+    AND (q.viewer_id IS NULL OR {_not_hidden("m", "q.viewer_id")})
     ORDER BY m.seq LIMIT q.size
 ) m
 ORDER BY q.i, m.seq
@@ -558,9 +568,7 @@ class PostgresStore:
                 "AS unread "
                 "FROM members m JOIN conversations c ON c.id = m.conversation_id "
                 "LEFT JOIN LATERAL (SELECT x.seq FROM messages x WHERE x.conversation_id = c.id "
-                " AND NOT EXISTS (SELECT 1 FROM hidden_messages h WHERE "
-                "  h.conversation_id = x.conversation_id AND h.user_id = m.user_id "
-                "  AND h.seq = x.seq) ORDER BY x.seq DESC LIMIT 1) last ON true "
+                f" AND {_not_hidden('x', 'm.user_id')} ORDER BY x.seq DESC LIMIT 1) last ON true "
                 "WHERE m.user_id = $1 AND ($2::double precision IS NULL "
                 " OR COALESCE(c.last_message_at, c.created_at) < $2 "
                 " OR (COALESCE(c.last_message_at, c.created_at) = $2 AND c.id < $4)) "
@@ -836,8 +844,7 @@ class PostgresStore:
         return await self._messages(
             f"SELECT {_MESSAGE_COLUMNS} FROM messages m WHERE conversation_id = $1 "
             "AND ($2::bigint IS NULL OR seq < $2) AND ($3::bigint IS NULL OR seq > $3) "
-            "AND ($4::text IS NULL OR NOT EXISTS (SELECT 1 FROM hidden_messages h "
-            " WHERE h.conversation_id = m.conversation_id AND h.user_id = $4 AND h.seq = m.seq)) "
+            f"AND ($4::text IS NULL OR {_not_hidden('m', '$4')}) "
             f"ORDER BY seq {order} LIMIT $5",
             conversation_id,
             conversation_id,
