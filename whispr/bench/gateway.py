@@ -38,10 +38,10 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import psutil
@@ -143,16 +143,14 @@ class _Nodes:
 
     def cpu_seconds(self) -> float:
         """CPU time (user and system) the node processes have used so far, together."""
-        return self._total(lambda process: sum(process.cpu_times()[:2]))
+        return self._total(_cpu_seconds)
 
     def _total(self, measure: Callable[[psutil.Process], float]) -> float:
         """``measure`` summed over the node processes still there."""
-        total = 0.0
-        for node in self.running:
-            with contextlib.suppress(psutil.Error):
-                total += measure(psutil.Process(node.process.pid))
-        return total
+        return _summed(lambda node: measure(psutil.Process(node.process.pid)), self.running)
 
+
+_T = TypeVar("_T")
 
 #: Process names of the services a node uses, as ``psutil`` reports them.
 _SERVICE_PROCESSES = {"WHISPR_DATABASE_URL": "postgres", "WHISPR_REDIS_URL": "redis-server"}
@@ -164,8 +162,9 @@ _BUSY_KINDS = ("user", "nice", "system", "irq", "softirq")
 
 @dataclass
 class _CpuMeter:
-    """CPU the machine, and the services on it that the nodes use, spend during a phase."""
+    """CPU per message of the nodes, the generator, the local services and the machine."""
 
+    nodes: _Nodes
     env: dict[str, str]
     _began: dict[str, float] = field(default_factory=dict)
 
@@ -180,31 +179,39 @@ class _CpuMeter:
         def per(name: str) -> float | None:
             return spent[name] / acked * 1e6 if acked and name in spent else None
 
-        wall = spent.get("wall", 0.0)
-        busy = spent.get("busy")
-        return {
+        figures = {
+            "server_cpu_us_per_msg": per("nodes"),
+            "generator_cpu_us_per_msg": per("generator"),
             "store_cpu_us_per_msg": per("WHISPR_DATABASE_URL"),
             "broker_cpu_us_per_msg": per("WHISPR_REDIS_URL"),
             "machine_cpu_us_per_msg": per("busy"),
             "machine_busy_fraction": (
-                busy / (wall * (psutil.cpu_count() or 1)) if busy is not None and wall else None
+                spent["busy"] / (spent["wall"] * (psutil.cpu_count() or 1))
+                if spent["wall"]
+                else None
             ),
         }
+        figures["other_cpu_us_per_msg"] = _other_cpu(figures)
+        return figures
 
     def _read(self) -> dict[str, float]:
         times = psutil.cpu_times()._asdict()
         readings = {
             "wall": time.monotonic(),
             "busy": sum(times.get(kind, 0.0) for kind in _BUSY_KINDS),
+            "generator": time.process_time(),
         }
+        if self.nodes.running:
+            readings["nodes"] = self.nodes.cpu_seconds()
         for variable, name in _SERVICE_PROCESSES.items():
             url = self.env.get(variable)
             if url and urlsplit(url).hostname in _LOOPBACK:
-                readings[variable] = _cpu_of_processes_named(name)
+                processes = (p for p in psutil.process_iter(["name"]) if p.info["name"] == name)
+                readings[variable] = _summed(_cpu_seconds, processes)
         return readings
 
 
-def _other_cpu(figures: dict[str, Any]) -> float | None:
+def _other_cpu(figures: dict[str, float | None]) -> float | None:
     """The machine's CPU per message that none of the measured processes spent.
 
     Something else running on the machine during the run (another tenant, a service reached
@@ -219,13 +226,17 @@ def _other_cpu(figures: dict[str, Any]) -> float | None:
     return float(max(0.0, machine - nodes - generator - services))
 
 
-def _cpu_of_processes_named(name: str) -> float:
-    """CPU seconds (user and system) used so far by the processes called ``name``."""
+def _cpu_seconds(process: psutil.Process) -> float:
+    """CPU time (user and system) ``process`` has used so far."""
+    return float(sum(process.cpu_times()[:2]))
+
+
+def _summed(measure: Callable[[_T], float], items: Iterable[_T]) -> float:
+    """``measure`` summed over ``items``, leaving out those whose process is gone."""
     total = 0.0
-    for process in psutil.process_iter(["name"]):
-        if process.info["name"] == name:
-            with contextlib.suppress(psutil.Error):
-                total += sum(process.cpu_times()[:2])
+    for item in items:
+        with contextlib.suppress(psutil.Error):
+            total += measure(item)
     return total
 
 
@@ -455,13 +466,10 @@ async def _measure(scenario: Scenario, workdir: Path) -> dict[str, Any]:
                 else "sqlite"
             ),
         }
-        meter = _CpuMeter(env)
+        meter = _CpuMeter(nodes, env)
         meter.start()
-        server_cpu, generator_cpu = nodes.cpu_seconds(), time.process_time()
         acked, failed, elapsed = await _send_at_rate(held, scenario.rate, scenario.duration, "send")
         await asyncio.sleep(2.0)  # the last deliveries arrive
-        server_cpu = nodes.cpu_seconds() - server_cpu
-        generator_cpu = time.process_time() - generator_cpu
         figures.update(meter.per_message(acked))
         figures.update(
             {
@@ -472,13 +480,8 @@ async def _measure(scenario: Scenario, workdir: Path) -> dict[str, Any]:
                 "msgs_per_s": acked / elapsed,
                 "deliveries": len(latencies),
                 "deliveries_per_s": len(latencies) / elapsed,
-                "server_cpu_us_per_msg": (
-                    server_cpu / acked * 1e6 if acked and nodes.running else None
-                ),
-                "generator_cpu_us_per_msg": generator_cpu / acked * 1e6 if acked else None,
             }
         )
-        figures["other_cpu_us_per_msg"] = _other_cpu(figures)
         samples_ms = [s * 1e3 for s in latencies]
         for name, fraction in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
             figures[f"latency_{name}_ms"] = percentile(samples_ms, fraction) if samples_ms else None
