@@ -32,6 +32,24 @@ async def eventually(
         await asyncio.sleep(0.005)
 
 
+async def replaced(
+    newest: Callable[[], Awaitable[Ref[Any] | None]], old: Ref[Any], *, what: str
+) -> Ref[Any]:
+    """Ask ``newest`` until it answers a ref other than ``old`` (its restart); return that.
+
+    A child's death reaches the test (``wait_exit``) and its supervisor (the monitor's
+    notice) separately, in an order the event loop does not promise, so a test that moves
+    the supervisor's clock waits for the restart first.
+    """
+    deadline = time.monotonic() + BOUND
+    while time.monotonic() < deadline:
+        ref = await newest()
+        if ref is not None and ref is not old:
+            return ref
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"{what} was not restarted within {BOUND} s")
+
+
 async def within(awaitable: Awaitable[Any], timeout: float = BOUND) -> Any:
     """Await ``awaitable``, failing the test (TimeoutError) if it takes longer than ``timeout``."""
     return await asyncio.wait_for(awaitable, timeout)

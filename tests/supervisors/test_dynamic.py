@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import pykka
@@ -26,11 +25,11 @@ from supervisors import (
     request_shutdown,
 )
 from tests.supervisors._helpers import (
-    BOUND,
     Boom,
     HangingStop,
     Worker,
     exit_child,
+    replaced,
     within,
     worker_spec,
     yield_loop,
@@ -50,19 +49,13 @@ async def live_refs(proxy: Any) -> list[Ref[Any]]:
 
 
 async def replacement(proxy: Any, old: Ref[Any]) -> Ref[Any]:
-    """Wait until the supervisor's newest child is no longer ``old``; return it.
+    """Wait until the supervisor's newest child is no longer ``old``; return it."""
 
-    A child's death reaches the test (``wait_exit``) and its supervisor (the monitor's
-    notice) separately, in an order the event loop does not promise, so a test that moves
-    the supervisor's clock waits for the restart first.
-    """
-    deadline = time.monotonic() + BOUND
-    while time.monotonic() < deadline:
+    async def newest() -> Ref[Any] | None:
         refs = await live_refs(proxy)
-        if refs and refs[-1] is not old:
-            return refs[-1]
-        await asyncio.sleep(0.005)
-    raise AssertionError(f"{old} was not replaced within {BOUND} s")
+        return refs[-1] if refs else None
+
+    return await replaced(newest, old, what=str(old))
 
 
 async def test_start_child_and_terminate_child() -> None:

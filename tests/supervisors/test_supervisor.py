@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Hashable
 from typing import Any
 
@@ -30,13 +29,13 @@ from supervisors import (
     request_shutdown,
 )
 from tests.supervisors._helpers import (
-    BOUND,
     BlockingThreadWorker,
     Boom,
     HangingStop,
     Worker,
     eventually,
     exit_child,
+    replaced,
     within,
     worker_spec,
     yield_loop,
@@ -224,19 +223,12 @@ async def test_n_restarts_survive_and_the_next_one_escalates(max_restarts: int) 
 
 
 async def _restarted(proxy: Any, child_id: str, old: Ref[Any]) -> Ref[Any]:
-    """Wait until the supervisor lists a replacement for ``old``; return it.
+    """Wait until the supervisor lists a replacement for ``old``; return it."""
 
-    A child's death reaches the test (``wait_exit``) and its supervisor (the monitor's
-    notice) separately, in an order the event loop does not promise, so a test that moves
-    the supervisor's clock waits for the restart first.
-    """
-    deadline = time.monotonic() + BOUND
-    while time.monotonic() < deadline:
-        ref = (await refs_by_id(proxy))[child_id]
-        if ref is not None and ref is not old:
-            return ref
-        await asyncio.sleep(0.005)
-    raise AssertionError(f"{child_id} was not restarted within {BOUND} s")
+    async def listed() -> Ref[Any] | None:
+        return (await refs_by_id(proxy))[child_id]
+
+    return await replaced(listed, old, what=child_id)
 
 
 async def test_restarts_older_than_max_seconds_are_forgotten() -> None:
