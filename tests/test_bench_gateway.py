@@ -40,6 +40,7 @@ def test_a_small_scenario_writes_every_field_a_summary_and_a_plot(tmp_path: Path
     assert report["messages_acked"] == 30  # rate x duration, however late the ticks ran
     assert report["deliveries"] == report["messages_acked"] * 3
     assert report["reconnect_failures"] == 0
+    assert "ceiling" not in report  # the relay runs only when asked for
     assert "| msgs_per_s |" in (tmp_path / "gateway.md").read_text()
     assert (tmp_path / "gateway.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -103,3 +104,19 @@ def test_the_bare_relay_runs_the_same_scenario(tmp_path: Path) -> None:
     assert report["deliveries"] == 30 * 3
     assert report["reconnect_failures"] == 0  # caught up from the relay's memory
     assert report["server_cpu_us_per_msg"] > 0  # the relay's, to compare with a node's
+
+
+def test_the_ceiling_runs_the_same_scenario_against_the_relay_right_after(tmp_path: Path) -> None:
+    scenario = Scenario(
+        connections=12, conversation_size=3, rate=30, duration=1, reconnecting=4, ceiling=True
+    )
+    report = run(scenario, tmp_path, "test")
+    assert report["store"] != "none (bare relay)"  # the headline figures are the nodes'
+    ceiling = json.loads((tmp_path / "gateway.json").read_text())["ceiling"]
+    assert ceiling["msgs_per_s"] > 0
+    assert ceiling["server_cpu_us_per_msg"] > 0  # the relay's own CPU, not the nodes'
+    assert ceiling["reconnect_catchup_p95_ms"] is not None
+    summary = (tmp_path / "gateway.md").read_text()
+    assert "## The ceiling: the bare relay under the same load" in summary
+    assert "| latency_p95_ms |" in summary.split("## The ceiling")[1]
+    assert (tmp_path / "gateway.png").read_bytes()[:4] == b"\x89PNG"

@@ -23,6 +23,12 @@ user; users are grouped into conversations of ``--conversation-size`` members. P
    reconnect them all at once with ``last_seq``, and time until each has caught up
    (``reconnect_catchup_p95_ms``).
 
+With ``--ceiling`` the same scenario then runs again against the bare relay
+(:mod:`whispr.bench.relay`), right after, and its figures go in the report under
+``ceiling``. This machine's speed varies from one hour to the next far more than one change
+moves the figures, so a target is judged against what the relay did at the same moment: a
+target the relay misses too was out of reach of that machine then, whatever the service did.
+
 Writes ``gateway.json``, ``gateway.md`` and ``gateway.png`` (latency distribution).
 
 Nodes use PostgreSQL and Redis when ``WHISPR_BENCH_DATABASE_URL`` / ``WHISPR_BENCH_REDIS_URL``
@@ -34,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import os
 import sys
 import time
@@ -74,6 +81,18 @@ TARGETS = {
     "latency_p95_ms": "< 50",
     "reconnect_catchup_p95_ms": "< 1,000 (1,000 clients at once)",
 }
+#: The figures of the relay's run that a report with ``--ceiling`` keeps, beside the nodes'.
+CEILING_FIGURES = (
+    "msgs_per_s",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+    "server_cpu_us_per_msg",
+    "generator_cpu_us_per_msg",
+    "machine_cpu_us_per_msg",
+    "machine_busy_fraction",
+    "reconnect_catchup_p95_ms",
+)
 
 
 @dataclass(frozen=True)
@@ -93,6 +112,8 @@ class Scenario:
     #: different nodes in turn (what a load balancer does), "conversation" puts all of a
     #: conversation's members on one node (the best case: no event crosses nodes).
     placement: str = "spread"
+    #: Then run the same scenario against the bare relay too: the ceiling at that moment.
+    ceiling: bool = False
 
 
 PLACEMENTS = ("spread", "conversation")
@@ -577,6 +598,7 @@ def _markdown(figures: dict[str, Any], scenario: Scenario, command: str) -> str:
         "from send to arrival at each recipient.\n\n"
         + markdown_table(["figure", "value", "target (DESIGN section 9)"], rows)
         + _cores_needed(figures)
+        + _ceiling(figures.get("ceiling"))
         + f"\nReproduce: `{command}`. Load generator and nodes share this machine's cores.\n"
     )
 
@@ -595,6 +617,24 @@ def _cores_needed(figures: dict[str, Any]) -> str:
     )
 
 
+def _ceiling(ceiling: dict[str, Any] | None) -> str:
+    """The bare relay's figures under the same load, measured right after the nodes'."""
+    if ceiling is None:
+        return ""
+    rows = [
+        [name, ceiling[name], TARGETS.get(name, "")]
+        for name in CEILING_FIGURES
+        if ceiling[name] is not None
+    ]
+    return (
+        "\n## The ceiling: the bare relay under the same load, right after\n\n"
+        "The same clients and scenario against `whispr/bench/relay.py` (WebSocket, joins, "
+        "acknowledgements and broadcasts from memory: no store, broker, actors or limits). "
+        "A target the relay misses too was out of this machine's reach at that moment.\n\n"
+        + markdown_table(["figure", "bare relay", "target (DESIGN section 9)"], rows)
+    )
+
+
 def run(scenario: Scenario, out: Path, command: str) -> dict[str, Any]:
     """Measure ``scenario``; write gateway.json, gateway.md and gateway.png under ``out``."""
     import uvloop
@@ -605,15 +645,20 @@ def run(scenario: Scenario, out: Path, command: str) -> dict[str, Any]:
     with contextlib.suppress(FileNotFoundError):
         (workdir / "bench.db").unlink()
     figures = uvloop.run(_measure(scenario, workdir))
-    samples = figures.pop("latency_samples_ms")
+    samples = {"send to delivery": figures.pop("latency_samples_ms")}
+    if scenario.ceiling and not scenario.relay:
+        print("[gateway] the same scenario against the bare relay: the ceiling", file=sys.stderr)
+        relay = uvloop.run(_measure(dataclasses.replace(scenario, relay=True, urls=()), workdir))
+        samples["bare relay, same load"] = relay.pop("latency_samples_ms")
+        figures["ceiling"] = {name: relay[name] for name in CEILING_FIGURES}
     report = {**figures, "scenario": scenario.__dict__, "machine": machine(), "targets": TARGETS}
     write_json(out / "gateway.json", report)
     text = _markdown(figures, scenario, command)
     write_text(out / "gateway.md", text)
-    if samples:
+    if samples["send to delivery"]:
         plot_cdf(
             out / "gateway.png",
-            {"send to delivery": samples},
+            samples,
             title="Gateway: message latency at every recipient",
             xlabel="ms",
             marks={"P95 target 50 ms": 50.0},
@@ -657,6 +702,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="with several nodes: spread each conversation's members over them (default), "
         "or put each conversation's members on one node",
     )
+    parser.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="then run the same scenario against the bare relay, and report both: "
+        "what this machine allowed at that moment",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     args = parser.parse_args(argv)
     for name in ("connections", "conversation_size", "nodes"):
@@ -674,6 +725,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         urls=tuple(args.url),
         relay=args.relay,
         placement=args.placement,
+        ceiling=args.ceiling,
     )
     command = "whispr bench " + " ".join(sys.argv[2:] if argv is None else argv)
     run(scenario, args.out, command.strip())
