@@ -14,6 +14,7 @@ import structlog
 from whispr.config import load_settings
 from whispr.telemetry import (
     METRICS_CONTENT_TYPE,
+    TalliedCounter,
     configure_logging,
     configure_metrics,
     get_meter,
@@ -148,6 +149,46 @@ def test_a_counter_shows_up_in_the_exposition() -> None:
     assert f"# TYPE {name}_total counter" in text
     assert "process_resident_memory_bytes" in text or "python_info" in text
     assert METRICS_CONTENT_TYPE.startswith("text/plain")
+
+
+def samples(text: str, name: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith(f"{name}{{")]
+
+
+def by_outcome(lines: list[str]) -> dict[str, str]:
+    """Each sample's value by its ``outcome`` label (one sample per outcome expected)."""
+    values = {line.split('outcome="')[1].split('"')[0]: line.rsplit(" ", 1)[1] for line in lines}
+    assert len(values) == len(lines), lines
+    return values
+
+
+def test_a_tallied_counter_is_exported_like_a_counter_with_one_total_per_attribute_set() -> None:
+    name = f"whispr_test_joins_{uuid.uuid4().hex[:8]}"
+    joins = TalliedCounter("whispr.test", name, "joins in a test")
+    joins.add(1, {"kind": "user", "outcome": "ok"})
+    joins.add(2, {"outcome": "ok", "kind": "user"})  # the same set, keys in another order
+    joins.add(1, {"kind": "user", "outcome": "forbidden"})
+
+    text = metrics_exposition().decode()
+
+    assert f"# TYPE {name}_total counter" in text
+    assert by_outcome(samples(text, f"{name}_total")) == {"forbidden": "1.0", "ok": "3.0"}
+    joins.add(1, {"kind": "user", "outcome": "ok"})  # cumulative: the next scrape sees 4
+    again = samples(metrics_exposition().decode(), f"{name}_total")
+    assert by_outcome(again) == {"forbidden": "1.0", "ok": "4.0"}
+
+
+def test_a_tallied_up_down_counter_is_a_gauge_of_its_current_value() -> None:
+    name = f"whispr_test_open_{uuid.uuid4().hex[:8]}"
+    open_now = TalliedCounter("whispr.test", name, "open in a test", up_down=True)
+    open_now.add(1)
+    open_now.add(1)
+    open_now.add(-1)
+
+    text = metrics_exposition().decode()
+
+    assert f"# TYPE {name} gauge" in text
+    assert [line.rsplit(" ", 1)[1] for line in samples(text, name)] == ["1.0"]
 
 
 def test_configure_metrics_is_idempotent() -> None:

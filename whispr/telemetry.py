@@ -36,6 +36,12 @@ Metrics
     difference was several percent of the node's CPU. Use
     :func:`prometheus_registry` for such an instrument, and only on a path
     measured to need it.
+
+    Counters on a hot path are :class:`TalliedCounter`: still OpenTelemetry
+    instruments, but asynchronous ones. The code adds to a plain dict (0.4 µs)
+    and OpenTelemetry reads the totals when it collects, instead of
+    aggregating every ``add`` (7 to 15 µs each with attributes). A node
+    spent some 50 µs of each reconnecting client's join in such adds.
 """
 
 from __future__ import annotations
@@ -44,11 +50,13 @@ import json
 import logging
 import sys
 import threading
+from collections.abc import Iterable, Mapping
 from typing import Final, TextIO
 
 import structlog
 from opentelemetry import metrics as otel_metrics
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
 from prometheus_client import (
@@ -246,3 +254,42 @@ def metrics_exposition() -> bytes:
     configure_metrics()
     assert _registry is not None  # set by configure_metrics
     return generate_latest(_registry)
+
+
+class TalliedCounter:
+    """A counter for hot paths: :meth:`add` tallies in a dict, OpenTelemetry reads the totals.
+
+    It is an observable (asynchronous) OpenTelemetry instrument, exported like a synchronous
+    one of the same kind and name (``<name>_total`` for a counter, a gauge for an up-down
+    counter). Its adds cost what a dict update does; its callback, run when the metrics are
+    collected (a scrape), reports one cumulative total per attribute set. The event loop's
+    thread adds and collects, so no lock is taken.
+
+    An instrument name is registered once per process (OpenTelemetry returns the first
+    instrument for a second registration, with the first one's callback), so create each one
+    once, at module level or behind a lock, and share it.
+    """
+
+    def __init__(
+        self, meter_name: str, name: str, description: str, *, up_down: bool = False
+    ) -> None:
+        self._totals: dict[tuple[tuple[str, str], ...], int] = {}
+        meter = get_meter(meter_name)
+        create = (
+            meter.create_observable_up_down_counter if up_down else meter.create_observable_counter
+        )
+        create(name, callbacks=[self._observe], description=description)
+
+    def add(self, amount: int, attributes: Mapping[str, str] | None = None) -> None:
+        """Add ``amount`` (negative only for an up-down counter) to ``attributes``' total."""
+        key = tuple(attributes.items()) if attributes else ()
+        totals = self._totals
+        totals[key] = totals.get(key, 0) + amount
+
+    def _observe(self, _options: CallbackOptions) -> Iterable[Observation]:
+        # One observation per attribute set, whatever order the callers wrote its keys in.
+        merged: dict[frozenset[tuple[str, str]], int] = {}
+        for key, total in list(self._totals.items()):
+            attributes = frozenset(key)
+            merged[attributes] = merged.get(attributes, 0) + total
+        return [Observation(total, dict(attributes)) for attributes, total in merged.items()]

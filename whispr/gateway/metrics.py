@@ -1,7 +1,8 @@
 """The gateway's metrics, defined once (exposed at ``GET /metrics``).
 
 All are OpenTelemetry instruments but one: the push latency, recorded on every client push,
-is a ``prometheus_client`` histogram in the same registry, for its cost per record (see
+is a ``prometheus_client`` histogram in the same registry, for its cost per record; the
+counters are asynchronous instruments over plain tallies, for their cost per add (see
 :mod:`whispr.telemetry`).
 """
 
@@ -11,10 +12,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Final
 
-from opentelemetry.metrics import Counter, UpDownCounter
 from prometheus_client import Histogram
 
-from whispr.telemetry import get_meter, prometheus_registry
+from whispr.telemetry import TalliedCounter, prometheus_registry
 
 __all__ = ["PUSH_LATENCY_BUCKETS", "GatewayMetrics", "PushLatency"]
 
@@ -57,39 +57,51 @@ class PushLatency:
         child.observe(seconds)
 
 
-def _meter_counter(name: str, description: str) -> Counter:
-    return get_meter("whispr.gateway").create_counter(name, description=description)
+_tallies: dict[str, TalliedCounter] = {}
+_tallies_lock = threading.Lock()
+
+
+def _tally(name: str, description: str, *, up_down: bool = False) -> TalliedCounter:
+    """The process's one counter ``name`` (an instrument name is registered once)."""
+    with _tallies_lock:
+        counter = _tallies.get(name)
+        if counter is None:
+            counter = _tallies[name] = TalliedCounter(
+                "whispr.gateway", name, description, up_down=up_down
+            )
+        return counter
 
 
 @dataclass(frozen=True)
 class GatewayMetrics:
-    """Connections, joins, messages in and out, push latency, errors."""
+    """Connections, joins, messages in and out, push latency, errors.
 
-    connections: UpDownCounter = field(
-        default_factory=lambda: get_meter("whispr.gateway").create_up_down_counter(
-            "whispr_gateway_connections", description="WebSocket connections open"
+    Counters are tallied (:class:`~whispr.telemetry.TalliedCounter`): every handshake and
+    join adds to several of them, and a mass reconnect is a thousand of each at once. They
+    are the process's, shared by every gateway in it, as OpenTelemetry instruments are.
+    """
+
+    connections: TalliedCounter = field(
+        default_factory=lambda: _tally(
+            "whispr_gateway_connections", "WebSocket connections open", up_down=True
         )
     )
-    connects: Counter = field(
-        default_factory=lambda: _meter_counter(
+    connects: TalliedCounter = field(
+        default_factory=lambda: _tally(
             "whispr_gateway_connects", "WebSocket handshakes, by outcome"
         )
     )
-    joins: Counter = field(
-        default_factory=lambda: _meter_counter("whispr_gateway_joins", "channel joins, by outcome")
+    joins: TalliedCounter = field(
+        default_factory=lambda: _tally("whispr_gateway_joins", "channel joins, by outcome")
     )
-    messages_in: Counter = field(
-        default_factory=lambda: _meter_counter(
-            "whispr_gateway_messages_in", "frames received from clients"
-        )
+    messages_in: TalliedCounter = field(
+        default_factory=lambda: _tally("whispr_gateway_messages_in", "frames received from clients")
     )
-    messages_out: Counter = field(
-        default_factory=lambda: _meter_counter(
-            "whispr_gateway_messages_out", "frames sent to clients"
-        )
+    messages_out: TalliedCounter = field(
+        default_factory=lambda: _tally("whispr_gateway_messages_out", "frames sent to clients")
     )
-    errors: Counter = field(
-        default_factory=lambda: _meter_counter(
+    errors: TalliedCounter = field(
+        default_factory=lambda: _tally(
             "whispr_gateway_errors", "error replies, channel crashes and closes, by reason"
         )
     )
