@@ -103,7 +103,10 @@ def test_the_bare_relay_runs_the_same_scenario(tmp_path: Path) -> None:
     assert report["messages_acked"] == 30
     assert report["deliveries"] == 30 * 3
     assert report["reconnect_failures"] == 0  # caught up from the relay's memory
-    assert report["server_cpu_us_per_msg"] > 0  # the relay's, to compare with a node's
+    # The relay's own CPU, to compare with a node's (it may round to zero in so short a run:
+    # /proc counts in clock ticks, and 30 messages cost the relay a few milliseconds).
+    assert report["server_cpu_us_per_msg"] is not None
+    assert report["server_cpu_us_per_msg"] >= 0
 
 
 def test_the_ceiling_runs_the_same_scenario_against_the_relay_right_after(tmp_path: Path) -> None:
@@ -113,8 +116,9 @@ def test_the_ceiling_runs_the_same_scenario_against_the_relay_right_after(tmp_pa
     report = run(scenario, tmp_path, "test")
     assert report["store"] != "none (bare relay)"  # the headline figures are the nodes'
     ceiling = json.loads((tmp_path / "gateway.json").read_text())["ceiling"]
-    assert ceiling["msgs_per_s"] > 0
-    assert ceiling["server_cpu_us_per_msg"] > 0  # the relay's own CPU, not the nodes'
+    assert 0 < ceiling["msgs_per_s"] <= 30  # all 30 sent, over at least the 1 s asked
+    assert ceiling["server_cpu_us_per_msg"] is not None  # the relay's (may round to zero)
+    assert ceiling["latency_p95_ms"] is not None
     assert ceiling["reconnect_catchup_p95_ms"] is not None
     summary = (tmp_path / "gateway.md").read_text()
     assert "## The ceiling: the bare relay under the same load" in summary
