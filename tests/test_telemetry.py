@@ -181,6 +181,8 @@ def test_a_tallied_counter_is_exported_like_a_counter_with_one_total_per_attribu
 def test_a_tallied_up_down_counter_is_a_gauge_of_its_current_value() -> None:
     name = f"whispr_test_open_{uuid.uuid4().hex[:8]}"
     open_now = TalliedCounter("whispr.test", name, "open in a test", up_down=True)
+    before = samples(metrics_exposition().decode(), name)
+    assert [line.rsplit(" ", 1)[1] for line in before] == ["0.0"]  # present from the start
     open_now.add(1)
     open_now.add(1)
     open_now.add(-1)

@@ -273,7 +273,8 @@ class TalliedCounter:
     def __init__(
         self, meter_name: str, name: str, description: str, *, up_down: bool = False
     ) -> None:
-        self._totals: dict[tuple[tuple[str, str], ...], int] = {}
+        # A gauge reads 0 before anything is added, rather than being absent.
+        self._totals: dict[tuple[tuple[str, str], ...], int] = {(): 0} if up_down else {}
         meter = get_meter(meter_name)
         create = (
             meter.create_observable_up_down_counter if up_down else meter.create_observable_counter
