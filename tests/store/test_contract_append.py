@@ -62,6 +62,18 @@ async def test_a_stored_client_id_is_a_duplicate_and_uses_no_seq(store: Store) -
     assert [m.seq for m in stored] == [1, 2, 3, 4]
 
 
+async def test_a_duplicate_answers_with_the_stored_original_and_its_reactions(
+    store: Store,
+) -> None:
+    await store.create_conversation(*group("g1"))
+    first = await store.insert_messages([draft("g1", "a")])
+    await store.add_reaction("g1", first[0].message.seq, "bob", "👍")
+    again = await store.insert_messages([draft("g1", "a")])
+    assert again[0].status == "duplicate"
+    assert again[0].message.seq == first[0].message.seq
+    assert again[0].message.reactions == {"👍": ("bob",)}
+
+
 async def test_a_batch_of_both_kinds_writes_given_seqs_first(store: Store) -> None:
     await store.create_conversation(*group("g1"))
     results = await store.insert_messages([draft("g1", "x"), message("g1", 1), message("g1", 1)])

@@ -211,6 +211,22 @@ ORDER BY r.conversation_id, r.seq, r.emoji, r.created_at, r.user_id
 _PageAfter = tuple[str, int, int, str | None]
 
 
+async def _with_reactions(c: Any, rows: Sequence[Any]) -> list[Message]:
+    """Message ``rows`` (of any conversations) as messages, in their order, with their
+    reactions read in one statement."""
+    # Once each: rows may repeat a message (catch-up pages of one conversation overlap).
+    keys = list(dict.fromkeys((r["conversation_id"], r["seq"]) for r in rows))
+    reaction_rows = await c.fetch(_REACTIONS_OF, *zip(*keys, strict=True)) if keys else []
+    # Ordered by conversation first: each conversation's reactions are one run.
+    reactions = {
+        conversation_id: _rows.reactions_by_seq(group)
+        for conversation_id, group in itertools.groupby(
+            reaction_rows, key=lambda r: r["conversation_id"]
+        )
+    }
+    return [_rows.message(r, reactions.get(r["conversation_id"], {}).get(r["seq"])) for r in rows]
+
+
 class PostgresStore:
     """The :class:`actors.ports.Store` on PostgreSQL."""
 
@@ -589,19 +605,7 @@ class PostgresStore:
                     ids,
                     seqs,
                 )
-                reactions = await c.fetch(
-                    "SELECT conversation_id, seq, emoji, user_id FROM reactions "
-                    f"WHERE (conversation_id, seq) IN ({pairs}) "
-                    "ORDER BY conversation_id, seq, emoji, created_at, user_id",
-                    ids,
-                    seqs,
-                )
-                by_conversation: dict[str, list[Any]] = {}
-                for reaction in reactions:
-                    by_conversation.setdefault(reaction["conversation_id"], []).append(reaction)
-                for r in found:
-                    grouped = _rows.reactions_by_seq(by_conversation.get(r["conversation_id"], []))
-                    message = _rows.message(r, grouped.get(r["seq"]))
+                for message in await _with_reactions(c, found):
                     last[(message.conversation_id, message.seq)] = message
         return [
             ConversationSummary(
@@ -756,22 +760,8 @@ class PostgresStore:
                 [k[1] for k in keys],
                 [k[2] for k in keys],
             )
-            reactions = await c.fetch(
-                "SELECT conversation_id, seq, emoji, user_id FROM reactions WHERE "
-                "(conversation_id, seq) IN (SELECT * FROM unnest($1::text[], $2::bigint[])) "
-                "ORDER BY conversation_id, seq, emoji, created_at, user_id",
-                [r["conversation_id"] for r in rows],
-                [r["seq"] for r in rows],
-            )
-        by_conversation: dict[str, list[Any]] = {}
-        for reaction in reactions:
-            by_conversation.setdefault(reaction["conversation_id"], []).append(reaction)
-        found = {}
-        for r in rows:
-            grouped = _rows.reactions_by_seq(by_conversation.get(r["conversation_id"], []))
-            message = _rows.message(r, grouped.get(r["seq"]))
-            found[(message.conversation_id, message.sender_id, message.client_id)] = message
-        return found
+            messages = await _with_reactions(c, rows)
+        return {(m.conversation_id, m.sender_id, m.client_id): m for m in messages}
 
     async def find_by_client_id(
         self, conversation_id: str, sender_id: str, client_id: str
@@ -859,20 +849,10 @@ class PostgresStore:
         columns = list(zip(*requests, strict=True))
         async with self._connection() as c:
             rows = await c.fetch(_PAGES_AFTER, *columns)
-            # Once each: pages of one conversation overlap.
-            read = list(dict.fromkeys((r["conversation_id"], r["seq"]) for r in rows))
-            reaction_rows = await c.fetch(_REACTIONS_OF, *zip(*read, strict=True)) if read else []
-        # Ordered by conversation first: each conversation's rows are one run.
-        reactions = {
-            conversation_id: _rows.reactions_by_seq(group)
-            for conversation_id, group in itertools.groupby(
-                reaction_rows, key=lambda r: r["conversation_id"]
-            )
-        }
+            messages = await _with_reactions(c, rows)
         pages: list[list[Message]] = [[] for _ in requests]
-        for r in rows:
-            by_seq = reactions.get(r["conversation_id"])
-            pages[r["i"] - 1].append(_rows.message(r, by_seq.get(r["seq"]) if by_seq else None))
+        for r, message in zip(rows, messages, strict=True):
+            pages[r["i"] - 1].append(message)
         return pages
 
     async def _update_message(
