@@ -49,6 +49,9 @@ def test_bad_arguments_are_refused_with_a_message(capsys: pytest.CaptureFixture[
     with pytest.raises(SystemExit):
         main(["--connections", "0"])
     assert "--connections must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--relay", "--ceiling"])
+    assert "leave out --relay" in capsys.readouterr().err
 
 
 def test_members_are_spread_over_nodes_or_placed_by_conversation() -> None:

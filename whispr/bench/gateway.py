@@ -115,6 +115,11 @@ class Scenario:
     #: Then run the same scenario against the bare relay too: the ceiling at that moment.
     ceiling: bool = False
 
+    def __post_init__(self) -> None:
+        if self.ceiling and self.relay:
+            msg = "--ceiling measures nodes and then the relay: leave out --relay"
+            raise ValueError(msg)
+
 
 PLACEMENTS = ("spread", "conversation")
 
@@ -646,9 +651,10 @@ def run(scenario: Scenario, out: Path, command: str) -> dict[str, Any]:
         (workdir / "bench.db").unlink()
     figures = uvloop.run(_measure(scenario, workdir))
     samples = {"send to delivery": figures.pop("latency_samples_ms")}
-    if scenario.ceiling and not scenario.relay:
+    if scenario.ceiling:
         print("[gateway] the same scenario against the bare relay: the ceiling", file=sys.stderr)
-        relay = uvloop.run(_measure(dataclasses.replace(scenario, relay=True, urls=()), workdir))
+        against_relay = dataclasses.replace(scenario, relay=True, urls=(), ceiling=False)
+        relay = uvloop.run(_measure(against_relay, workdir))
         samples["bare relay, same load"] = relay.pop("latency_samples_ms")
         figures["ceiling"] = {name: relay[name] for name in CEILING_FIGURES}
     report = {**figures, "scenario": scenario.__dict__, "machine": machine(), "targets": TARGETS}
@@ -715,18 +721,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.rate <= 0 or args.duration <= 0:
         parser.error("--rate and --duration must be positive")
-    scenario = Scenario(
-        connections=args.connections,
-        conversation_size=args.conversation_size,
-        rate=args.rate,
-        duration=args.duration,
-        nodes=args.nodes,
-        reconnecting=args.reconnecting,
-        urls=tuple(args.url),
-        relay=args.relay,
-        placement=args.placement,
-        ceiling=args.ceiling,
-    )
+    try:
+        scenario = Scenario(
+            connections=args.connections,
+            conversation_size=args.conversation_size,
+            rate=args.rate,
+            duration=args.duration,
+            nodes=args.nodes,
+            reconnecting=args.reconnecting,
+            urls=tuple(args.url),
+            relay=args.relay,
+            placement=args.placement,
+            ceiling=args.ceiling,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
     command = "whispr bench " + " ".join(sys.argv[2:] if argv is None else argv)
     run(scenario, args.out, command.strip())
     return 0
