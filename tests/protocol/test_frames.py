@@ -7,6 +7,8 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.protocol import phoenix_js
 from whispr.protocol import frames
@@ -141,6 +143,32 @@ def test_size_checked_before_parsing() -> None:
 def test_lone_surrogate_in_str() -> None:
     with pytest.raises(ProtocolError) as info:
         frames.decode('["\ud800","2","t","e",{}]')
+    assert info.value.reason is Reason.INVALID_UTF8
+    assert info.value.close_code is CloseCode.INVALID_PAYLOAD
+
+
+# Byte sequences that strict UTF-8 refuses: a stray continuation byte, a truncated sequence,
+# an overlong form, an encoded surrogate (CESU-8), a code point above U+10FFFF, 0xFF.
+_NOT_UTF8 = st.sampled_from(
+    [b"\x80", b"\xc3", b"\xe2\x82", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xff"]
+)
+
+
+@given(
+    field=st.integers(min_value=0, max_value=4),
+    before=st.text(st.characters(codec="utf-8", exclude_characters='"\\'), max_size=8),
+    bad=_NOT_UTF8,
+)
+def test_invalid_utf8_anywhere_in_a_string_is_invalid_utf8(
+    field: int, before: str, bad: bytes
+) -> None:
+    # The protocol core decides what invalid UTF-8 is: the reason does not depend on which
+    # field holds it or on how the JSON library words its error.
+    parts = [b'"1"', b'"2"', b'"t"', b'"e"', b'{"k":"v"}']
+    text = before.encode() + bad
+    parts[field] = b'{"k":"' + text + b'"}' if field == 4 else b'"' + text + b'"'
+    with pytest.raises(ProtocolError) as info:
+        frames.decode(b"[" + b",".join(parts) + b"]")
     assert info.value.reason is Reason.INVALID_UTF8
     assert info.value.close_code is CloseCode.INVALID_PAYLOAD
 

@@ -291,6 +291,20 @@ def _invalid_frame(raw: bytes, exc: msgspec.ValidationError) -> ProtocolError:
     return ProtocolError(Reason.INVALID, f"invalid frame: {message}")
 
 
+def _not_utf8(raw: bytes) -> ProtocolError | None:
+    """An ``invalid_utf8`` error if ``raw`` is not strict UTF-8 (RFC 3629), else None.
+
+    Only called once parsing has failed, so valid messages are never decoded twice. Strict
+    means what RFC 6455 demands of a text message: no overlong forms, no encoded surrogates,
+    nothing above U+10FFFF.
+    """
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return ProtocolError(Reason.INVALID_UTF8, f"invalid UTF-8 at byte {exc.start}")
+    return None
+
+
 def decode(
     data: bytes | bytearray | memoryview | str, *, max_size: int = DEFAULT_MAX_SIZE
 ) -> Frame:
@@ -307,10 +321,10 @@ def decode(
         return _decoder.decode(raw)
     except msgspec.ValidationError as exc:
         raise _invalid_frame(raw, exc) from None
-    except UnicodeDecodeError as exc:  # msgspec's error for invalid UTF-8 in a string
-        raise ProtocolError(Reason.INVALID_UTF8, f"invalid UTF-8 at byte {exc.start}") from None
-    except msgspec.DecodeError as exc:
-        raise ProtocolError(Reason.INVALID_JSON, str(exc)) from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        # What counts as invalid UTF-8 is decided here, by Python's strict codec, not by the
+        # wording or type of the JSON library's error (which differ between its versions).
+        raise _not_utf8(raw) or ProtocolError(Reason.INVALID_JSON, str(exc)) from None
     except RecursionError:
         raise ProtocolError(Reason.INVALID_JSON, "JSON nested too deeply") from None
     except (ValueError, TypeError) as exc:  # defensive: no other exception may escape
