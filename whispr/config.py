@@ -17,7 +17,7 @@ Why this shape:
   tasks; an immutable value needs no locking and cannot drift. Use
   :meth:`Settings.with_overrides` (validated like everything else) to derive
   a changed copy, e.g. for a command-line flag or a test.
-- **Embedded by default** (DESIGN section 8): with nothing set, a node runs
+- **Embedded by default** (docs/design.md, section 8): with nothing set, a node runs
   on a local SQLite file and an in-process broker; setting
   ``WHISPR_DATABASE_URL`` and ``WHISPR_REDIS_URL`` switches to PostgreSQL and
   Redis.
@@ -124,7 +124,7 @@ def _default_log_format() -> LogFormat:
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Everything a node is told at start. Defaults follow DESIGN sections 7 and 8.
+    """Everything a node is told at start. Defaults follow docs/design.md, sections 7 and 8.
 
     Build one with :func:`load_settings` (environment and file, validated).
     Constructing ``Settings(...)`` directly checks only the rules that join

@@ -72,7 +72,7 @@ __all__ = ["Scenario", "main", "run_suite"]
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-#: Messages per second the target asks for (DESIGN section 9).
+#: Messages per second the target asks for (docs/design.md, section 9).
 TARGET_RATE = 10_000
 TARGETS = {
     "connections_held": ">= 10,000 on one node",
@@ -601,7 +601,7 @@ def _markdown(figures: dict[str, Any], scenario: Scenario, command: str) -> str:
         f"{figures['messages_acked']:,} messages acknowledged, "
         f"{figures['messages_failed']:,} failed; {figures['deliveries']:,} deliveries timed "
         "from send to arrival at each recipient.\n\n"
-        + markdown_table(["figure", "value", "target (DESIGN section 9)"], rows)
+        + markdown_table(["figure", "value", "target (docs/design.md, section 9)"], rows)
         + _cores_needed(figures)
         + _ceiling(figures.get("ceiling"))
         + f"\nReproduce: `{command}`. Load generator and nodes share this machine's cores.\n"
@@ -636,7 +636,7 @@ def _ceiling(ceiling: dict[str, Any] | None) -> str:
         "The same clients and scenario against `whispr/bench/relay.py` (WebSocket, joins, "
         "acknowledgements and broadcasts from memory: no store, broker, actors or limits). "
         "A target the relay misses too was out of this machine's reach at that moment.\n\n"
-        + markdown_table(["figure", "bare relay", "target (DESIGN section 9)"], rows)
+        + markdown_table(["figure", "bare relay", "target (docs/design.md, section 9)"], rows)
     )
 
 

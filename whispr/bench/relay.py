@@ -1,10 +1,10 @@
 """A bare relay: the ceiling the gateway's figures are read against (``whispr bench --relay``).
 
-DESIGN section 9 names it: a ``websockets`` server on uvloop with msgspec and no application
-logic. It speaks just enough Phoenix Channels V2 for the load generator (join, heartbeat,
-``create_conversation``, ``send_message`` answered with a seq and broadcast as
-``new_message`` to every socket joined to the topic, catch-up on join from ``last_seq``), and
-keeps everything in memory: no actors, no store, no broker, no auth, no limits. What a node
+docs/design.md (section 9) names it: a ``websockets`` server on uvloop with msgspec and no
+application logic. It speaks just enough Phoenix Channels V2 for the load generator (join,
+heartbeat, ``create_conversation``, ``send_message`` answered with a seq and broadcast as
+``new_message`` to every socket joined to the topic, catch-up on join from ``last_seq``),
+and keeps everything in memory: no actors, no store, no broker, no auth, no limits. What a node
 costs beyond it, at the same load and with the same generator, is what the messaging service
 itself costs.
 

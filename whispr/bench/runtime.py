@@ -68,7 +68,7 @@ __all__ = ["TARGETS", "Sizes", "measure_asyncio", "measure_threading", "run_suit
 Kind = Literal["asyncio", "threading"]
 LoopChoice = Literal["auto", "asyncio", "uvloop"]
 
-#: The asyncio actors' targets (DESIGN.md section 3); threading is the baseline.
+#: The asyncio actors' targets (docs/design.md, section 3); threading is the baseline.
 TARGETS: dict[str, Target] = {
     "start_10k_s": Target("<", 0.5),
     "tell_per_s": Target(">=", 100_000),
@@ -428,7 +428,7 @@ def _markdown(results: dict[Kind, dict[str, Any]], report: dict[str, Any], quick
         "# Actor runtime: `AsyncioActor` vs `pykka.ThreadingActor`\n\n"
         f"{info['cpus']} CPUs, {info['implementation']} {info['python']}, {info['platform']}; "
         f"asyncio actors on {report['loop']}. Same handler for both kinds, each kind in a "
-        "fresh process. Targets are the asyncio actors' (DESIGN.md section 3): "
+        "fresh process. Targets are the asyncio actors' (docs/design.md, section 3): "
         f"{met} of {len(TARGETS)} met.\n\n"
         + markdown_table(["figure", "asyncio", "threading", "target", "met?"], rows)
         + "\n"
