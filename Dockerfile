@@ -3,20 +3,26 @@
 # in-process broker), or set WHISPR_DATABASE_URL and WHISPR_REDIS_URL for a
 # cluster (see k8s/ and docs/operations.md).
 
-# --- build: install the package and its dependencies into /opt/venv ----------
+# --- build: install the package and its locked dependencies into /opt/venv --
 FROM python:3.11-slim AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_NO_CACHE_DIR=1
-RUN python -m venv /opt/venv
+    PIP_NO_CACHE_DIR=1 \
+    UV_PROJECT_ENVIRONMENT=/opt/venv \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_NO_CACHE=1
 WORKDIR /src
-# Dependencies are wheels on PyPI (asyncpg, grpcio, uvloop, msgspec...), so no
-# compiler is needed. The source is copied as a whole: pyproject.toml reads
-# README.md and finds the packages by name.
-COPY pyproject.toml README.md ./
+# uv, pinned with hashes, installs exactly what uv.lock names (--frozen: never
+# re-resolves), and only the runtime: no dev or bench extra. Dependencies are
+# wheels on PyPI (asyncpg, grpcio, uvloop, msgspec...), so no compiler is needed.
+COPY scripts/uv-requirements.txt ./scripts/
+RUN pip install --require-hashes -r scripts/uv-requirements.txt
+COPY pyproject.toml uv.lock README.md LICENSE ./
 COPY supervisors ./supervisors
 COPY actors ./actors
 COPY whispr ./whispr
-RUN /opt/venv/bin/pip install .
+RUN uv sync --frozen --no-editable
 
 # --- runtime: the virtualenv, a non-root user, nothing else ------------------
 FROM python:3.11-slim

@@ -5,13 +5,30 @@
 #   make test PYTEST_ARGS="-k presence -x"     run some tests
 #   make run                                   run one embedded node on :4000
 #   make PYTHON=python3.12 venv                pick the interpreter for .venv
+#
+# What gets installed is locked: uv.lock pins every dependency, with hashes, for
+# every extra. uv (itself pinned with hashes in scripts/uv-requirements.txt and
+# installed with pip into .cache/uv) installs from the lock and never resolves:
+# `--frozen` fails rather than installing something the lock does not name.
+# `make lock` is the one way the lock changes (see the README).
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# Touched after a successful install: the install re-runs only when
-# pyproject.toml is newer (a dependency was added), not on every command.
-STAMP := $(VENV)/.installed
+
+UV_DIR := .cache/uv
+UV := $(UV_DIR)/bin/uv
+export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
+export UV_PYTHON_DOWNLOADS := never
+export UV_NO_PROGRESS := 1
+# --inexact: adding one extra's packages never removes another's (make run after make test).
+SYNC := $(UV) sync --frozen --inexact --quiet --python $(PYTHON)
+
+# Touched after a successful install, one per set of extras: an install re-runs
+# only when pyproject.toml or uv.lock is newer, not on every command.
+STAMP_RUN := $(VENV)/.installed-run
+STAMP_BENCH := $(VENV)/.installed-bench
+STAMP_DEV := $(VENV)/.installed-dev
 
 PYTEST_ARGS ?=
 RUN_ARGS ?=
@@ -23,20 +40,34 @@ GEN_DIR := whispr/grpc/gen
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint bench proto services clean distclean phoenix-js
+.PHONY: help venv run test lint bench lock proto services clean distclean phoenix-js
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
 		awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
 
-venv: $(STAMP) ## create .venv and install the project with its dev tools
+venv: $(STAMP_DEV) ## create .venv and install the project with its dev tools (locked)
 
-$(STAMP): pyproject.toml
-	@test -x $(PY) || { echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
-	$(PY) -m pip install --quiet -e '.[dev]'
+$(UV): scripts/uv-requirements.txt
+	@test -x $(UV_DIR)/bin/python || $(PYTHON) -m venv $(UV_DIR)
+	$(UV_DIR)/bin/python -m pip install --quiet --require-hashes -r scripts/uv-requirements.txt
 	@touch $@
 
-run: venv ## run one node (embedded SQLite + in-process broker unless WHISPR_* say otherwise)
+# The runtime alone: no test, lint, stub-generating or plotting tools.
+$(STAMP_RUN): pyproject.toml uv.lock | $(UV)
+	$(SYNC)
+	@touch $@
+
+$(STAMP_BENCH): pyproject.toml uv.lock | $(UV)
+	$(SYNC) --extra bench
+	@touch $@
+
+# Exact for the suite: .venv then holds what uv.lock names for dev, nothing else.
+$(STAMP_DEV): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --quiet --python $(PYTHON) --extra dev
+	@touch $@ $(STAMP_RUN) $(STAMP_BENCH)
+
+run: $(STAMP_RUN) ## run one node (embedded SQLite + in-process broker unless WHISPR_* say otherwise)
 	$(VENV)/bin/whispr serve $(RUN_ARGS)
 
 # The official phoenix.js client, for the end-to-end test (tests/gateway/test_phoenix_js.py).
@@ -62,13 +93,20 @@ test: venv phoenix-js ## run the tests (PYTEST_ARGS="..." to select)
 	if [ $$status -eq 5 ]; then echo "make test: no tests were collected"; exit 0; fi; \
 	exit $$status
 
-lint: venv ## ruff check, ruff format --check, mypy --strict
+lint: venv ## uv.lock matches pyproject.toml; ruff check, ruff format --check, mypy --strict
+	$(UV) lock --check --python $(PYTHON)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-bench: venv ## run the load generator against a node (whispr.bench)
+bench: $(STAMP_BENCH) ## run the load generator against a node (whispr.bench)
 	$(PY) -m whispr.bench $(BENCH_ARGS)
+
+# Re-resolve every dependency to its newest allowed version, then run the whole
+# suite on the result: the lock changes on purpose, and only with a green suite.
+lock: $(UV) ## refresh uv.lock to the newest versions pyproject.toml allows, then run the tests
+	$(UV) lock --upgrade --python $(PYTHON)
+	$(MAKE) test
 
 # scripts/protoc.py runs grpcio-tools' protoc and makes the imports between
 # generated modules absolute (whispr.grpc.gen.x_pb2), see its docstring.

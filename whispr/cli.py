@@ -38,6 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``whispr`` console script."""
     args, rest = _parser().parse_known_args(argv)
     if args.command == "bench":
+        from whispr.bench import require_bench_extra
+
+        require_bench_extra()
         from whispr.bench.gateway import main as bench_main
 
         return bench_main(rest)

@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol, cast
 
+from whispr.bench import require_bench_extra
+
 __all__ = ["SUITES", "Suite", "load", "main"]
 
 
@@ -67,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     parser.add_argument("--out", type=Path, default=Path("bench-results"), help="where results go")
     args = parser.parse_args(argv)
+    require_bench_extra()
     failed: list[str] = []
     for name in _chosen(parser, args.suites):
         began = time.perf_counter()
