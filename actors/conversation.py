@@ -42,7 +42,15 @@ from actors.batching import Batcher
 from actors.broker import Broker, Subscription
 from actors.errors import Reason, WhisprError
 from actors.events import conversation_topic, decode_event, encode_event
-from actors.model import Attachment, Conversation, InsertResult, Member, Message, Unsequenced
+from actors.model import (
+    Attachment,
+    Conversation,
+    InsertResult,
+    Member,
+    Message,
+    MessageKind,
+    Unsequenced,
+)
 from actors.ports import Store
 from supervisors import AsyncioActor
 from supervisors.future import AsyncioFuture
@@ -69,10 +77,14 @@ class ConversationDeps:
 
 
 class Draft(msgspec.Struct, frozen=True, kw_only=True):
-    """A message as a client sends it, before the server gives it a seq."""
+    """A message as a client sends it, before the server gives it a seq.
+
+    The WebSocket API's ``send_message`` payload is this struct (a subclass that refuses
+    unknown fields and the ``system`` kind), so a client's send reaches the actor as is.
+    """
 
     client_id: str
-    kind: str = "text"
+    kind: MessageKind = "text"
     content: str = ""
     attachments: tuple[Attachment, ...] = ()
     reply_to: int | None = None
@@ -82,11 +94,10 @@ class Draft(msgspec.Struct, frozen=True, kw_only=True):
 class _Remote:
     """A membership or settings event published by another node's actor."""
 
-    __slots__ = ("event", "payload")
+    __slots__ = ("event",)
 
-    def __init__(self, event: str, payload: Any) -> None:
+    def __init__(self, event: str) -> None:
         self.event = event
-        self.payload = payload
 
 
 class _Pending:
@@ -107,19 +118,8 @@ class _IdleCheck:
 
 
 _IDLE_CHECK = _IdleCheck()
-_REMOTE_EVENTS = (b"member_", b"conversation_updated")
-_NEW_MESSAGE = b"new_message\n"
-
-
-class _Seq(msgspec.Struct):
-    seq: int
-
-
-class _Sequenced(msgspec.Struct):
-    message: _Seq
-
-
-_decode_sequenced = msgspec.json.Decoder(_Sequenced).decode
+#: Events from other nodes after which the actor reloads members or the conversation.
+_REMOTE_PREFIXES = ("member_", "conversation_updated")
 
 
 class ConversationActor(AsyncioActor):
@@ -491,7 +491,7 @@ class ConversationActor(AsyncioActor):
             id=_message_id(),
             client_id=draft.client_id,
             sender_id=sender_id,
-            kind=draft.kind,  # type: ignore[arg-type]
+            kind=draft.kind,
             content=draft.content,
             attachments=draft.attachments,
             reply_to=draft.reply_to,
@@ -635,17 +635,18 @@ class ConversationActor(AsyncioActor):
     # -- other nodes' changes -----------------------------------------------------------
 
     def _on_broker_event(self, _topic: str, data: bytes) -> None:
-        if data.startswith(_NEW_MESSAGE):
+        if self._publishing:
+            return  # this actor's own event: its state changed before it published
+        event = decode_event(data)
+        seq = event.seq
+        if seq is not None:
             # Sent by another node's actor for this conversation: the last seq moves on here
             # too, so that read cursors moved through this node are not held back.
-            if not self._publishing:
-                seq = _decode_sequenced(data[len(_NEW_MESSAGE) :]).message.seq
-                if seq > self.last_seq:
-                    self.last_seq = seq
+            if seq > self.last_seq:
+                self.last_seq = seq
             return
-        if data.startswith(_REMOTE_EVENTS) and self.actor_ref.is_alive():
-            name, payload = decode_event(data)
-            self.actor_ref.tell(_Remote(name, payload))
+        if event.name.startswith(_REMOTE_PREFIXES) and self.actor_ref.is_alive():
+            self.actor_ref.tell(_Remote(event.name))
 
     async def _apply_remote(self, event: _Remote) -> None:
         # Reload from the store rather than trusting the payload: the store is

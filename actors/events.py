@@ -1,20 +1,42 @@
-"""Events on the broker: what a conversation tells everyone who follows it.
+"""Events on the broker: what a conversation tells everyone who follows it, and their codec.
 
 An event travels as ``name`` and a JSON payload, joined by a newline:
-``b"new_message\\n{...}"``. Keeping the payload as ready JSON lets the
-gateway build a Phoenix broadcast frame by splicing bytes, encoding each
-event once however many sockets receive it.
+``b"new_message\\n{...}"``. Keeping the payload as ready JSON lets the gateway build a
+Phoenix broadcast frame by splicing bytes, encoding each event once however many sockets
+receive it.
+
+This module is the one codec of those bytes. :func:`decode_event` reads an event once into a
+:class:`BrokerEvent`: its name, its payload's JSON untouched, and the few routing facts its
+consumers need (a new message's :class:`MessageHead`, whom a membership or typing event is
+about). Every consumer (the conversation actor, the gateway's channels, gRPC's followers,
+through :mod:`actors.stream`) reads events through it; the broker hands the same ``bytes``
+object to every local subscriber, so a one-entry cache on that object's identity decodes an
+event once per node, not once per subscriber.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
-__all__ = ["conversation_topic", "decode_event", "encode_event", "split_event", "user_topic"]
+__all__ = [
+    "BrokerEvent",
+    "MessageHead",
+    "conversation_topic",
+    "decode_event",
+    "encode_event",
+    "payload_of",
+    "user_topic",
+]
 
 _encoder = msgspec.json.Encoder()
+
+#: Events whose subject is read: typing (not echoed to the typer), removal (ends the
+#: channel), and the user's conversation list changing (the ``user:`` channel follows it).
+_ABOUT: Final = frozenset(
+    {"user_typing", "member_removed", "conversation_added", "conversation_removed"}
+)
 
 
 def conversation_topic(conversation_id: str) -> str:
@@ -32,13 +54,81 @@ def encode_event(name: str, payload: Any) -> bytes:
     return name.encode() + b"\n" + _encoder.encode(payload)
 
 
-def split_event(data: bytes) -> tuple[str, bytes]:
-    """The event name and its payload's JSON bytes, without decoding the payload."""
-    name, _, payload = data.partition(b"\n")
-    return name.decode(), payload
+class MessageHead(msgspec.Struct, frozen=True, gc=False):
+    """What routing needs of a ``new_message`` event: where it sits, who sent what kind."""
+
+    conversation_id: str = ""
+    seq: int = 0
+    sender_id: str = ""
+    kind: str = ""
+    created_at: float = 0.0
 
 
-def decode_event(data: bytes) -> tuple[str, Any]:
-    """The event name and its decoded payload (plain JSON values)."""
-    name, payload = split_event(data)
-    return name, msgspec.json.decode(payload)
+class _NewMessage(msgspec.Struct, gc=False):
+    message: MessageHead
+
+
+class _ConversationRef(msgspec.Struct, gc=False):
+    id: str = ""
+
+
+class _About(msgspec.Struct, gc=False):
+    user_id: str = ""
+    conversation_id: str = ""
+    conversation: _ConversationRef | None = None
+
+
+_decode_new = msgspec.json.Decoder(_NewMessage).decode
+_decode_about = msgspec.json.Decoder(_About).decode
+
+
+class BrokerEvent(msgspec.Struct, frozen=True, gc=False):
+    """One broker event, decoded once: its name, its payload's JSON, its routing facts."""
+
+    name: str
+    #: The payload's JSON as published: spliced into frames, decoded only by who needs it all.
+    payload: bytes
+    #: ``new_message`` only: the message's place and sender.
+    head: MessageHead | None = None
+    #: Whom it is about: ``user_typing``, ``member_removed``, else empty.
+    user_id: str = ""
+    #: Which conversation: ``conversation_added`` / ``conversation_removed``, else empty.
+    conversation_id: str = ""
+
+    @property
+    def seq(self) -> int | None:
+        """The seq of a ``new_message`` event; None for every other event."""
+        return None if self.head is None else self.head.seq
+
+
+_last: tuple[bytes | None, BrokerEvent | None] = (None, None)
+
+
+def decode_event(data: bytes) -> BrokerEvent:
+    """``data`` from the broker as a :class:`BrokerEvent` (cached for the same object).
+
+    Raises ``msgspec.DecodeError`` or ``msgspec.ValidationError`` for bytes that no node
+    published (a payload that is not JSON, a seq that is not an integer).
+    """
+    global _last
+    cached_data, cached = _last
+    if cached_data is data and cached is not None:
+        return cached
+    raw_name, _, payload = data.partition(b"\n")
+    name = raw_name.decode()
+    head = _decode_new(payload).message if name == "new_message" else None
+    user_id = conversation_id = ""
+    if name in _ABOUT:
+        about = _decode_about(payload)
+        user_id = about.user_id
+        conversation_id = about.conversation_id or (
+            about.conversation.id if about.conversation is not None else ""
+        )
+    event = BrokerEvent(name, payload, head, user_id, conversation_id)
+    _last = (data, event)
+    return event
+
+
+def payload_of(event: BrokerEvent) -> Any:
+    """The whole payload as plain JSON values, for a consumer that re-encodes it (gRPC)."""
+    return msgspec.json.decode(event.payload)

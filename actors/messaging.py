@@ -32,6 +32,7 @@ from actors.conversation import ConversationActor, ConversationDeps, Draft
 from actors.errors import Reason, WhisprError
 from actors.events import conversation_topic, encode_event, user_topic
 from actors.model import Conversation, ConversationSummary, Member, Message
+from actors.stream import ConversationStream, Deliver
 from supervisors import ChildSpec, Ref, Registry, Restart
 
 __all__ = ["Messaging"]
@@ -112,6 +113,42 @@ class Messaging:
         conversation, members, _ = await self._ask(conversation_id, "snapshot")
         rules.require_member({m.user_id: m for m in members}, user_id)
         return conversation
+
+    async def conversation_at(self, user_id: str, conversation_id: str) -> tuple[Conversation, int]:
+        """A conversation the user is a member of, and its last seq (one ask of its actor)."""
+        conversation, members, last_seq = await self._ask(conversation_id, "snapshot")
+        rules.require_member({m.user_id: m for m in members}, user_id)
+        return conversation, last_seq
+
+    def stream(
+        self,
+        conversation_id: str,
+        *,
+        viewer_id: str | None,
+        deliver: Deliver,
+        on_overflow: Callable[[], None],
+    ) -> ConversationStream:
+        """A follower's stream of one conversation, once the caller knows it may read it.
+
+        Its pages come straight from the store, as ``viewer_id`` sees them (messages they hid
+        left out; None: a trusted service sees all): the membership was checked when the
+        follower joined, and a removal ends the follower through the stream itself.
+        """
+        store = self.deps.store
+
+        def read_page(after_seq: int) -> Awaitable[list[Message]]:
+            return store.page_messages(
+                conversation_id, after_seq=after_seq, limit=MAX_PAGE, viewer_id=viewer_id
+            )
+
+        return ConversationStream(
+            self.deps.broker,
+            conversation_id,
+            read_page=read_page,
+            page_size=MAX_PAGE,
+            deliver=deliver,
+            on_overflow=on_overflow,
+        )
 
     async def members(self, user_id: str, conversation_id: str) -> list[Member]:
         """The members of a conversation the user is in."""

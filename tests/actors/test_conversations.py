@@ -13,7 +13,7 @@ import pytest
 
 from actors.conversation import Draft
 from actors.errors import Reason, WhisprError
-from actors.events import decode_event
+from actors.events import decode_event, payload_of
 from actors.model import Attachment
 from tests.actors.conftest import Stack, build_stack
 
@@ -46,7 +46,8 @@ async def test_events_are_published_to_the_conversation_topic(stack: Stack) -> N
     group = await m.create_group("alice", "Team", ["bob"])
     seen: list[tuple[str, Any]] = []
     await stack.broker.subscribe(
-        f"conversation:{group.id}", lambda t, d: seen.append(decode_event(d))
+        f"conversation:{group.id}",
+        lambda t, d: seen.append((decode_event(d).name, payload_of(decode_event(d)))),
     )
     sent = await m.send("bob", group.id, text("c1"))
     await m.react("alice", group.id, sent.seq, "👍")
@@ -237,7 +238,7 @@ async def test_two_nodes_over_redis_see_each_others_events_and_membership(
         await b.messaging.send("bob", group.id, text("warm"))  # b runs an actor too
         seen_on_b: list[str] = []
         await b.broker.subscribe(
-            f"conversation:{group.id}", lambda _t, data: seen_on_b.append(decode_event(data)[0])
+            f"conversation:{group.id}", lambda _t, data: seen_on_b.append(decode_event(data).name)
         )
         await a.messaging.add_members("alice", group.id, ["carol"])
         sent = await a.messaging.send("alice", group.id, text("from a"))

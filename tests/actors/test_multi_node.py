@@ -11,7 +11,7 @@ from typing import Any
 
 from actors.conversation import Draft
 from actors.errors import Reason, WhisprError
-from actors.events import decode_event
+from actors.events import decode_event, payload_of
 from tests.actors.conftest import build_stack
 from tests.services import PgSchema
 from whispr.broker import RedisBroker
@@ -38,7 +38,8 @@ async def test_two_processes_make_one_gap_free_order_seen_by_both(
         seen: list[tuple[str, int]] = []
 
         def record(_topic: str, data: bytes) -> None:
-            name, payload = decode_event(data)
+            event = decode_event(data)
+            name, payload = event.name, payload_of(event)
             if name == "new_message":
                 seen.append((payload["message"]["content"], payload["message"]["seq"]))
 

@@ -38,11 +38,5 @@ class GatewayContext:
     connections: set[Ref[Any]] = field(default_factory=set)
     #: Open connections per client IP address.
     per_ip: collections.Counter[str] = field(default_factory=collections.Counter)
-    #: Users with at least one connection on this node: user id -> number of connections.
-    online: collections.Counter[str] = field(default_factory=collections.Counter)
     #: Set while the node drains: new connections are refused.
     draining: bool = False
-
-    def is_online(self, user_id: str) -> bool:
-        """Whether ``user_id`` has a connected device on this node."""
-        return self.online[user_id] > 0

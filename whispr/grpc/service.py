@@ -23,16 +23,16 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import grpc
-import msgspec
 import structlog
 from opentelemetry.metrics import Counter, Histogram
 
 from actors.broker import Broker
 from actors.conversation import Draft
 from actors.errors import Invalid, RateLimited, WhisprError
-from actors.events import conversation_topic, split_event
+from actors.events import payload_of
 from actors.messaging import MAX_PAGE, Messaging
 from actors.model import Message
+from actors.stream import StreamItem
 from whispr.grpc.auth import CallerAuth
 from whispr.grpc.convert import (
     conversation_to_pb,
@@ -299,71 +299,55 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
                 time.perf_counter() - started, {"method": "FollowConversation"}
             )
 
-    async def _follow(self, request: pb.FollowConversationRequest) -> AsyncIterator[Any]:
+    async def _follow(
+        self, request: pb.FollowConversationRequest
+    ) -> AsyncIterator[pb.ConversationEvent]:
         conversation_id = _required(request.conversation_id, "conversation_id")
         if request.after_seq < 0:
             raise Invalid("after_seq must not be negative", field="after_seq")
-        await self.messaging.describe(conversation_id)  # not_found first
-        # Subscribe before reading the store, so that nothing falls between.
-        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        _, _, head = await self.messaging.describe(conversation_id)  # not_found first
+        # Live events wait here for the stream to be read; None: this follower fell behind.
+        queue: asyncio.Queue[pb.ConversationEvent | None] = asyncio.Queue()
         behind = False
 
-        def on_event(_topic: str, data: bytes) -> None:
+        def fell_behind() -> None:
             nonlocal behind
+            if not behind:
+                behind = True
+                queue.put_nowait(None)
+
+        def deliver(item: StreamItem) -> None:
             if behind:
                 return
             if queue.qsize() >= self.follow_backlog:
-                behind = True
-                queue.put_nowait(None)
-                return
-            queue.put_nowait(data)
+                fell_behind()
+            elif isinstance(item, Message):  # read from the store to fill a gap
+                queue.put_nowait(_message_event("new_message", item))
+            else:
+                queue.put_nowait(_event(conversation_id, item.name, payload_of(item)))
 
-        subscription = await self.broker.subscribe(conversation_topic(conversation_id), on_event)
+        stream = self.messaging.stream(
+            conversation_id, viewer_id=None, deliver=deliver, on_overflow=fell_behind
+        )
         try:
-            _, _, head = await self.messaging.describe(conversation_id)
-            seen = head
+            # Subscribed before the store is read, so that nothing falls between.
+            await stream.subscribe()
             if request.after_seq:
-                seen = request.after_seq
-                async for message in self._replay(conversation_id, seen, head):
-                    seen = message.seq
+                async for message in stream.replay(request.after_seq):
                     yield _message_event("new_message", message)
+            else:
+                stream.start_at(head)
+            stream.go_live()
             while True:
-                data = await queue.get()
-                if data is None:
+                event = await queue.get()
+                if event is None:
                     raise RateLimited(
                         f"this follower fell {self.follow_backlog} events behind; "
                         "follow again with after_seq set to the last seq received"
                     )
-                name, raw = split_event(data)
-                payload = msgspec.json.decode(raw)
-                if name == "new_message":
-                    seq = payload["message"]["seq"]
-                    if seq <= seen:
-                        continue  # replayed already
-                    if seq > seen + 1:  # another publisher's event came first: fill in
-                        async for message in self._replay(conversation_id, seen, seq - 1):
-                            seen = message.seq
-                            yield _message_event("new_message", message)
-                    seen = seq
-                yield _event(conversation_id, name, payload)
+                yield event
         finally:
-            subscription.cancel()
-
-    async def _replay(
-        self, conversation_id: str, after_seq: int, up_to: int
-    ) -> AsyncIterator[Message]:
-        """Messages ``after_seq < seq <= up_to`` from the store, in order, paged."""
-        while after_seq < up_to:
-            page = await self.messaging.service_history(
-                conversation_id, after_seq=after_seq, limit=MAX_PAGE
-            )
-            if not page:
-                return
-            for message in page:
-                if message.seq > up_to:
-                    return
-                yield message
-            after_seq = page[-1].seq
+            stream.close()
 
 
 def _message_event(name: str, message: Message) -> pb.ConversationEvent:

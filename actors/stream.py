@@ -1,0 +1,253 @@
+"""``ConversationStream``: one follower's position in a conversation's stream of events.
+
+A conversation is a stream with a position, as in Centrifuge: every message has a ``seq``,
+the store holds the history, and the broker carries what happens next. Following it means
+three things that only work together, so they live here once, for every consumer (a
+WebSocket channel, a gRPC ``FollowConversation`` stream):
+
+1. **Subscribe, then read.** :meth:`ConversationStream.subscribe` starts receiving live
+   events and holds them back; the stored messages the follower missed are then read and
+   sent (:meth:`ConversationStream.replay`); :meth:`ConversationStream.go_live` releases
+   what was held, without what catch-up already sent. Nothing falls between the read and
+   the subscription, and nothing arrives twice.
+2. **Seq order.** Live ``new_message`` events go out in ``seq`` order, each once.
+3. **Gaps are waited for, then filled.** A ``seq`` that skips ahead has two causes. Usually
+   the missing event is on its way: two nodes' actors sequence the same conversation and
+   publish independently, so one's event can overtake the other's. Rarely it will never
+   come (its node died between commit and publish). So events are held for
+   :data:`GAP_GRACE_S`, then sent in seq order; what is still missing is read from the store
+   and sent before anything later. Reading at once made every overtaking a store read: two
+   nodes under load then spent their store connections filling gaps that were closing by
+   themselves.
+
+What the follower receives, through its ``deliver`` callback, is either a live
+:class:`~actors.events.BrokerEvent` (any event of the conversation, in publish order, with
+new messages in seq order) or a stored :class:`~actors.model.Message` (a gap filled from the
+store). ``deliver`` is called on the event loop and must not block: a consumer that cannot
+keep up says so by its own bounds (the gateway's outbound buffer, gRPC's backlog).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Final
+
+import msgspec
+
+from actors.broker import Broker, Subscription
+from actors.events import BrokerEvent, conversation_topic, decode_event
+from actors.model import Message
+
+__all__ = [
+    "GAP_GRACE_S",
+    "HELD_EVENTS_LIMIT",
+    "ConversationStream",
+    "Deliver",
+    "ReadPage",
+    "StreamItem",
+]
+
+logger = logging.getLogger("whispr.stream")
+
+#: Seconds a gap in a conversation's live events may stay open before it is read from the store.
+GAP_GRACE_S: Final = 0.05
+#: Live events one follower may hold back during a catch-up or a gap fill.
+HELD_EVENTS_LIMIT: Final = 10_000
+
+StreamItem = BrokerEvent | Message
+"""What a follower receives: a live event, or a stored message read to fill a gap."""
+
+Deliver = Callable[[StreamItem], None]
+"""Called on the event loop with each item, in order; must not block."""
+
+ReadPage = Callable[[int], Awaitable[Sequence[Message]]]
+"""The stored messages after a seq, ascending, at most one page."""
+
+
+class ConversationStream:
+    """One follower's position in one conversation; see the module's docstring.
+
+    ``read_page`` reads the store as the follower may see it (the gateway passes the
+    member's view, with messages they hid left out); ``page_size`` is the most it returns,
+    so a shorter page is the end. ``on_overflow`` is called (possibly more than once) when
+    more than ``held_limit`` live events wait behind a catch-up or a gap: the follower is
+    too far behind to be served live and should end and resume from its position.
+    """
+
+    def __init__(
+        self,
+        broker: Broker,
+        conversation_id: str,
+        *,
+        read_page: ReadPage,
+        page_size: int,
+        deliver: Deliver,
+        on_overflow: Callable[[], None],
+        grace_s: float = GAP_GRACE_S,
+        held_limit: int = HELD_EVENTS_LIMIT,
+    ) -> None:
+        self.conversation_id = conversation_id
+        self.topic = conversation_topic(conversation_id)
+        #: The last seq delivered (or caught up to); None until catch-up or ``start_at``.
+        self.position: int | None = None
+        self._broker = broker
+        self._read_page = read_page
+        self._page_size = page_size
+        self._deliver = deliver
+        self._on_overflow = on_overflow
+        self._grace_s = grace_s
+        self._held_limit = held_limit
+        #: Live events held back while catching up or filling a gap; None when live.
+        self._held: list[BrokerEvent] | None = []
+        self._subscription: Subscription | None = None
+        self._gap_timer: asyncio.TimerHandle | None = None
+        self._filling: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # -- the follower's steps -------------------------------------------------------------
+
+    async def subscribe(self) -> None:
+        """Start receiving live events, held back until :meth:`go_live`."""
+        subscription = await self._broker.subscribe(self.topic, self._on_event)
+        if self._closed:
+            subscription.cancel()
+        else:
+            self._subscription = subscription
+
+    async def read_page(self, after_seq: int) -> Sequence[Message]:
+        """One page of stored messages after ``after_seq`` (a join's first catch-up page)."""
+        return await self._read_page(after_seq)
+
+    async def replay(
+        self, after_seq: int, first_page: Sequence[Message] | None = None
+    ) -> AsyncIterator[Message]:
+        """Every stored message after ``after_seq``, in order; then the position is the last.
+
+        The consumer sends each one as it comes (and may wait for its client to read);
+        ``first_page``, when given, is the page after ``after_seq`` already read. Live
+        events stay held meanwhile, and :meth:`go_live` skips those replayed.
+        """
+        position = after_seq
+        page = first_page if first_page is not None else await self._read_page(after_seq)
+        while not self._closed:
+            for message in page:
+                yield message
+                position = message.seq
+                if self._closed:
+                    break
+            if len(page) < self._page_size:
+                break
+            page = await self._read_page(position)
+        self.position = position
+
+    def start_at(self, seq: int) -> None:
+        """Follow from ``seq`` on, without catching up (what came before is history)."""
+        self.position = seq
+
+    def go_live(self) -> None:
+        """Release the held events (those already sent are skipped by seq) and stay live."""
+        held, self._held = self._held or [], None
+        for event in held:
+            if self._held is not None:  # a new gap: hold the rest again
+                self._held.append(event)
+            else:
+                self._offer(event)
+
+    def close(self) -> None:
+        """Stop: no more deliveries, the subscription and any gap fill cancelled."""
+        self._closed = True
+        self._held = None
+        if self._subscription is not None:
+            self._subscription.cancel()
+            self._subscription = None
+        if self._gap_timer is not None:
+            self._gap_timer.cancel()
+            self._gap_timer = None
+        if self._filling is not None:
+            self._filling.cancel()
+            self._filling = None
+
+    # -- live events ----------------------------------------------------------------------
+
+    def _on_event(self, _topic: str, data: bytes) -> None:
+        if self._closed:
+            return
+        try:
+            event = decode_event(data)
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+            logger.warning("undecodable event on %s dropped", self.topic)
+            return
+        held = self._held
+        if held is not None:
+            held.append(event)
+            if len(held) > self._held_limit:
+                self._on_overflow()
+        else:
+            self._offer(event)
+
+    def _offer(self, event: BrokerEvent) -> None:
+        """Deliver a live event, unless it was sent already or follows a gap (then hold)."""
+        seq = event.seq
+        if seq is not None:
+            last = self.position
+            if last is not None and seq <= last:
+                return  # sent already, by catch-up or a gap fill
+            if last is not None and seq > last + 1:
+                self._held = [event]
+                self._gap_timer = asyncio.get_running_loop().call_later(
+                    self._grace_s, self._close_gap
+                )
+                return
+            self.position = seq
+        self._deliver(event)
+
+    def _close_gap(self) -> None:
+        """The gap's grace is over: send what came in seq order, read what did not."""
+        self._gap_timer = None
+        held = self._held
+        if self._closed or held is None:
+            return
+        last = self.position or 0
+        # Messages go out in seq order, in the places messages were held (other events stay).
+        places = [i for i, event in enumerate(held) if event.head is not None]
+        messages = sorted((held[i] for i in places), key=_seq_of)
+        for place, event in zip(places, messages, strict=True):
+            held[place] = event
+        expected = last + 1
+        for event in messages:
+            seq = _seq_of(event)
+            if seq > expected:  # still a hole: read it (and what is held before it)
+                self._filling = asyncio.get_running_loop().create_task(self._fill(last, seq))
+                return
+            expected = max(expected, seq + 1)
+        self.go_live()
+
+    async def _fill(self, after: int, upto: int) -> None:
+        """Send the stored messages ``after < seq < upto``, then release what is held."""
+        try:
+            while after < upto - 1 and not self._closed:
+                page = await self._read_page(after)
+                for message in page:
+                    if message.seq >= upto or self._closed:
+                        break
+                    self._deliver(message)
+                    after = message.seq
+                if len(page) < self._page_size:
+                    break
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # The follower can still page history for what is missing; live events go on.
+            logger.warning("gap fill on %s failed: %s", self.topic, exc)
+        if self._closed:
+            return
+        self._filling = None
+        self.position = max(self.position or 0, upto - 1)
+        self.go_live()
+
+
+def _seq_of(event: BrokerEvent) -> int:
+    assert event.head is not None
+    return event.head.seq

@@ -1,0 +1,133 @@
+"""``user:<id>``: a user's own channel: their conversation list, read sync, message notices.
+
+Only its owner may join it. It carries the user topic's events (``conversation_added``,
+``conversation_removed``, ``read`` from the user's other devices), and announces new messages
+of the user's conversations as ``message_notice`` (metadata only: the conversation, seq,
+sender, kind and time), so a client can show unread badges without joining every
+conversation. It follows the user's :data:`NOTICE_CONVERSATIONS` most recent conversations
+from the join on, and every conversation added afterwards.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Final, Literal
+
+import msgspec
+
+from actors.broker import Subscription
+from actors.errors import Reason, WhisprError
+from actors.events import BrokerEvent, conversation_topic, decode_event
+from whispr.gateway.channels.base import Channel, EventTable, Payload, Reply
+
+__all__ = ["NOTICE_CONVERSATIONS", "CreateConversation", "ListConversations", "UserChannel"]
+
+#: Conversations whose new messages the ``user:`` channel announces (the most recent ones).
+NOTICE_CONVERSATIONS: Final = 500
+
+
+class CreateConversation(Payload):
+    """``create_conversation`` on ``user:<id>``: a direct conversation with ``with_user``, or a
+    group with ``title`` and ``members``."""
+
+    kind: Literal["direct", "group"]
+    with_user: str | None = None
+    title: str | None = None
+    members: tuple[str, ...] = ()
+
+
+class ListConversations(Payload):
+    """``list_conversations`` on ``user:<id>``: a page of the user's conversations, most
+    recently active first; pass the last row's ``last_message_at`` and ``id`` for the next."""
+
+    limit: int = 50
+    before: float | None = None
+    before_id: str | None = None
+
+
+_events: EventTable[UserChannel] = EventTable()
+
+
+class UserChannel(Channel):
+    """One connection's channel on its own user topic; see the module's docstring."""
+
+    kind: ClassVar[str] = "user"
+    table: ClassVar[EventTable[Any]] = _events
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Conversation id -> the subscription announcing its new messages.
+        self._notices: dict[str, Subscription] = {}
+
+    async def join(self, payload: dict[str, Any] | bytes) -> dict[str, Any]:
+        self.require_own_topic()
+        await self.subscribe(self.topic)
+        unread = await self.host.ctx.messaging.unread_counts(self.host.user_id)
+        return {"unread": unread}
+
+    async def after_join(self) -> None:
+        self.release()
+        summaries = await self.host.ctx.messaging.list_conversations(
+            self.host.user_id, limit=NOTICE_CONVERSATIONS
+        )
+        for summary in summaries:
+            await self._watch(summary.conversation.id)
+
+    def handle_out(self, event: BrokerEvent) -> None:
+        if event.conversation_id:  # the user's conversation list changed: follow it
+            if event.name == "conversation_added":
+                self.host.in_background(self._watch(event.conversation_id))
+            elif event.name == "conversation_removed":
+                subscription = self._notices.pop(event.conversation_id, None)
+                if subscription is not None:
+                    subscription.cancel()
+        super().handle_out(event)
+
+    def drop(self) -> None:
+        super().drop()
+        for subscription in self._notices.values():
+            subscription.cancel()
+        self._notices.clear()
+
+    async def _watch(self, conversation_id: str) -> None:
+        """Announce new messages of one conversation on this channel (metadata only)."""
+        host = self.host
+        if conversation_id in self._notices or not host.is_current(self):
+            return
+
+        def on_event(_topic: str, data: bytes) -> None:
+            head = decode_event(data).head
+            if head is None or not host.is_current(self):
+                return
+            notice = {
+                "conversation_id": head.conversation_id,
+                "seq": head.seq,
+                "sender_id": head.sender_id,
+                "kind": head.kind,
+                "created_at": head.created_at,
+            }
+            host.send(host.proto.push(self.topic, "message_notice", notice))
+
+        topic = conversation_topic(conversation_id)
+        subscription = await host.ctx.broker.subscribe(topic, on_event)
+        if host.is_current(self) and conversation_id not in self._notices:
+            self._notices[conversation_id] = subscription
+        else:
+            subscription.cancel()
+
+    @_events.on("create_conversation", CreateConversation)
+    async def create_conversation(self, p: CreateConversation, _event: str) -> Reply:
+        messaging, user_id = self.host.ctx.messaging, self.host.user_id
+        if p.kind == "direct":
+            if not p.with_user:
+                raise WhisprError(Reason.INVALID, "a direct conversation needs with_user")
+            conversation = await messaging.direct(user_id, p.with_user)
+        else:
+            conversation = await messaging.create_group(user_id, p.title, p.members)
+        return {"conversation": msgspec.to_builtins(conversation)}
+
+    @_events.on("list_conversations", ListConversations)
+    async def list_conversations(self, p: ListConversations, _event: str) -> Reply:
+        summaries = await self.host.ctx.messaging.list_conversations(
+            self.host.user_id, limit=p.limit, before=p.before, before_id=p.before_id
+        )
+        return {"conversations": msgspec.to_builtins(summaries)}
