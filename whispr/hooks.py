@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
 
 import structlog
 
 from actors import rules
 from actors.conversation import Draft
 from actors.model import Conversation, Member, Message
+from whispr.gateway.presence import Presence
 from whispr.siblings import Siblings
 from whispr.siblings.notification import PushRequest
 
@@ -59,7 +59,10 @@ class PushDispatcher:
     """Push requests for new messages to members with no device connected."""
 
     def __init__(
-        self, siblings: Siblings, presence: Callable[[], Any], clock: Callable[[], float]
+        self,
+        siblings: Siblings,
+        presence: Callable[[], Presence | None],
+        clock: Callable[[], float],
     ) -> None:
         self.notifier = siblings.notifier
         self._presence = presence

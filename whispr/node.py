@@ -10,11 +10,24 @@ connections only when everything it needs is up)::
       Conversations (DynamicSupervisor), Messaging, Connections (DynamicSupervisor),
       Scheduler, GrpcServer, Gateway
 
-Services find each other by name in the node's :class:`supervisors.Registry`;
-each is registered ``via`` its name, so a restarted service is found under
-the same name. The registry itself is plain data owned by the node rather
-than a process: Elixir runs its Registry as a supervisor because ETS tables
-need an owner, a dict on the event loop does not.
+Services do not look each other up. Each takes, typed, exactly what it uses: the
+resources of the services before it (the open store, the broker, messaging, ...) as
+constructor arguments, and the :class:`~whispr.slot.Slot` in which it publishes its own.
+:class:`Node` creates those slots once; a child's start function reads the slots it
+needs when the child (re)starts, which ``rest_for_one`` orders after the services that
+fill them, so a restarted store restarts the services after it with the new store, and a
+slot read too early fails in one place with one error naming the missing service.
+
+Why resources at construction rather than slots handed to each service: a service then
+depends on what it uses, not on when it may read it; it can be built in a test from
+plain values; and no service re-checks a resource it needs, since it could not have
+been started without it.
+
+Processes (the two dynamic supervisors) are found by name in the node's
+:class:`supervisors.Registry`; each service is registered ``via`` its name, so a
+restarted one is found under the same name. The registry itself is plain data owned by
+the node rather than a process: Elixir runs its Registry as a supervisor because ETS
+tables need an owner, a dict on the event loop does not.
 """
 
 from __future__ import annotations
@@ -23,15 +36,12 @@ import gc
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ParamSpec
 
 import structlog
 
-from actors.batching import Batcher
 from actors.broker import Broker
 from actors.messaging import Messaging
-from actors.model import InsertResult, Message
-from actors.ports import Store
 from supervisors import (
     AsyncioActor,
     ChildSpec,
@@ -46,44 +56,48 @@ from supervisors import (
 from supervisors.exits import Shutdown
 from whispr import gc_policy
 from whispr.config import Settings
-from whispr.gateway.server import GatewayService
-from whispr.grpc.server import GrpcService
+from whispr.gateway.presence import Presence
+from whispr.gateway.server import Gateway, GatewayService
+from whispr.grpc.server import GrpcServer, GrpcService
 from whispr.services import (
     BrokerService,
     MessagingService,
     PresenceService,
     SiblingsService,
+    StoreHandles,
     StoreService,
 )
+from whispr.siblings import Siblings
+from whispr.slot import Slot
 
 __all__ = ["Node", "NodeService", "node_tree", "run_node"]
 
 log = structlog.get_logger("whispr.node")
 
+P = ParamSpec("P")
 
-@dataclass
+
+@dataclass(frozen=True)
 class Node:
-    """What every service of one node shares: settings, registry, open resources.
+    """One node's settings, registry, and the slot of each service that publishes a value.
 
-    ``store``, ``commit``, ``broker`` and ``messaging`` are set by their services once open
-    and cleared when they stop; services started after them in the tree may
-    rely on them being set.
+    This is the tree's wiring, not something services query: :func:`node_tree` hands each
+    service what it uses. Tests and tools read the slots (``node.gateway.get().port``).
     """
 
     settings: Settings
     registry: Registry = field(default_factory=lambda: Registry("node"))
-    store: Store | None = None
-    commit: Batcher[Message, InsertResult] | None = None
-    broker: Broker | None = None
-    messaging: Messaging | None = None
-    #: The running gateway (``whispr.gateway.server.Gateway``), for its bound port and state.
-    gateway: Any = None
-    #: Who is online, cluster-wide (``whispr.gateway.presence.Presence``).
-    presence: Any = None
-    #: Clients of the sibling services (``whispr.siblings.Siblings``).
-    siblings: Any = None
-    #: The running gRPC server (``whispr.grpc.server.GrpcServer``), for its bound port.
-    grpc: Any = None
+    store: Slot[StoreHandles] = field(default_factory=lambda: Slot("store"))
+    broker: Slot[Broker] = field(default_factory=lambda: Slot("broker"))
+    #: Who is online, cluster-wide.
+    presence: Slot[Presence] = field(default_factory=lambda: Slot("presence"))
+    #: Clients of the sibling services.
+    siblings: Slot[Siblings] = field(default_factory=lambda: Slot("siblings"))
+    messaging: Slot[Messaging] = field(default_factory=lambda: Slot("messaging"))
+    #: The running gRPC server, for its bound port (empty when it is disabled).
+    grpc: Slot[GrpcServer] = field(default_factory=lambda: Slot("grpc"))
+    #: The running gateway, for its bound port and state.
+    gateway: Slot[Gateway] = field(default_factory=lambda: Slot("gateway"))
 
     def whereis(self, name: str) -> Ref[Any] | None:
         """The live service registered as ``name``."""
@@ -93,14 +107,13 @@ class Node:
 class NodeService(AsyncioActor):
     """A service of the node that logs its life; the base of the node's services.
 
-    Services not yet built beyond their place in the tree (the scheduler, the
-    gRPC server, the gateway, ...) run as plain ``NodeService`` instances, so
-    the tree's shape, order and restart behaviour hold from the start.
+    Services not yet built beyond their place in the tree (telemetry, the scheduler)
+    run as plain ``NodeService`` instances, so the tree's shape, order and restart
+    behaviour hold from the start.
     """
 
-    def __init__(self, node: Node, name: str) -> None:
+    def __init__(self, name: str) -> None:
         super().__init__()
-        self.node = node
         self.name = name
 
     def on_start(self) -> None:
@@ -110,8 +123,19 @@ class NodeService(AsyncioActor):
         log.info("service stopped", service=self.name)
 
 
-def _service(node: Node, name: str, factory: Callable[[], Ref[Any]] | None = None) -> ChildSpec:
-    start = factory if factory is not None else (lambda: NodeService.start(node, name))
+def _spawn(actor: Callable[P, AsyncioActor], *args: P.args, **kwargs: P.kwargs) -> Ref[Any]:
+    """``actor.start(*args, **kwargs)``, with the arguments checked against its constructor.
+
+    pykka's ``start`` takes ``*args: Any``; going through here lets mypy check the wiring.
+    """
+    if not (isinstance(actor, type) and issubclass(actor, AsyncioActor)):
+        msg = f"{actor!r} is not an actor class"
+        raise TypeError(msg)
+    return actor.start(*args, **kwargs)
+
+
+def _service(node: Node, name: str, start: Callable[[], Ref[Any]] | None = None) -> ChildSpec:
+    start = start if start is not None else (lambda: _spawn(NodeService, name))
     return ChildSpec(id=name, start=node.registry.via(name, start), shutdown=10.0)
 
 
@@ -128,19 +152,66 @@ def _dynamic(node: Node, name: str, max_children: int | None) -> ChildSpec:
 
 
 def node_tree(node: Node) -> list[ChildSpec]:
-    """The root's children, in start order."""
+    """The root's children, in start order.
+
+    Each start function reads the slots of the services before it when it runs, so every
+    (re)start gets the instances running then.
+    """
+    settings, registry = node.settings, node.registry
     return [
         _service(node, "telemetry"),
-        _service(node, "store", lambda: StoreService.start(node)),
-        _service(node, "broker", lambda: BrokerService.start(node)),
-        _service(node, "presence", lambda: PresenceService.start(node)),
-        _service(node, "siblings", lambda: SiblingsService.start(node)),
+        _service(node, "store", lambda: _spawn(StoreService, settings, node.store)),
+        _service(node, "broker", lambda: _spawn(BrokerService, settings, node.broker)),
+        _service(
+            node,
+            "presence",
+            lambda: _spawn(PresenceService, settings, node.broker.get(), node.presence),
+        ),
+        _service(node, "siblings", lambda: _spawn(SiblingsService, settings, node.siblings)),
         _dynamic(node, "conversations", max_children=None),
-        _service(node, "messaging", lambda: MessagingService.start(node)),
+        _service(
+            node,
+            "messaging",
+            lambda: _spawn(
+                MessagingService,
+                settings,
+                registry,
+                store=node.store.get(),
+                broker=node.broker.get(),
+                presence=node.presence.peek,
+                siblings=node.siblings.get(),
+                out=node.messaging,
+            ),
+        ),
         _dynamic(node, "connections", max_children=None),
         _service(node, "scheduler"),
-        _service(node, "grpc", lambda: GrpcService.start(node)),
-        _service(node, "gateway", lambda: GatewayService.start(node)),
+        _service(
+            node,
+            "grpc",
+            lambda: _spawn(
+                GrpcService,
+                settings,
+                messaging=node.messaging.get(),
+                broker=node.broker.get(),
+                store=node.store.get().store,
+                out=node.grpc,
+            ),
+        ),
+        _service(
+            node,
+            "gateway",
+            lambda: _spawn(
+                GatewayService,
+                settings,
+                registry,
+                messaging=node.messaging.get(),
+                store=node.store.get().store,
+                broker=node.broker.get(),
+                presence=node.presence.get(),
+                siblings=node.siblings.get(),
+                out=node.gateway,
+            ),
+        ),
     ]
 
 

@@ -1,53 +1,73 @@
-"""The node's infrastructure services: each owns one connection pool's life.
+"""The node's infrastructure services: each owns one resource's life.
 
-A service opens its resource in ``on_start`` and closes it in ``on_stop``,
-and publishes it on the :class:`~whispr.node.Node` for the services started
-after it. Because the root is ``rest_for_one``, a restarted store or broker
-restarts everything after it, and those pick up the new instance.
+A service opens its resource in ``on_start``, publishes it in its :class:`~whispr.slot.Slot`
+and closes it in ``on_stop``. A service that needs another's resource takes the resource
+itself, typed, in its constructor: the node's tree reads the slot when it starts that
+service, which is after the one that fills it (see :mod:`whispr.node`). Because the root is
+``rest_for_one``, a restarted store or broker restarts everything after it, and those are
+constructed again with the new instance.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
 from actors.batching import Batcher
+from actors.broker import Broker
 from actors.conversation import ConversationDeps
 from actors.errors import Reason, WhisprError
 from actors.messaging import Messaging
 from actors.model import InsertResult, Message
-from supervisors import AsyncioActor, ChildSpec, Ref
+from actors.ports import Store
+from supervisors import AsyncioActor, ChildSpec, Ref, Registry
 from whispr.broker import open_broker
+from whispr.config import Settings
 from whispr.gateway.presence import MemoryPresence, Presence, RedisPresence
 from whispr.hooks import PushDispatcher, screen_for
 from whispr.siblings import Siblings
+from whispr.slot import Slot
 from whispr.store.factory import open_store
-
-if TYPE_CHECKING:
-    from whispr.node import Node
 
 __all__ = [
     "BrokerService",
     "MessagingService",
     "PresenceService",
     "SiblingsService",
+    "StoreHandles",
     "StoreService",
 ]
 
 log = structlog.get_logger("whispr.services")
 
 
+@dataclass(frozen=True)
+class StoreHandles:
+    """What the store service publishes: the open store and the group commit that writes to it.
+
+    One value, because they are opened and closed together: a reader never sees the store
+    of one start with the group commit of another.
+    """
+
+    store: Store
+    commit: Batcher[Message, InsertResult]
+
+
 class StoreService(AsyncioActor):
     """Opens the store (PostgreSQL or SQLite), applies migrations, runs group commit."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, settings: Settings, out: Slot[StoreHandles]) -> None:
         super().__init__()
-        self.node = node
+        self.settings = settings
+        self.out = out
+        self.handles: StoreHandles | None = None
 
     async def on_start(self) -> None:
-        settings = self.node.settings
+        settings = self.settings
         store = open_store(settings.database_url, settings.sqlite_path)
         await store.open()
         try:
@@ -55,43 +75,46 @@ class StoreService(AsyncioActor):
         except BaseException:
             await store.close()
             raise
-        self.node.store = store
         # One batch in flight: what arrives meanwhile waits for it and goes as the next
         # batch. Two in flight halved the batches (a few sends each at 7,000 msgs/s in
         # pairs), and the store pays per batch: PostgreSQL used 15% more CPU, and two
         # nodes' batches contended for the same conversations' locks twice as often.
-        self.node.commit = Batcher[Message, InsertResult](
+        commit = Batcher[Message, InsertResult](
             store.insert_messages, max_batch=1000, max_in_flight=1, name="group-commit"
         )
+        self.handles = StoreHandles(store, commit)
+        self.out.set(self.handles)
         log.info("store open", backend="postgresql" if settings.database_url else "sqlite")
 
     async def on_stop(self) -> None:
-        commit, store = self.node.commit, self.node.store
-        self.node.commit = None
-        self.node.store = None
-        if commit is not None:
-            await commit.close()
-        if store is not None:
-            await store.close()
+        handles, self.handles = self.handles, None
+        self.out.clear()
+        if handles is not None:
+            await handles.commit.close()
+            await handles.store.close()
         log.info("store closed")
 
 
 class BrokerService(AsyncioActor):
     """Connects the broker (Redis pub/sub, or in-process)."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, settings: Settings, out: Slot[Broker]) -> None:
         super().__init__()
-        self.node = node
+        self.settings = settings
+        self.out = out
+        self.broker: Broker | None = None
 
     async def on_start(self) -> None:
-        settings = self.node.settings
+        settings = self.settings
         broker = open_broker(settings.redis_url, settings.node_name, settings.redis_prefix)
         await broker.open()
-        self.node.broker = broker
+        self.broker = broker
+        self.out.set(broker)
         log.info("broker open", backend="redis" if settings.redis_url else "in-process")
 
     async def on_stop(self) -> None:
-        broker, self.node.broker = self.node.broker, None
+        broker, self.broker = self.broker, None
+        self.out.clear()
         if broker is not None:
             await broker.close()
         log.info("broker closed")
@@ -100,15 +123,15 @@ class BrokerService(AsyncioActor):
 class PresenceService(AsyncioActor):
     """Runs the node's presence (Redis with a broker on Redis, in memory otherwise)."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, settings: Settings, broker: Broker, out: Slot[Presence]) -> None:
         super().__init__()
-        self.node = node
+        self.settings = settings
+        self.broker = broker
+        self.out = out
+        self.presence: Presence | None = None
 
     async def on_start(self) -> None:
-        settings, broker = self.node.settings, self.node.broker
-        if broker is None:
-            msg = "presence needs the broker open"
-            raise RuntimeError(msg)
+        settings, broker = self.settings, self.broker
         presence: Presence = (
             RedisPresence(
                 settings.redis_url, broker, settings.node_name, prefix=settings.redis_prefix
@@ -117,10 +140,12 @@ class PresenceService(AsyncioActor):
             else MemoryPresence(broker)
         )
         await presence.start()
-        self.node.presence = presence
+        self.presence = presence
+        self.out.set(presence)
 
     async def on_stop(self) -> None:
-        presence, self.node.presence = self.node.presence, None
+        presence, self.presence = self.presence, None
+        self.out.clear()
         if presence is not None:
             await presence.stop()
 
@@ -128,17 +153,21 @@ class PresenceService(AsyncioActor):
 class SiblingsService(AsyncioActor):
     """Opens the clients of the sibling services (each only when configured)."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, settings: Settings, out: Slot[Siblings]) -> None:
         super().__init__()
-        self.node = node
+        self.settings = settings
+        self.out = out
+        self.siblings: Siblings | None = None
 
     async def on_start(self) -> None:
-        siblings = Siblings.from_settings(self.node.settings)
+        siblings = Siblings.from_settings(self.settings)
         await siblings.open()
-        self.node.siblings = siblings
+        self.siblings = siblings
+        self.out.set(siblings)
 
     async def on_stop(self) -> None:
-        siblings, self.node.siblings = self.node.siblings, None
+        siblings, self.siblings = self.siblings, None
+        self.out.clear()
         if siblings is not None:
             await siblings.close()
 
@@ -146,54 +175,67 @@ class SiblingsService(AsyncioActor):
 class MessagingService(AsyncioActor):
     """Builds the node's :class:`~actors.messaging.Messaging` over the open store and broker.
 
-    It sits after the Conversations supervisor in the tree: conversation
-    actors are started under whichever instance of that supervisor is
-    registered when they are needed, and a restarted store or broker
-    restarts this service too, so ``node.messaging`` always holds the
-    current ones.
+    It sits after the Conversations supervisor in the tree: conversation actors are started
+    under whichever instance of that supervisor ``registry`` holds when they are needed,
+    and a restarted store or broker restarts this service too, with the new ones.
+    ``presence`` is asked at each push for the presence running then (None once it has
+    stopped: every recipient counts as offline).
     """
 
-    def __init__(self, node: Node) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        *,
+        store: StoreHandles,
+        broker: Broker,
+        presence: Callable[[], Presence | None],
+        siblings: Siblings,
+        out: Slot[Messaging],
+    ) -> None:
         super().__init__()
-        self.node = node
+        self.settings = settings
+        self.registry = registry
+        self.store = store
+        self.broker = broker
+        self.presence = presence
+        self.siblings = siblings
+        self.out = out
         self.dispatcher: PushDispatcher | None = None
 
     def on_start(self) -> None:
-        node = self.node
-        if node.store is None or node.commit is None or node.broker is None:
-            msg = "the messaging service needs the store and the broker open"
-            raise RuntimeError(msg)
-        settings = node.settings
-        siblings = node.siblings
+        settings, siblings, registry = self.settings, self.siblings, self.registry
         dispatcher = (
-            PushDispatcher(siblings, lambda: node.presence, time.time)
-            if siblings is not None and siblings.notifier.configured
+            PushDispatcher(siblings, self.presence, time.time)
+            if siblings.notifier.configured
             else None
         )
         self.dispatcher = dispatcher
         deps = ConversationDeps(
-            store=node.store,
-            broker=node.broker,
-            commit=node.commit,
+            store=self.store.store,
+            broker=self.broker,
+            commit=self.store.commit,
             max_content_bytes=settings.max_content_bytes,
             on_new_message=None if dispatcher is None else dispatcher.on_new_message,
         )
 
         async def start_child(spec: ChildSpec) -> Ref[Any]:
-            supervisor = node.whereis("conversations")
+            supervisor = registry.whereis("conversations")
             if supervisor is None:
                 raise WhisprError(Reason.UNAVAILABLE, "the node is restarting; try again")
             ref: Ref[Any] = await supervisor.proxy().start_child(spec)
             return ref
 
-        node.messaging = Messaging(
-            deps,
-            registry=node.registry,
-            start_child=start_child,
-            screen=None if siblings is None else screen_for(siblings, settings.max_content_bytes),
+        self.out.set(
+            Messaging(
+                deps,
+                registry=registry,
+                start_child=start_child,
+                screen=screen_for(siblings, settings.max_content_bytes),
+            )
         )
 
     async def on_stop(self) -> None:
-        self.node.messaging = None
+        self.out.clear()
         if self.dispatcher is not None:
             await self.dispatcher.drain(timeout=2.0)

@@ -35,11 +35,11 @@ class RunningNode:
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.node.gateway.port}/socket/websocket"
+        return f"ws://127.0.0.1:{self.node.gateway.get().port}/socket/websocket"
 
     @property
     def http(self) -> str:
-        return f"http://127.0.0.1:{self.node.gateway.port}"
+        return f"http://127.0.0.1:{self.node.gateway.get().port}"
 
     def token(self, user_id: str, device_id: str | None = None, ttl_s: float = 3600) -> str:
         return issue_token(

@@ -19,8 +19,7 @@ from whispr.client import ReplyError
 
 async def test_edit_delete_react_pin_and_history_over_the_socket(node: RunningNode) -> None:
     ada, bob = unique("ada"), unique("bob")
-    assert node.node.messaging is not None
-    cid = (await node.node.messaging.create_group(ada, "t", [bob])).id
+    cid = (await node.node.messaging.get().create_group(ada, "t", [bob])).id
     topic = f"conversation:{cid}"
     async with node.client(ada) as a, node.client(bob) as b:
         await a.join(topic)

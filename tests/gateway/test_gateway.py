@@ -27,8 +27,7 @@ def _get(url: str) -> tuple[int, str]:
 
 
 async def _group(node: RunningNode, owner: str, *members: str) -> str:
-    assert node.node.messaging is not None
-    conversation = await node.node.messaging.create_group(owner, "t", list(members))
+    conversation = await node.node.messaging.get().create_group(owner, "t", list(members))
     return conversation.id
 
 
@@ -36,8 +35,7 @@ async def _pair_with_history(node: RunningNode, count: int) -> tuple[str, str]:
     """A conversation of two new users, ``count`` messages from the first: (second, topic)."""
     ada, bob = unique("ada"), unique("bob")
     cid = await _group(node, ada, bob)
-    messaging = node.node.messaging
-    assert messaging is not None
+    messaging = node.node.messaging.get()
     for n in range(count):
         await messaging.send(ada, cid, Draft(client_id=f"m{n}", content=str(n)))
     return bob, f"conversation:{cid}"
@@ -123,7 +121,7 @@ def _connection_of(node: RunningNode, user_id: str) -> Any:
     """The node's one connection actor of ``user_id``."""
     [actor] = [
         ref._actor_weakref()
-        for ref in node.node.gateway.ctx.connections
+        for ref in node.node.gateway.get().ctx.connections
         if ref._actor_weakref().user_id == user_id
     ]
     return actor
@@ -266,8 +264,7 @@ async def test_join_with_last_seq_catches_up_in_order_before_live(node: RunningN
     ada, bob = unique("ada"), unique("bob")
     cid = await _group(node, ada, bob)
     topic = f"conversation:{cid}"
-    messaging = node.node.messaging
-    assert messaging is not None
+    messaging = node.node.messaging.get()
     # More than two catch-up pages (sent through the API: clients are rate limited).
     await asyncio.gather(
         *(messaging.send(ada, cid, Draft(client_id=f"m{n}", content=str(n))) for n in range(451))
@@ -288,7 +285,7 @@ async def test_a_short_catch_up_is_read_once_and_the_reply_says_where_it_ends(
     node: RunningNode,
 ) -> None:
     bob, topic = await _pair_with_history(node, 5)
-    store = node.node.store
+    store = node.node.store.get().store
     reads: list[dict[str, Any]] = []
     page_messages = store.page_messages
 
@@ -318,7 +315,7 @@ async def test_a_catch_up_join_while_the_store_is_down_is_refused_then_succeeds(
     node: RunningNode, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bob, topic = await _pair_with_history(node, 3)
-    store = node.node.store
+    store = node.node.store.get().store
 
     async def down(*_args: Any, **_kwargs: Any) -> Any:
         # What the stores raise when their database cannot be reached.
@@ -344,7 +341,7 @@ async def test_sends_refused_while_the_store_is_down_give_back_their_credits(
 ) -> None:
     ada, bob = unique("ada"), unique("bob")
     topic = f"conversation:{await _group(node, ada, bob)}"
-    commit = node.node.commit  # the group commit, which writes every send
+    commit = node.node.store.get().commit  # the group commit, which writes every send
 
     async def down(*_args: Any, **_kwargs: Any) -> Any:
         raise WhisprError(Reason.UNAVAILABLE, "the message store is unavailable")
@@ -479,8 +476,7 @@ async def test_a_user_over_the_rate_limit_is_refused_and_nothing_is_written(
     refused = [r for r in replies if isinstance(r, ReplyError)]
     assert len(refused) == 5
     assert {r.reason for r in refused} == {"rate_limited"}
-    assert node.node.messaging is not None
-    history = await node.node.messaging.history(ada, cid, after_seq=0, limit=200)
+    history = await node.node.messaging.get().history(ada, cid, after_seq=0, limit=200)
     assert len(history) == 100
 
 
@@ -513,9 +509,7 @@ async def test_a_message_whose_live_event_was_lost_is_filled_in_before_later_one
     ada, bob = unique("ada"), unique("bob")
     cid = await _group(node, ada, bob)
     topic = f"conversation:{cid}"
-    messaging, broker = node.node.messaging, node.node.broker
-    assert messaging is not None
-    assert broker is not None
+    messaging, broker = node.node.messaging.get(), node.node.broker.get()
     async with node.client(bob) as b:
         await b.join(topic, {"last_seq": 0})
         await messaging.send(ada, cid, Draft(client_id="m1", content="1"))
@@ -541,9 +535,7 @@ async def test_events_from_two_publishers_out_of_order_reach_a_fresh_join_in_ord
     ada, bob = unique("ada"), unique("bob")
     cid = await _group(node, ada, bob)
     topic = f"conversation:{cid}"
-    messaging, broker = node.node.messaging, node.node.broker
-    assert messaging is not None
-    assert broker is not None
+    messaging, broker = node.node.messaging.get(), node.node.broker.get()
     for n in range(3):
         await messaging.send(ada, cid, Draft(client_id=f"old{n}", content="old"))
     async with node.client(bob) as b:
@@ -567,7 +559,7 @@ async def test_events_from_two_publishers_out_of_order_reach_a_fresh_join_in_ord
 
 
 async def test_a_connected_device_makes_its_user_online(node: RunningNode) -> None:
-    presence = node.node.presence
+    presence = node.node.presence.get()
     ada, bob = unique("ada"), unique("bob")
 
     async def online_becomes(expected: set[str]) -> set[str]:
@@ -595,8 +587,7 @@ async def test_an_overtaken_event_closes_its_gap_without_reading_the_store(
     ada, bob = unique("ada"), unique("bob")
     cid = await _group(node, ada, bob)
     topic = f"conversation:{cid}"
-    broker = node.node.broker
-    assert broker is not None
+    broker = node.node.broker.get()
     async with node.client(bob) as b:
         assert (await b.join(topic))["last_seq"] == 0
 
@@ -628,8 +619,7 @@ async def test_a_clients_sends_are_pipelined_and_answered_in_order(node: Running
     ada, bob = unique("ada"), unique("bob")
     cid = await _group(node, ada, bob)
     topic = f"conversation:{cid}"
-    commit = node.node.commit
-    assert commit is not None
+    commit = node.node.store.get().commit
     gate = asyncio.Event()
     flush = commit._flush
 

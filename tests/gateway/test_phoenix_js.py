@@ -38,8 +38,7 @@ def _phoenix_js() -> str:
 async def test_the_phoenix_js_client_works_unchanged(node: RunningNode) -> None:
     directory = _phoenix_js()
     ada, bob = unique("ada"), unique("bob")
-    messaging = node.node.messaging
-    assert messaging is not None
+    messaging = node.node.messaging.get()
     cid = (await messaging.create_group(ada, "js", [bob])).id
     for n in range(3):
         await messaging.send(bob, cid, Draft(client_id=f"before-{n}", content=str(n)))

@@ -33,9 +33,7 @@ async def test_a_client_that_does_not_read_is_disconnected_with_1013(
 ) -> None:
     node = small_node
     ada, bob = unique("ada"), unique("bob")
-    assert node.node.messaging is not None
-    assert node.node.broker is not None
-    cid = (await node.node.messaging.create_group(ada, "t", [bob])).id
+    cid = (await node.node.messaging.get().create_group(ada, "t", [bob])).id
     topic = f"conversation:{cid}"
     url = f"{node.url}?vsn=2.0.0&token={node.token(bob)}"
     async with websockets.connect(url, max_queue=1, ping_interval=None) as ws:
@@ -44,7 +42,7 @@ async def test_a_client_that_does_not_read_is_disconnected_with_1013(
         # The client stops reading; the node keeps publishing to it.
         blob = {"user_id": ada, "typing": True, "pad": "x" * 8_000}
         for _ in range(4_000):
-            node.node.broker.publish(topic, encode_event("user_typing", blob))
+            node.node.broker.get().publish(topic, encode_event("user_typing", blob))
             await asyncio.sleep(0)
         assert await _read_until_closed(ws) == 1013
     # The node itself is fine.
@@ -65,8 +63,7 @@ async def test_a_crashing_channel_gets_phx_error_and_can_rejoin(
     node: RunningNode, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ada, bob = unique("ada"), unique("bob")
-    messaging = node.node.messaging
-    assert messaging is not None
+    messaging = node.node.messaging.get()
     cid = (await messaging.create_group(ada, "t", [bob])).id
     topic = f"conversation:{cid}"
     async with node.client(ada) as a:

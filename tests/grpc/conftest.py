@@ -29,7 +29,7 @@ class GrpcNode:
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.running.node.grpc.port}"
+        return f"127.0.0.1:{self.running.node.grpc.get().port}"
 
     def channel(self) -> grpc.aio.Channel:
         return grpc.aio.insecure_channel(self.address)

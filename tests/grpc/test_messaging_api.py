@@ -147,8 +147,7 @@ async def test_system_and_service_messages_are_sequenced_and_idempotent(
 ) -> None:
     ada, bob = unique("ada"), unique("bob")
     cid = (await _group(stub, ada, bob)).conversation.id
-    messaging = grpc_node.running.node.messaging
-    assert messaging is not None
+    messaging = grpc_node.running.node.messaging.get()
     sent = await messaging.send(ada, cid, Draft(client_id="c1", content="hello"))
 
     system = await stub.SendSystemMessage(
@@ -192,8 +191,7 @@ async def test_system_and_service_messages_are_sequenced_and_idempotent(
 async def test_list_messages_pages_both_ways(stub: Any, grpc_node: GrpcNode) -> None:
     ada = unique("ada")
     cid = (await _group(stub, ada)).conversation.id
-    messaging = grpc_node.running.node.messaging
-    assert messaging is not None
+    messaging = grpc_node.running.node.messaging.get()
     for n in range(1, 8):
         await messaging.send(ada, cid, Draft(client_id=f"c{n}", content=f"m{n}"))
 
@@ -216,8 +214,7 @@ async def test_list_messages_pages_both_ways(stub: Any, grpc_node: GrpcNode) -> 
 async def test_unread_counts_follow_the_read_cursor(stub: Any, grpc_node: GrpcNode) -> None:
     ada, bob = unique("ada"), unique("bob")
     cid = (await _group(stub, ada, bob)).conversation.id
-    messaging = grpc_node.running.node.messaging
-    assert messaging is not None
+    messaging = grpc_node.running.node.messaging.get()
     for n in range(3):
         await messaging.send(ada, cid, Draft(client_id=f"c{n}", content="x"))
     counts = await stub.GetUnreadCounts(pb.GetUnreadCountsRequest(user_id=bob), metadata=AUTH)
@@ -230,8 +227,7 @@ async def test_unread_counts_follow_the_read_cursor(stub: Any, grpc_node: GrpcNo
 async def test_follow_replays_then_streams_live_events(stub: Any, grpc_node: GrpcNode) -> None:
     ada, bob = unique("ada"), unique("bob")
     cid = (await _group(stub, ada, bob)).conversation.id
-    messaging = grpc_node.running.node.messaging
-    assert messaging is not None
+    messaging = grpc_node.running.node.messaging.get()
     for n in range(1, 4):
         await messaging.send(ada, cid, Draft(client_id=f"c{n}", content=f"m{n}"))
 
@@ -274,21 +270,19 @@ async def test_a_follower_that_falls_behind_is_told_to_resume(grpc_node: GrpcNod
     from actors.events import conversation_topic, encode_event
 
     node = grpc_node.running.node
-    assert node.messaging is not None
-    assert node.broker is not None
-    cid = (await node.messaging.create_group(unique("ada"), "t", [])).id
-    servicer = node.grpc.servicer
+    cid = (await node.messaging.get().create_group(unique("ada"), "t", [])).id
+    servicer = node.grpc.get().servicer
     servicer.follow_backlog = 3
     stream = servicer._follow(pb.FollowConversationRequest(conversation_id=cid))
     first = asyncio.ensure_future(anext(stream))  # subscribes, then waits for an event
     for _ in range(200):
         await asyncio.sleep(0.01)
-        node.broker.publish(conversation_topic(cid), encode_event("typing", {"n": 0}))
+        node.broker.get().publish(conversation_topic(cid), encode_event("typing", {"n": 0}))
         if first.done():
             break
     await first
     for n in range(10):  # nobody reads: the backlog fills
-        node.broker.publish(conversation_topic(cid), encode_event("typing", {"n": n}))
+        node.broker.get().publish(conversation_topic(cid), encode_event("typing", {"n": n}))
     await asyncio.sleep(0.5)
 
     async def read_all() -> None:
@@ -418,8 +412,7 @@ _EVERY_CALL = [
 async def test_calls_without_valid_credentials_are_unauthenticated(
     stub: Any, grpc_node: GrpcNode, metadata: tuple[tuple[str, str], ...]
 ) -> None:
-    messaging = grpc_node.running.node.messaging
-    assert messaging is not None
+    messaging = grpc_node.running.node.messaging.get()
     for method, request_ in _EVERY_CALL:
         await _refused(
             getattr(stub, method)(request_, metadata=metadata),
@@ -442,8 +435,7 @@ async def test_a_store_outage_is_unavailable_and_a_retry_succeeds(
 ) -> None:
     ada = unique("ada")
     cid = (await _group(stub, ada)).conversation.id
-    commit = grpc_node.running.node.commit
-    assert commit is not None
+    commit = grpc_node.running.node.store.get().commit
 
     async def down(_batch: Any) -> Any:
         raise ConnectionError("the store is down")

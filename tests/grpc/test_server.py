@@ -49,15 +49,14 @@ async def test_health_follows_readiness_and_needs_no_credentials(
 
         # The store stops answering: the health service says so within its interval.
         monkeypatch.setattr(grpc_server, "HEALTH_INTERVAL_S", 0.05)
-        server = node.grpc
+        server = node.grpc.get()
         server._watch.cancel()
         server._watch = asyncio.create_task(server._watch_readiness())
-        assert node.store is not None
 
         async def down() -> bool:
             return False
 
-        monkeypatch.setattr(node.store, "ping", down)
+        monkeypatch.setattr(node.store.get().store, "ping", down)
         for _ in range(100):
             answer = await health.Check(health_pb2.HealthCheckRequest(service=""))
             if answer.status == NOT_SERVING:
@@ -80,13 +79,12 @@ async def test_reflection_lists_the_services(grpc_node: GrpcNode) -> None:
 
 async def test_a_stopping_node_reports_not_serving(tmp_path: Path) -> None:
     running = await start_node(grpc_env(WHISPR_SQLITE_PATH=str(tmp_path / "n.db")))
-    server = running.node.grpc
-    assert server is not None
+    server = running.node.grpc.get()
     await server.health.enter_graceful_shutdown()
     answer = await server.health.Check(health_pb2.HealthCheckRequest(service=""), None)
     assert answer.status == NOT_SERVING
     await stop_tree(running.root, deadline=10)
-    assert running.node.grpc is None
+    assert running.node.grpc.peek() is None
 
 
 # -- TLS -----------------------------------------------------------------------------------
@@ -165,7 +163,7 @@ async def test_mtls_names_the_caller_by_its_certificate(pki: dict[str, Any]) -> 
             WHISPR_GRPC_TLS_CLIENT_CA=str(directory / "ca.pem"),
         )
     )
-    address = f"localhost:{running.node.grpc.port}"
+    address = f"localhost:{running.node.grpc.get().port}"
     try:
         with_cert = grpc.ssl_channel_credentials(
             root_certificates=pki["ca"],
@@ -208,7 +206,7 @@ async def test_tls_with_a_bearer_token(pki: dict[str, Any]) -> None:
             WHISPR_GRPC_TLS_KEY=str(directory / "server_key.pem"),
         )
     )
-    address = f"localhost:{running.node.grpc.port}"
+    address = f"localhost:{running.node.grpc.get().port}"
     try:
         credentials = grpc.ssl_channel_credentials(root_certificates=pki["ca"])
         async with grpc.aio.secure_channel(address, credentials) as channel:
@@ -232,7 +230,7 @@ async def test_tls_with_a_bearer_token(pki: dict[str, Any]) -> None:
 async def test_a_taken_port_fails_the_start(tmp_path: Path) -> None:
     first = await start_node(grpc_env(WHISPR_SQLITE_PATH=str(tmp_path / "a.db")))
     try:
-        taken = first.node.grpc.port
+        taken = first.node.grpc.get().port
         env = grpc_env(WHISPR_SQLITE_PATH=str(tmp_path / "b.db"), WHISPR_GRPC_PORT=str(taken))
         with pytest.raises(pykka.ActorDeadError, match=r"child 'grpc' failed to start.*bind"):
             await start_node(env)

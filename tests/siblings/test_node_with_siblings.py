@@ -59,8 +59,7 @@ async def node(
 
 
 async def test_pushes_go_to_offline_members_only(node: RunningNode, stand_in: StandIn) -> None:
-    messaging = node.node.messaging
-    assert messaging is not None
+    messaging = node.node.messaging.get()
     ada, bob, cy, dee, eve = (unique(n) for n in ["ada", "bob", "cy", "dee", "eve"])
     group = await messaging.create_group(ada, "tea", [bob, cy, dee, eve])
     topic = f"conversation:{group.id}"
@@ -69,7 +68,7 @@ async def test_pushes_go_to_offline_members_only(node: RunningNode, stand_in: St
 
     async with node.client(ada) as a, node.client(bob):  # bob is online, joined nowhere
         for _ in range(200):  # bob's device is counted in (asynchronously on Redis)
-            if await node.node.presence.online([bob]) == {bob}:
+            if await node.node.presence.get().online([bob]) == {bob}:
                 break
             await asyncio.sleep(0.01)
         await a.join(topic)
@@ -106,8 +105,7 @@ async def test_pushes_go_to_offline_members_only(node: RunningNode, stand_in: St
 async def test_moderation_and_media_refuse_before_anything_is_written(
     node: RunningNode, stand_in: StandIn
 ) -> None:
-    messaging = node.node.messaging
-    assert messaging is not None
+    messaging = node.node.messaging.get()
     ada = unique("ada")
     group = await messaging.create_group(ada, "t", [])
     topic = f"conversation:{group.id}"
@@ -144,8 +142,7 @@ async def test_moderation_and_media_refuse_before_anything_is_written(
 
 
 async def test_moderation_down_fails_open_by_default(node: RunningNode, stand_in: StandIn) -> None:
-    messaging = node.node.messaging
-    assert messaging is not None
+    messaging = node.node.messaging.get()
     ada = unique("ada")
     group = await messaging.create_group(ada, "t", [])
     stand_in.moderation.mode = "fail"

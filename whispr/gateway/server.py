@@ -25,9 +25,9 @@ import asyncio
 import base64
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Final
+from typing import Final
 from urllib.parse import parse_qs, urlsplit
 
 import structlog
@@ -38,18 +38,21 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.typing import Origin, Subprotocol
 
+from actors.broker import Broker
 from actors.errors import WhisprError
-from supervisors import AsyncioActor, ChildSpec, Ref, Restart
+from actors.messaging import Messaging
+from actors.ports import Store
+from supervisors import AsyncioActor, ChildSpec, Ref, Registry, Restart
 from whispr.auth import Identity, TokenVerifier
+from whispr.config import Settings
 from whispr.gateway.connection import ConnectionActor, Inbound, Tick
 from whispr.gateway.context import GatewayContext
 from whispr.gateway.presence import Presence
 from whispr.gateway.ratelimit import MessageRateLimiter
 from whispr.protocol import CloseCode
+from whispr.siblings import Siblings
+from whispr.slot import Slot
 from whispr.telemetry import metrics_exposition
-
-if TYPE_CHECKING:
-    from whispr.node import Node
 
 __all__ = ["SOCKET_PATH", "Gateway", "GatewayService"]
 
@@ -61,6 +64,15 @@ _TOKEN_PROTOCOL: Final = "base64url.bearer.phx."
 #: Seconds between heartbeat and token checks of every connection.
 TICK_INTERVAL_S: Final = 5.0
 _PHOENIX: Final = Subprotocol("phoenix")
+
+
+#: Starts a connection's actor under the node's Connections supervisor.
+StartConnection = Callable[
+    [GatewayContext, ServerConnection, Identity, asyncio.Semaphore],
+    Awaitable[Ref[ConnectionActor]],
+]
+#: Whether the node is ready (``GET /ready``): the store and the broker answer.
+Ready = Callable[[], Awaitable[bool]]
 
 
 def _token(request: Request) -> str | None:
@@ -98,7 +110,9 @@ def _text(status: HTTPStatus, body: bytes, content_type: str) -> Response:
 class Gateway:
     """The server and what its connections share; started and stopped by its service."""
 
-    def __init__(self, ctx: GatewayContext, start_connection: Any, ready: Any) -> None:
+    def __init__(
+        self, ctx: GatewayContext, start_connection: StartConnection, ready: Ready
+    ) -> None:
         self.ctx = ctx
         self._start_connection = start_connection
         self._ready = ready
@@ -231,37 +245,45 @@ class Gateway:
 
 
 class GatewayService(AsyncioActor):
-    """The node's ``gateway`` service: builds the gateway over the node's services."""
+    """The node's ``gateway`` service: builds the gateway over the services started before it.
 
-    def __init__(self, node: Node) -> None:
+    The running :class:`Gateway` is published in ``out`` (for its bound port and state).
+    Connection actors are started under whichever Connections supervisor ``registry``
+    holds when a socket is accepted.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        *,
+        messaging: Messaging,
+        store: Store,
+        broker: Broker,
+        presence: Presence,
+        siblings: Siblings,
+        out: Slot[Gateway],
+    ) -> None:
         super().__init__()
-        self.node = node
+        self.settings = settings
+        self.registry = registry
+        self.messaging = messaging
+        self.store = store
+        self.broker = broker
+        self.presence = presence
+        self.siblings = siblings
+        self.out = out
         self.gateway: Gateway | None = None
-        self.presence: Presence | None = None
 
     async def on_start(self) -> None:
-        node, settings = self.node, self.node.settings
-        if (
-            node.messaging is None
-            or node.broker is None
-            or node.store is None
-            or node.presence is None
-        ):
-            msg = "the gateway needs messaging, the store, the broker and presence"
-            raise RuntimeError(msg)
-        broker, store = node.broker, node.store
-        presence: Presence = node.presence
-        self.presence = presence
+        settings, registry, siblings = self.settings, self.registry, self.siblings
+        store, broker = self.store, self.broker
         ctx = GatewayContext(
             settings=settings,
-            messaging=node.messaging,
+            messaging=self.messaging,
             broker=broker,
-            presence=presence,
-            is_user_active=(
-                node.siblings.users.is_active
-                if node.siblings is not None and node.siblings.users.configured
-                else None
-            ),
+            presence=self.presence,
+            is_user_active=siblings.users.is_active if siblings.users.configured else None,
             limiter=MessageRateLimiter(
                 settings.rate_limit_per_minute, settings.redis_url, settings.redis_prefix
             ),
@@ -278,7 +300,7 @@ class GatewayService(AsyncioActor):
             identity: Identity,
             credits: asyncio.Semaphore,
         ) -> Ref[ConnectionActor]:
-            supervisor = node.whereis("connections")
+            supervisor = registry.whereis("connections")
             if supervisor is None:
                 msg = "the connections supervisor is not running"
                 raise RuntimeError(msg)
@@ -296,10 +318,10 @@ class GatewayService(AsyncioActor):
 
         self.gateway = Gateway(ctx, start_connection, ready)
         await self.gateway.start(settings.host, settings.port)
-        node.gateway = self.gateway
+        self.out.set(self.gateway)
         log.info("gateway listening", host=settings.host, port=self.gateway.port)
 
     async def on_stop(self) -> None:
         if self.gateway is not None:
-            await self.gateway.drain(timeout=self.node.settings.shutdown_deadline_s / 2)
-            self.node.gateway = None
+            await self.gateway.drain(timeout=self.settings.shutdown_deadline_s / 2)
+            self.out.clear()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 import structlog
@@ -31,9 +31,7 @@ from whispr.grpc.auth import CallerAuth, parse_tokens
 from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2 as pb
 from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2_grpc as pb_grpc
 from whispr.grpc.service import MessagingServicer
-
-if TYPE_CHECKING:
-    from whispr.node import Node
+from whispr.slot import Slot
 
 __all__ = ["MESSAGING_SERVICE", "GrpcServer", "GrpcService"]
 
@@ -127,24 +125,37 @@ class GrpcServer:
 
 
 class GrpcService(AsyncioActor):
-    """Runs the node's :class:`GrpcServer` (``WHISPR_GRPC_PORT``; 0 disables it)."""
+    """Runs the node's :class:`GrpcServer` (``WHISPR_GRPC_PORT``; 0 disables it).
 
-    def __init__(self, node: Node) -> None:
+    The running server is published in ``out`` (for its bound port); it stays empty when
+    the server is disabled.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        messaging: Messaging,
+        broker: Broker,
+        store: Store,
+        out: Slot[GrpcServer],
+    ) -> None:
         super().__init__()
-        self.node = node
+        self.settings = settings
+        self.messaging = messaging
+        self.broker = broker
+        self.store = store
+        self.out = out
         self.server: GrpcServer | None = None
 
     async def on_start(self) -> None:
-        node, settings = self.node, self.node.settings
+        settings = self.settings
         if not settings.grpc_port:
             log.info("grpc disabled", setting="WHISPR_GRPC_PORT=0")
             return
-        if node.messaging is None or node.broker is None or node.store is None:
-            msg = "the gRPC server needs the messaging service running"
-            raise RuntimeError(msg)
-        self.server = GrpcServer(settings, node.messaging, node.broker, node.store)
+        self.server = GrpcServer(settings, self.messaging, self.broker, self.store)
         await self.server.start(settings.host, settings.grpc_port)
-        node.grpc = self.server
+        self.out.set(self.server)
         if not self.server.auth.tokens and not self.server.auth.mtls:
             log.warning(
                 "no gRPC caller is configured: every call is refused until "
@@ -160,6 +171,6 @@ class GrpcService(AsyncioActor):
 
     async def on_stop(self) -> None:
         if self.server is not None:
-            self.node.grpc = None
-            await self.server.stop(grace=self.node.settings.shutdown_deadline_s / 4)
+            self.out.clear()
+            await self.server.stop(grace=self.settings.shutdown_deadline_s / 4)
             self.server = None
