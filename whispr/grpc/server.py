@@ -55,7 +55,7 @@ class GrpcServer:
         self.auth = CallerAuth(
             parse_tokens(settings.grpc_tokens), mtls=settings.grpc_tls_client_ca is not None
         )
-        self.servicer = MessagingServicer(messaging, broker, self.auth)
+        self.servicer = MessagingServicer(messaging, self.auth)
         self.health = health.aio.HealthServicer()
         self.port = 0
         self._server: grpc.aio.Server | None = None

@@ -26,7 +26,6 @@ import grpc
 import structlog
 from opentelemetry.metrics import Counter, Histogram
 
-from actors.broker import Broker
 from actors.conversation import Draft
 from actors.errors import Invalid, RateLimited, WhisprError
 from actors.events import payload_of
@@ -121,19 +120,17 @@ def _rpc(
 
 
 class MessagingServicer(pb_grpc.MessagingServiceServicer):
-    """The messaging API over one node's :class:`Messaging` and broker."""
+    """The messaging API over one node's :class:`Messaging` (followers read its streams)."""
 
     def __init__(
         self,
         messaging: Messaging,
-        broker: Broker,
         auth: CallerAuth,
         metrics: RpcMetrics | None = None,
         *,
         follow_backlog: int = FOLLOW_BACKLOG,
     ) -> None:
         self.messaging = messaging
-        self.broker = broker
         self.auth = auth
         self.metrics = metrics or RpcMetrics()
         self.follow_backlog = follow_backlog
