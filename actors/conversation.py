@@ -38,13 +38,13 @@ import msgspec
 import pykka
 
 from actors import rules
-from actors.batching import Batcher
 from actors.broker import Broker, Subscription
 from actors.errors import Reason, WhisprError
 from actors.events import conversation_topic, decode_event, encode_event
 from actors.model import Attachment, Conversation, InsertResult, Member, Message, Unsequenced
 from actors.ports import Store
 from supervisors import AsyncioActor
+from supervisors.batching import Batcher
 from supervisors.future import AsyncioFuture
 
 __all__ = ["ConversationActor", "ConversationDeps", "Draft"]

@@ -27,7 +27,6 @@ from typing import Any
 
 import structlog
 
-from actors.batching import Batcher
 from actors.broker import Broker
 from actors.messaging import Messaging
 from actors.model import InsertResult, Message
@@ -43,6 +42,7 @@ from supervisors import (
     Supervisor,
     run_until_signalled,
 )
+from supervisors.batching import Batcher
 from supervisors.exits import Shutdown
 from whispr import gc_policy
 from whispr.config import Settings

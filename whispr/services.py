@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from actors.batching import Batcher
 from actors.conversation import ConversationDeps
 from actors.errors import Reason, WhisprError
 from actors.messaging import Messaging
 from actors.model import InsertResult, Message
 from supervisors import AsyncioActor, ChildSpec, Ref
+from supervisors.batching import Batcher
 from whispr.broker import open_broker
 from whispr.gateway.presence import MemoryPresence, Presence, RedisPresence
 from whispr.hooks import PushDispatcher, screen_for

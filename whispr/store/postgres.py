@@ -36,7 +36,6 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from actors.batching import Batcher
 from actors.errors import Invalid, NotFound, Reason, WhisprError
 from actors.model import (
     Conversation,
@@ -49,6 +48,7 @@ from actors.model import (
     new_id,
 )
 from actors.ports import UNCHANGED
+from supervisors.batching import Batcher
 from whispr.store import _check, _rows, migrations
 
 __all__ = ["PostgresStore"]
