@@ -26,9 +26,7 @@ order; and membership changes made on another node arrive through the broker.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +39,7 @@ from actors import rules
 from actors.broker import Broker, Subscription
 from actors.errors import Reason, WhisprError
 from actors.events import conversation_topic, decode_event, encode_event
+from actors.ids import new_id, system_client_id
 from actors.model import Attachment, Conversation, InsertResult, Member, Message, Unsequenced
 from actors.ports import Store
 from supervisors import AsyncioActor
@@ -365,7 +364,7 @@ class ConversationActor(AsyncioActor):
         self._publish("conversation_updated", {"conversation": updated, "by": user_id})
         await self._append(
             SYSTEM_SENDER,
-            _system_draft("conversation_updated", {"by": user_id, **changes}, _system_id()),
+            _system_draft("conversation_updated", {"by": user_id, **changes}, system_client_id()),
         )
         return updated
 
@@ -401,7 +400,7 @@ class ConversationActor(AsyncioActor):
         self._publish("member_added", {"members": added, "by": user_id})
         await self._append(
             SYSTEM_SENDER,
-            _system_draft("member_added", {"by": user_id, "user_ids": fresh}, _system_id()),
+            _system_draft("member_added", {"by": user_id, "user_ids": fresh}, system_client_id()),
         )
         return added
 
@@ -431,7 +430,8 @@ class ConversationActor(AsyncioActor):
         self._publish("member_removed", {"user_id": target_id, "by": user_id})
         event = "member_left" if target_id == user_id else "member_removed"
         await self._append(
-            SYSTEM_SENDER, _system_draft(event, {"by": user_id, "user_id": target_id}, _system_id())
+            SYSTEM_SENDER,
+            _system_draft(event, {"by": user_id, "user_id": target_id}, system_client_id()),
         )
 
     async def set_role(self, user_id: str, target_id: str, role: str) -> Member:
@@ -488,7 +488,7 @@ class ConversationActor(AsyncioActor):
             return
         message = Unsequenced(
             conversation_id=self.conversation_id,
-            id=_message_id(),
+            id=new_id(),
             client_id=draft.client_id,
             sender_id=sender_id,
             kind=draft.kind,  # type: ignore[arg-type]
@@ -682,30 +682,5 @@ class ConversationActor(AsyncioActor):
         self.stop()
 
 
-def _message_id() -> str:
-    """A time-ordered id, 32 hex digits: 48 bits of milliseconds, then 80 that only grow.
-
-    Like a monotonic ULID: within one millisecond the low part counts up from
-    a random start, so ids are unique, ordered by creation and cost one
-    string format (no ``uuid4``, no ``os.urandom`` per id).
-    """
-    global _id_ms, _id_low
-    ms = time.time_ns() // 1_000_000
-    if ms > _id_ms:
-        _id_ms = ms
-        _id_low = int.from_bytes(os.urandom(10)) >> 1  # room to count up
-    else:
-        _id_low += 1
-    return f"{_id_ms:012x}{_id_low:020x}"
-
-
-_id_ms = 0
-_id_low = 0
-
-
 def _system_draft(event: str, details: dict[str, Any], client_id: str) -> Draft:
     return Draft(client_id=client_id, kind="system", metadata={"event": event, **details})
-
-
-def _system_id() -> str:
-    return f"sys-{uuid.uuid4().hex}"

@@ -19,8 +19,6 @@ per actor (an introspection of the whole actor, and memory kept with it).
 from __future__ import annotations
 
 import contextlib
-import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -31,6 +29,7 @@ from actors import rules
 from actors.conversation import ConversationActor, ConversationDeps, Draft
 from actors.errors import Reason, WhisprError
 from actors.events import conversation_topic, encode_event, user_topic
+from actors.ids import new_id
 from actors.model import Conversation, ConversationSummary, Member, Message
 from supervisors import ChildSpec, Ref, Registry, Restart
 
@@ -75,7 +74,7 @@ class Messaging:
             )
         now = self.deps.clock()
         conversation = Conversation(
-            id=_conversation_id(),
+            id=new_id(),
             kind="group",
             title=title,
             avatar=None,
@@ -383,11 +382,3 @@ def _page_limit(limit: int) -> int:
     if limit < 1:
         raise WhisprError(Reason.INVALID, "limit must be at least 1", field="limit")
     return min(limit, MAX_PAGE)
-
-
-def _conversation_id() -> str:
-    return uuid.uuid7().hex if hasattr(uuid, "uuid7") else _time_ordered_id()
-
-
-def _time_ordered_id() -> str:
-    return f"{int(time.time() * 1000):012x}{uuid.uuid4().hex[:20]}"

@@ -45,7 +45,7 @@ __all__ = [
 MAX_PAGE = 200
 """The most messages or conversations one page returns, whatever is asked."""
 MAX_ID_LENGTH = 200
-"""Ids are ULIDs, user ids from the auth service, client-generated keys: all short."""
+"""Ids are the node's (``actors.ids``), user ids from the auth service, client keys: all short."""
 
 _MESSAGE_KINDS = frozenset(get_args(MessageKind))
 _CONVERSATION_KINDS = frozenset(get_args(ConversationKind))

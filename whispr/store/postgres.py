@@ -37,6 +37,7 @@ import asyncpg
 import msgspec
 
 from actors.errors import Invalid, NotFound, Reason, WhisprError
+from actors.ids import new_id
 from actors.model import (
     Conversation,
     ConversationSummary,
@@ -45,7 +46,6 @@ from actors.model import (
     Member,
     Message,
     Unsequenced,
-    new_id,
 )
 from actors.ports import UNCHANGED
 from supervisors.batching import Batcher

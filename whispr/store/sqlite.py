@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from actors.errors import Invalid, Reason, WhisprError
+from actors.ids import new_id
 from actors.model import (
     Conversation,
     ConversationSummary,
@@ -28,7 +29,6 @@ from actors.model import (
     Member,
     Message,
     Unsequenced,
-    new_id,
 )
 from actors.ports import UNCHANGED
 from whispr.store import _check, _rows, migrations
