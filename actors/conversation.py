@@ -166,7 +166,7 @@ class ConversationActor(AsyncioActor):
         self.members = {m.user_id: m for m in await store.list_members(self.conversation_id)}
         self.last_seq = await store.last_seq(self.conversation_id)
         for message in await store.page_messages(
-            self.conversation_id, limit=min(self.deps.cache_size, 200)
+            self.conversation_id, limit=min(self.deps.cache_size, rules.MAX_PAGE)
         ):
             self._remember(message)
         self._arm_idle_timer(self.deps.idle_timeout_s)

@@ -31,13 +31,14 @@ from actors.errors import Reason, WhisprError
 from actors.events import conversation_topic, encode_event, user_topic
 from actors.ids import new_id
 from actors.model import Conversation, ConversationSummary, Member, Message
+from actors.rules import MAX_PAGE
 from supervisors import ChildSpec, Ref, Registry, Restart
 
-__all__ = ["Messaging"]
+# MAX_PAGE: for whispr.grpc.service, which imports it from here (its home is actors.rules).
+__all__ = ["MAX_PAGE", "Messaging"]
 
 T = TypeVar("T")
 
-MAX_PAGE = 200
 _SEND = ("send",)
 _NO_KWARGS: dict[str, Any] = {}
 
@@ -133,7 +134,7 @@ class Messaging:
         instant are neither skipped nor repeated.
         """
         return await self.deps.store.list_user_conversations(
-            user_id, _page_limit(limit), before, before_id=before_id
+            user_id, rules.page_limit(limit), before, before_id=before_id
         )
 
     # -- writes, through the conversation's actor ----------------------------------------
@@ -259,7 +260,7 @@ class Messaging:
             conversation_id,
             before_seq=before_seq,
             after_seq=after_seq,
-            limit=_page_limit(limit),
+            limit=rules.page_limit(limit),
             viewer_id=user_id,
         )
 
@@ -306,7 +307,10 @@ class Messaging:
         """A page of messages for a trusted caller (as the WebSocket API's ``history``)."""
         await self.describe(conversation_id)  # not_found for an unknown conversation
         return await self.deps.store.page_messages(
-            conversation_id, before_seq=before_seq, after_seq=after_seq, limit=_page_limit(limit)
+            conversation_id,
+            before_seq=before_seq,
+            after_seq=after_seq,
+            limit=rules.page_limit(limit),
         )
 
     async def unread_counts(self, user_id: str) -> dict[str, int]:
@@ -376,9 +380,3 @@ def _as_whispr_error(exc: BaseException) -> WhisprError:
             return seen
         seen = seen.__cause__
     return WhisprError(Reason.UNAVAILABLE, "the conversation could not be loaded")
-
-
-def _page_limit(limit: int) -> int:
-    if limit < 1:
-        raise WhisprError(Reason.INVALID, "limit must be at least 1", field="limit")
-    return min(limit, MAX_PAGE)

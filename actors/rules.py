@@ -40,6 +40,7 @@ __all__ = [
     "MAX_ATTACHMENTS",
     "MAX_CLIENT_ID",
     "MAX_GROUP_MEMBERS",
+    "MAX_PAGE",
     "MAX_TITLE",
     "check_attachments",
     "check_client_id",
@@ -47,6 +48,7 @@ __all__ = [
     "check_emoji",
     "check_settings",
     "check_title",
+    "page_limit",
     "push_recipients",
     "require_admin",
     "require_can_post",
@@ -60,6 +62,8 @@ MAX_ATTACHMENT_BYTES = 2 * 1024**3
 MAX_CLIENT_ID = 64
 MAX_TITLE = 200
 MAX_GROUP_MEMBERS = 1000
+MAX_PAGE = 200
+"""The most messages or conversations one page holds, whatever is asked."""
 _ADMINS = frozenset({"owner", "admin"})
 _SETTINGS: Mapping[str, frozenset[str]] = {"who_can_post": frozenset({"all", "admins"})}
 
@@ -201,6 +205,17 @@ def check_settings(settings: Mapping[str, Any]) -> None:
                 f"setting {key!r} must be one of {sorted(allowed)}",
                 field="settings",
             )
+
+
+def page_limit(limit: object) -> int:
+    """The page size to read for a requested ``limit``: at least 1, capped at :data:`MAX_PAGE`.
+
+    For every reader of pages (history, catch-up, conversation lists) and the store
+    boundary, so that a request for more than a page is served a full page, never refused.
+    """
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise WhisprError(Reason.INVALID, "limit must be at least 1", field="limit")
+    return min(limit, MAX_PAGE)
 
 
 def push_recipients(members: Mapping[str, Member], message: Message, now: float) -> list[str]:

@@ -29,21 +29,17 @@ from actors.model import (
 
 __all__ = [
     "MAX_ID_LENGTH",
-    "MAX_PAGE",
     "conversation",
     "conversation_fields",
     "cursor",
     "direct_pair",
     "edit",
-    "limit",
     "member_fields",
     "members",
     "messages",
     "name",
 ]
 
-MAX_PAGE = 200
-"""The most messages or conversations one page returns, whatever is asked."""
 MAX_ID_LENGTH = 200
 """Ids are the node's (``actors.ids``), user ids from the auth service, client keys: all short."""
 
@@ -83,13 +79,6 @@ def _seq(value: Any, field: str, minimum: int) -> None:
 def cursor(value: Any, field: str = "seq") -> None:
     """A read or delivered cursor, or a paging bound: 0 (nothing yet) or a seq."""
     _seq(value, field, 0)
-
-
-def limit(value: Any) -> int:
-    """A page size: at least 1, capped at :data:`MAX_PAGE`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise Invalid("limit must be at least 1", field="limit")
-    return min(value, MAX_PAGE)
 
 
 def direct_pair(user_a: Any, user_b: Any, now: Any) -> None:

@@ -36,6 +36,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from actors import rules
 from actors.errors import Invalid, NotFound, Reason, WhisprError
 from actors.ids import new_id
 from actors.model import (
@@ -574,7 +575,7 @@ class PostgresStore:
         count and the last visible message are range scans of one messages
         partition each, on its primary key.
         """
-        page = _check.limit(limit)
+        page = rules.page_limit(limit)
         async with self._connection() as c:
             rows = await c.fetch(
                 f"SELECT {', '.join('c.' + x for x in _CONVERSATION_COLUMNS.split(', '))}, "
@@ -827,7 +828,7 @@ class PostgresStore:
         for bound, field in ((before_seq, "before_seq"), (after_seq, "after_seq")):
             if bound is not None:
                 _check.cursor(bound, field)
-        page = _check.limit(limit)
+        page = rules.page_limit(limit)
         if after_seq is not None and before_seq is None:
             return await self._pages_after.submit((conversation_id, after_seq, page, viewer_id))
         order = "ASC" if after_seq is not None else "DESC"

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+from actors import rules
 from actors.errors import Invalid, Reason, WhisprError
 from actors.ids import new_id
 from actors.model import (
@@ -345,7 +346,7 @@ class SqliteStore:
         *,
         before_id: str | None = None,
     ) -> list[ConversationSummary]:
-        page = _check.limit(limit)
+        page = rules.page_limit(limit)
         rows = await self._all(
             "SELECT c.*, m.role AS member_role, m.read_seq AS member_read_seq, "
             "COALESCE(c.last_message_at, c.created_at) AS activity FROM members m "
@@ -540,7 +541,7 @@ class SqliteStore:
         for bound, field in ((before_seq, "before_seq"), (after_seq, "after_seq")):
             if bound is not None:
                 _check.cursor(bound, field)
-        limit = _check.limit(limit)
+        limit = rules.page_limit(limit)
         hidden = (
             "AND seq NOT IN (SELECT seq FROM hidden_messages WHERE conversation_id = ? "
             "AND user_id = ?)"
