@@ -37,7 +37,7 @@ import asyncpg
 import msgspec
 
 from actors import rules
-from actors.errors import Invalid, NotFound, Reason, WhisprError
+from actors.errors import Reason, WhisprError
 from actors.ids import new_id
 from actors.model import (
     Conversation,
@@ -489,7 +489,7 @@ class PostgresStore:
             None if settings is UNCHANGED else _rows.dumps(settings),
         )
         if row is None:
-            raise NotFound(f"no conversation {conversation_id}")
+            raise WhisprError(Reason.NOT_FOUND, f"no conversation {conversation_id}")
         return _rows.conversation(row)
 
     async def list_members(self, conversation_id: str) -> list[Member]:
@@ -546,7 +546,7 @@ class PostgresStore:
             None if notifications is UNCHANGED else notifications,
         )
         if row is None:
-            raise NotFound(f"{user_id} is not a member")
+            raise WhisprError(Reason.NOT_FOUND, f"{user_id} is not a member")
         return _rows.member(row)
 
     async def _member(self, conversation_id: str, user_id: str) -> Member:
@@ -863,7 +863,7 @@ class PostgresStore:
         status = await self._execute(query, conversation_id, seq, *args)
         updated = await self._require_message(conversation_id, seq)
         if status.endswith(" 0") and updated.deleted:
-            raise Invalid(f"message {seq} was deleted", field="seq")
+            raise WhisprError(Reason.INVALID, f"message {seq} was deleted", field="seq")
         return updated
 
     async def edit_message(
@@ -933,7 +933,7 @@ class PostgresStore:
         )
         updated = await self._require_message(conversation_id, seq)
         if status.endswith(" 0") and updated.deleted:
-            raise Invalid(f"message {seq} was deleted", field="seq")
+            raise WhisprError(Reason.INVALID, f"message {seq} was deleted", field="seq")
         return updated
 
     async def remove_reaction(

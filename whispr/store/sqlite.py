@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from actors import rules
-from actors.errors import Invalid, Reason, WhisprError
+from actors.errors import Reason, WhisprError
 from actors.ids import new_id
 from actors.model import (
     Conversation,
@@ -582,7 +582,7 @@ class SqliteStore:
         """The message, which must not be a tombstone (no edits, reactions or pins on one)."""
         found = await self._require_message(conversation_id, seq)
         if found.deleted:
-            raise Invalid(f"message {seq} was deleted", field="seq")
+            raise WhisprError(Reason.INVALID, f"message {seq} was deleted", field="seq")
         return found
 
     @_serialized
