@@ -199,23 +199,10 @@ class ConversationActor(AsyncioActor):
         self._touch()
         return rules.require_member(self.members, user_id), self.last_seq
 
-    def member_ids(self) -> list[str]:
-        """Who is in the conversation now."""
-        return list(self.members)
-
     def snapshot(self) -> tuple[Conversation, list[Member], int]:
         """The conversation, its members and its last seq."""
         assert self.conversation is not None
         return self.conversation, list(self.members.values()), self.last_seq
-
-    def recent(self, user_id: str, after_seq: int) -> list[Message] | None:
-        """Messages after ``after_seq`` from the cache, or None when the cache can't tell."""
-        rules.require_member(self.members, user_id)
-        if after_seq >= self.last_seq:
-            return []
-        if not self._recent or next(iter(self._recent)) > after_seq + 1:
-            return None
-        return [m for seq, m in self._recent.items() if seq > after_seq]
 
     # -- writes -------------------------------------------------------------------------
 
@@ -335,39 +322,6 @@ class ConversationActor(AsyncioActor):
         self._publish("message_pinned", {"seq": seq, "pinned": pinned, "by": user_id})
         return updated
 
-    async def update(
-        self,
-        user_id: str,
-        *,
-        title: str | None = None,
-        avatar: str | None = None,
-        settings: dict[str, Any] | None = None,
-    ) -> Conversation:
-        """Change the title, avatar or settings of a group (owner and admins)."""
-        self._touch()
-        conversation = self._conversation()
-        rules.require_admin(conversation, self.members, user_id)
-        rules.check_title(title)
-        if settings is not None:
-            rules.check_settings(settings)
-        changes: dict[str, Any] = {}
-        if title is not None:
-            changes["title"] = title
-        if avatar is not None:
-            changes["avatar"] = avatar
-        if settings is not None:
-            changes["settings"] = {**conversation.settings, **settings}
-        if not changes:
-            return conversation
-        updated = await self.deps.store.update_conversation(self.conversation_id, **changes)
-        self.conversation = updated
-        self._publish("conversation_updated", {"conversation": updated, "by": user_id})
-        await self._append(
-            SYSTEM_SENDER,
-            _system_draft("conversation_updated", {"by": user_id, **changes}, system_client_id()),
-        )
-        return updated
-
     async def add_members(
         self, user_id: str, new_user_ids: Sequence[str], *, trusted: bool = False
     ) -> list[Member]:
@@ -433,19 +387,6 @@ class ConversationActor(AsyncioActor):
             SYSTEM_SENDER,
             _system_draft(event, {"by": user_id, "user_id": target_id}, system_client_id()),
         )
-
-    async def set_role(self, user_id: str, target_id: str, role: str) -> Member:
-        """Make a member an admin or a plain member again (the owner only)."""
-        self._touch()
-        rules.require_owner(self._conversation(), self.members, user_id)
-        if role not in ("admin", "member"):
-            raise WhisprError(Reason.INVALID, "role must be 'admin' or 'member'", field="role")
-        if target_id not in self.members or target_id == user_id:
-            raise WhisprError(Reason.INVALID, "choose another member of this group")
-        updated = await self.deps.store.update_member(self.conversation_id, target_id, role=role)
-        self.members[target_id] = updated
-        self._publish("member_updated", {"member": updated, "by": user_id})
-        return updated
 
     async def set_notifications(
         self, user_id: str, *, muted_until: float | None, notifications: str | None

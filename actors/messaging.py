@@ -193,9 +193,6 @@ class Messaging:
     ) -> Message:
         return await self._ask(conversation_id, "pin", user_id, seq, pinned=pinned)
 
-    async def update(self, user_id: str, conversation_id: str, **changes: Any) -> Conversation:
-        return await self._ask(conversation_id, "update", user_id, **changes)
-
     async def add_members(
         self,
         user_id: str,
@@ -221,11 +218,6 @@ class Messaging:
         """Leave or remove; ``trusted``: ``user_id`` is a sibling service, no role needed."""
         await self._ask(conversation_id, "remove_member", user_id, target_id, trusted=trusted)
         self._tell_users([target_id], "conversation_removed", {"conversation_id": conversation_id})
-
-    async def set_role(
-        self, user_id: str, conversation_id: str, target_id: str, role: str
-    ) -> Member:
-        return await self._ask(conversation_id, "set_role", user_id, target_id, role)
 
     async def set_notifications(
         self,

@@ -13,11 +13,9 @@ Roles, from most to least powerful: owner, admin, member.
 | delete a message for everyone | its sender | its sender, owner, admins |
 | react, mark read/delivered, read history | members | members |
 | pin / unpin | both members | owner, admins |
-| change title, avatar, settings | nobody | owner, admins |
 | add members | nobody | owner, admins |
 | remove a member | nobody | owner (anyone), admins (plain members) |
 | leave | nobody | anyone |
-| change a role | nobody | owner |
 
 Who gets a push notification for a new message (:func:`push_recipients`): every member but
 the sender, unless the member muted the conversation (until a time not yet reached) or turned
@@ -29,7 +27,6 @@ device connected get the message over it instead (the caller checks that).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import emoji
 
@@ -46,7 +43,6 @@ __all__ = [
     "check_client_id",
     "check_content",
     "check_emoji",
-    "check_settings",
     "check_title",
     "page_limit",
     "push_recipients",
@@ -54,7 +50,6 @@ __all__ = [
     "require_can_post",
     "require_group",
     "require_member",
-    "require_owner",
 ]
 
 MAX_ATTACHMENTS = 10
@@ -65,7 +60,6 @@ MAX_GROUP_MEMBERS = 1000
 MAX_PAGE = 200
 """The most messages or conversations one page holds, whatever is asked."""
 _ADMINS = frozenset({"owner", "admin"})
-_SETTINGS: Mapping[str, frozenset[str]] = {"who_can_post": frozenset({"all", "admins"})}
 
 
 def require_member(members: Mapping[str, Member], user_id: str) -> Member:
@@ -90,16 +84,6 @@ def require_admin(
     require_group(conversation)
     if member.role not in _ADMINS:
         raise WhisprError(Reason.FORBIDDEN, "only the owner and admins may do this")
-    return member
-
-
-def require_owner(
-    conversation: Conversation, members: Mapping[str, Member], user_id: str
-) -> Member:
-    """The owner of a group only."""
-    member = require_admin(conversation, members, user_id)
-    if member.role != "owner":
-        raise WhisprError(Reason.FORBIDDEN, "only the owner may do this")
     return member
 
 
@@ -191,20 +175,6 @@ def check_title(title: str | None) -> None:
         raise WhisprError(
             Reason.INVALID, f"title must be 1 to {MAX_TITLE} characters", field="title"
         )
-
-
-def check_settings(settings: Mapping[str, Any]) -> None:
-    """Only known settings with known values."""
-    for key, value in settings.items():
-        allowed = _SETTINGS.get(key)
-        if allowed is None:
-            raise WhisprError(Reason.INVALID, f"unknown setting {key!r}", field="settings")
-        if value not in allowed:
-            raise WhisprError(
-                Reason.INVALID,
-                f"setting {key!r} must be one of {sorted(allowed)}",
-                field="settings",
-            )
 
 
 def page_limit(limit: object) -> int:
