@@ -37,6 +37,7 @@ import pykka
 
 from actors import rules
 from actors.broker import Broker, Subscription
+from actors.calls import DEFERRED, Call, Deferred
 from actors.errors import Reason, WhisprError
 from actors.events import conversation_topic, decode_event, encode_event
 from actors.ids import new_id, system_client_id
@@ -124,9 +125,10 @@ _decode_sequenced = msgspec.json.Decoder(_Sequenced).decode
 class ConversationActor(AsyncioActor):
     """Owns the writes of one conversation; see the module docstring.
 
-    Every public method is called by an ask (``Messaging`` sends pykka's
-    ``ProxyCall`` messages, without building a proxy) and is awaited there;
-    ``send`` and ``post_system`` answer later (``defer_reply``), once durable;
+    Every public method is called by an ask (``Messaging`` sends typed
+    :class:`~actors.calls.Call` messages) and is awaited there; ``send``,
+    ``post_system`` and ``post_as_service`` answer later (``defer_reply``,
+    returning :data:`~actors.calls.DEFERRED`), once durable;
     refusals are :class:`WhisprError` values for the caller (the actor carries
     on), anything else crashes the actor and the next call starts a fresh one.
     """
@@ -186,6 +188,8 @@ class ConversationActor(AsyncioActor):
             self._idle_timer = None
 
     def on_receive(self, message: Any) -> Any:
+        if type(message) is Call:  # first: nearly every message is one
+            return message.fn(self, *message.args, **message.kwargs)
         if message is _IDLE_CHECK:
             return self._idle_check()
         if isinstance(message, _Remote):
@@ -206,7 +210,7 @@ class ConversationActor(AsyncioActor):
 
     # -- writes -------------------------------------------------------------------------
 
-    def send(self, sender_id: str, draft: Draft) -> Message | None:
+    def send(self, sender_id: str, draft: Draft) -> Message | Deferred[Message]:
         """Queue the draft, answer once it is durable; idempotent by client id.
 
         The reply is deferred: the actor goes on with its next message while
@@ -228,14 +232,15 @@ class ConversationActor(AsyncioActor):
         if known is not None and known in self._recent:
             return self._recent[known]
         self._enqueue(sender_id, draft, self.defer_reply())
-        return None
+        return DEFERRED
 
-    def post_system(self, event: str, details: dict[str, Any], client_id: str) -> None:
+    def post_system(self, event: str, details: dict[str, Any], client_id: str) -> Deferred[Message]:
         """A system message (member added, title changed, ...), sequenced like any other."""
         rules.check_client_id(client_id)
         self._enqueue(SYSTEM_SENDER, _system_draft(event, details, client_id), self.defer_reply())
+        return DEFERRED
 
-    def post_as_service(self, service_id: str, draft: Draft) -> Message | None:
+    def post_as_service(self, service_id: str, draft: Draft) -> Message | Deferred[Message]:
         """A message from a sibling service (``service:<name>``), not from a member.
 
         The caller is trusted (the gRPC layer authenticated it), so membership
@@ -251,7 +256,7 @@ class ConversationActor(AsyncioActor):
         if known is not None and known in self._recent:
             return self._recent[known]
         self._enqueue(service_id, draft, self.defer_reply())
-        return None
+        return DEFERRED
 
     async def edit(self, user_id: str, seq: int, content: str) -> Message:
         """Change the content of one's own message, keeping the edit time."""

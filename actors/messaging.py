@@ -10,22 +10,21 @@ crashed, its node's supervisor is restarting). Every write is safe to retry
 (sends by client id, the others are idempotent), so a call that meets a dead
 actor is retried on a fresh one.
 
-Calls are asks of pykka's ``ProxyCall`` message on the actor's ref, not
-proxy calls: the same message a proxy would send, without building a proxy
-per actor (an introspection of the whole actor, and memory kept with it).
-``send``, the hot path, goes straight to the registered actor.
+Calls are asks of a typed :class:`~actors.calls.Call` on the actor's ref,
+all through :meth:`Messaging._ask`, which mypy checks against the actor's
+method: its arguments, and the type of the answer. ``send``, the hot path,
+is one registry lookup and one ask, like every call.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, Concatenate, ParamSpec, TypeAlias, TypeVar, overload
 
 import pykka
-from pykka.messages import ProxyCall
 
 from actors import rules
+from actors.calls import Call, Deferred
 from actors.conversation import ConversationActor, ConversationDeps, Draft
 from actors.errors import Reason, WhisprError
 from actors.events import conversation_topic, encode_event, user_topic
@@ -37,10 +36,11 @@ from supervisors import ChildSpec, Ref, Registry, Restart
 # MAX_PAGE: for whispr.grpc.service, which imports it from here (its home is actors.rules).
 __all__ = ["MAX_PAGE", "Messaging"]
 
-T = TypeVar("T")
+P = ParamSpec("P")
+R = TypeVar("R")
 
-_SEND = ("send",)
-_NO_KWARGS: dict[str, Any] = {}
+#: One of the conversation actor's methods, as ``_ask`` takes it: ``ConversationActor.send``.
+Handler: TypeAlias = Callable[Concatenate[ConversationActor, P], R]
 
 
 class Messaging:
@@ -109,13 +109,13 @@ class Messaging:
 
     async def conversation(self, user_id: str, conversation_id: str) -> Conversation:
         """A conversation the user is a member of."""
-        conversation, members, _ = await self._ask(conversation_id, "snapshot")
+        conversation, members, _ = await self._ask(conversation_id, ConversationActor.snapshot)
         rules.require_member({m.user_id: m for m in members}, user_id)
         return conversation
 
     async def members(self, user_id: str, conversation_id: str) -> list[Member]:
         """The members of a conversation the user is in."""
-        _, members, _ = await self._ask(conversation_id, "snapshot")
+        _, members, _ = await self._ask(conversation_id, ConversationActor.snapshot)
         rules.require_member({m.user_id: m for m in members}, user_id)
         return members
 
@@ -143,29 +143,25 @@ class Messaging:
         """Send a message; returns it once durable (the original one on a retried client id)."""
         if self.screen is not None:
             await self.screen(user_id, conversation_id, draft)
-        # The hot path, inlined: the live actor's ref, one ask.
-        ref = self.registry.whereis(("conversation", conversation_id))
-        if ref is not None:
-            with contextlib.suppress(pykka.ActorDeadError):  # then as any call, below
-                return await ref.ask_soon(ProxyCall(_SEND, (user_id, draft), _NO_KWARGS))
-        return await self._ask(conversation_id, "send", user_id, draft)
+        return await self._ask(conversation_id, ConversationActor.send, user_id, draft)
 
     async def send_system(
         self, conversation_id: str, event: str, details: dict[str, Any], client_id: str
     ) -> Message:
         """A system or service message (for sibling services)."""
-        return await self._ask(conversation_id, "post_system", event, details, client_id)
+        return await self._ask(
+            conversation_id, ConversationActor.post_system, event, details, client_id
+        )
 
     async def send_as_service(self, service_id: str, conversation_id: str, draft: Draft) -> Message:
         """A message from a sibling service (sender ``service_id``), idempotent by client id."""
-        return await self._ask(conversation_id, "post_as_service", service_id, draft)
+        return await self._ask(
+            conversation_id, ConversationActor.post_as_service, service_id, draft
+        )
 
     async def describe(self, conversation_id: str) -> tuple[Conversation, list[Member], int]:
         """A conversation, its members and last seq, for a trusted caller (no membership asked)."""
-        snapshot: tuple[Conversation, list[Member], int] = await self._ask(
-            conversation_id, "snapshot"
-        )
-        return snapshot
+        return await self._ask(conversation_id, ConversationActor.snapshot)
 
     async def edit(self, user_id: str, conversation_id: str, seq: int, content: str) -> Message:
         """Change one's own message; the new content is screened as a new message's is."""
@@ -173,10 +169,10 @@ class Messaging:
             await self.screen(
                 user_id, conversation_id, Draft(client_id=f"edit-{seq}", content=content)
             )
-        return await self._ask(conversation_id, "edit", user_id, seq, content)
+        return await self._ask(conversation_id, ConversationActor.edit, user_id, seq, content)
 
     async def delete(self, user_id: str, conversation_id: str, seq: int) -> Message:
-        return await self._ask(conversation_id, "delete", user_id, seq)
+        return await self._ask(conversation_id, ConversationActor.delete, user_id, seq)
 
     async def hide(self, user_id: str, conversation_id: str, seq: int) -> None:
         """Delete for oneself: the message disappears from this user's history only."""
@@ -186,12 +182,14 @@ class Messaging:
     async def react(
         self, user_id: str, conversation_id: str, seq: int, emoji: str, *, add: bool = True
     ) -> Message:
-        return await self._ask(conversation_id, "react", user_id, seq, emoji, add=add)
+        return await self._ask(
+            conversation_id, ConversationActor.react, user_id, seq, emoji, add=add
+        )
 
     async def pin(
         self, user_id: str, conversation_id: str, seq: int, *, pinned: bool = True
     ) -> Message:
-        return await self._ask(conversation_id, "pin", user_id, seq, pinned=pinned)
+        return await self._ask(conversation_id, ConversationActor.pin, user_id, seq, pinned=pinned)
 
     async def add_members(
         self,
@@ -202,8 +200,8 @@ class Messaging:
         trusted: bool = False,
     ) -> list[Member]:
         """Add users to a group; ``trusted``: ``user_id`` is a sibling service, no role needed."""
-        added: list[Member] = await self._ask(
-            conversation_id, "add_members", user_id, list(user_ids), trusted=trusted
+        added = await self._ask(
+            conversation_id, ConversationActor.add_members, user_id, list(user_ids), trusted=trusted
         )
         if added:
             conversation = await self.deps.store.get_conversation(conversation_id)
@@ -216,7 +214,9 @@ class Messaging:
         self, user_id: str, conversation_id: str, target_id: str, *, trusted: bool = False
     ) -> None:
         """Leave or remove; ``trusted``: ``user_id`` is a sibling service, no role needed."""
-        await self._ask(conversation_id, "remove_member", user_id, target_id, trusted=trusted)
+        await self._ask(
+            conversation_id, ConversationActor.remove_member, user_id, target_id, trusted=trusted
+        )
         self._tell_users([target_id], "conversation_removed", {"conversation_id": conversation_id})
 
     async def set_notifications(
@@ -229,7 +229,7 @@ class Messaging:
     ) -> Member:
         return await self._ask(
             conversation_id,
-            "set_notifications",
+            ConversationActor.set_notifications,
             user_id,
             muted_until=muted_until,
             notifications=notifications,
@@ -311,8 +311,7 @@ class Messaging:
     # -- plumbing ---------------------------------------------------------------------------
 
     async def _require_member(self, user_id: str, conversation_id: str) -> tuple[Member, int]:
-        membership: tuple[Member, int] = await self._ask(conversation_id, "membership", user_id)
-        return membership
+        return await self._ask(conversation_id, ConversationActor.membership, user_id)
 
     async def _actor(self, conversation_id: str) -> Ref[Any]:
         if not conversation_id or len(conversation_id) > 64:
@@ -336,14 +335,48 @@ class Messaging:
         except Exception as exc:
             raise _as_whispr_error(exc) from exc
 
-    async def _ask(self, conversation_id: str, method: str, *args: Any, **kwargs: Any) -> Any:
-        """Call ``method`` on the conversation's actor; again on a fresh one if it died.
+    @overload
+    async def _ask(
+        self,
+        conversation_id: str,
+        handler: Handler[P, Coroutine[Any, Any, R]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R: ...
 
-        A plain ask of a ``ProxyCall`` message: what a pykka proxy sends, without
-        building the proxy (an introspection of the whole actor, and memory
-        held per actor) or going through its attribute lookups on every call.
+    @overload
+    async def _ask(
+        self,
+        conversation_id: str,
+        handler: Handler[P, Deferred[R]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R: ...
+
+    @overload
+    async def _ask(
+        self,
+        conversation_id: str,
+        handler: Handler[P, R | Deferred[R]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R: ...
+
+    async def _ask(
+        self, conversation_id: str, handler: Handler[..., Any], /, *args: Any, **kwargs: Any
+    ) -> Any:
+        """Call ``handler(actor, *args, **kwargs)`` on the conversation's actor; its answer.
+
+        The answer is what the handler returns, what its coroutine gives, or
+        for a handler that returns ``Deferred[R]``, the ``R`` it answers with
+        later: the overloads say so to mypy. The live actor is found in the
+        registry (started when there is none) and asked once; if it died in
+        between, a fresh one is asked again.
         """
-        call = ProxyCall(attr_path=(method,), args=args, kwargs=kwargs)
+        call = Call(handler, args, kwargs)
         key = ("conversation", conversation_id)
         for attempt in (1, 2):
             ref = self.registry.whereis(key)
