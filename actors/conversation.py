@@ -203,6 +203,15 @@ class ConversationActor(AsyncioActor):
         self._touch()
         return rules.require_member(self.members, user_id), self.last_seq
 
+    def check_can_post(self, user_id: str) -> None:
+        """Refuse (``not_member``, ``forbidden``) a user who may not post here.
+
+        Asked before a draft goes to the sibling services for screening, so that
+        a message that would be refused anyway costs them nothing.
+        """
+        self._touch()
+        rules.require_can_post(self._conversation(), self.members, user_id)
+
     def snapshot(self) -> tuple[Conversation, list[Member], int]:
         """The conversation, its members and its last seq."""
         assert self.conversation is not None

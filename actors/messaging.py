@@ -14,6 +14,10 @@ Calls are asks of a typed :class:`~actors.calls.Call` on the actor's ref,
 all through :meth:`Messaging._ask`, which mypy checks against the actor's
 method: its arguments, and the type of the answer. ``send``, the hot path,
 is one registry lookup and one ask, like every call.
+
+A member's draft is screened by the sibling services (``screen``) only once
+the actor has said that the sender may post there: a non-member's message
+costs no call outside the node.
 """
 
 from __future__ import annotations
@@ -140,8 +144,13 @@ class Messaging:
     # -- writes, through the conversation's actor ----------------------------------------
 
     async def send(self, user_id: str, conversation_id: str, draft: Draft) -> Message:
-        """Send a message; returns it once durable (the original one on a retried client id)."""
+        """Send a message; returns it once durable (the original one on a retried client id).
+
+        With screening, the sender's right to post is asked first: the sibling
+        services see only drafts the conversation would take.
+        """
         if self.screen is not None:
+            await self._ask(conversation_id, ConversationActor.check_can_post, user_id)
             await self.screen(user_id, conversation_id, draft)
         return await self._ask(conversation_id, ConversationActor.send, user_id, draft)
 
@@ -164,8 +173,12 @@ class Messaging:
         return await self._ask(conversation_id, ConversationActor.snapshot)
 
     async def edit(self, user_id: str, conversation_id: str, seq: int, content: str) -> Message:
-        """Change one's own message; the new content is screened as a new message's is."""
+        """Change one's own message; the new content is screened as a new message's is.
+
+        With screening, membership is asked first (as for :meth:`send`).
+        """
         if self.screen is not None:
+            await self._require_member(user_id, conversation_id)
             await self.screen(
                 user_id, conversation_id, Draft(client_id=f"edit-{seq}", content=content)
             )
