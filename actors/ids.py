@@ -1,7 +1,8 @@
 """Server-made ids: one time-ordered scheme for everything the node names.
 
-Messages, conversations (groups and direct ones) and the client ids of
-system messages all get :func:`new_id`: 32 hex digits, 48 bits of
+Messages, conversations (groups and direct ones), the client ids of system
+messages and the device ids of tokens that name no device all get
+:func:`new_id` (the last two with a prefix): 32 hex digits, 48 bits of
 milliseconds then 80 bits that only grow. Time-ordered ids keep B-tree
 inserts at the right edge of the index and sort like the records they name;
 one scheme means one format to check, log and parse.
