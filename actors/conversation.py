@@ -26,9 +26,7 @@ order; and membership changes made on another node arrive through the broker.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,10 +36,11 @@ import msgspec
 import pykka
 
 from actors import rules
-from actors.batching import Batcher
 from actors.broker import Broker, Subscription
+from actors.calls import DEFERRED, Call, Deferred
 from actors.errors import Reason, WhisprError
 from actors.events import conversation_topic, decode_event, encode_event
+from actors.ids import new_id, system_client_id
 from actors.model import (
     Attachment,
     Conversation,
@@ -53,6 +52,7 @@ from actors.model import (
 )
 from actors.ports import Store
 from supervisors import AsyncioActor
+from supervisors.batching import Batcher
 from supervisors.future import AsyncioFuture
 
 __all__ = ["ConversationActor", "ConversationDeps", "Draft"]
@@ -92,7 +92,7 @@ class Draft(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class _Remote:
-    """A membership or settings event published by another node's actor."""
+    """A membership event published by another node's actor."""
 
     __slots__ = ("event",)
 
@@ -118,16 +118,17 @@ class _IdleCheck:
 
 
 _IDLE_CHECK = _IdleCheck()
-#: Events from other nodes after which the actor reloads members or the conversation.
-_REMOTE_PREFIXES = ("member_", "conversation_updated")
+#: Events from other nodes after which the actor reloads the members.
+_REMOTE_PREFIXES = ("member_",)
 
 
 class ConversationActor(AsyncioActor):
     """Owns the writes of one conversation; see the module docstring.
 
-    Every public method is called by an ask (``Messaging`` sends pykka's
-    ``ProxyCall`` messages, without building a proxy) and is awaited there;
-    ``send`` and ``post_system`` answer later (``defer_reply``), once durable;
+    Every public method is called by an ask (``Messaging`` sends typed
+    :class:`~actors.calls.Call` messages) and is awaited there; ``send``,
+    ``post_system`` and ``post_as_service`` answer later (``defer_reply``,
+    returning :data:`~actors.calls.DEFERRED`), once durable;
     refusals are :class:`WhisprError` values for the caller (the actor carries
     on), anything else crashes the actor and the next call starts a fresh one.
     """
@@ -167,7 +168,7 @@ class ConversationActor(AsyncioActor):
         self.members = {m.user_id: m for m in await store.list_members(self.conversation_id)}
         self.last_seq = await store.last_seq(self.conversation_id)
         for message in await store.page_messages(
-            self.conversation_id, limit=min(self.deps.cache_size, 200)
+            self.conversation_id, limit=min(self.deps.cache_size, rules.MAX_PAGE)
         ):
             self._remember(message)
         self._arm_idle_timer(self.deps.idle_timeout_s)
@@ -187,6 +188,8 @@ class ConversationActor(AsyncioActor):
             self._idle_timer = None
 
     def on_receive(self, message: Any) -> Any:
+        if type(message) is Call:  # first: nearly every message is one
+            return message.fn(self, *message.args, **message.kwargs)
         if message is _IDLE_CHECK:
             return self._idle_check()
         if isinstance(message, _Remote):
@@ -200,27 +203,23 @@ class ConversationActor(AsyncioActor):
         self._touch()
         return rules.require_member(self.members, user_id), self.last_seq
 
-    def member_ids(self) -> list[str]:
-        """Who is in the conversation now."""
-        return list(self.members)
+    def check_can_post(self, user_id: str) -> None:
+        """Refuse (``not_member``, ``forbidden``) a user who may not post here.
+
+        Asked before a draft goes to the sibling services for screening, so that
+        a message that would be refused anyway costs them nothing.
+        """
+        self._touch()
+        rules.require_can_post(self._conversation(), self.members, user_id)
 
     def snapshot(self) -> tuple[Conversation, list[Member], int]:
         """The conversation, its members and its last seq."""
         assert self.conversation is not None
         return self.conversation, list(self.members.values()), self.last_seq
 
-    def recent(self, user_id: str, after_seq: int) -> list[Message] | None:
-        """Messages after ``after_seq`` from the cache, or None when the cache can't tell."""
-        rules.require_member(self.members, user_id)
-        if after_seq >= self.last_seq:
-            return []
-        if not self._recent or next(iter(self._recent)) > after_seq + 1:
-            return None
-        return [m for seq, m in self._recent.items() if seq > after_seq]
-
     # -- writes -------------------------------------------------------------------------
 
-    def send(self, sender_id: str, draft: Draft) -> Message | None:
+    def send(self, sender_id: str, draft: Draft) -> Message | Deferred[Message]:
         """Queue the draft, answer once it is durable; idempotent by client id.
 
         The reply is deferred: the actor goes on with its next message while
@@ -242,14 +241,15 @@ class ConversationActor(AsyncioActor):
         if known is not None and known in self._recent:
             return self._recent[known]
         self._enqueue(sender_id, draft, self.defer_reply())
-        return None
+        return DEFERRED
 
-    def post_system(self, event: str, details: dict[str, Any], client_id: str) -> None:
+    def post_system(self, event: str, details: dict[str, Any], client_id: str) -> Deferred[Message]:
         """A system message (member added, title changed, ...), sequenced like any other."""
         rules.check_client_id(client_id)
         self._enqueue(SYSTEM_SENDER, _system_draft(event, details, client_id), self.defer_reply())
+        return DEFERRED
 
-    def post_as_service(self, service_id: str, draft: Draft) -> Message | None:
+    def post_as_service(self, service_id: str, draft: Draft) -> Message | Deferred[Message]:
         """A message from a sibling service (``service:<name>``), not from a member.
 
         The caller is trusted (the gRPC layer authenticated it), so membership
@@ -265,7 +265,7 @@ class ConversationActor(AsyncioActor):
         if known is not None and known in self._recent:
             return self._recent[known]
         self._enqueue(service_id, draft, self.defer_reply())
-        return None
+        return DEFERRED
 
     async def edit(self, user_id: str, seq: int, content: str) -> Message:
         """Change the content of one's own message, keeping the edit time."""
@@ -336,39 +336,6 @@ class ConversationActor(AsyncioActor):
         self._publish("message_pinned", {"seq": seq, "pinned": pinned, "by": user_id})
         return updated
 
-    async def update(
-        self,
-        user_id: str,
-        *,
-        title: str | None = None,
-        avatar: str | None = None,
-        settings: dict[str, Any] | None = None,
-    ) -> Conversation:
-        """Change the title, avatar or settings of a group (owner and admins)."""
-        self._touch()
-        conversation = self._conversation()
-        rules.require_admin(conversation, self.members, user_id)
-        rules.check_title(title)
-        if settings is not None:
-            rules.check_settings(settings)
-        changes: dict[str, Any] = {}
-        if title is not None:
-            changes["title"] = title
-        if avatar is not None:
-            changes["avatar"] = avatar
-        if settings is not None:
-            changes["settings"] = {**conversation.settings, **settings}
-        if not changes:
-            return conversation
-        updated = await self.deps.store.update_conversation(self.conversation_id, **changes)
-        self.conversation = updated
-        self._publish("conversation_updated", {"conversation": updated, "by": user_id})
-        await self._append(
-            SYSTEM_SENDER,
-            _system_draft("conversation_updated", {"by": user_id, **changes}, _system_id()),
-        )
-        return updated
-
     async def add_members(
         self, user_id: str, new_user_ids: Sequence[str], *, trusted: bool = False
     ) -> list[Member]:
@@ -401,7 +368,7 @@ class ConversationActor(AsyncioActor):
         self._publish("member_added", {"members": added, "by": user_id})
         await self._append(
             SYSTEM_SENDER,
-            _system_draft("member_added", {"by": user_id, "user_ids": fresh}, _system_id()),
+            _system_draft("member_added", {"by": user_id, "user_ids": fresh}, system_client_id()),
         )
         return added
 
@@ -431,21 +398,9 @@ class ConversationActor(AsyncioActor):
         self._publish("member_removed", {"user_id": target_id, "by": user_id})
         event = "member_left" if target_id == user_id else "member_removed"
         await self._append(
-            SYSTEM_SENDER, _system_draft(event, {"by": user_id, "user_id": target_id}, _system_id())
+            SYSTEM_SENDER,
+            _system_draft(event, {"by": user_id, "user_id": target_id}, system_client_id()),
         )
-
-    async def set_role(self, user_id: str, target_id: str, role: str) -> Member:
-        """Make a member an admin or a plain member again (the owner only)."""
-        self._touch()
-        rules.require_owner(self._conversation(), self.members, user_id)
-        if role not in ("admin", "member"):
-            raise WhisprError(Reason.INVALID, "role must be 'admin' or 'member'", field="role")
-        if target_id not in self.members or target_id == user_id:
-            raise WhisprError(Reason.INVALID, "choose another member of this group")
-        updated = await self.deps.store.update_member(self.conversation_id, target_id, role=role)
-        self.members[target_id] = updated
-        self._publish("member_updated", {"member": updated, "by": user_id})
-        return updated
 
     async def set_notifications(
         self, user_id: str, *, muted_until: float | None, notifications: str | None
@@ -488,7 +443,7 @@ class ConversationActor(AsyncioActor):
             return
         message = Unsequenced(
             conversation_id=self.conversation_id,
-            id=_message_id(),
+            id=new_id(),
             client_id=draft.client_id,
             sender_id=sender_id,
             kind=draft.kind,
@@ -648,16 +603,11 @@ class ConversationActor(AsyncioActor):
         if event.name.startswith(_REMOTE_PREFIXES) and self.actor_ref.is_alive():
             self.actor_ref.tell(_Remote(event.name))
 
-    async def _apply_remote(self, event: _Remote) -> None:
+    async def _apply_remote(self, _event: _Remote) -> None:
         # Reload from the store rather than trusting the payload: the store is
         # the source of truth and a reload is idempotent, whoever made the change.
-        store = self.deps.store
-        if event.event.startswith("member_"):
-            self.members = {m.user_id: m for m in await store.list_members(self.conversation_id)}
-        else:
-            conversation = await store.get_conversation(self.conversation_id)
-            if conversation is not None:
-                self.conversation = conversation
+        members = await self.deps.store.list_members(self.conversation_id)
+        self.members = {m.user_id: m for m in members}
 
     # -- passivation ------------------------------------------------------------------------
 
@@ -683,30 +633,5 @@ class ConversationActor(AsyncioActor):
         self.stop()
 
 
-def _message_id() -> str:
-    """A time-ordered id, 32 hex digits: 48 bits of milliseconds, then 80 that only grow.
-
-    Like a monotonic ULID: within one millisecond the low part counts up from
-    a random start, so ids are unique, ordered by creation and cost one
-    string format (no ``uuid4``, no ``os.urandom`` per id).
-    """
-    global _id_ms, _id_low
-    ms = time.time_ns() // 1_000_000
-    if ms > _id_ms:
-        _id_ms = ms
-        _id_low = int.from_bytes(os.urandom(10)) >> 1  # room to count up
-    else:
-        _id_low += 1
-    return f"{_id_ms:012x}{_id_low:020x}"
-
-
-_id_ms = 0
-_id_low = 0
-
-
 def _system_draft(event: str, details: dict[str, Any], client_id: str) -> Draft:
     return Draft(client_id=client_id, kind="system", metadata={"event": event, **details})
-
-
-def _system_id() -> str:
-    return f"sys-{uuid.uuid4().hex}"

@@ -6,12 +6,12 @@ on (retry later, ask to join, shorten the message), never a crash. The
 gateway turns it into ``{"status": "error", "response": {"reason": ...}}``
 and the gRPC server into a status code, from this one list.
 
-Code that *handles* an error matches on ``error.reason``: that is what
-crosses the wire, and every error carries one. The subclasses
-(:class:`NotFound`, :class:`Invalid`, ...) exist so that raising is short
-(``raise NotFound("no message 7")``) and so that a payload read back from the
-wire (:meth:`WhisprError.from_payload`) or an error unpickled in another
-process comes back as the class it was raised as.
+One way to raise: ``raise WhisprError(Reason.NOT_FOUND, "no message 7")``,
+the reason spelled out where the refusal is made. Code that *handles* an
+error matches on ``error.reason``: that is what crosses the wire, and every
+error carries one. The subclasses (:class:`NotFound`, :class:`Invalid`, ...)
+are what an error rebuilt from the wire (:meth:`WhisprError.from_payload`)
+or unpickled in another process comes back as, one per reason.
 """
 
 from __future__ import annotations

@@ -10,38 +10,41 @@ crashed, its node's supervisor is restarting). Every write is safe to retry
 (sends by client id, the others are idempotent), so a call that meets a dead
 actor is retried on a fresh one.
 
-Calls are asks of pykka's ``ProxyCall`` message on the actor's ref, not
-proxy calls: the same message a proxy would send, without building a proxy
-per actor (an introspection of the whole actor, and memory kept with it).
-``send``, the hot path, goes straight to the registered actor.
+Calls are asks of a typed :class:`~actors.calls.Call` on the actor's ref,
+all through :meth:`Messaging._ask`, which mypy checks against the actor's
+method: its arguments, and the type of the answer. ``send``, the hot path,
+is one registry lookup and one ask, like every call.
+
+A member's draft is screened by the sibling services (``screen``) only once
+the actor has said that the sender may post there: a non-member's message
+costs no call outside the node.
 """
 
 from __future__ import annotations
 
-import contextlib
-import time
-import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, Concatenate, ParamSpec, TypeAlias, TypeVar, overload
 
 import pykka
-from pykka.messages import ProxyCall
 
 from actors import rules
+from actors.calls import Call, Deferred
 from actors.conversation import ConversationActor, ConversationDeps, Draft
 from actors.errors import Reason, WhisprError
 from actors.events import conversation_topic, encode_event, user_topic
+from actors.ids import new_id
 from actors.model import Conversation, ConversationSummary, Member, Message
+from actors.rules import MAX_PAGE
 from actors.stream import ConversationStream, Deliver
 from supervisors import ChildSpec, Ref, Registry, Restart
 
 __all__ = ["Messaging"]
 
-T = TypeVar("T")
+P = ParamSpec("P")
+R = TypeVar("R")
 
-MAX_PAGE = 200
-_SEND = ("send",)
-_NO_KWARGS: dict[str, Any] = {}
+#: One of the conversation actor's methods, as ``_ask`` takes it: ``ConversationActor.send``.
+Handler: TypeAlias = Callable[Concatenate[ConversationActor, P], R]
 
 
 class Messaging:
@@ -76,7 +79,7 @@ class Messaging:
             )
         now = self.deps.clock()
         conversation = Conversation(
-            id=_conversation_id(),
+            id=new_id(),
             kind="group",
             title=title,
             avatar=None,
@@ -110,13 +113,15 @@ class Messaging:
 
     async def conversation(self, user_id: str, conversation_id: str) -> Conversation:
         """A conversation the user is a member of."""
-        conversation, members, _ = await self._ask(conversation_id, "snapshot")
+        conversation, members, _ = await self._ask(conversation_id, ConversationActor.snapshot)
         rules.require_member({m.user_id: m for m in members}, user_id)
         return conversation
 
     async def conversation_at(self, user_id: str, conversation_id: str) -> tuple[Conversation, int]:
         """A conversation the user is a member of, and its last seq (one ask of its actor)."""
-        conversation, members, last_seq = await self._ask(conversation_id, "snapshot")
+        conversation, members, last_seq = await self._ask(
+            conversation_id, ConversationActor.snapshot
+        )
         rules.require_member({m.user_id: m for m in members}, user_id)
         return conversation, last_seq
 
@@ -152,7 +157,7 @@ class Messaging:
 
     async def members(self, user_id: str, conversation_id: str) -> list[Member]:
         """The members of a conversation the user is in."""
-        _, members, _ = await self._ask(conversation_id, "snapshot")
+        _, members, _ = await self._ask(conversation_id, ConversationActor.snapshot)
         rules.require_member({m.user_id: m for m in members}, user_id)
         return members
 
@@ -171,49 +176,54 @@ class Messaging:
         instant are neither skipped nor repeated.
         """
         return await self.deps.store.list_user_conversations(
-            user_id, _page_limit(limit), before, before_id=before_id
+            user_id, rules.page_limit(limit), before, before_id=before_id
         )
 
     # -- writes, through the conversation's actor ----------------------------------------
 
     async def send(self, user_id: str, conversation_id: str, draft: Draft) -> Message:
-        """Send a message; returns it once durable (the original one on a retried client id)."""
+        """Send a message; returns it once durable (the original one on a retried client id).
+
+        With screening, the sender's right to post is asked first: the sibling
+        services see only drafts the conversation would take.
+        """
         if self.screen is not None:
+            await self._ask(conversation_id, ConversationActor.check_can_post, user_id)
             await self.screen(user_id, conversation_id, draft)
-        # The hot path, inlined: the live actor's ref, one ask.
-        ref = self.registry.whereis(("conversation", conversation_id))
-        if ref is not None:
-            with contextlib.suppress(pykka.ActorDeadError):  # then as any call, below
-                return await ref.ask_soon(ProxyCall(_SEND, (user_id, draft), _NO_KWARGS))
-        return await self._ask(conversation_id, "send", user_id, draft)
+        return await self._ask(conversation_id, ConversationActor.send, user_id, draft)
 
     async def send_system(
         self, conversation_id: str, event: str, details: dict[str, Any], client_id: str
     ) -> Message:
         """A system or service message (for sibling services)."""
-        return await self._ask(conversation_id, "post_system", event, details, client_id)
+        return await self._ask(
+            conversation_id, ConversationActor.post_system, event, details, client_id
+        )
 
     async def send_as_service(self, service_id: str, conversation_id: str, draft: Draft) -> Message:
         """A message from a sibling service (sender ``service_id``), idempotent by client id."""
-        return await self._ask(conversation_id, "post_as_service", service_id, draft)
+        return await self._ask(
+            conversation_id, ConversationActor.post_as_service, service_id, draft
+        )
 
     async def describe(self, conversation_id: str) -> tuple[Conversation, list[Member], int]:
         """A conversation, its members and last seq, for a trusted caller (no membership asked)."""
-        snapshot: tuple[Conversation, list[Member], int] = await self._ask(
-            conversation_id, "snapshot"
-        )
-        return snapshot
+        return await self._ask(conversation_id, ConversationActor.snapshot)
 
     async def edit(self, user_id: str, conversation_id: str, seq: int, content: str) -> Message:
-        """Change one's own message; the new content is screened as a new message's is."""
+        """Change one's own message; the new content is screened as a new message's is.
+
+        With screening, membership is asked first (as for :meth:`send`).
+        """
         if self.screen is not None:
+            await self._require_member(user_id, conversation_id)
             await self.screen(
                 user_id, conversation_id, Draft(client_id=f"edit-{seq}", content=content)
             )
-        return await self._ask(conversation_id, "edit", user_id, seq, content)
+        return await self._ask(conversation_id, ConversationActor.edit, user_id, seq, content)
 
     async def delete(self, user_id: str, conversation_id: str, seq: int) -> Message:
-        return await self._ask(conversation_id, "delete", user_id, seq)
+        return await self._ask(conversation_id, ConversationActor.delete, user_id, seq)
 
     async def hide(self, user_id: str, conversation_id: str, seq: int) -> None:
         """Delete for oneself: the message disappears from this user's history only."""
@@ -223,15 +233,14 @@ class Messaging:
     async def react(
         self, user_id: str, conversation_id: str, seq: int, emoji: str, *, add: bool = True
     ) -> Message:
-        return await self._ask(conversation_id, "react", user_id, seq, emoji, add=add)
+        return await self._ask(
+            conversation_id, ConversationActor.react, user_id, seq, emoji, add=add
+        )
 
     async def pin(
         self, user_id: str, conversation_id: str, seq: int, *, pinned: bool = True
     ) -> Message:
-        return await self._ask(conversation_id, "pin", user_id, seq, pinned=pinned)
-
-    async def update(self, user_id: str, conversation_id: str, **changes: Any) -> Conversation:
-        return await self._ask(conversation_id, "update", user_id, **changes)
+        return await self._ask(conversation_id, ConversationActor.pin, user_id, seq, pinned=pinned)
 
     async def add_members(
         self,
@@ -242,8 +251,8 @@ class Messaging:
         trusted: bool = False,
     ) -> list[Member]:
         """Add users to a group; ``trusted``: ``user_id`` is a sibling service, no role needed."""
-        added: list[Member] = await self._ask(
-            conversation_id, "add_members", user_id, list(user_ids), trusted=trusted
+        added = await self._ask(
+            conversation_id, ConversationActor.add_members, user_id, list(user_ids), trusted=trusted
         )
         if added:
             conversation = await self.deps.store.get_conversation(conversation_id)
@@ -256,13 +265,10 @@ class Messaging:
         self, user_id: str, conversation_id: str, target_id: str, *, trusted: bool = False
     ) -> None:
         """Leave or remove; ``trusted``: ``user_id`` is a sibling service, no role needed."""
-        await self._ask(conversation_id, "remove_member", user_id, target_id, trusted=trusted)
+        await self._ask(
+            conversation_id, ConversationActor.remove_member, user_id, target_id, trusted=trusted
+        )
         self._tell_users([target_id], "conversation_removed", {"conversation_id": conversation_id})
-
-    async def set_role(
-        self, user_id: str, conversation_id: str, target_id: str, role: str
-    ) -> Member:
-        return await self._ask(conversation_id, "set_role", user_id, target_id, role)
 
     async def set_notifications(
         self,
@@ -274,7 +280,7 @@ class Messaging:
     ) -> Member:
         return await self._ask(
             conversation_id,
-            "set_notifications",
+            ConversationActor.set_notifications,
             user_id,
             muted_until=muted_until,
             notifications=notifications,
@@ -297,7 +303,7 @@ class Messaging:
             conversation_id,
             before_seq=before_seq,
             after_seq=after_seq,
-            limit=_page_limit(limit),
+            limit=rules.page_limit(limit),
             viewer_id=user_id,
         )
 
@@ -344,7 +350,10 @@ class Messaging:
         """A page of messages for a trusted caller (as the WebSocket API's ``history``)."""
         await self.describe(conversation_id)  # not_found for an unknown conversation
         return await self.deps.store.page_messages(
-            conversation_id, before_seq=before_seq, after_seq=after_seq, limit=_page_limit(limit)
+            conversation_id,
+            before_seq=before_seq,
+            after_seq=after_seq,
+            limit=rules.page_limit(limit),
         )
 
     async def unread_counts(self, user_id: str) -> dict[str, int]:
@@ -353,8 +362,7 @@ class Messaging:
     # -- plumbing ---------------------------------------------------------------------------
 
     async def _require_member(self, user_id: str, conversation_id: str) -> tuple[Member, int]:
-        membership: tuple[Member, int] = await self._ask(conversation_id, "membership", user_id)
-        return membership
+        return await self._ask(conversation_id, ConversationActor.membership, user_id)
 
     async def _actor(self, conversation_id: str) -> Ref[Any]:
         if not conversation_id or len(conversation_id) > 64:
@@ -378,14 +386,48 @@ class Messaging:
         except Exception as exc:
             raise _as_whispr_error(exc) from exc
 
-    async def _ask(self, conversation_id: str, method: str, *args: Any, **kwargs: Any) -> Any:
-        """Call ``method`` on the conversation's actor; again on a fresh one if it died.
+    @overload
+    async def _ask(
+        self,
+        conversation_id: str,
+        handler: Handler[P, Coroutine[Any, Any, R]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R: ...
 
-        A plain ask of a ``ProxyCall`` message: what a pykka proxy sends, without
-        building the proxy (an introspection of the whole actor, and memory
-        held per actor) or going through its attribute lookups on every call.
+    @overload
+    async def _ask(
+        self,
+        conversation_id: str,
+        handler: Handler[P, Deferred[R]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R: ...
+
+    @overload
+    async def _ask(
+        self,
+        conversation_id: str,
+        handler: Handler[P, R | Deferred[R]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R: ...
+
+    async def _ask(
+        self, conversation_id: str, handler: Handler[..., Any], /, *args: Any, **kwargs: Any
+    ) -> Any:
+        """Call ``handler(actor, *args, **kwargs)`` on the conversation's actor; its answer.
+
+        The answer is what the handler returns, what its coroutine gives, or
+        for a handler that returns ``Deferred[R]``, the ``R`` it answers with
+        later: the overloads say so to mypy. The live actor is found in the
+        registry (started when there is none) and asked once; if it died in
+        between, a fresh one is asked again.
         """
-        call = ProxyCall(attr_path=(method,), args=args, kwargs=kwargs)
+        call = Call(handler, args, kwargs)
         key = ("conversation", conversation_id)
         for attempt in (1, 2):
             ref = self.registry.whereis(key)
@@ -414,17 +456,3 @@ def _as_whispr_error(exc: BaseException) -> WhisprError:
             return seen
         seen = seen.__cause__
     return WhisprError(Reason.UNAVAILABLE, "the conversation could not be loaded")
-
-
-def _page_limit(limit: int) -> int:
-    if limit < 1:
-        raise WhisprError(Reason.INVALID, "limit must be at least 1", field="limit")
-    return min(limit, MAX_PAGE)
-
-
-def _conversation_id() -> str:
-    return uuid.uuid7().hex if hasattr(uuid, "uuid7") else _time_ordered_id()
-
-
-def _time_ordered_id() -> str:
-    return f"{int(time.time() * 1000):012x}{uuid.uuid4().hex[:20]}"

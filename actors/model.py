@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import msgspec
-from ulid import ULID
 
 __all__ = [
     "Attachment",
@@ -21,22 +20,12 @@ __all__ = [
     "Member",
     "Message",
     "Unsequenced",
-    "new_id",
 ]
 
 ConversationKind = Literal["direct", "group"]
 Role = Literal["owner", "admin", "member"]
 Notifications = Literal["all", "mentions", "none"]
 MessageKind = Literal["text", "media", "system"]
-
-
-def new_id() -> str:
-    """A server-generated id: a ULID, unique and ordered by creation time.
-
-    Time-ordered ids keep B-tree inserts at the right edge of the index and
-    let ids sort like the records they name.
-    """
-    return str(ULID())
 
 
 class Conversation(msgspec.Struct, frozen=True, kw_only=True):

@@ -13,11 +13,9 @@ Roles, from most to least powerful: owner, admin, member.
 | delete a message for everyone | its sender | its sender, owner, admins |
 | react, mark read/delivered, read history | members | members |
 | pin / unpin | both members | owner, admins |
-| change title, avatar, settings | nobody | owner, admins |
 | add members | nobody | owner, admins |
 | remove a member | nobody | owner (anyone), admins (plain members) |
 | leave | nobody | anyone |
-| change a role | nobody | owner |
 
 Who gets a push notification for a new message (:func:`push_recipients`): every member but
 the sender, unless the member muted the conversation (until a time not yet reached) or turned
@@ -29,7 +27,6 @@ device connected get the message over it instead (the caller checks that).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import emoji
 
@@ -40,19 +37,19 @@ __all__ = [
     "MAX_ATTACHMENTS",
     "MAX_CLIENT_ID",
     "MAX_GROUP_MEMBERS",
+    "MAX_PAGE",
     "MAX_TITLE",
     "check_attachments",
     "check_client_id",
     "check_content",
     "check_emoji",
-    "check_settings",
     "check_title",
+    "page_limit",
     "push_recipients",
     "require_admin",
     "require_can_post",
     "require_group",
     "require_member",
-    "require_owner",
 ]
 
 MAX_ATTACHMENTS = 10
@@ -60,8 +57,9 @@ MAX_ATTACHMENT_BYTES = 2 * 1024**3
 MAX_CLIENT_ID = 64
 MAX_TITLE = 200
 MAX_GROUP_MEMBERS = 1000
+MAX_PAGE = 200
+"""The most messages or conversations one page holds, whatever is asked."""
 _ADMINS = frozenset({"owner", "admin"})
-_SETTINGS: Mapping[str, frozenset[str]] = {"who_can_post": frozenset({"all", "admins"})}
 
 
 def require_member(members: Mapping[str, Member], user_id: str) -> Member:
@@ -86,16 +84,6 @@ def require_admin(
     require_group(conversation)
     if member.role not in _ADMINS:
         raise WhisprError(Reason.FORBIDDEN, "only the owner and admins may do this")
-    return member
-
-
-def require_owner(
-    conversation: Conversation, members: Mapping[str, Member], user_id: str
-) -> Member:
-    """The owner of a group only."""
-    member = require_admin(conversation, members, user_id)
-    if member.role != "owner":
-        raise WhisprError(Reason.FORBIDDEN, "only the owner may do this")
     return member
 
 
@@ -189,18 +177,15 @@ def check_title(title: str | None) -> None:
         )
 
 
-def check_settings(settings: Mapping[str, Any]) -> None:
-    """Only known settings with known values."""
-    for key, value in settings.items():
-        allowed = _SETTINGS.get(key)
-        if allowed is None:
-            raise WhisprError(Reason.INVALID, f"unknown setting {key!r}", field="settings")
-        if value not in allowed:
-            raise WhisprError(
-                Reason.INVALID,
-                f"setting {key!r} must be one of {sorted(allowed)}",
-                field="settings",
-            )
+def page_limit(limit: object) -> int:
+    """The page size to read for a requested ``limit``: at least 1, capped at :data:`MAX_PAGE`.
+
+    For every reader of pages (history, catch-up, conversation lists) and the store
+    boundary, so that a request for more than a page is served a full page, never refused.
+    """
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise WhisprError(Reason.INVALID, "limit must be at least 1", field="limit")
+    return min(limit, MAX_PAGE)
 
 
 def push_recipients(members: Mapping[str, Member], message: Message, now: float) -> list[str]:

@@ -5,7 +5,10 @@ thousand actors, far from one actor per WebSocket connection. This class keeps
 pykka's programming model (subclass, ``start()``, ``ActorRef.tell/ask``,
 proxies, ``ActorRegistry``, ``on_start``/``on_stop``/``on_failure``) and runs
 the actor on the node's event loop through pykka's extension points
-(``_create_actor_inbox``, ``_create_future``, ``_start_actor_loop``).
+(``_create_actor_inbox``, ``_create_future``, ``_start_actor_loop``). They
+are not pykka's public API: pyproject.toml pins pykka to one minor release
+and lists every private name the runtime uses, and
+``tests/supervisors/test_pykka_internals.py`` checks each of them.
 
 How it runs
     An idle actor costs no task and no thread: only its objects. When a

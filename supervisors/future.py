@@ -13,18 +13,23 @@ import contextlib
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Generator
-from typing import TYPE_CHECKING, Any, TypeVar
+from types import TracebackType
+from typing import Any, TypeAlias, TypeVar
 
 import pykka
 
 from supervisors._loop import LoopBinding, current_binding
 
-if TYPE_CHECKING:
-    from pykka._types import OptExcInfo
-
 __all__ = ["AsyncioFuture", "NotifyingThreadingFuture", "wait_for_future"]
 
 T = TypeVar("T")
+
+#: What ``sys.exc_info()`` returns, as pykka's ``set_exception`` takes it.
+OptExcInfo: TypeAlias = tuple[
+    type[BaseException] | None, BaseException | None, TracebackType | None
+]
+#: A future's get hook (``pykka.Future.set_get_hook``): its value, given a timeout.
+GetHook: TypeAlias = Callable[[float | None], T]
 
 _PENDING: Any = object()
 
@@ -41,11 +46,13 @@ class AsyncioFuture(pykka.Future[T]):
     await the future and use plain code.
     """
 
-    __slots__ = ("_binding", "_exception", "_value", "_waiters")
+    __slots__ = ("_binding", "_exception", "_hooked", "_value", "_waiters")
 
     def __init__(self, binding: LoopBinding | None = None) -> None:
         super().__init__()
         self._binding = binding if binding is not None else current_binding()
+        #: Made by map/filter/join/reduce or ``stop()``: its value comes from its get hook.
+        self._hooked = False
         self._value: Any = _PENDING
         self._exception: BaseException | None = None
         # One asyncio future per awaiting coroutine: cancelling one awaiter
@@ -60,8 +67,12 @@ class AsyncioFuture(pykka.Future[T]):
         """Whether a value or an exception has been set."""
         return self._value is not _PENDING or self._exception is not None
 
+    def set_get_hook(self, func: GetHook[T]) -> None:
+        self._hooked = True
+        super().set_get_hook(func)
+
     def get(self, *, timeout: float | None = None) -> T:
-        if self._get_hook is not None:
+        if self._hooked:
             return super().get(timeout=timeout)
         if not self.done():
             if self._binding.on_loop_thread():
@@ -119,7 +130,7 @@ class AsyncioFuture(pykka.Future[T]):
                     waiter.set_result(None)
 
     def __await__(self) -> Generator[Any, None, T]:
-        if self._get_hook is not None:
+        if self._hooked:
             msg = "a future made by map/filter/join/reduce cannot be awaited; await its source"
             raise TypeError(msg)
         if not self.done():
@@ -150,6 +161,12 @@ class NotifyingThreadingFuture(pykka.ThreadingFuture[T]):
         self._notify_lock = threading.Lock()
         self._settled = False
         self._callbacks: list[Callable[[], None]] = []
+        #: Made by map/filter/join/reduce or ``stop()``: its value comes from its get hook.
+        self._hooked = False
+
+    def set_get_hook(self, func: GetHook[T]) -> None:
+        super().set_get_hook(func)  # raises queue.Full if already set
+        self._hooked = True
 
     def set(self, value: T | None = None) -> None:
         super().set(value)  # raises queue.Full if already set
@@ -190,13 +207,11 @@ async def wait_for_future(future: pykka.Future[T], timeout: float | None = None)
     Raises:
         pykka.Timeout: if ``timeout`` passes first.
     """
-    if future._get_hook is not None:  # made by map/filter/join/reduce or stop()
-        return await asyncio.to_thread(future.get, timeout=timeout)
-    if isinstance(future, AsyncioFuture):
+    if isinstance(future, AsyncioFuture) and not future._hooked:
         awaitable: Awaitable[T] = future
-    elif isinstance(future, NotifyingThreadingFuture):
+    elif isinstance(future, NotifyingThreadingFuture) and not future._hooked:
         awaitable = _settled(future)
-    else:
+    else:  # any other kind, or made by map/filter/join/reduce or stop(): get() on a thread
         return await asyncio.to_thread(future.get, timeout=timeout)
     # asyncio.timeout rather than asyncio.wait_for, which on Python 3.11
     # can swallow the caller's cancellation when the answer arrives with it.

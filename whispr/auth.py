@@ -18,13 +18,13 @@ expiry is still checked at every use.
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass
 
 import jwt
 from cachetools import LRUCache
 
 from actors.errors import Reason, WhisprError
+from actors.ids import new_id
 
 __all__ = ["Identity", "TokenVerifier", "issue_token"]
 
@@ -111,7 +111,7 @@ class TokenVerifier:
 
 def _anonymous_device() -> str:
     """A device id for a token without one: each connection is a device of its own."""
-    return f"anon-{uuid.uuid4().hex[:12]}"
+    return f"anon-{new_id()}"
 
 
 def issue_token(

@@ -17,7 +17,6 @@ from typing import Any
 
 import structlog
 
-from actors.batching import Batcher
 from actors.broker import Broker
 from actors.conversation import ConversationDeps
 from actors.errors import Reason, WhisprError
@@ -25,6 +24,7 @@ from actors.messaging import Messaging
 from actors.model import InsertResult, Message
 from actors.ports import Store
 from supervisors import AsyncioActor, ChildSpec, Ref, Registry
+from supervisors.batching import Batcher
 from whispr.broker import open_broker
 from whispr.config import Settings
 from whispr.gateway.presence import MemoryPresence, Presence, RedisPresence

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from actors.batching import Batcher
 from actors.conversation import ConversationDeps
 from actors.messaging import Messaging
 from actors.model import InsertResult, Message
 from actors.ports import Store
 from supervisors import ChildSpec, DynamicSupervisor, Ref, Registry
+from supervisors.batching import Batcher
 from whispr.broker import MemoryBroker
 
 

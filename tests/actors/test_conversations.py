@@ -103,6 +103,30 @@ async def test_edit_delete_react_pin_and_membership(stack: Stack) -> None:
     assert "system" in kinds  # member added/removed are recorded in order
 
 
+async def test_only_drafts_the_conversation_would_take_are_screened(stack: Stack) -> None:
+    m = stack.messaging
+    screened: list[tuple[str, str]] = []
+
+    async def screen(user_id: str, conversation_id: str, draft: Draft) -> None:
+        screened.append((user_id, draft.client_id))
+
+    m.screen = screen
+    group = await m.create_group("alice", "Team", ["bob"])
+    announcements = await m.create_group("alice", "News", ["bob"])
+    await stack.store.update_conversation(announcements.id, settings={"who_can_post": "admins"})
+    # A non-member, a member without posting rights, an unknown conversation: refused
+    # before the sibling services see anything.
+    await refused(m.send("mallory", group.id, text("x")), Reason.NOT_MEMBER)
+    await refused(m.edit("mallory", group.id, 1, "x"), Reason.NOT_MEMBER)
+    await refused(m.send("bob", announcements.id, text("y")), Reason.FORBIDDEN)
+    await refused(m.send("alice", "no-such-conversation", text("z")), Reason.NOT_FOUND)
+    assert screened == []
+    sent = await m.send("bob", group.id, text("ok"))
+    await m.edit("bob", group.id, sent.seq, "ok!")
+    await m.send("alice", announcements.id, text("news"))
+    assert screened == [("bob", "ok"), ("bob", f"edit-{sent.seq}"), ("alice", "news")]
+
+
 async def test_direct_conversations_are_one_per_pair(stack: Stack) -> None:
     m = stack.messaging
     first = await m.direct("ann", "ben")

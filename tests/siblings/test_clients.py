@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from actors.errors import Forbidden, Invalid, Unavailable
+from actors.errors import Reason, WhisprError
 from actors.model import Attachment
 from tests.siblings.conftest import TOKEN, StandIn
 from whispr.bench.nodes import free_port
@@ -64,13 +64,15 @@ async def test_each_client_asks_its_sibling_with_the_token(
 
     await siblings.media.validate(PHOTO, "ada")
     stand_in.bad_media.add("media-2")
-    with pytest.raises(Invalid, match="media-2: size mismatch"):
+    with pytest.raises(WhisprError, match="media-2: size mismatch") as caught:
         await siblings.media.validate(
             Attachment(id="media-2", mime_type="image/png", size=9, name="b.png"), "ada"
         )
+    assert caught.value.reason is Reason.INVALID
     await siblings.moderation.check("ada", "c1", "hello", "text")
-    with pytest.raises(Forbidden, match="a forbidden word"):
+    with pytest.raises(WhisprError, match="a forbidden word") as caught:
         await siblings.moderation.check("ada", "c1", "a forbidden thing", "text")
+    assert caught.value.reason is Reason.FORBIDDEN
 
     siblings.notifier.push(_push())
     await _until(lambda: "m1:bob" in stand_in.pushed)
@@ -109,11 +111,13 @@ async def test_a_slow_sibling_hits_the_deadline_and_the_fallback_applies(
         began = loop.time()
         assert await siblings.users.is_active("ada")  # fails open
         assert loop.time() - began < 0.9  # the deadline (0.3 s), not the sibling's pace
-        with pytest.raises(Unavailable, match="media service"):
+        with pytest.raises(WhisprError, match="media service") as caught:
             await siblings.media.validate(PHOTO, "ada")  # fails closed
+        assert caught.value.reason is Reason.UNAVAILABLE
         await siblings.moderation.check("ada", "c1", "hello", "text")  # fail_open: accepted
-        with pytest.raises(Unavailable, match="moderation"):
+        with pytest.raises(WhisprError, match="moderation") as caught:
             await closed.moderation.check("ada", "c1", "hello", "text")
+        assert caught.value.reason is Reason.UNAVAILABLE
     finally:
         await siblings.close()
         await closed.close()
@@ -170,8 +174,9 @@ async def test_an_absent_sibling_falls_back_fast() -> None:
     try:
         assert await siblings.users.is_active("ada")
         await siblings.moderation.check("ada", "c1", "hi", "text")
-        with pytest.raises(Unavailable):
+        with pytest.raises(WhisprError) as caught:
             await siblings.media.validate(PHOTO, "ada")
+        assert caught.value.reason is Reason.UNAVAILABLE
     finally:
         await siblings.close()
 

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors.errors import Invalid, Reason, WhisprError
+from actors.errors import Reason, WhisprError
 from actors.model import Conversation, Member, Message
 from actors.ports import Store
 from tests.services import PgSchema
@@ -42,7 +42,7 @@ async def refused(call: Any, reason: Reason = Reason.INVALID) -> WhisprError:
 
 async def test_a_direct_conversation_needs_two_users(store: Store) -> None:
     error = await refused(store.get_or_create_direct("alice", "alice", NOW))
-    assert isinstance(error, Invalid)
+    assert error.details == {"field": "user_b"}
     await refused(store.get_or_create_direct("", "bob", NOW))
     await refused(store.get_or_create_direct("alice", "bob", math.nan))
     assert await store.list_user_conversations("alice", limit=10) == []

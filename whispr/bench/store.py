@@ -42,11 +42,11 @@ from typing import Any
 import asyncpg
 import psutil
 
-from actors.batching import Batcher
 from actors.conversation import ConversationDeps, Draft
 from actors.messaging import Messaging
 from actors.model import InsertResult, Message
 from supervisors import ChildSpec, DynamicSupervisor, Ref, Registry
+from supervisors.batching import Batcher
 from whispr.bench.report import machine, markdown_table, write_json, write_text
 from whispr.broker import MemoryBroker
 from whispr.store.postgres import PostgresStore

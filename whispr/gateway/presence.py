@@ -44,9 +44,9 @@ import redis.asyncio as aioredis
 import structlog
 from cachetools import TTLCache
 
-from actors.batching import Batcher
 from actors.broker import Broker
 from actors.events import encode_event
+from supervisors.batching import Batcher
 from whispr.protocol.presence import PRESENCE_DIFF, Meta, PresenceState, make_ref
 
 __all__ = ["NODE_TTL_S", "SWEEP_INTERVAL_S", "MemoryPresence", "Presence", "RedisPresence"]

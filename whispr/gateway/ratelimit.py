@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 import structlog
@@ -30,12 +31,15 @@ from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from actors.errors import Reason, WhisprError
+from supervisors.batching import Batcher
 
 __all__ = ["MessageRateLimiter"]
 
 log = structlog.get_logger("whispr.ratelimit")
 
 WINDOW_S = 60
+#: The most users one script call counts; a larger burst takes several calls.
+MAX_KEYS_PER_CALL = 1000
 
 #: Counts one hit for each key in ``KEYS`` unless that would exceed the limit; returns 1
 #: (counted) or 0 (refused) per key, in order. A key is a user's counter name; the script
@@ -66,7 +70,11 @@ return result
 
 
 class _RedisCounter:
-    """Sliding-window counters in Redis, one script call per batch of hits."""
+    """Sliding-window counters in Redis, one script call per batch of hits.
+
+    The hits go through a :class:`~supervisors.batching.Batcher` with one batch in
+    flight: every hit checked during one trip to Redis waits for the next trip.
+    """
 
     def __init__(self, url: str, prefix: str, limit: int) -> None:
         self._prefix = f"{prefix}:rate:msg:"
@@ -75,41 +83,24 @@ class _RedisCounter:
             url, socket_connect_timeout=2.0, socket_timeout=5.0, socket_keepalive=True
         )
         self._script = self._client.register_script(_HIT_SCRIPT)
-        self._pending: list[tuple[str, asyncio.Future[bool]]] = []
-        self._drainer: asyncio.Task[None] | None = None
+        self._hits = Batcher[str, bool](
+            self._count, max_batch=MAX_KEYS_PER_CALL, max_in_flight=1, name="rate-limit-batcher"
+        )
 
     async def hit(self, user_id: str) -> bool:
-        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._pending.append((self._prefix + user_id, waiter))
-        if self._drainer is None or self._drainer.done():
-            self._drainer = asyncio.create_task(self._drain(), name="rate-limit-batcher")
-        return await waiter
+        return await self._hits.submit(self._prefix + user_id)
 
-    async def _drain(self) -> None:
-        # One batch in flight at a time: hits arriving meanwhile form the next batch.
-        while self._pending:
-            batch, self._pending = self._pending, []
-            try:
-                counted = await self._script(
-                    keys=[key for key, _ in batch], args=[self._limit, WINDOW_S]
-                )
-            except Exception as exc:
-                for _, waiter in batch:
-                    if not waiter.done():
-                        waiter.set_exception(exc)
-                continue
-            for (_, waiter), outcome in zip(batch, counted, strict=True):
-                if not waiter.done():
-                    waiter.set_result(bool(outcome))
+    async def _count(self, keys: Sequence[str]) -> list[bool]:
+        counted = await self._script(keys=list(keys), args=[self._limit, WINDOW_S])
+        return [bool(outcome) for outcome in counted]
 
     async def reset(self) -> None:
         async for key in self._client.scan_iter(match=self._prefix + "*", count=1000):
             await self._client.delete(key)
 
     async def close(self) -> None:
-        if self._drainer is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._drainer, timeout=2.0)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._hits.close(), timeout=2.0)
         await self._client.aclose()
 
 

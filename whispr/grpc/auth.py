@@ -17,7 +17,7 @@ import hmac
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from actors.errors import Unauthorized
+from actors.errors import Reason, WhisprError
 
 __all__ = ["CallerAuth", "parse_tokens"]
 
@@ -48,22 +48,26 @@ class CallerAuth:
         """The calling service's name.
 
         Raises:
-            Unauthorized: no credentials, or credentials nobody was given.
+            WhisprError: ``unauthorized``: no credentials, or credentials nobody was given.
         """
         header = _header(metadata, "authorization")
         if header is not None:
             scheme, _, token = header.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
-                raise Unauthorized("the authorization metadata must be 'Bearer <token>'")
+                raise WhisprError(
+                    Reason.UNAUTHORIZED, "the authorization metadata must be 'Bearer <token>'"
+                )
             service = self._service_for(token.strip())
             if service is None:
-                raise Unauthorized("unknown token")
+                raise WhisprError(Reason.UNAUTHORIZED, "unknown token")
             return service
         if self.mtls and auth_context:
             names = auth_context.get("x509_common_name") or []
             if names:
                 return names[0].decode()
-        raise Unauthorized("no credentials: send 'authorization: Bearer <token>' metadata")
+        raise WhisprError(
+            Reason.UNAUTHORIZED, "no credentials: send 'authorization: Bearer <token>' metadata"
+        )
 
     def _service_for(self, token: str) -> str | None:
         found: str | None = None

@@ -27,10 +27,11 @@ import structlog
 from opentelemetry.metrics import Counter, Histogram
 
 from actors.conversation import Draft
-from actors.errors import Invalid, RateLimited, WhisprError
+from actors.errors import Reason, WhisprError
 from actors.events import payload_of
-from actors.messaging import MAX_PAGE, Messaging
+from actors.messaging import Messaging
 from actors.model import Message
+from actors.rules import MAX_PAGE
 from actors.stream import StreamItem
 from whispr.grpc.auth import CallerAuth
 from whispr.grpc.convert import (
@@ -150,7 +151,8 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
         if kind == "direct":
             others = [u for u in dict.fromkeys(request.member_ids) if u != creator]
             if len(others) != 1:
-                raise Invalid(
+                raise WhisprError(
+                    Reason.INVALID,
                     "a direct conversation needs exactly one other user in member_ids",
                     field="member_ids",
                 )
@@ -160,7 +162,9 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
                 creator, request.title or None, list(request.member_ids)
             )
         else:
-            raise Invalid("kind must be CONVERSATION_KIND_DIRECT or _GROUP", field="kind")
+            raise WhisprError(
+                Reason.INVALID, "kind must be CONVERSATION_KIND_DIRECT or _GROUP", field="kind"
+            )
         conversation, members, last_seq = await self.messaging.describe(conversation.id)
         log.info("conversation created", caller=caller, conversation=conversation.id, kind=kind)
         return pb.CreateConversationResponse(
@@ -184,7 +188,9 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
         conversation_id = _required(request.conversation_id, "conversation_id")
         user_ids = [u for u in request.user_ids if u]
         if not user_ids:
-            raise Invalid("user_ids must name at least one user", field="user_ids")
+            raise WhisprError(
+                Reason.INVALID, "user_ids must name at least one user", field="user_ids"
+            )
         acting = request.acting_user_id or _service_id(caller)
         added = await self.messaging.add_members(
             acting, conversation_id, user_ids, trusted=not request.acting_user_id
@@ -215,8 +221,10 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
         conversation_id = _required(request.conversation_id, "conversation_id")
         event = _required(request.event, "event")
         if len(event) > MAX_EVENT_NAME or not event.replace("_", "").isalnum():
-            raise Invalid(
-                f"event must be 1 to {MAX_EVENT_NAME} letters, digits or '_'", field="event"
+            raise WhisprError(
+                Reason.INVALID,
+                f"event must be 1 to {MAX_EVENT_NAME} letters, digits or '_'",
+                field="event",
             )
         details = struct_to_dict(request.details)
         details.setdefault("service", caller)
@@ -245,11 +253,15 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
     ) -> pb.ListMessagesResponse:
         conversation_id = _required(request.conversation_id, "conversation_id")
         if request.before_seq and request.after_seq:
-            raise Invalid("set before_seq or after_seq, not both", field="before_seq")
+            raise WhisprError(
+                Reason.INVALID, "set before_seq or after_seq, not both", field="before_seq"
+            )
         if request.before_seq < 0 or request.after_seq < 0:
-            raise Invalid("seqs must not be negative", field="before_seq")
+            raise WhisprError(Reason.INVALID, "seqs must not be negative", field="before_seq")
         if not 0 <= request.limit <= MAX_PAGE:
-            raise Invalid(f"limit must be 1 to {MAX_PAGE} (0: 50)", field="limit")
+            raise WhisprError(
+                Reason.INVALID, f"limit must be 1 to {MAX_PAGE} (0: 50)", field="limit"
+            )
         messages = await self.messaging.service_history(
             conversation_id,
             before_seq=request.before_seq or None,
@@ -301,7 +313,7 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
     ) -> AsyncIterator[pb.ConversationEvent]:
         conversation_id = _required(request.conversation_id, "conversation_id")
         if request.after_seq < 0:
-            raise Invalid("after_seq must not be negative", field="after_seq")
+            raise WhisprError(Reason.INVALID, "after_seq must not be negative", field="after_seq")
         _, _, head = await self.messaging.describe(conversation_id)  # not_found first
         # Live events wait here for the stream to be read; None: this follower fell behind.
         queue: asyncio.Queue[pb.ConversationEvent | None] = asyncio.Queue()
@@ -338,9 +350,10 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
             while True:
                 event = await queue.get()
                 if event is None:
-                    raise RateLimited(
+                    raise WhisprError(
+                        Reason.RATE_LIMITED,
                         f"this follower fell {self.follow_backlog} events behind; "
-                        "follow again with after_seq set to the last seq received"
+                        "follow again with after_seq set to the last seq received",
                     )
                 yield event
         finally:
@@ -365,7 +378,7 @@ def _event(conversation_id: str, name: str, payload: Any) -> pb.ConversationEven
 
 def _required(value: str, name: str) -> str:
     if not value:
-        raise Invalid(f"{name} is required", field=name)
+        raise WhisprError(Reason.INVALID, f"{name} is required", field=name)
     return value
 
 

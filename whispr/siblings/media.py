@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import grpc
 
-from actors.errors import Invalid, Unavailable
+from actors.errors import Reason, WhisprError
 from actors.model import Attachment
 from whispr.grpc.gen.media.v1 import media_pb2, media_pb2_grpc
 from whispr.siblings.client import SiblingClient, SiblingUnavailable
@@ -43,17 +43,25 @@ class MediaValidator:
             response = await self.client.call("ValidateAttachment", request)
         except SiblingUnavailable as exc:
             self.client.fallback("unavailable")
-            raise Unavailable("the media service is unavailable; try again") from exc
+            raise WhisprError(
+                Reason.UNAVAILABLE, "the media service is unavailable; try again"
+            ) from exc
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
-                raise Invalid(
-                    f"attachment {attachment.id}: no such media", field="attachments"
+                raise WhisprError(
+                    Reason.INVALID,
+                    f"attachment {attachment.id}: no such media",
+                    field="attachments",
                 ) from exc
             self.client.fallback("unexpected_answer")
-            raise Unavailable("the media service is unavailable; try again") from exc
+            raise WhisprError(
+                Reason.UNAVAILABLE, "the media service is unavailable; try again"
+            ) from exc
         if not response.valid:
             reason = response.reason or "refused by the media service"
-            raise Invalid(f"attachment {attachment.id}: {reason}", field="attachments")
+            raise WhisprError(
+                Reason.INVALID, f"attachment {attachment.id}: {reason}", field="attachments"
+            )
 
 
 SERVICE = media_pb2.DESCRIPTOR.services_by_name["MediaService"].full_name

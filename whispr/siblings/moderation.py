@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import grpc
 
-from actors.errors import Forbidden, Unavailable
+from actors.errors import Reason, WhisprError
 from whispr.grpc.gen.moderation.v1 import moderation_pb2, moderation_pb2_grpc
 from whispr.siblings.client import SiblingClient, SiblingUnavailable
 
@@ -43,9 +43,11 @@ class Moderator:
             self.client.fallback("fail_open" if self.fail_open else "fail_closed")
             if self.fail_open:
                 return
-            raise Unavailable("moderation is unavailable; try again") from exc
+            raise WhisprError(Reason.UNAVAILABLE, "moderation is unavailable; try again") from exc
         if response.verdict == moderation_pb2.VERDICT_BLOCK:
-            raise Forbidden(f"refused by moderation: {response.reason or 'not allowed'}")
+            raise WhisprError(
+                Reason.FORBIDDEN, f"refused by moderation: {response.reason or 'not allowed'}"
+            )
 
 
 SERVICE = moderation_pb2.DESCRIPTOR.services_by_name["ModerationService"].full_name

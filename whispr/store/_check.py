@@ -15,7 +15,7 @@ import math
 from collections.abc import Sequence
 from typing import Any, get_args
 
-from actors.errors import Invalid
+from actors.errors import Reason, WhisprError
 from actors.model import (
     Conversation,
     ConversationKind,
@@ -29,23 +29,19 @@ from actors.model import (
 
 __all__ = [
     "MAX_ID_LENGTH",
-    "MAX_PAGE",
     "conversation",
     "conversation_fields",
     "cursor",
     "direct_pair",
     "edit",
-    "limit",
     "member_fields",
     "members",
     "messages",
     "name",
 ]
 
-MAX_PAGE = 200
-"""The most messages or conversations one page returns, whatever is asked."""
 MAX_ID_LENGTH = 200
-"""Ids are ULIDs, user ids from the auth service, client-generated keys: all short."""
+"""Ids are the node's (``actors.ids``), user ids from the auth service, client keys: all short."""
 
 _MESSAGE_KINDS = frozenset(get_args(MessageKind))
 _CONVERSATION_KINDS = frozenset(get_args(ConversationKind))
@@ -56,7 +52,11 @@ _NOTIFICATIONS = frozenset(get_args(Notifications))
 def name(value: Any, field: str) -> None:
     """An id or a name: a non-empty string of bounded length."""
     if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
-        raise Invalid(f"{field} must be a string of 1 to {MAX_ID_LENGTH} characters", field=field)
+        raise WhisprError(
+            Reason.INVALID,
+            f"{field} must be a string of 1 to {MAX_ID_LENGTH} characters",
+            field=field,
+        )
     _text(value, field)
 
 
@@ -65,31 +65,28 @@ def _text(value: str, field: str) -> None:
     # here keeps the backends alike and names the field, instead of failing
     # a whole group-commit batch with the driver's error.
     if "\x00" in value:
-        raise Invalid(f"{field} must not contain NUL characters", field=field)
+        raise WhisprError(Reason.INVALID, f"{field} must not contain NUL characters", field=field)
 
 
 def _time(value: Any, field: str, *, optional: bool = False) -> None:
     if value is None and optional:
         return
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise Invalid(f"{field} must be a finite number of seconds", field=field)
+        raise WhisprError(
+            Reason.INVALID, f"{field} must be a finite number of seconds", field=field
+        )
 
 
 def _seq(value: Any, field: str, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise Invalid(f"{field} must be an integer of at least {minimum}", field=field)
+        raise WhisprError(
+            Reason.INVALID, f"{field} must be an integer of at least {minimum}", field=field
+        )
 
 
 def cursor(value: Any, field: str = "seq") -> None:
     """A read or delivered cursor, or a paging bound: 0 (nothing yet) or a seq."""
     _seq(value, field, 0)
-
-
-def limit(value: Any) -> int:
-    """A page size: at least 1, capped at :data:`MAX_PAGE`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise Invalid("limit must be at least 1", field="limit")
-    return min(value, MAX_PAGE)
 
 
 def direct_pair(user_a: Any, user_b: Any, now: Any) -> None:
@@ -98,16 +95,20 @@ def direct_pair(user_a: Any, user_b: Any, now: Any) -> None:
     name(user_b, "user_b")
     _time(now, "now")
     if user_a == user_b:
-        raise Invalid("a direct conversation needs two different users", field="user_b")
+        raise WhisprError(
+            Reason.INVALID, "a direct conversation needs two different users", field="user_b"
+        )
 
 
 def member_fields(role: Any, notifications: Any, muted_until: Any) -> None:
     """The settable fields of a membership (``None`` for a field left unchanged)."""
     if role is not None and role not in _ROLES:
-        raise Invalid(f"role must be one of {sorted(_ROLES)}", field="role")
+        raise WhisprError(Reason.INVALID, f"role must be one of {sorted(_ROLES)}", field="role")
     if notifications is not None and notifications not in _NOTIFICATIONS:
-        raise Invalid(
-            f"notifications must be one of {sorted(_NOTIFICATIONS)}", field="notifications"
+        raise WhisprError(
+            Reason.INVALID,
+            f"notifications must be one of {sorted(_NOTIFICATIONS)}",
+            field="notifications",
         )
     _time(muted_until, "muted_until", optional=True)
 
@@ -128,10 +129,10 @@ def conversation_fields(title: Any, avatar: Any, settings: Any) -> None:
     for value, field in ((title, "title"), (avatar, "avatar")):
         if value is not None:
             if not isinstance(value, str):
-                raise Invalid(f"{field} must be a string or null", field=field)
+                raise WhisprError(Reason.INVALID, f"{field} must be a string or null", field=field)
             _text(value, field)
     if not isinstance(settings, dict):
-        raise Invalid("settings must be an object", field="settings")
+        raise WhisprError(Reason.INVALID, "settings must be an object", field="settings")
 
 
 def conversation(c: Conversation, items: Sequence[Member]) -> None:
@@ -139,13 +140,17 @@ def conversation(c: Conversation, items: Sequence[Member]) -> None:
     name(c.id, "id")
     name(c.created_by, "created_by")
     if c.kind not in _CONVERSATION_KINDS:
-        raise Invalid(f"kind must be one of {sorted(_CONVERSATION_KINDS)}", field="kind")
+        raise WhisprError(
+            Reason.INVALID, f"kind must be one of {sorted(_CONVERSATION_KINDS)}", field="kind"
+        )
     _time(c.created_at, "created_at")
     _time(c.last_message_at, "last_message_at", optional=True)
     cursor(c.last_seq, "last_seq")
     conversation_fields(c.title, c.avatar, c.settings)
     if any(m.conversation_id != c.id for m in items):
-        raise Invalid("every member must belong to the conversation created", field="members")
+        raise WhisprError(
+            Reason.INVALID, "every member must belong to the conversation created", field="members"
+        )
     members(items)
 
 
@@ -188,17 +193,21 @@ def messages(batch: Sequence[Message]) -> None:
         if sequenced:
             _seq(m.seq, "seq", 1)
         if m.kind not in _MESSAGE_KINDS:
-            raise Invalid(f"kind must be one of {sorted(_MESSAGE_KINDS)}", field="kind")
+            raise WhisprError(
+                Reason.INVALID, f"kind must be one of {sorted(_MESSAGE_KINDS)}", field="kind"
+            )
         if not isinstance(m.content, str):
-            raise Invalid("content must be a string", field="content")
+            raise WhisprError(Reason.INVALID, "content must be a string", field="content")
         _text(m.content, "content")
         if m.reply_to is not None:
             _seq(m.reply_to, "reply_to", 1)
             if sequenced and m.reply_to >= m.seq:
-                raise Invalid("reply_to must name an earlier message", field="reply_to")
+                raise WhisprError(
+                    Reason.INVALID, "reply_to must name an earlier message", field="reply_to"
+                )
         _time(m.created_at, "created_at")
         if not isinstance(m.metadata, dict):
-            raise Invalid("metadata must be an object", field="metadata")
+            raise WhisprError(Reason.INVALID, "metadata must be an object", field="metadata")
 
 
 def _plain_name(value: Any) -> bool:
@@ -208,6 +217,6 @@ def _plain_name(value: Any) -> bool:
 def edit(content: Any, edited_at: Any) -> None:
     """New content for an existing message, and when it changed."""
     if not isinstance(content, str):
-        raise Invalid("content must be a string", field="content")
+        raise WhisprError(Reason.INVALID, "content must be a string", field="content")
     _text(content, "content")
     _time(edited_at, "edited_at")

@@ -36,8 +36,9 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from actors.batching import Batcher
-from actors.errors import Invalid, NotFound, Reason, WhisprError
+from actors import rules
+from actors.errors import Reason, WhisprError
+from actors.ids import new_id
 from actors.model import (
     Conversation,
     ConversationSummary,
@@ -46,9 +47,9 @@ from actors.model import (
     Member,
     Message,
     Unsequenced,
-    new_id,
 )
 from actors.ports import UNCHANGED
+from supervisors.batching import Batcher
 from whispr.store import _check, _rows, migrations
 
 __all__ = ["PostgresStore"]
@@ -488,7 +489,7 @@ class PostgresStore:
             None if settings is UNCHANGED else _rows.dumps(settings),
         )
         if row is None:
-            raise NotFound(f"no conversation {conversation_id}")
+            raise WhisprError(Reason.NOT_FOUND, f"no conversation {conversation_id}")
         return _rows.conversation(row)
 
     async def list_members(self, conversation_id: str) -> list[Member]:
@@ -545,7 +546,7 @@ class PostgresStore:
             None if notifications is UNCHANGED else notifications,
         )
         if row is None:
-            raise NotFound(f"{user_id} is not a member")
+            raise WhisprError(Reason.NOT_FOUND, f"{user_id} is not a member")
         return _rows.member(row)
 
     async def _member(self, conversation_id: str, user_id: str) -> Member:
@@ -574,7 +575,7 @@ class PostgresStore:
         count and the last visible message are range scans of one messages
         partition each, on its primary key.
         """
-        page = _check.limit(limit)
+        page = rules.page_limit(limit)
         async with self._connection() as c:
             rows = await c.fetch(
                 f"SELECT {', '.join('c.' + x for x in _CONVERSATION_COLUMNS.split(', '))}, "
@@ -827,7 +828,7 @@ class PostgresStore:
         for bound, field in ((before_seq, "before_seq"), (after_seq, "after_seq")):
             if bound is not None:
                 _check.cursor(bound, field)
-        page = _check.limit(limit)
+        page = rules.page_limit(limit)
         if after_seq is not None and before_seq is None:
             return await self._pages_after.submit((conversation_id, after_seq, page, viewer_id))
         order = "ASC" if after_seq is not None else "DESC"
@@ -862,7 +863,7 @@ class PostgresStore:
         status = await self._execute(query, conversation_id, seq, *args)
         updated = await self._require_message(conversation_id, seq)
         if status.endswith(" 0") and updated.deleted:
-            raise Invalid(f"message {seq} was deleted", field="seq")
+            raise WhisprError(Reason.INVALID, f"message {seq} was deleted", field="seq")
         return updated
 
     async def edit_message(
@@ -932,7 +933,7 @@ class PostgresStore:
         )
         updated = await self._require_message(conversation_id, seq)
         if status.endswith(" 0") and updated.deleted:
-            raise Invalid(f"message {seq} was deleted", field="seq")
+            raise WhisprError(Reason.INVALID, f"message {seq} was deleted", field="seq")
         return updated
 
     async def remove_reaction(

@@ -19,7 +19,9 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from actors.errors import Invalid, Reason, WhisprError
+from actors import rules
+from actors.errors import Reason, WhisprError
+from actors.ids import new_id
 from actors.model import (
     Conversation,
     ConversationSummary,
@@ -28,7 +30,6 @@ from actors.model import (
     Member,
     Message,
     Unsequenced,
-    new_id,
 )
 from actors.ports import UNCHANGED
 from whispr.store import _check, _rows, migrations
@@ -345,7 +346,7 @@ class SqliteStore:
         *,
         before_id: str | None = None,
     ) -> list[ConversationSummary]:
-        page = _check.limit(limit)
+        page = rules.page_limit(limit)
         rows = await self._all(
             "SELECT c.*, m.role AS member_role, m.read_seq AS member_read_seq, "
             "COALESCE(c.last_message_at, c.created_at) AS activity FROM members m "
@@ -540,7 +541,7 @@ class SqliteStore:
         for bound, field in ((before_seq, "before_seq"), (after_seq, "after_seq")):
             if bound is not None:
                 _check.cursor(bound, field)
-        limit = _check.limit(limit)
+        limit = rules.page_limit(limit)
         hidden = (
             "AND seq NOT IN (SELECT seq FROM hidden_messages WHERE conversation_id = ? "
             "AND user_id = ?)"
@@ -581,7 +582,7 @@ class SqliteStore:
         """The message, which must not be a tombstone (no edits, reactions or pins on one)."""
         found = await self._require_message(conversation_id, seq)
         if found.deleted:
-            raise Invalid(f"message {seq} was deleted", field="seq")
+            raise WhisprError(Reason.INVALID, f"message {seq} was deleted", field="seq")
         return found
 
     @_serialized

@@ -22,8 +22,8 @@ import msgspec
 from actors.conversation import Draft
 from actors.errors import Reason, WhisprError
 from actors.events import BrokerEvent, encode_event
-from actors.messaging import MAX_PAGE
 from actors.model import Message
+from actors.rules import MAX_PAGE
 from actors.stream import ConversationStream, StreamItem
 from whispr.gateway.channels.base import Channel, EventTable, Payload, Reply, decode_payload
 from whispr.gateway.fanout import broadcast_frame

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.batching import Batcher
+from supervisors.batching import Batcher
 
 
 class Recorder:

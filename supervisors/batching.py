@@ -1,14 +1,15 @@
-"""Group commit: many callers' writes in few round trips.
+"""``Batcher``: many callers' items handled in few calls.
 
-A send is acknowledged only once it is durable, so throughput cannot come
-from acknowledging early; it comes from batching. Every conversation actor
-submits its sends (a chunk: those it took while its previous chunk was
-committing) and answers them when the result comes; a :class:`Batcher`
-gathers what is submitted while the previous batch is in flight and writes
-it in one call.
-Under light load a batch holds one item and costs one round trip, as without
-batching; under heavy load batches grow by themselves, with no timer adding
-latency.
+When every item costs a round trip (a database write, a script call on
+Redis) and callers wait for their own result, throughput comes from
+handling several items per round trip, not from answering early. A
+:class:`Batcher` gathers what is submitted while the previous batch is in
+flight and hands it over in one call. Under light load a batch holds one
+item and costs one round trip, as without batching; under heavy load
+batches grow by themselves, with no timer adding latency.
+
+A concurrency utility on asyncio, with no knowledge of what the items are:
+the node uses it for group commit, catch-up reads, presence and rate limits.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, Generic, TypeVar
 
 __all__ = ["Batcher"]
 
-logger = logging.getLogger("whispr.batching")
+logger = logging.getLogger("supervisors.batching")
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -33,12 +34,11 @@ class Batcher(Generic[T, R]):
 
     ``flush`` gets a batch and returns one result per item, in order. If it
     raises, every item of that batch gets the exception: nothing in a failed
-    batch is acknowledged, and callers may retry (sends are idempotent).
+    batch is acknowledged, and callers decide whether to retry.
 
-    :meth:`submit_many` hands over several items that must be written
-    together: they go into one batch, in order (a conversation actor's
-    pipelined sends, so that they commit or fail as one and in the order the
-    actor took them).
+    :meth:`submit_many` hands over several items that must be handled
+    together: they go into one batch, in order, so that they succeed or fail
+    as one and in the order the caller gave them.
     """
 
     def __init__(
