@@ -281,6 +281,50 @@ async def test_join_with_last_seq_catches_up_in_order_before_live(node: RunningN
         assert seqs == list(range(11, 453))
 
 
+async def test_a_catch_up_join_of_n_pages_asks_the_actor_once_and_reads_n_pages(
+    node: RunningNode,
+) -> None:
+    ada, bob = unique("ada"), unique("bob")
+    cid = await _group(node, ada, bob)
+    topic = f"conversation:{cid}"
+    messaging = node.node.messaging.get()
+    await asyncio.gather(
+        *(messaging.send(ada, cid, Draft(client_id=f"m{n}", content=str(n))) for n in range(450))
+    )
+    asks: list[str] = []
+    ask = messaging._ask
+
+    async def counted_ask(conversation_id: str, handler: Any, /, *args: Any, **kwargs: Any) -> Any:
+        asks.append(handler.__name__)
+        return await ask(conversation_id, handler, *args, **kwargs)
+
+    store = node.node.store.get().store
+    reads: list[dict[str, Any]] = []
+    page_messages = store.page_messages
+
+    async def counted_read(conversation_id: str, **bounds: Any) -> Any:
+        reads.append(bounds)
+        return await page_messages(conversation_id, **bounds)
+
+    messaging._ask = counted_ask  # type: ignore[method-assign]
+    store.page_messages = counted_read  # type: ignore[method-assign]
+    try:
+        async with node.client(bob) as b:
+            joined = await b.join(topic, {"last_seq": 0})
+            assert joined["last_seq"] == 450
+            seqs = [
+                (await b.next_event(topic, "new_message")).payload["message"]["seq"]
+                for _ in range(450)
+            ]
+            assert seqs == list(range(1, 451))
+            await b.next_event(topic, "presence_state")
+    finally:
+        del messaging._ask
+        del store.page_messages
+    assert asks == ["snapshot"]  # one ask: membership, the conversation and where it is
+    assert [r["after_seq"] for r in reads] == [0, 200, 400]  # three pages, each read once
+
+
 async def test_a_short_catch_up_is_read_once_and_the_reply_says_where_it_ends(
     node: RunningNode,
 ) -> None:
