@@ -16,9 +16,10 @@ WebSocket channel, a gRPC ``FollowConversation`` stream):
    publish independently, so one's event can overtake the other's. Rarely it will never
    come (its node died between commit and publish). So events are held for
    :data:`GAP_GRACE_S`, then sent in seq order; what is still missing is read from the store
-   and sent before anything later. Reading at once made every overtaking a store read: two
-   nodes under load then spent their store connections filling gaps that were closing by
-   themselves.
+   and sent before anything later. If the store cannot be read, the follower is ended (it
+   resumes from its position) rather than shown a hole. Reading at once made every
+   overtaking a store read: two nodes under load then spent their store connections filling
+   gaps that were closing by themselves.
 
 What the follower receives, through its ``deliver`` callback, is either a live
 :class:`~actors.events.BrokerEvent` (any event of the conversation, in publish order, with
@@ -72,8 +73,9 @@ class ConversationStream:
     ``read_page`` reads the store as the follower may see it (the gateway passes the
     member's view, with messages they hid left out); ``page_size`` is the most it returns,
     so a shorter page is the end. ``on_overflow`` is called (possibly more than once) when
-    more than ``held_limit`` live events wait behind a catch-up or a gap: the follower is
-    too far behind to be served live and should end and resume from its position.
+    the follower cannot be served live in order: more than ``held_limit`` live events wait
+    behind a catch-up or a gap, or a gap could not be read from the store (it is down). The
+    follower should then end and resume from its position; nothing is ever skipped.
     """
 
     def __init__(
@@ -239,8 +241,12 @@ class ConversationStream:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            # The follower can still page history for what is missing; live events go on.
+            # Never skip what could not be read: the follower ends, and resumes from its
+            # position (a client reconnects with its last seq) once the store answers.
             logger.warning("gap fill on %s failed: %s", self.topic, exc)
+            if not self._closed:
+                self._on_overflow()
+            return
         if self._closed:
             return
         self._filling = None

@@ -49,6 +49,7 @@ class Follower:
         read_delay: float = 0.0,
     ) -> None:
         self.read_delay = read_delay
+        self.store_down = False
         self.broker = MemoryBroker()
         self.store = {seq: message(seq) for seq in range(1, stored + 1)}
         self.received: list[int | str] = []
@@ -68,6 +69,8 @@ class Follower:
 
     async def read_page(self, after_seq: int) -> Sequence[Message]:
         self.reads += 1
+        if self.store_down:
+            raise ConnectionError("the store is down")
         await asyncio.sleep(self.read_delay)  # a real read yields to the loop
         return [self.store[seq] for seq in sorted(self.store) if seq > after_seq][:PAGE]
 
@@ -152,6 +155,20 @@ async def test_an_event_that_never_comes_is_read_from_the_store() -> None:
     await f.settle()
     assert f.received == [1, 2, 3, 4, 5, 6]
     assert f.sources == ["live", "store", "store", "store", "store", "live"]
+
+
+async def test_a_gap_the_store_cannot_fill_ends_the_follower_instead_of_skipping() -> None:
+    f = Follower(stored=4)
+    await f.stream.subscribe()
+    f.stream.start_at(0)
+    f.stream.go_live()
+    f.publish(1)
+    f.store_down = True
+    f.publish(4)  # 2 and 3 lost live, and the store is down
+    await f.settle()
+    assert f.overflows == 1  # told to end (and resume from its position)
+    assert f.received == [1]  # 4 was never shown over the hole
+    assert f.stream.position == 1
 
 
 async def test_too_many_held_events_say_so() -> None:

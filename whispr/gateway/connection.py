@@ -3,8 +3,9 @@
 The socket's reader (the gateway's handler task) tells the actor each message it receives;
 the actor runs the Phoenix protocol core (:class:`~whispr.protocol.ConnectionProtocol`) and
 handles joins and pushes in order, like a Phoenix channel process, so replies keep the order
-of the pushes. Only consecutive ``send_message`` pushes overlap (see "pipelined sends"):
-they still commit and are answered in order, and anything else waits for them.
+of the pushes. Only consecutive pushes that their channel pipelines (``send_message``) overlap
+(see "pipelined sends"): they still commit and are answered in order, and anything else waits
+for them.
 
 Backpressure, both ways:
 

@@ -352,8 +352,9 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
                 if event is None:
                     raise WhisprError(
                         Reason.RATE_LIMITED,
-                        f"this follower fell {self.follow_backlog} events behind; "
-                        "follow again with after_seq set to the last seq received",
+                        f"this follower fell behind (over {self.follow_backlog} events "
+                        "waiting, or missing ones the store could not give now); follow "
+                        "again with after_seq set to the last seq received",
                     )
                 yield event
         finally:

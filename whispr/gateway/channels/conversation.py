@@ -190,7 +190,9 @@ class ConversationChannel(Channel):
             self.handle_out(item)
 
     def _overflow(self) -> None:
-        self.host.close(CloseCode.TRY_AGAIN_LATER, "client too slow")
+        # Too far behind to be served live in order (too many events held, or a gap the
+        # store could not fill): the client reconnects and catches up from its last seq.
+        self.host.close(CloseCode.TRY_AGAIN_LATER, "behind; rejoin with last_seq")
 
     def handle_out(self, event: BrokerEvent) -> None:
         host = self.host
