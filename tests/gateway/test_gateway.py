@@ -281,8 +281,22 @@ async def test_join_with_last_seq_catches_up_in_order_before_live(node: RunningN
         assert seqs == list(range(11, 453))
 
 
+def _count_page_reads(node: RunningNode, patch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The bounds of every page the node's store reads from now on (undone by ``patch``)."""
+    store = node.node.store.get().store
+    reads: list[dict[str, Any]] = []
+    page_messages = store.page_messages
+
+    async def counted(conversation_id: str, **bounds: Any) -> Any:
+        reads.append(bounds)
+        return await page_messages(conversation_id, **bounds)
+
+    patch.setattr(store, "page_messages", counted)
+    return reads
+
+
 async def test_a_catch_up_join_of_n_pages_asks_the_actor_once_and_reads_n_pages(
-    node: RunningNode,
+    node: RunningNode, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ada, bob = unique("ada"), unique("bob")
     cid = await _group(node, ada, bob)
@@ -298,59 +312,34 @@ async def test_a_catch_up_join_of_n_pages_asks_the_actor_once_and_reads_n_pages(
         asks.append(handler.__name__)
         return await ask(conversation_id, handler, *args, **kwargs)
 
-    store = node.node.store.get().store
-    reads: list[dict[str, Any]] = []
-    page_messages = store.page_messages
-
-    async def counted_read(conversation_id: str, **bounds: Any) -> Any:
-        reads.append(bounds)
-        return await page_messages(conversation_id, **bounds)
-
-    messaging._ask = counted_ask  # type: ignore[method-assign]
-    store.page_messages = counted_read  # type: ignore[method-assign]
-    try:
-        async with node.client(bob) as b:
-            joined = await b.join(topic, {"last_seq": 0})
-            assert joined["last_seq"] == 450
-            seqs = [
-                (await b.next_event(topic, "new_message")).payload["message"]["seq"]
-                for _ in range(450)
-            ]
-            assert seqs == list(range(1, 451))
-            await b.next_event(topic, "presence_state")
-    finally:
-        del messaging._ask
-        del store.page_messages
+    monkeypatch.setattr(messaging, "_ask", counted_ask)
+    reads = _count_page_reads(node, monkeypatch)
+    async with node.client(bob) as b:
+        joined = await b.join(topic, {"last_seq": 0})
+        assert joined["last_seq"] == 450
+        seqs = [
+            (await b.next_event(topic, "new_message")).payload["message"]["seq"] for _ in range(450)
+        ]
+        assert seqs == list(range(1, 451))
+        await b.next_event(topic, "presence_state")
     assert asks == ["snapshot"]  # one ask: membership, the conversation and where it is
     assert [r["after_seq"] for r in reads] == [0, 200, 400]  # three pages, each read once
 
 
 async def test_a_short_catch_up_is_read_once_and_the_reply_says_where_it_ends(
-    node: RunningNode,
+    node: RunningNode, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bob, topic = await _pair_with_history(node, 5)
-    store = node.node.store.get().store
-    reads: list[dict[str, Any]] = []
-    page_messages = store.page_messages
-
-    async def counted(conversation_id: str, **bounds: Any) -> Any:
-        reads.append(bounds)
-        return await page_messages(conversation_id, **bounds)
-
-    store.page_messages = counted  # type: ignore[method-assign]
-    try:
-        async with node.client(bob) as b:
-            joined = await b.join(topic, {"last_seq": 2})
-            assert joined["last_seq"] == 5
-            caught_up = [
-                (await b.next_event(topic, "new_message")).payload["message"]["seq"]
-                for _ in range(3)
-            ]
-            assert caught_up == [3, 4, 5]
-            up_to_date = await b.join(topic, {"last_seq": 5})
-            assert up_to_date["last_seq"] == 5
-    finally:
-        store.page_messages = page_messages  # type: ignore[method-assign]
+    reads = _count_page_reads(node, monkeypatch)
+    async with node.client(bob) as b:
+        joined = await b.join(topic, {"last_seq": 2})
+        assert joined["last_seq"] == 5
+        caught_up = [
+            (await b.next_event(topic, "new_message")).payload["message"]["seq"] for _ in range(3)
+        ]
+        assert caught_up == [3, 4, 5]
+        up_to_date = await b.join(topic, {"last_seq": 5})
+        assert up_to_date["last_seq"] == 5
     # One store read per join: the catch-up page, which also says where the client will be.
     assert [r["after_seq"] for r in reads] == [2, 5]
 
