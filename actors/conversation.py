@@ -546,6 +546,7 @@ class ConversationActor(AsyncioActor):
         cached = self._recent.get(seq)
         if cached is not None:
             return cached
+        rules.check_position(seq, "seq")
         message = await self.deps.store.get_message(self.conversation_id, seq)
         if message is None:
             raise WhisprError(Reason.NOT_FOUND, f"no message {seq} in this conversation")

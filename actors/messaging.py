@@ -310,8 +310,7 @@ class Messaging:
     async def mark_read(self, user_id: str, conversation_id: str, seq: int) -> int:
         """Move the user's read cursor forward; the user's other devices are told."""
         _, last_seq = await self._require_member(user_id, conversation_id)
-        if seq < 0:
-            raise WhisprError(Reason.INVALID, "seq must not be negative", field="seq")
+        rules.check_position(seq, "seq")
         cursor = await self.deps.store.mark_read(conversation_id, user_id, min(seq, last_seq))
         payload = {"conversation_id": conversation_id, "user_id": user_id, "seq": cursor}
         self.deps.broker.publish(conversation_topic(conversation_id), encode_event("read", payload))
@@ -323,8 +322,7 @@ class Messaging:
     ) -> int:
         """Record that one of the user's devices has messages up to ``seq``."""
         _, last_seq = await self._require_member(user_id, conversation_id)
-        if seq < 0:
-            raise WhisprError(Reason.INVALID, "seq must not be negative", field="seq")
+        rules.check_position(seq, "seq")
         cursor = await self.deps.store.mark_delivered(
             conversation_id, user_id, device_id, min(seq, last_seq)
         )

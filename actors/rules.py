@@ -59,6 +59,8 @@ MAX_TITLE = 200
 MAX_GROUP_MEMBERS = 1000
 MAX_PAGE = 200
 """The most messages or conversations one page holds, whatever is asked."""
+MAX_SEQ = 2**63 - 1
+"""The largest seq a conversation can reach: the stores keep seqs as 64-bit integers."""
 _ADMINS = frozenset({"owner", "admin"})
 
 
@@ -175,6 +177,19 @@ def check_title(title: str | None) -> None:
         raise WhisprError(
             Reason.INVALID, f"title must be 1 to {MAX_TITLE} characters", field="title"
         )
+
+
+def check_position(value: object, field: str) -> int:
+    """A seq given as a position or a bound (``last_seq``, ``after_seq``, a cursor, ``seq``).
+
+    0 (before the first message) to :data:`MAX_SEQ`: every layer checks it here, before a
+    value a store cannot hold reaches one (``invalid``, naming the field).
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEQ:
+        raise WhisprError(
+            Reason.INVALID, f"{field} must be an integer from 0 to {MAX_SEQ}", field=field
+        )
+    return value
 
 
 def page_limit(limit: object) -> int:

@@ -686,3 +686,41 @@ async def test_a_clients_sends_are_pipelined_and_answered_in_order(node: Running
     finally:
         commit._flush = flush
         gate.set()
+
+
+@pytest.mark.parametrize("bound", [2**63 - 1, 2**63, 2**64, 10**30])
+async def test_seqs_past_a_bigint_are_refused_naming_the_field(
+    node: RunningNode, bound: int
+) -> None:
+    ada, bob = unique("ada"), unique("bob")
+    topic = f"conversation:{await _group(node, ada, bob)}"
+    fits = bound <= 2**63 - 1
+    async with node.client(ada) as b:  # the owner: every event is hers to try
+        if fits:  # nothing after it: the client is up to date
+            assert (await b.join(topic, {"last_seq": bound}))["last_seq"] == bound
+        else:
+            with pytest.raises(ReplyError) as refused:
+                await b.join(topic, {"last_seq": bound})
+            assert refused.value.reason == "invalid"
+            assert refused.value.response["field"] == "last_seq"
+            await b.join(topic, {})
+        # (event, payload, the field named when refused, the answer when the seq fits)
+        pushes = [
+            ("history", {"after_seq": bound}, "after_seq", "ok"),
+            ("history", {"before_seq": bound}, "before_seq", "ok"),
+            ("mark_read", {"seq": bound}, "seq", "ok"),
+            ("mark_delivered", {"seq": bound}, "seq", "ok"),
+            ("edit_message", {"seq": bound, "content": "x"}, "seq", "not_found"),
+            ("delete_message", {"seq": bound}, "seq", "not_found"),
+            ("react", {"seq": bound, "emoji": "👍"}, "seq", "not_found"),
+            ("pin", {"seq": bound}, "seq", "not_found"),
+        ]
+        for event, payload, field, when_it_fits in pushes:
+            if fits and when_it_fits == "ok":
+                await b.push(topic, event, payload)
+                continue
+            with pytest.raises(ReplyError) as refused:
+                await b.push(topic, event, payload)
+            assert refused.value.reason == ("invalid" if not fits else when_it_fits), event
+            if not fits:
+                assert refused.value.response["field"] == field, event

@@ -26,6 +26,7 @@ import grpc
 import structlog
 from opentelemetry.metrics import Counter, Histogram
 
+from actors import rules
 from actors.conversation import Draft
 from actors.errors import Reason, WhisprError
 from actors.events import payload_of
@@ -256,8 +257,8 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
             raise WhisprError(
                 Reason.INVALID, "set before_seq or after_seq, not both", field="before_seq"
             )
-        if request.before_seq < 0 or request.after_seq < 0:
-            raise WhisprError(Reason.INVALID, "seqs must not be negative", field="before_seq")
+        rules.check_position(request.before_seq, "before_seq")
+        rules.check_position(request.after_seq, "after_seq")
         if not 0 <= request.limit <= MAX_PAGE:
             raise WhisprError(
                 Reason.INVALID, f"limit must be 1 to {MAX_PAGE} (0: 50)", field="limit"
@@ -312,8 +313,7 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
         self, request: pb.FollowConversationRequest
     ) -> AsyncIterator[pb.ConversationEvent]:
         conversation_id = _required(request.conversation_id, "conversation_id")
-        if request.after_seq < 0:
-            raise WhisprError(Reason.INVALID, "after_seq must not be negative", field="after_seq")
+        rules.check_position(request.after_seq, "after_seq")
         _, _, head = await self.messaging.describe(conversation_id)  # not_found first
         # Live events wait here for the stream to be read; None: this follower fell behind.
         queue: asyncio.Queue[pb.ConversationEvent | None] = asyncio.Queue()

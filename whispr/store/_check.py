@@ -15,6 +15,7 @@ import math
 from collections.abc import Sequence
 from typing import Any, get_args
 
+from actors import rules
 from actors.errors import Reason, WhisprError
 from actors.model import (
     Conversation,
@@ -86,7 +87,7 @@ def _seq(value: Any, field: str, minimum: int) -> None:
 
 def cursor(value: Any, field: str = "seq") -> None:
     """A read or delivered cursor, or a paging bound: 0 (nothing yet) or a seq."""
-    _seq(value, field, 0)
+    rules.check_position(value, field)
 
 
 def direct_pair(user_a: Any, user_b: Any, now: Any) -> None:

@@ -19,8 +19,8 @@ from typing import Any, ClassVar, Literal
 
 import msgspec
 
+from actors import rules
 from actors.conversation import Draft
-from actors.errors import Reason, WhisprError
 from actors.events import BrokerEvent, encode_event
 from actors.model import Message
 from actors.rules import MAX_PAGE
@@ -131,8 +131,8 @@ class ConversationChannel(Channel):
     async def join(self, payload: dict[str, Any] | bytes) -> dict[str, Any]:
         params = decode_payload(ConversationJoin, payload)
         since = params.last_seq
-        if since is not None and since < 0:
-            raise WhisprError(Reason.INVALID, "last_seq must not be negative", field="last_seq")
+        if since is not None:
+            rules.check_position(since, "last_seq")
         host = self.host
         messaging = host.ctx.messaging
         conversation, head = await messaging.conversation_at(host.user_id, self.target)
