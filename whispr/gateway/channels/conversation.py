@@ -25,7 +25,14 @@ from actors.events import BrokerEvent, encode_event
 from actors.model import Message
 from actors.rules import MAX_PAGE
 from actors.stream import ConversationStream, StreamItem
-from whispr.gateway.channels.base import Channel, EventTable, Payload, Reply, decode_payload
+from whispr.gateway.channels.base import (
+    Channel,
+    ChannelHost,
+    EventTable,
+    Payload,
+    Reply,
+    decode_payload,
+)
 from whispr.gateway.fanout import broadcast_frame
 from whispr.protocol import CloseCode
 from whispr.protocol.presence import PRESENCE_STATE
@@ -117,8 +124,8 @@ class ConversationChannel(Channel):
     kind: ClassVar[str] = "conversation"
     table: ClassVar[EventTable[Any]] = _events
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, host: ChannelHost, topic: str, target: str, join_ref: str) -> None:
+        super().__init__(host, topic, target, join_ref)
         self.stream: ConversationStream | None = None
         #: Where the client's catch-up starts (its ``last_seq``); None: no catch-up.
         self._since: int | None = None

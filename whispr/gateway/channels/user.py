@@ -17,7 +17,7 @@ import msgspec
 from actors.broker import Subscription
 from actors.errors import Reason, WhisprError
 from actors.events import BrokerEvent, conversation_topic, decode_event
-from whispr.gateway.channels.base import Channel, EventTable, Payload, Reply
+from whispr.gateway.channels.base import Channel, ChannelHost, EventTable, Payload, Reply
 
 __all__ = ["NOTICE_CONVERSATIONS", "CreateConversation", "ListConversations", "UserChannel"]
 
@@ -53,8 +53,8 @@ class UserChannel(Channel):
     kind: ClassVar[str] = "user"
     table: ClassVar[EventTable[Any]] = _events
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, host: ChannelHost, topic: str, target: str, join_ref: str) -> None:
+        super().__init__(host, topic, target, join_ref)
         #: Conversation id -> the subscription announcing its new messages.
         self._notices: dict[str, Subscription] = {}
 
