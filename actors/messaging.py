@@ -35,7 +35,7 @@ from actors.events import conversation_topic, encode_event, user_topic
 from actors.ids import new_id
 from actors.model import Conversation, ConversationSummary, Member, Message
 from actors.rules import MAX_PAGE
-from actors.stream import ConversationStream, Deliver
+from actors.stream import POSITION_CHECK_S, ConversationStream, Deliver, PositionCheck
 from supervisors import ChildSpec, Ref, Registry, Restart
 
 __all__ = ["Messaging"]
@@ -57,10 +57,13 @@ class Messaging:
         registry: Registry,
         start_child: Callable[[ChildSpec], Awaitable[Ref[Any]]],
         screen: Callable[[str, str, Draft], Awaitable[None]] | None = None,
+        position_check_s: float = POSITION_CHECK_S,
     ) -> None:
         self.deps = deps
         self.registry = registry
         self._start_child = start_child
+        #: The node's check of its followers' positions against the store (one for all).
+        self.positions = PositionCheck(deps.store.last_seqs, interval_s=position_check_s)
         #: Checks a member's draft before it is sent (media and moderation services);
         #: raises the refusal. None: no check beyond the conversation's rules.
         self.screen = screen
@@ -153,7 +156,12 @@ class Messaging:
             page_size=MAX_PAGE,
             deliver=deliver,
             on_overflow=on_overflow,
+            positions=self.positions,
         )
+
+    def close(self) -> None:
+        """The node is stopping: no more position checks."""
+        self.positions.close()
 
     async def members(self, user_id: str, conversation_id: str) -> list[Member]:
         """The members of a conversation the user is in."""

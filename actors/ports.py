@@ -139,6 +139,14 @@ class Store(Protocol):
 
     async def last_seq(self, conversation_id: str) -> int: ...
 
+    async def last_seqs(self, conversation_ids: Sequence[str]) -> dict[str, int]:
+        """The last seq of each of these conversations that exists, in one read.
+
+        For the streams' position check (``actors/stream.py``): one cheap read per node and
+        interval however many conversations it follows.
+        """
+        ...
+
     async def page_messages(
         self,
         conversation_id: str,

@@ -21,6 +21,14 @@ WebSocket channel, a gRPC ``FollowConversation`` stream):
    overtaking a store read: two nodes under load then spent their store connections filling
    gaps that were closing by themselves.
 
+4. **A lost event is found without a later one.** A message whose live event never comes
+   and that no later message reveals (its publisher died between commit and publish, or
+   the broker was away) would wait for the next message. So a node checks the positions of
+   the conversations its streams follow against the store every :data:`POSITION_CHECK_S`
+   (:class:`PositionCheck`: one read of all their last seqs); a stream behind the store
+   reads what it missed, as for a gap. A follower therefore has every committed message
+   within about that interval, whatever the broker lost.
+
 What the follower receives, through its ``deliver`` callback, is either a live
 :class:`~actors.events.BrokerEvent` (any event of the conversation, in publish order, with
 new messages in seq order) or a stored :class:`~actors.model.Message` (a gap filled from the
@@ -44,8 +52,11 @@ from actors.model import Message
 __all__ = [
     "GAP_GRACE_S",
     "HELD_EVENTS_LIMIT",
+    "POSITION_CHECK_S",
     "ConversationStream",
     "Deliver",
+    "PositionCheck",
+    "ReadHeads",
     "ReadPage",
     "StreamItem",
 ]
@@ -56,6 +67,9 @@ logger = logging.getLogger("whispr.stream")
 GAP_GRACE_S: Final = 0.05
 #: Live events one follower may hold back during a catch-up or a gap fill.
 HELD_EVENTS_LIMIT: Final = 10_000
+#: Seconds between two checks of the followed conversations' positions against the store:
+#: the longest a committed message whose live event was lost waits for its followers.
+POSITION_CHECK_S: Final = 5.0
 
 StreamItem = BrokerEvent | Message
 """What a follower receives: a live event, or a stored message read to fill a gap."""
@@ -65,6 +79,9 @@ Deliver = Callable[[StreamItem], None]
 
 ReadPage = Callable[[int], Awaitable[Sequence[Message]]]
 """The stored messages after a seq, ascending, at most one page."""
+
+ReadHeads = Callable[[Sequence[str]], Awaitable[dict[str, int]]]
+"""The last seq of each of these conversations, as the store has it."""
 
 
 class ConversationStream:
@@ -89,6 +106,7 @@ class ConversationStream:
         on_overflow: Callable[[], None],
         grace_s: float = GAP_GRACE_S,
         held_limit: int = HELD_EVENTS_LIMIT,
+        positions: PositionCheck | None = None,
     ) -> None:
         self.conversation_id = conversation_id
         self.topic = conversation_topic(conversation_id)
@@ -105,7 +123,9 @@ class ConversationStream:
         self._held: list[BrokerEvent] | None = []
         self._subscription: Subscription | None = None
         self._gap_timer: asyncio.TimerHandle | None = None
+        self._check_timer: asyncio.TimerHandle | None = None
         self._filling: asyncio.Task[None] | None = None
+        self._positions = positions
         self._closed = False
 
     # -- the follower's steps -------------------------------------------------------------
@@ -150,6 +170,8 @@ class ConversationStream:
 
     def go_live(self) -> None:
         """Release the held events (those already sent are skipped by seq) and stay live."""
+        if self._positions is not None and not self._closed:
+            self._positions.add(self)
         held, self._held = self._held or [], None
         for event in held:
             if self._held is not None:  # a new gap: hold the rest again
@@ -161,15 +183,41 @@ class ConversationStream:
         """Stop: no more deliveries, the subscription and any gap fill cancelled."""
         self._closed = True
         self._held = None
+        if self._positions is not None:
+            self._positions.discard(self)
         if self._subscription is not None:
             self._subscription.cancel()
             self._subscription = None
-        if self._gap_timer is not None:
-            self._gap_timer.cancel()
-            self._gap_timer = None
+        for timer in (self._gap_timer, self._check_timer):
+            if timer is not None:
+                timer.cancel()
+        self._gap_timer = self._check_timer = None
         if self._filling is not None:
             self._filling.cancel()
             self._filling = None
+
+    def check_position(self, head: int) -> None:
+        """The store's last seq is ``head``: if this stream is behind it, read what it missed.
+
+        Only a live stream with no gap open is checked (a catch-up or a fill reads the store
+        anyway). An event on its way when the store was read is given the gap's grace to
+        arrive before anything is read.
+        """
+        if self._closed or self._held is not None or self._check_timer is not None:
+            return
+        position = self.position
+        if position is not None and head > position:
+            self._check_timer = asyncio.get_running_loop().call_later(
+                self._grace_s, self._catch_up_to, head
+            )
+
+    def _catch_up_to(self, head: int) -> None:
+        self._check_timer = None
+        position = self.position
+        if self._closed or self._held is not None or position is None or position >= head:
+            return
+        self._held = []
+        self._filling = asyncio.get_running_loop().create_task(self._fill(position, head + 1))
 
     # -- live events ----------------------------------------------------------------------
 
@@ -257,3 +305,59 @@ class ConversationStream:
 def _seq_of(event: BrokerEvent) -> int:
     assert event.head is not None
     return event.head.seq
+
+
+class PositionCheck:
+    """One node's check of its streams' positions against the store (see point 4 above).
+
+    Streams register when they go live and leave when they close; while any is registered,
+    a task reads the last seq of every followed conversation in one call every
+    ``interval_s`` and tells each stream. A failed read (the store is down) is skipped: the
+    next check covers it.
+    """
+
+    def __init__(self, read_heads: ReadHeads, *, interval_s: float = POSITION_CHECK_S) -> None:
+        self._read_heads = read_heads
+        self._interval_s = interval_s
+        self._streams: dict[str, set[ConversationStream]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, stream: ConversationStream) -> None:
+        """Check ``stream`` from now on (idempotent)."""
+        self._streams.setdefault(stream.conversation_id, set()).add(stream)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def discard(self, stream: ConversationStream) -> None:
+        """Stop checking ``stream``."""
+        streams = self._streams.get(stream.conversation_id)
+        if streams is not None:
+            streams.discard(stream)
+            if not streams:
+                del self._streams[stream.conversation_id]
+
+    def close(self) -> None:
+        """Stop checking (the node is stopping)."""
+        self._streams.clear()
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def check(self) -> None:
+        """Check every registered stream now (also what the periodic task does)."""
+        conversation_ids = list(self._streams)
+        if not conversation_ids:
+            return
+        try:
+            heads = await self._read_heads(conversation_ids)
+        except Exception as exc:
+            logger.warning("position check failed: %s", exc)
+            return
+        for conversation_id, head in heads.items():
+            for stream in list(self._streams.get(conversation_id, ())):
+                stream.check_position(head)
+
+    async def _run(self) -> None:
+        while self._streams:
+            await asyncio.sleep(self._interval_s)
+            await self.check()

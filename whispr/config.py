@@ -42,6 +42,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from actors.stream import POSITION_CHECK_S
 from whispr.gc_policy import DEFAULT_THRESHOLDS
 
 __all__ = [
@@ -178,6 +179,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Bytes waiting to be sent to a client that does not read before it is closed (1013)."""
     inbound_credits: Positive = 32
     """Client messages taken ahead of their handling before the socket stops being read."""
+    position_check_s: Seconds = POSITION_CHECK_S
+    """How often the node checks the conversations its clients follow against the store: the
+    longest a member waits for a committed message whose live event was lost (its node died
+    between commit and publish, or Redis was away) when no later message reveals it."""
     grpc_port: Port = 50051
     """gRPC port for sibling services; 0 disables the gRPC server."""
     grpc_tokens: tuple[str, ...] = ()

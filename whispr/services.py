@@ -232,10 +232,14 @@ class MessagingService(AsyncioActor):
                 registry=registry,
                 start_child=start_child,
                 screen=screen_for(siblings, settings.max_content_bytes),
+                position_check_s=settings.position_check_s,
             )
         )
 
     async def on_stop(self) -> None:
+        messaging = self.out.peek()
         self.out.clear()
+        if messaging is not None:
+            messaging.close()
         if self.dispatcher is not None:
             await self.dispatcher.drain(timeout=2.0)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from actors.events import conversation_topic, encode_event
 from actors.model import Message
-from actors.stream import ConversationStream, StreamItem
+from actors.stream import ConversationStream, PositionCheck, StreamItem
 from whispr.broker.local import MemoryBroker
 
 CONVERSATION = "c1"
@@ -47,6 +47,7 @@ class Follower:
         grace_s: float = 0.001,
         held_limit: int = 10_000,
         read_delay: float = 0.0,
+        positions: PositionCheck | None = None,
     ) -> None:
         self.read_delay = read_delay
         self.store_down = False
@@ -65,6 +66,7 @@ class Follower:
             on_overflow=self.overflow,
             grace_s=grace_s,
             held_limit=held_limit,
+            positions=positions,
         )
 
     async def read_page(self, after_seq: int) -> Sequence[Message]:
@@ -87,6 +89,11 @@ class Follower:
 
     def overflow(self) -> None:
         self.overflows += 1
+
+    async def heads(self, conversation_ids: Sequence[str]) -> dict[str, int]:
+        return (
+            {CONVERSATION: max(self.store, default=0)} if CONVERSATION in conversation_ids else {}
+        )
 
     def publish(self, seq: int) -> None:
         self.broker.publish(TOPIC, encode_event("new_message", {"message": self.store[seq]}))
@@ -237,3 +244,50 @@ async def test_replay_pages_through_the_store(since: int) -> None:
     seqs = [m.seq async for m in f.stream.replay(since)]
     assert seqs == list(range(since + 1, 10))
     assert f.stream.position == max(since, 9)
+
+
+async def test_a_message_whose_event_was_lost_with_no_later_one_is_found_by_the_check() -> None:
+    # Its publisher died between commit and publish: no later message reveals the gap.
+    holder: list[Follower] = []
+
+    async def heads(ids: Sequence[str]) -> dict[str, int]:
+        return await holder[0].heads(ids)
+
+    positions = PositionCheck(heads, interval_s=0.01)
+    f = Follower(stored=3, positions=positions)
+    holder.append(f)
+    await f.stream.subscribe()
+    f.stream.start_at(0)
+    f.stream.go_live()
+    f.publish(1)  # 2 and 3 are committed, their events lost
+    await f.settle()
+    assert f.received == [1, 2, 3]
+    assert f.sources == ["live", "store", "store"]
+    f.stream.close()
+    positions.close()
+
+
+async def test_the_check_leaves_an_event_on_its_way_to_arrive() -> None:
+    f = Follower(stored=2, grace_s=0.05)
+    positions = PositionCheck(f.heads, interval_s=3600)
+    f.stream = ConversationStream(
+        f.broker,
+        CONVERSATION,
+        read_page=f.read_page,
+        page_size=PAGE,
+        deliver=f.deliver,
+        on_overflow=f.overflow,
+        grace_s=0.05,
+        positions=positions,
+    )
+    await f.stream.subscribe()
+    f.stream.start_at(0)
+    f.stream.go_live()
+    f.publish(1)
+    await positions.check()  # the store has 2, whose event is about to arrive
+    f.publish(2)
+    await f.settle()
+    assert f.received == [1, 2]
+    assert f.reads == 0  # nothing read: the event came within the grace
+    f.stream.close()
+    positions.close()

@@ -12,7 +12,7 @@ import pytest
 from actors.conversation import Draft
 from actors.errors import Reason, WhisprError
 from actors.events import encode_event
-from actors.model import Message
+from actors.model import Message, Unsequenced
 from supervisors import stop_tree
 from tests.gateway.conftest import RunningNode, start_node, unique
 from whispr.client import PhoenixClient, ReplyError
@@ -724,3 +724,33 @@ async def test_seqs_past_a_bigint_are_refused_naming_the_field(
             assert refused.value.reason == ("invalid" if not fits else when_it_fits), event
             if not fits:
                 assert refused.value.response["field"] == field, event
+
+
+async def test_a_committed_message_whose_event_was_lost_reaches_members_at_the_next_check(
+    node: RunningNode,
+) -> None:
+    # Its node died between the commit and the publish, and no later message reveals the gap:
+    # the position check (every WHISPR_POSITION_CHECK_S) finds it in the store.
+    ada, bob = unique("ada"), unique("bob")
+    cid = await _group(node, ada, bob)
+    topic = f"conversation:{cid}"
+    async with node.client(bob) as b:
+        assert (await b.join(topic, {}))["last_seq"] == 0
+        await b.next_event(topic, "presence_state")
+        lost = Unsequenced(
+            conversation_id=cid,
+            id="lost-1",
+            client_id="lost-1",
+            sender_id=ada,
+            kind="text",
+            content="committed, never published",
+            created_at=1.0,
+        )
+        [result] = await node.node.store.get().store.insert_messages([lost])
+        assert result.status == "inserted"
+        with pytest.raises(TimeoutError):  # nothing reveals it on its own
+            await b.next_event(topic, "new_message", timeout=0.3)
+        await node.node.messaging.get().positions.check()
+        event = await b.next_event(topic, "new_message", timeout=5)
+        assert event.payload["message"]["seq"] == 1
+        assert event.payload["message"]["content"] == "committed, never published"

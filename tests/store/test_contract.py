@@ -153,6 +153,17 @@ async def test_group_commit_across_conversations(store: Store) -> None:
     assert conversation.last_message_at == NOW + 2
 
 
+async def test_last_seqs_reads_many_conversations_at_once(store: Store) -> None:
+    await make_group(store, "g1")
+    await make_group(store, "g2")
+    await make_group(store, "g3")
+    await store.insert_messages([message("g1", 1), message("g1", 2), message("g2", 1)])
+    # Unknown ids are left out; more ids than one SQL list holds are read in chunks.
+    many = ["g1", "g2", "g3", *(f"unknown-{n}" for n in range(1200)), "g1"]
+    assert await store.last_seqs(many) == {"g1": 2, "g2": 1, "g3": 0}
+    assert await store.last_seqs([]) == {}
+
+
 async def test_a_retried_client_id_returns_the_original(store: Store) -> None:
     await make_group(store)
     original = message("g1", 1, client="client-1", content="first try")

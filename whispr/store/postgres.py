@@ -816,6 +816,15 @@ class PostgresStore:
         )
         return int(row[0])
 
+    async def last_seqs(self, conversation_ids: Sequence[str]) -> dict[str, int]:
+        if not conversation_ids:
+            return {}
+        rows = await self._fetch(
+            "SELECT id, last_seq FROM conversations WHERE id = ANY($1::text[])",
+            list(conversation_ids),
+        )
+        return {row[0]: int(row[1]) for row in rows}
+
     async def page_messages(
         self,
         conversation_id: str,

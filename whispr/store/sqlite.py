@@ -36,6 +36,9 @@ from whispr.store import _check, _rows, migrations
 
 __all__ = ["SqliteStore"]
 
+#: Ids per ``IN (...)`` list: well under SQLite's limit on a statement's variables.
+_IN_CHUNK = 500
+
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
@@ -527,6 +530,19 @@ class SqliteStore:
             (conversation_id,),
         )
         return int(rows[0][0])
+
+    @_serialized
+    async def last_seqs(self, conversation_ids: Sequence[str]) -> dict[str, int]:
+        ids = list(dict.fromkeys(conversation_ids))
+        found: dict[str, int] = {}
+        for start in range(0, len(ids), _IN_CHUNK):  # SQLite bounds a statement's variables
+            chunk = ids[start : start + _IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = await self._all(
+                f"SELECT id, last_seq FROM conversations WHERE id IN ({marks})", chunk
+            )
+            found.update({row[0]: int(row[1]) for row in rows})
+        return found
 
     @_serialized
     async def page_messages(
