@@ -60,6 +60,10 @@ __all__ = ["ConversationActor", "ConversationDeps", "Draft"]
 SYSTEM_SENDER = "system"
 
 
+#: See ``ConversationDeps.members_max_age_s``.
+MEMBERS_MAX_AGE_S = 5.0
+
+
 @dataclass(frozen=True)
 class ConversationDeps:
     """What a conversation actor needs from its node."""
@@ -69,6 +73,9 @@ class ConversationDeps:
     commit: Batcher[Message, InsertResult]
     max_content_bytes: int = 10_000
     idle_timeout_s: float = 300.0
+    #: Seconds the actor answers membership questions from its member list before reading
+    #: it again from the store: the longest a removal whose event was lost goes unseen here.
+    members_max_age_s: float = MEMBERS_MAX_AGE_S
     cache_size: int = 100
     clock: Callable[[], float] = field(default=time.time)
     #: Told of every new message once it is durable, with the conversation and its
@@ -142,6 +149,8 @@ class ConversationActor(AsyncioActor):
         self.topic = conversation_topic(conversation_id)
         self.conversation: Conversation | None = None
         self.members: dict[str, Member] = {}
+        #: When ``members`` was read from the store (``time.monotonic``).
+        self._members_at = 0.0
         self.last_seq = 0
         self._recent: OrderedDict[int, Message] = OrderedDict()
         self._by_client: dict[tuple[str, str], int] = {}
@@ -165,7 +174,7 @@ class ConversationActor(AsyncioActor):
         # Subscribe before reading, so nothing another node changes is missed.
         self._subscription = await self.deps.broker.subscribe(self.topic, self._on_broker_event)
         self.conversation = conversation
-        self.members = {m.user_id: m for m in await store.list_members(self.conversation_id)}
+        await self._reload_members()
         self.last_seq = await store.last_seq(self.conversation_id)
         for message in await store.page_messages(
             self.conversation_id, limit=min(self.deps.cache_size, rules.MAX_PAGE)
@@ -196,26 +205,44 @@ class ConversationActor(AsyncioActor):
             return self._apply_remote(message)
         return super().on_receive(message)
 
-    # -- reads (cheap, no I/O) --------------------------------------------------------
+    # -- reads (no I/O but a member list older than members_max_age_s) -------------------
+    #
+    # The member list is a cache of the store's, kept current by the broker's member_
+    # events. An event can be lost (Redis away, its publisher killed) or late, so the list
+    # is also read again when it is older than ``members_max_age_s``: a removal made
+    # anywhere is seen here within that bound, whatever the broker did.
 
-    def membership(self, user_id: str) -> tuple[Member, int]:
+    async def membership(self, user_id: str) -> tuple[Member, int]:
         """The caller's member record and the last seq, or ``not_member``."""
         self._touch()
-        return rules.require_member(self.members, user_id), self.last_seq
+        members = await self._fresh_members()
+        return rules.require_member(members, user_id), self.last_seq
 
-    def check_can_post(self, user_id: str) -> None:
+    async def check_can_post(self, user_id: str) -> None:
         """Refuse (``not_member``, ``forbidden``) a user who may not post here.
 
         Asked before a draft goes to the sibling services for screening, so that
         a message that would be refused anyway costs them nothing.
         """
         self._touch()
-        rules.require_can_post(self._conversation(), self.members, user_id)
+        members = await self._fresh_members()
+        rules.require_can_post(self._conversation(), members, user_id)
 
-    def snapshot(self) -> tuple[Conversation, list[Member], int]:
+    async def snapshot(self) -> tuple[Conversation, list[Member], int]:
         """The conversation, its members and its last seq."""
-        assert self.conversation is not None
-        return self.conversation, list(self.members.values()), self.last_seq
+        members = await self._fresh_members()
+        return self._conversation(), list(members.values()), self.last_seq
+
+    async def _fresh_members(self) -> dict[str, Member]:
+        if time.monotonic() - self._members_at > self.deps.members_max_age_s:
+            await self._reload_members()
+        return self.members
+
+    async def _reload_members(self) -> None:
+        read_at = time.monotonic()
+        members = await self.deps.store.list_members(self.conversation_id)
+        self.members = {m.user_id: m for m in members}
+        self._members_at = read_at
 
     # -- writes -------------------------------------------------------------------------
 
@@ -229,6 +256,8 @@ class ConversationActor(AsyncioActor):
         """
         self._touch()
         conversation = self._conversation()
+        if time.monotonic() - self._members_at > self.deps.members_max_age_s:
+            self._refresh_members_soon()  # sends are not held for it: the store checks too
         rules.require_can_post(conversation, self.members, sender_id)
         rules.check_client_id(draft.client_id)
         rules.check_content(draft.content, self.deps.max_content_bytes)
@@ -270,6 +299,7 @@ class ConversationActor(AsyncioActor):
     async def edit(self, user_id: str, seq: int, content: str) -> Message:
         """Change the content of one's own message, keeping the edit time."""
         self._touch()
+        await self._fresh_members()
         rules.require_member(self.members, user_id)
         rules.check_content(content, self.deps.max_content_bytes)
         original = await self._message(seq)
@@ -289,6 +319,7 @@ class ConversationActor(AsyncioActor):
     async def delete(self, user_id: str, seq: int) -> Message:
         """Delete for everyone: the sender, or the owner and admins of a group."""
         self._touch()
+        await self._fresh_members()
         member = rules.require_member(self.members, user_id)
         original = await self._message(seq)
         moderator = self._conversation().kind == "group" and member.role in ("owner", "admin")
@@ -306,6 +337,7 @@ class ConversationActor(AsyncioActor):
     async def react(self, user_id: str, seq: int, emoji: str, *, add: bool) -> Message:
         """Add or remove one emoji reaction (one per user per emoji; idempotent)."""
         self._touch()
+        await self._fresh_members()
         rules.require_member(self.members, user_id)
         rules.check_emoji(emoji)
         original = await self._message(seq)
@@ -323,6 +355,7 @@ class ConversationActor(AsyncioActor):
     async def pin(self, user_id: str, seq: int, *, pinned: bool) -> Message:
         """Pin or unpin: both members of a direct conversation, owner and admins of a group."""
         self._touch()
+        await self._fresh_members()
         conversation = self._conversation()
         if conversation.kind == "group":
             rules.require_admin(conversation, self.members, user_id)
@@ -345,6 +378,7 @@ class ConversationActor(AsyncioActor):
         sync (``service:<name>``), which needs no role; the group rules hold.
         """
         self._touch()
+        await self._fresh_members()
         conversation = self._conversation()
         if trusted:
             rules.require_group(conversation)
@@ -378,6 +412,7 @@ class ConversationActor(AsyncioActor):
         ``trusted``: a sibling service removes ``target_id`` (no role needed).
         """
         self._touch()
+        await self._fresh_members()
         conversation = self._conversation()
         actor_member = None if trusted else rules.require_member(self.members, user_id)
         target = self.members.get(target_id)
@@ -407,6 +442,7 @@ class ConversationActor(AsyncioActor):
     ) -> Member:
         """A member's own mute and notification settings."""
         self._touch()
+        await self._fresh_members()
         rules.require_member(self.members, user_id)
         if notifications is not None and notifications not in ("all", "mentions", "none"):
             raise WhisprError(
@@ -607,8 +643,13 @@ class ConversationActor(AsyncioActor):
     async def _apply_remote(self, _event: _Remote) -> None:
         # Reload from the store rather than trusting the payload: the store is
         # the source of truth and a reload is idempotent, whoever made the change.
-        members = await self.deps.store.list_members(self.conversation_id)
-        self.members = {m.user_id: m for m in members}
+        await self._reload_members()
+
+    def _refresh_members_soon(self) -> None:
+        """Read the member list again after the messages already in the mailbox."""
+        self._members_at = time.monotonic()  # one refresh at a time
+        if self.actor_ref.is_alive():
+            self.actor_ref.tell(_Remote("refresh"))
 
     # -- passivation ------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +27,9 @@ class Stack:
     supervisor: Ref[Any]
 
 
-async def build_stack(store: Store, broker: MemoryBroker | None = None) -> Stack:
+async def build_stack(
+    store: Store, broker: MemoryBroker | None = None, *, members_max_age_s: float | None = None
+) -> Stack:
     broker = broker or MemoryBroker()
     supervisor = DynamicSupervisor.start(max_restarts=1000, max_seconds=1.0)
     await supervisor.started()
@@ -36,6 +39,8 @@ async def build_stack(store: Store, broker: MemoryBroker | None = None) -> Stack
         broker=broker,
         commit=Batcher[Message, InsertResult](store.insert_messages),
     )
+    if members_max_age_s is not None:
+        deps = dataclasses.replace(deps, members_max_age_s=members_max_age_s)
 
     async def start_child(spec: ChildSpec) -> Ref[Any]:
         ref: Ref[Any] = await supervisor.proxy().start_child(spec)

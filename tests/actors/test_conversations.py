@@ -301,3 +301,30 @@ async def test_a_read_cursor_can_reach_messages_sent_through_another_node(
                 break
             await asyncio.sleep(0.01)
         assert cursor == sent[-1].seq == 3
+
+
+async def test_a_removal_whose_event_was_lost_is_seen_on_another_node_within_the_bound(
+    store: Any,
+) -> None:
+    # Two nodes on one store whose brokers never reach each other: every event is lost.
+    a = await build_stack(store, members_max_age_s=0.2)
+    b = await build_stack(store, members_max_age_s=0.2)
+    try:
+        group = await a.messaging.create_group("alice", "Lost events", ["bob"])
+        await b.messaging.send("bob", group.id, text("warm"))  # b's actor has bob
+        await a.messaging.remove_member("alice", group.id, "bob")
+        await asyncio.sleep(0.3)  # past the bound: b reads the member list again
+        await refused(b.messaging.history("bob", group.id), Reason.NOT_MEMBER)
+        await refused(b.messaging.conversation_at("bob", group.id), Reason.NOT_MEMBER)
+        await refused(b.messaging.mark_read("bob", group.id, 1), Reason.NOT_MEMBER)
+        await refused(b.messaging.send("bob", group.id, text("after")), Reason.NOT_MEMBER)
+        sent_by_bob = [
+            m.client_id
+            for m in await a.messaging.history("alice", group.id)
+            if m.sender_id == "bob"
+        ]
+        assert sent_by_bob == ["warm"]
+    finally:
+        for node in (a, b):
+            node.supervisor.stop(block=False)
+            await node.supervisor.wait_exit()
