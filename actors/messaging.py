@@ -63,7 +63,9 @@ class Messaging:
         self.registry = registry
         self._start_child = start_child
         #: The node's check of its followers' positions against the store (one for all).
-        self.positions = PositionCheck(deps.store.last_seqs, interval_s=position_check_s)
+        self.positions = PositionCheck(
+            deps.store.last_seqs, deps.store.memberships, interval_s=position_check_s
+        )
         #: Checks a member's draft before it is sent (media and moderation services);
         #: raises the refusal. None: no check beyond the conversation's rules.
         self.screen = screen
@@ -135,12 +137,14 @@ class Messaging:
         viewer_id: str | None,
         deliver: Deliver,
         on_overflow: Callable[[], None],
+        on_revoked: Callable[[], None] | None = None,
     ) -> ConversationStream:
         """A follower's stream of one conversation, once the caller knows it may read it.
 
         Its pages come straight from the store, as ``viewer_id`` sees them (messages they hid
         left out; None: a trusted service sees all): the membership was checked when the
-        follower joined, and a removal ends the follower through the stream itself.
+        follower joined; a removal ends the follower by its ``member_removed`` event, or, if
+        that event was lost, at the next position check (``on_revoked``).
         """
         store = self.deps.store
 
@@ -157,6 +161,8 @@ class Messaging:
             deliver=deliver,
             on_overflow=on_overflow,
             positions=self.positions,
+            viewer_id=viewer_id,
+            on_revoked=on_revoked,
         )
 
     def close(self) -> None:

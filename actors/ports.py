@@ -139,6 +139,14 @@ class Store(Protocol):
 
     async def last_seq(self, conversation_id: str) -> int: ...
 
+    async def memberships(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which ``(conversation_id, user_id)`` pairs are memberships now, in one read.
+
+        For the streams' check of their followers (``actors/stream.py``): a member removed
+        while the event saying so was lost stops following within the check's interval.
+        """
+        ...
+
     async def last_seqs(self, conversation_ids: Sequence[str]) -> dict[str, int]:
         """The last seq of each of these conversations that exists, in one read.
 

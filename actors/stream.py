@@ -57,6 +57,7 @@ __all__ = [
     "Deliver",
     "PositionCheck",
     "ReadHeads",
+    "ReadMemberships",
     "ReadPage",
     "StreamItem",
 ]
@@ -83,6 +84,9 @@ ReadPage = Callable[[int], Awaitable[Sequence[Message]]]
 ReadHeads = Callable[[Sequence[str]], Awaitable[dict[str, int]]]
 """The last seq of each of these conversations, as the store has it."""
 
+ReadMemberships = Callable[[Sequence[tuple[str, str]]], Awaitable[set[tuple[str, str]]]]
+"""Which of these ``(conversation_id, user_id)`` pairs are memberships, as the store has it."""
+
 
 class ConversationStream:
     """One follower's position in one conversation; see the module's docstring.
@@ -107,8 +111,12 @@ class ConversationStream:
         grace_s: float = GAP_GRACE_S,
         held_limit: int = HELD_EVENTS_LIMIT,
         positions: PositionCheck | None = None,
+        viewer_id: str | None = None,
+        on_revoked: Callable[[], None] | None = None,
     ) -> None:
         self.conversation_id = conversation_id
+        #: The member following (None: a trusted service), checked with the positions.
+        self.viewer_id = viewer_id
         self.topic = conversation_topic(conversation_id)
         #: The last seq delivered (or caught up to); None until catch-up or ``start_at``.
         self.position: int | None = None
@@ -126,6 +134,7 @@ class ConversationStream:
         self._check_timer: asyncio.TimerHandle | None = None
         self._filling: asyncio.Task[None] | None = None
         self._positions = positions
+        self._on_revoked = on_revoked
         self._closed = False
 
     # -- the follower's steps -------------------------------------------------------------
@@ -210,6 +219,14 @@ class ConversationStream:
             self._check_timer = asyncio.get_running_loop().call_later(
                 self._grace_s, self._catch_up_to, head
             )
+
+    def revoke(self) -> None:
+        """The viewer is no longer a member: stop, and tell the follower."""
+        if self._closed:
+            return
+        self.close()
+        if self._on_revoked is not None:
+            self._on_revoked()
 
     def _catch_up_to(self, head: int) -> None:
         self._check_timer = None
@@ -312,12 +329,21 @@ class PositionCheck:
 
     Streams register when they go live and leave when they close; while any is registered,
     a task reads the last seq of every followed conversation in one call every
-    ``interval_s`` and tells each stream. A failed read (the store is down) is skipped: the
-    next check covers it.
+    ``interval_s`` and tells each stream. With ``read_memberships``, the same check asks
+    whether each stream's viewer is still a member, in one more call, and revokes the
+    streams of those who are not: a removal whose event was lost ends its follower within
+    the interval too. A failed read (the store is down) is skipped: the next check covers it.
     """
 
-    def __init__(self, read_heads: ReadHeads, *, interval_s: float = POSITION_CHECK_S) -> None:
+    def __init__(
+        self,
+        read_heads: ReadHeads,
+        read_memberships: ReadMemberships | None = None,
+        *,
+        interval_s: float = POSITION_CHECK_S,
+    ) -> None:
         self._read_heads = read_heads
+        self._read_memberships = read_memberships
         self._interval_s = interval_s
         self._streams: dict[str, set[ConversationStream]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -349,6 +375,7 @@ class PositionCheck:
         if not conversation_ids:
             return
         try:
+            await self._check_memberships()
             heads = await self._read_heads(conversation_ids)
         except Exception as exc:
             logger.warning("position check failed: %s", exc)
@@ -356,6 +383,23 @@ class PositionCheck:
         for conversation_id, head in heads.items():
             for stream in list(self._streams.get(conversation_id, ())):
                 stream.check_position(head)
+
+    async def _check_memberships(self) -> None:
+        if self._read_memberships is None:
+            return
+        viewed: dict[tuple[str, str], list[ConversationStream]] = {}
+        for streams in self._streams.values():
+            for stream in streams:
+                if stream.viewer_id is not None:
+                    pair = (stream.conversation_id, stream.viewer_id)
+                    viewed.setdefault(pair, []).append(stream)
+        if not viewed:
+            return
+        members = await self._read_memberships(list(viewed))
+        for pair, revoked in viewed.items():
+            if pair not in members:
+                for stream in revoked:
+                    stream.revoke()
 
     async def _run(self) -> None:
         while self._streams:

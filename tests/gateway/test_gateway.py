@@ -754,3 +754,21 @@ async def test_a_committed_message_whose_event_was_lost_reaches_members_at_the_n
         event = await b.next_event(topic, "new_message", timeout=5)
         assert event.payload["message"]["seq"] == 1
         assert event.payload["message"]["content"] == "committed, never published"
+
+
+async def test_a_member_removed_while_the_event_was_lost_stops_following_at_the_next_check(
+    node: RunningNode,
+) -> None:
+    ada, bob = unique("ada"), unique("bob")
+    cid = await _group(node, ada, bob)
+    topic = f"conversation:{cid}"
+    async with node.client(bob) as b:
+        await b.join(topic, {})
+        await b.next_event(topic, "presence_state")
+        # Removed in the store by another node whose member_removed event never came.
+        await node.node.store.get().store.remove_member(cid, bob)
+        await node.node.messaging.get().positions.check()
+        await b.next_event(topic, "phx_close", timeout=5)
+        await node.node.messaging.get().send(ada, cid, Draft(client_id="after", content="x"))
+        with pytest.raises(TimeoutError):  # nothing more reaches the removed member
+            await b.next_event(topic, "new_message", timeout=0.5)

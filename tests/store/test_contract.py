@@ -164,6 +164,16 @@ async def test_last_seqs_reads_many_conversations_at_once(store: Store) -> None:
     assert await store.last_seqs([]) == {}
 
 
+async def test_memberships_reads_many_pairs_at_once(store: Store) -> None:
+    await make_group(store, "g1")
+    await make_group(store, "g2")
+    await store.remove_member("g2", "bob")
+    pairs = [("g1", "bob"), ("g2", "bob"), ("g2", "carol"), ("nope", "bob"), ("g1", "zed")]
+    pairs += [("g1", f"stranger-{n}") for n in range(1200)]  # more than one SQL list holds
+    assert await store.memberships(pairs) == {("g1", "bob"), ("g2", "carol")}
+    assert await store.memberships([]) == set()
+
+
 async def test_a_retried_client_id_returns_the_original(store: Store) -> None:
     await make_group(store)
     original = message("g1", 1, client="client-1", content="first try")

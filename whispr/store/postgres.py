@@ -816,6 +816,18 @@ class PostgresStore:
         )
         return int(row[0])
 
+    async def memberships(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        if not pairs:
+            return set()
+        rows = await self._fetch(
+            "SELECT m.conversation_id, m.user_id FROM members m "
+            "JOIN unnest($1::text[], $2::text[]) AS p(conversation_id, user_id) "
+            "ON m.conversation_id = p.conversation_id AND m.user_id = p.user_id",
+            [c for c, _ in pairs],
+            [u for _, u in pairs],
+        )
+        return {(row[0], row[1]) for row in rows}
+
     async def last_seqs(self, conversation_ids: Sequence[str]) -> dict[str, int]:
         if not conversation_ids:
             return {}

@@ -532,6 +532,21 @@ class SqliteStore:
         return int(rows[0][0])
 
     @_serialized
+    async def memberships(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        wanted = list(dict.fromkeys(pairs))
+        found: set[tuple[str, str]] = set()
+        for start in range(0, len(wanted), _IN_CHUNK):
+            chunk = wanted[start : start + _IN_CHUNK]
+            rows_of = ",".join(["(?, ?)"] * len(chunk))
+            rows = await self._all(
+                "SELECT conversation_id, user_id FROM members "
+                f"WHERE (conversation_id, user_id) IN (VALUES {rows_of})",
+                [value for pair in chunk for value in pair],
+            )
+            found.update((row[0], row[1]) for row in rows)
+        return found
+
+    @_serialized
     async def last_seqs(self, conversation_ids: Sequence[str]) -> dict[str, int]:
         ids = list(dict.fromkeys(conversation_ids))
         found: dict[str, int] = {}

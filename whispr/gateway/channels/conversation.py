@@ -144,7 +144,11 @@ class ConversationChannel(Channel):
         messaging = host.ctx.messaging
         conversation, head = await messaging.conversation_at(host.user_id, self.target)
         stream = messaging.stream(
-            self.target, viewer_id=host.user_id, deliver=self._deliver, on_overflow=self._overflow
+            self.target,
+            viewer_id=host.user_id,
+            deliver=self._deliver,
+            on_overflow=self._overflow,
+            on_revoked=self._revoked,
         )
         self.stream = stream
         # Subscribed (events held) before catch-up reads the store: nothing falls in between.
@@ -200,6 +204,12 @@ class ConversationChannel(Channel):
         # Too far behind to be served live in order (too many events held, or a gap the
         # store could not fill): the client reconnects and catches up from its last seq.
         self.host.close(CloseCode.TRY_AGAIN_LATER, "behind; rejoin with last_seq")
+
+    def _revoked(self) -> None:
+        # No longer a member, and the event saying so was lost: the channel ends for good.
+        host = self.host
+        host.send(host.proto.close_channel(self.topic, join_ref=self.join_ref))
+        host.end_channel(self)
 
     def handle_out(self, event: BrokerEvent) -> None:
         host = self.host
