@@ -272,6 +272,7 @@ VALID = {
     "max_frame_bytes": "1024",
     "outbound_buffer_bytes": "4096",
     "inbound_credits": "4",
+    "position_check_s": "0.5",
     "grpc_port": "2",
     "grpc_tokens": "users=t1,moderation=t2",
     "grpc_tls_cert": "/etc/whispr/tls.crt",
