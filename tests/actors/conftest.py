@@ -26,9 +26,12 @@ class Stack:
     supervisor: Ref[Any]
 
 
-async def build_stack(store: Store, broker: MemoryBroker | None = None) -> Stack:
+async def build_stack(
+    store: Store, broker: MemoryBroker | None = None, **supervisor_options: Any
+) -> Stack:
     broker = broker or MemoryBroker()
-    supervisor = DynamicSupervisor.start(max_restarts=1000, max_seconds=1.0)
+    options = {"max_restarts": 1000, "max_seconds": 1.0, **supervisor_options}
+    supervisor = DynamicSupervisor.start(**options)
     await supervisor.started()
     registry = Registry()
     deps = ConversationDeps(
