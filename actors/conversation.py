@@ -9,8 +9,9 @@ edits, deletes, reactions, pins, membership and settings.
 
 Crash-only design: nothing it holds is authoritative. Acknowledged writes are
 in the store before the caller hears back, so a crashed or passivated actor
-is simply started afresh from the store on the next call (its children are
-``temporary``: the next call, not the supervisor, brings it back).
+is simply started afresh from the store: after a crash by its supervisor
+(``transient``: at most 3 restarts in 60 s, then the next call starts it
+again), after passivation (a normal exit) by the next call.
 
 Sends are pipelined: the actor answers each one after its commit but takes
 the next ones meanwhile, and the store gives the seqs at commit time (see

@@ -7,8 +7,12 @@ which need no ordering with sends. Both paths enforce the same rules
 
 An actor may die between being found and being called (it passivated, it
 crashed, its node's supervisor is restarting). Every write is safe to retry
-(sends by client id, the others are idempotent), so a call that meets a dead
-actor is retried on a fresh one.
+(sends by client id, the others are idempotent), so a call that meets an actor
+that stopped normally is retried on a fresh one. A call that was in the actor
+when it crashed is answered ``unavailable`` at once (it may or may not have
+taken effect, and the client retries it): the supervisor restarts the actor
+(``transient``, at most 3 restarts in 60 s each, ``whispr.node``), registered
+under the same name, so the retry finds it running.
 
 Calls are asks of a typed :class:`~actors.calls.Call` on the actor's ref,
 all through :meth:`Messaging._ask`, which mypy checks against the actor's
@@ -36,7 +40,7 @@ from actors.ids import new_id
 from actors.model import Conversation, ConversationSummary, Member, Message
 from actors.rules import MAX_PAGE
 from actors.stream import POSITION_CHECK_S, ConversationStream, Deliver, PositionCheck
-from supervisors import ChildSpec, Ref, Registry, Restart
+from supervisors import ChildSpec, Ref, Registry, Restart, StartChildError
 
 __all__ = ["Messaging"]
 
@@ -379,24 +383,46 @@ class Messaging:
     async def _actor(self, conversation_id: str) -> Ref[Any]:
         if not conversation_id or len(conversation_id) > 64:
             raise WhisprError(Reason.NOT_FOUND, f"no conversation {conversation_id!r}")
-        deps = self.deps
+        key = ("conversation", conversation_id)
 
         async def start() -> Ref[Any]:
             # Checked here so an unknown id is a plain refusal, not an actor crash.
-            if await deps.store.get_conversation(conversation_id) is None:
+            if await self.deps.store.get_conversation(conversation_id) is None:
                 raise WhisprError(Reason.NOT_FOUND, f"no conversation {conversation_id!r}")
-            spec = ChildSpec(
-                id=("conversation", conversation_id),
-                start=lambda: ConversationActor.start(deps, conversation_id),
-                restart=Restart.TEMPORARY,
-                shutdown=5.0,
-            )
-            return await self._start_child(spec)
+            return await self._start_registered(key, self._spec(conversation_id))
 
         try:
-            return await self.registry.lookup_or_start(("conversation", conversation_id), start)
+            return await self.registry.lookup_or_start(key, start)
         except Exception as exc:
             raise _as_whispr_error(exc) from exc
+
+    def _spec(self, conversation_id: str) -> ChildSpec:
+        """A ``transient`` child: restarted after a crash, not after passivation (normal).
+
+        Each incarnation registers itself (``via``) when it starts, so a restart by the
+        supervisor is found under the same name before the next call arrives.
+        """
+        deps = self.deps
+        key = ("conversation", conversation_id)
+        return ChildSpec(
+            id=key,
+            start=self.registry.via(key, lambda: ConversationActor.start(deps, conversation_id)),
+            restart=Restart.TRANSIENT,
+            shutdown=5.0,
+        )
+
+    async def _start_registered(self, key: tuple[str, str], spec: ChildSpec) -> Ref[Any]:
+        """Start the conversation's actor; the one its supervisor restarted meanwhile, if any."""
+        running = self.registry.whereis(key)
+        if running is not None:
+            return running
+        try:
+            return await self._start_child(spec)
+        except StartChildError:
+            running = self.registry.whereis(key)  # the name was taken by a restart: use it
+            if running is None:
+                raise
+            return running
 
     @overload
     async def _ask(
@@ -436,8 +462,9 @@ class Messaging:
         The answer is what the handler returns, what its coroutine gives, or
         for a handler that returns ``Deferred[R]``, the ``R`` it answers with
         later: the overloads say so to mypy. The live actor is found in the
-        registry (started when there is none) and asked once; if it died in
-        between, a fresh one is asked again.
+        registry (started when there is none) and asked once; if it had stopped
+        normally (passivated) meanwhile, a fresh one is asked again. A crash of the
+        actor while it held the call is ``unavailable`` (see the module docstring).
         """
         call = Call(handler, args, kwargs)
         key = ("conversation", conversation_id)
@@ -447,17 +474,29 @@ class Messaging:
                 ref = await self._actor(conversation_id)
             try:
                 return await ref.ask_soon(call)
+            except WhisprError:
+                raise
             except pykka.ActorDeadError as exc:
-                if attempt == 2:
-                    raise WhisprError(
-                        Reason.UNAVAILABLE, "the conversation is restarting; try again"
-                    ) from exc
+                if attempt == 2 or _crashed(ref):
+                    raise _restarting() from exc
+            except Exception as exc:  # the handler crashed the actor
+                raise _restarting() from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _tell_users(self, user_ids: Sequence[str], event: str, payload: dict[str, Any]) -> None:
         data = encode_event(event, payload)
         for user_id in user_ids:
             self.deps.broker.publish(user_topic(user_id), data)
+
+
+def _crashed(ref: Ref[Any]) -> bool:
+    """Whether the actor ended abnormally (its supervisor restarts it), not by passivating."""
+    reason = ref.exit_reason
+    return reason is not None and reason.abnormal
+
+
+def _restarting() -> WhisprError:
+    return WhisprError(Reason.UNAVAILABLE, "the conversation is restarting; try again")
 
 
 def _as_whispr_error(exc: BaseException) -> WhisprError:

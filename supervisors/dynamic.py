@@ -29,7 +29,13 @@ from supervisors._children import (
     watch_child,
 )
 from supervisors.actor import AsyncioActor
-from supervisors.errors import ChildNotFound, MaxChildrenReached, StartChildError, SupervisorError
+from supervisors.errors import (
+    ChildNotFound,
+    MaxChildrenReached,
+    RestartIntensityExceeded,
+    StartChildError,
+    SupervisorError,
+)
 from supervisors.exits import ExitReason
 from supervisors.ref import Monitor, Ref
 from supervisors.spec import ChildCounts, ChildInfo, ChildSpec, ChildType
@@ -49,6 +55,13 @@ class DynamicSupervisor(AsyncioActor):
 
     ``clock`` is what restart intensity measures time with (seconds, as
     ``time.monotonic``); tests pass a fake one.
+
+    ``child_max_restarts`` in ``child_max_seconds`` bounds the restarts of each
+    child on its own (``None``: no bound but the supervisor's): a child that
+    crashes more often is given up on (logged, forgotten, not restarted) while
+    the supervisor and its other children carry on. OTP has only the
+    supervisor's intensity; with thousands of independent children, one child
+    crashing in a loop would otherwise use up the budget of all of them.
     """
 
     expected_errors = (SupervisorError,)
@@ -61,6 +74,8 @@ class DynamicSupervisor(AsyncioActor):
         max_seconds: float = 5.0,
         name: str | None = None,
         clock: Callable[[], float] = time.monotonic,
+        child_max_restarts: int | None = None,
+        child_max_seconds: float = 5.0,
     ) -> None:
         super().__init__()
         if max_children is not None and max_children < 0:
@@ -69,6 +84,12 @@ class DynamicSupervisor(AsyncioActor):
         self.name = name or type(self).__name__
         self.max_children = max_children
         self._intensity = RestartIntensity(self.name, max_restarts, max_seconds, clock)
+        self._clock = clock
+        self._child_limit = (
+            None if child_max_restarts is None else (child_max_restarts, child_max_seconds)
+        )
+        # The restarts of each child restarted at least once, kept with its live ref.
+        self._child_restarts: dict[Ref[Any], RestartIntensity] = {}
         # Insertion-ordered: which_children lists children in start order.
         self._children: dict[Ref[Any], tuple[ChildSpec, Monitor]] = {}
         # The tasks that answer start_child once a child's on_start is done.
@@ -127,6 +148,7 @@ class DynamicSupervisor(AsyncioActor):
             # Forgotten only now, so that ``_on_exit`` kills a child that is
             # still stopping if this supervisor is killed meanwhile.
             self._children.pop(ref, None)
+            self._child_restarts.pop(ref, None)
 
     def which_children(self) -> list[ChildInfo]:
         """The live children, in start order."""
@@ -158,9 +180,11 @@ class DynamicSupervisor(AsyncioActor):
         # killed meanwhile (a shutdown deadline), ``_on_exit`` kills them.
         await asyncio.gather(*(terminate_child(ref, spec) for ref, (spec, _) in children))
         self._children.clear()
+        self._child_restarts.clear()
 
     def _on_exit(self, reason: ExitReason) -> None:
         children, self._children = self._children, {}
+        self._child_restarts.clear()
         for ref, (_, monitor) in children.items():
             monitor.cancel()
             ref.kill(f"supervisor {self.name} exited: {reason}")
@@ -199,6 +223,7 @@ class DynamicSupervisor(AsyncioActor):
         # Synchronous unless a restart is due: a coroutine handler costs the supervisor a
         # loop turn, and a thousand connections closing at once would queue behind it.
         entry = self._children.pop(ref, None)
+        restarts = self._child_restarts.pop(ref, None)
         if entry is None:
             return None
         if not ref.has_started:
@@ -208,10 +233,18 @@ class DynamicSupervisor(AsyncioActor):
             logger.error("%s: child %r exited: %s", self, spec.id, reason)
         if not spec.restart.should_restart(reason):
             return None
-        return self._restart(spec)
+        return self._restart(spec, restarts or self._new_child_restarts(spec))
 
-    async def _restart(self, spec: ChildSpec) -> None:
+    def _new_child_restarts(self, spec: ChildSpec) -> RestartIntensity | None:
+        if self._child_limit is None:
+            return None
+        max_restarts, max_seconds = self._child_limit
+        return RestartIntensity(f"{self.name}/{spec.id!r}", max_restarts, max_seconds, self._clock)
+
+    async def _restart(self, spec: ChildSpec, restarts: RestartIntensity | None) -> None:
         while True:
+            if not self._child_may_restart(spec, restarts):
+                return
             try:
                 self._intensity.record()
             except Exception:
@@ -219,7 +252,27 @@ class DynamicSupervisor(AsyncioActor):
                 await self.on_stop()
                 raise
             try:
-                await self._start(spec)
-                return
+                ref = await self._start(spec)
             except StartChildError as exc:
                 logger.error("%s: restart of %r failed: %s", self, spec.id, exc)
+                continue
+            if restarts is not None:
+                self._child_restarts[ref] = restarts
+            return
+
+    def _child_may_restart(self, spec: ChildSpec, restarts: RestartIntensity | None) -> bool:
+        """Count one restart of this child; False once it has used up its own bound."""
+        if restarts is None:
+            return True
+        try:
+            restarts.record()
+        except RestartIntensityExceeded:
+            logger.error(
+                "%s: child %r restarted more than %d times in %g s; giving up on it",
+                self,
+                spec.id,
+                restarts.max_restarts,
+                restarts.max_seconds,
+            )
+            return False
+        return True

@@ -139,13 +139,32 @@ def _service(node: Node, name: str, start: Callable[[], Ref[Any]] | None = None)
     return ChildSpec(id=name, start=node.registry.via(name, start), shutdown=10.0)
 
 
-def _dynamic(node: Node, name: str, max_children: int | None) -> ChildSpec:
+#: The restart intensity of one conversation actor (the specification's): a
+#: conversation that crashes more often is given up on until its next call.
+CONVERSATION_MAX_RESTARTS = 3
+CONVERSATION_MAX_SECONDS = 60.0
+
+
+def _dynamic(
+    node: Node,
+    name: str,
+    max_children: int | None,
+    child_intensity: tuple[int, float] | None = None,
+) -> ChildSpec:
+    child_max_restarts, child_max_seconds = child_intensity or (None, 5.0)
+
     def start() -> Ref[Any]:
         # Children of these are many and independent (one per conversation
         # or per socket): a burst of crashes among them must not take the
-        # node down, so intensity is far above OTP's default of 1 in 5 s.
+        # node down, so intensity is far above OTP's default of 1 in 5 s;
+        # one child crashing in a loop is bounded by its own intensity.
         return DynamicSupervisor.start(
-            max_children=max_children, max_restarts=1000, max_seconds=5.0, name=name
+            max_children=max_children,
+            max_restarts=1000,
+            max_seconds=5.0,
+            name=name,
+            child_max_restarts=child_max_restarts,
+            child_max_seconds=child_max_seconds,
         )
 
     return ChildSpec(id=name, start=node.registry.via(name, start), type=ChildType.SUPERVISOR)
@@ -168,7 +187,12 @@ def node_tree(node: Node) -> list[ChildSpec]:
             lambda: _spawn(PresenceService, settings, node.broker.get(), node.presence),
         ),
         _service(node, "siblings", lambda: _spawn(SiblingsService, settings, node.siblings)),
-        _dynamic(node, "conversations", max_children=None),
+        _dynamic(
+            node,
+            "conversations",
+            max_children=None,
+            child_intensity=(CONVERSATION_MAX_RESTARTS, CONVERSATION_MAX_SECONDS),
+        ),
         _service(
             node,
             "messaging",

@@ -28,10 +28,15 @@ class Stack:
 
 
 async def build_stack(
-    store: Store, broker: MemoryBroker | None = None, *, members_max_age_s: float | None = None
+    store: Store,
+    broker: MemoryBroker | None = None,
+    *,
+    members_max_age_s: float | None = None,
+    **supervisor_options: Any,
 ) -> Stack:
     broker = broker or MemoryBroker()
-    supervisor = DynamicSupervisor.start(max_restarts=1000, max_seconds=1.0)
+    options = {"max_restarts": 1000, "max_seconds": 1.0, **supervisor_options}
+    supervisor = DynamicSupervisor.start(**options)
     await supervisor.started()
     registry = Registry()
     deps = ConversationDeps(

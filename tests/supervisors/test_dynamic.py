@@ -223,6 +223,31 @@ async def test_restart_intensity_escalates_and_stops_every_child() -> None:
     assert ("stop", "bystander") in log
 
 
+async def test_a_child_over_its_own_bound_is_given_up_on_alone() -> None:
+    log: Log = []
+    now = [0.0]
+    sup, proxy = await start_dynamic(
+        max_restarts=1000, child_max_restarts=2, child_max_seconds=60, clock=lambda: now[0]
+    )
+    bystander = await within(proxy.start_child(worker_spec("bystander", log)))
+    child = await within(proxy.start_child(worker_spec("c", log, restart=Restart.TRANSIENT)))
+    for _ in range(2):
+        await exit_child(child, "crash")
+        child = await replacement(proxy, child)
+    now[0] = 61.0  # the earlier restarts fall out of this child's window
+    for _ in range(2):
+        await exit_child(child, "crash")
+        child = await replacement(proxy, child)
+    await exit_child(child, "crash")  # a third restart within 60 s: given up on
+    assert await live_refs(proxy) == [bystander]
+    other = await within(proxy.start_child(worker_spec("other", log)))
+    for _ in range(2):  # each child has its own count
+        await exit_child(other, "crash")
+        other = await replacement(proxy, other)
+    assert sup.is_alive()
+    assert bystander.is_alive()
+
+
 async def test_stop_terminates_children_concurrently() -> None:
     # Every child's on_stop waits until all of them are in on_stop: that only
     # finishes if they are stopped at the same time. One after another, the

@@ -150,7 +150,7 @@ class ConnectionActor(AsyncioActor):
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Inbound):
-            if self._closing:
+            if self._closing or self._token_expired():
                 self.credits.release()
                 return None
             events = self._parse(message.data)
@@ -162,9 +162,21 @@ class ConnectionActor(AsyncioActor):
             self._count_frames()
             if self.proto.tick(message.now):
                 self.close(CloseCode.GOING_AWAY, "heartbeat timeout")
-            elif self.identity.expires_at + 60.0 < time.time():
-                self.close(CloseCode.POLICY_VIOLATION, "token expired")
+            else:
+                self._token_expired()
         return None
+
+    def _token_expired(self) -> bool:
+        """Close with 1008 once the token has expired: nothing is taken from the client after.
+
+        Checked at every tick (a silent connection goes within one tick interval of its
+        expiry) and before every frame (one float compare), so no push after the expiry
+        is handled, however soon after it arrives.
+        """
+        if self.identity.expires_at > time.time():
+            return False
+        self.close(CloseCode.POLICY_VIOLATION, "token expired")
+        return True
 
     def _parse(self, data: str | bytes) -> list[Any]:
         self.received += 1
