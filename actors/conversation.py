@@ -263,6 +263,7 @@ class ConversationActor(AsyncioActor):
         rules.check_client_id(draft.client_id)
         rules.check_content(draft.content, self.deps.max_content_bytes)
         rules.check_attachments(draft.kind, draft.content, draft.attachments)
+        rules.check_metadata(draft.metadata)
         if draft.reply_to is not None and not 1 <= draft.reply_to <= self.last_seq:
             raise WhisprError(
                 Reason.INVALID, f"reply_to {draft.reply_to} is not a message here", field="reply_to"
@@ -276,7 +277,9 @@ class ConversationActor(AsyncioActor):
     def post_system(self, event: str, details: dict[str, Any], client_id: str) -> Deferred[Message]:
         """A system message (member added, title changed, ...), sequenced like any other."""
         rules.check_client_id(client_id)
-        self._enqueue(SYSTEM_SENDER, _system_draft(event, details, client_id), self.defer_reply())
+        draft = _system_draft(event, details, client_id)
+        rules.check_metadata(draft.metadata)
+        self._enqueue(SYSTEM_SENDER, draft, self.defer_reply())
         return DEFERRED
 
     def post_as_service(self, service_id: str, draft: Draft) -> Message | Deferred[Message]:
@@ -291,6 +294,7 @@ class ConversationActor(AsyncioActor):
         rules.check_client_id(draft.client_id)
         rules.check_content(draft.content, self.deps.max_content_bytes)
         rules.check_attachments(draft.kind, draft.content, draft.attachments)
+        rules.check_metadata(draft.metadata)
         known = self._by_client.get((service_id, draft.client_id))
         if known is not None and known in self._recent:
             return self._recent[known]
@@ -385,6 +389,7 @@ class ConversationActor(AsyncioActor):
             rules.require_group(conversation)
         else:
             rules.require_admin(conversation, self.members, user_id)
+        rules.check_user_ids(new_user_ids)
         fresh = [u for u in dict.fromkeys(new_user_ids) if u and u not in self.members]
         if len(self.members) + len(fresh) > rules.MAX_GROUP_MEMBERS:
             raise WhisprError(
@@ -554,8 +559,8 @@ class ConversationActor(AsyncioActor):
                 inserted.append(message)
             elif result.status == "duplicate":
                 self._remember(message)
-            else:  # the store sequences these sends: a conflict means something is wrong
-                error = WhisprError(Reason.UNAVAILABLE, "could not order the message; try again")
+            else:
+                error = _refusal(result)
                 for reply in entry.replies:
                     self.reply_error(reply, error)
                 continue
@@ -678,3 +683,12 @@ class ConversationActor(AsyncioActor):
 
 def _system_draft(event: str, details: dict[str, Any], client_id: str) -> Draft:
     return Draft(client_id=client_id, kind="system", metadata={"event": event, **details})
+
+
+def _refusal(result: InsertResult) -> WhisprError:
+    """The answer to a send the store did not write: its own refusal, or try again."""
+    if result.status == "invalid":  # this message alone; the rest of its batch was written
+        details = {} if result.field is None else {"field": result.field}
+        return WhisprError(Reason.INVALID, result.detail, **details)
+    # The store sequences these sends: a conflict means something is wrong.
+    return WhisprError(Reason.UNAVAILABLE, "could not order the message; try again")

@@ -81,6 +81,7 @@ class Messaging:
     ) -> Conversation:
         """A new group owned by its creator, with the given members."""
         rules.check_title(title)
+        rules.check_user_ids(member_ids)
         others = [u for u in dict.fromkeys(member_ids) if u and u != creator_id]
         if len(others) + 1 > rules.MAX_GROUP_MEMBERS:
             raise WhisprError(
@@ -114,6 +115,7 @@ class Messaging:
         """The one direct conversation between two users, created on first use."""
         if not other_id or other_id == user_id:
             raise WhisprError(Reason.INVALID, "a direct conversation needs another user")
+        rules.check_user_ids([other_id], "user_id")
         conversation = await self.deps.store.get_or_create_direct(
             user_id, other_id, self.deps.clock()
         )
@@ -193,6 +195,8 @@ class Messaging:
         (``before``, ``before_id``), so conversations active at the same
         instant are neither skipped nor repeated.
         """
+        if before_id is not None:
+            rules.check_text(before_id, "before_id")
         return await self.deps.store.list_user_conversations(
             user_id, rules.page_limit(limit), before, before_id=before_id
         )
@@ -341,6 +345,7 @@ class Messaging:
         """Record that one of the user's devices has messages up to ``seq``."""
         _, last_seq = await self._require_member(user_id, conversation_id)
         rules.check_position(seq, "seq")
+        rules.check_text(device_id, "device_id")
         cursor = await self.deps.store.mark_delivered(
             conversation_id, user_id, device_id, min(seq, last_seq)
         )
@@ -383,6 +388,7 @@ class Messaging:
     async def _actor(self, conversation_id: str) -> Ref[Any]:
         if not conversation_id or len(conversation_id) > 64:
             raise WhisprError(Reason.NOT_FOUND, f"no conversation {conversation_id!r}")
+        rules.check_text(conversation_id, "conversation_id")
         key = ("conversation", conversation_id)
 
         async def start() -> Ref[Any]:

@@ -131,8 +131,13 @@ class InsertResult(msgspec.Struct, frozen=True, kw_only=True):
 
     ``inserted``: it is durable as given. ``duplicate``: the sender's client
     id was already stored; ``message`` is the original. ``seq_conflict``:
-    another writer took that seq; nothing was written.
+    another writer took that seq; nothing was written. ``invalid``: the store
+    refused this message alone (``detail`` says why, in Whispr's words, and
+    ``field`` names the field when known); the rest of the batch was written
+    without it.
     """
 
-    status: Literal["inserted", "duplicate", "seq_conflict"]
+    status: Literal["inserted", "duplicate", "seq_conflict", "invalid"]
     message: Message
+    detail: str = ""
+    field: str | None = None

@@ -27,8 +27,10 @@ device connected get the message over it instead (the caller checks that).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import emoji
+import msgspec
 
 from actors.errors import Reason, WhisprError
 from actors.model import Attachment, Conversation, Member, Message
@@ -37,13 +39,18 @@ __all__ = [
     "MAX_ATTACHMENTS",
     "MAX_CLIENT_ID",
     "MAX_GROUP_MEMBERS",
+    "MAX_METADATA_BYTES",
+    "MAX_METADATA_DEPTH",
     "MAX_PAGE",
     "MAX_TITLE",
     "check_attachments",
     "check_client_id",
     "check_content",
     "check_emoji",
+    "check_metadata",
+    "check_text",
     "check_title",
+    "check_user_ids",
     "page_limit",
     "push_recipients",
     "require_admin",
@@ -57,11 +64,16 @@ MAX_ATTACHMENT_BYTES = 2 * 1024**3
 MAX_CLIENT_ID = 64
 MAX_TITLE = 200
 MAX_GROUP_MEMBERS = 1000
+MAX_METADATA_BYTES = 16 * 1024
+"""The most a message's metadata may weigh, as JSON (mentions, reply previews, e2e headers)."""
+MAX_METADATA_DEPTH = 8
+"""The deepest metadata may nest (objects and arrays), so that walking it is cheap and bounded."""
 MAX_PAGE = 200
 """The most messages or conversations one page holds, whatever is asked."""
 MAX_SEQ = 2**63 - 1
 """The largest seq a conversation can reach: the stores keep seqs as 64-bit integers."""
 _ADMINS = frozenset({"owner", "admin"})
+_json = msgspec.json.Encoder()
 
 
 def require_member(members: Mapping[str, Member], user_id: str) -> Member:
@@ -99,17 +111,38 @@ def require_can_post(
     return member
 
 
-def check_content(content: str, max_bytes: int) -> None:
-    """Content fits the size limit (bytes of UTF-8, as clients count them) and has no NUL.
+def check_text(value: str, field: str) -> None:
+    """Text that both stores hold alike: no NUL character and no lone surrogate.
 
-    NUL is refused because PostgreSQL text cannot hold it: one such message
-    would fail the whole group-commit batch it joined.
+    Every string a client or a service gives goes through this before it reaches a
+    group-commit batch or a store. PostgreSQL text and jsonb cannot hold NUL (SQLite
+    would store it) nor a lone surrogate (msgspec decodes one from a JSON ``\\ud800``
+    escape, and UTF-8 cannot encode it): refused here, naming the field, such a value
+    never becomes a database error or a difference between the stores.
     """
-    if "\x00" in content:
+    if "\x00" in value or not _encodable(value):
         raise WhisprError(
-            Reason.INVALID, "content must not contain NUL characters", field="content"
+            Reason.INVALID,
+            f"{field} must be valid text, without NUL characters or lone surrogates",
+            field=field,
         )
-    size = len(content.encode("utf-8", "surrogatepass"))
+
+
+def _encodable(value: str) -> bool:
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_content(content: str, max_bytes: int) -> None:
+    """Content fits the size limit (bytes of UTF-8, as clients count them) and is valid text
+    (:func:`check_text`)."""
+    check_text(content, "content")
+    size = len(content.encode("utf-8"))
     if size > max_bytes:
         raise WhisprError(
             Reason.TOO_LARGE,
@@ -125,6 +158,57 @@ def check_client_id(client_id: str) -> None:
         raise WhisprError(
             Reason.INVALID, f"client_id must be 1 to {MAX_CLIENT_ID} characters", field="client_id"
         )
+    check_text(client_id, "client_id")
+
+
+def check_user_ids(user_ids: Sequence[str], field: str = "user_ids") -> None:
+    """User ids given in a request (members to add, a direct conversation's other user)."""
+    for user_id in user_ids:
+        if not isinstance(user_id, str):
+            raise WhisprError(Reason.INVALID, f"{field} must hold strings", field=field)
+        check_text(user_id, field)
+
+
+def check_metadata(metadata: Mapping[str, Any]) -> None:
+    """A message's metadata: valid text in every key and string at any depth, bounded
+    depth (:data:`MAX_METADATA_DEPTH`) and size (:data:`MAX_METADATA_BYTES`).
+
+    Metadata is the client's own JSON, stored as jsonb on PostgreSQL: one NUL in a key
+    deep inside would otherwise be the database's refusal.
+    """
+    _check_json(metadata, 1)
+    size = len(_json.encode(metadata))
+    if size > MAX_METADATA_BYTES:
+        raise WhisprError(
+            Reason.TOO_LARGE,
+            f"metadata is {size} bytes of JSON; the limit is {MAX_METADATA_BYTES}",
+            field="metadata",
+            limit=MAX_METADATA_BYTES,
+            size=size,
+        )
+
+
+def _check_json(value: object, depth: int) -> None:
+    if isinstance(value, str):
+        check_text(value, "metadata")
+        return
+    if not isinstance(value, dict | list | tuple):
+        return
+    if depth > MAX_METADATA_DEPTH:
+        raise WhisprError(
+            Reason.INVALID,
+            f"metadata nests at most {MAX_METADATA_DEPTH} levels deep",
+            field="metadata",
+        )
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise WhisprError(Reason.INVALID, "metadata keys are strings", field="metadata")
+            check_text(key, "metadata")
+            _check_json(item, depth + 1)
+        return
+    for item in value:
+        _check_json(item, depth + 1)
 
 
 def check_attachments(kind: str, content: str, attachments: Sequence[Attachment]) -> None:
@@ -152,6 +236,9 @@ def check_attachments(kind: str, content: str, attachments: Sequence[Attachment]
 
 
 def _attachment_problem(item: Attachment) -> str | None:
+    for text, name in ((item.id, "id"), (item.mime_type, "mime_type"), (item.name, "name")):
+        if "\x00" in text or not _encodable(text):
+            return f"{name} must be valid text, without NUL characters or lone surrogates"
     if not item.id or len(item.id) > 128:
         return "id must be 1 to 128 characters"
     mime = item.mime_type
@@ -160,23 +247,27 @@ def _attachment_problem(item: Attachment) -> str | None:
         return f"mime_type {mime!r} is not a type/subtype"
     if not 0 < item.size <= MAX_ATTACHMENT_BYTES:
         return f"size must be between 1 and {MAX_ATTACHMENT_BYTES} bytes"
-    if not item.name or len(item.name) > 255 or "/" in item.name or "\x00" in item.name:
+    if not item.name or len(item.name) > 255 or "/" in item.name:
         return "name must be 1 to 255 characters, without '/'"
     return None
 
 
 def check_emoji(value: str) -> None:
     """A reaction is exactly one emoji (skin tones and ZWJ sequences included)."""
+    check_text(value, "emoji")
     if not value or len(value) > 32 or not emoji.is_emoji(value):
         raise WhisprError(Reason.INVALID, f"{value!r} is not an emoji", field="emoji")
 
 
 def check_title(title: str | None) -> None:
     """Group titles are optional, at most 200 characters, and not blank."""
-    if title is not None and (not title.strip() or len(title) > MAX_TITLE):
+    if title is None:
+        return
+    if not title.strip() or len(title) > MAX_TITLE:
         raise WhisprError(
             Reason.INVALID, f"title must be 1 to {MAX_TITLE} characters", field="title"
         )
+    check_text(title, "title")
 
 
 def check_position(value: object, field: str) -> int:

@@ -34,7 +34,10 @@ class Batcher(Generic[T, R]):
 
     ``flush`` gets a batch and returns one result per item, in order. If it
     raises, every item of that batch gets the exception: nothing in a failed
-    batch is acknowledged, and callers decide whether to retry.
+    batch is acknowledged, and callers decide whether to retry. So a flush that
+    can tell one item's failure from the whole batch's should say so in that
+    item's result rather than raise (the stores' group commit does, see
+    ``whispr/store/_isolate.py``): the Batcher knows nothing of the items.
 
     :meth:`submit_many` hands over several items that must be handled
     together: they go into one batch, in order, so that they succeed or fail

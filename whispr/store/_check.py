@@ -18,6 +18,7 @@ from typing import Any, get_args
 from actors import rules
 from actors.errors import Reason, WhisprError
 from actors.model import (
+    Attachment,
     Conversation,
     ConversationKind,
     Member,
@@ -62,11 +63,9 @@ def name(value: Any, field: str) -> None:
 
 
 def _text(value: str, field: str) -> None:
-    # PostgreSQL text cannot hold NUL, and SQLite would store it: refusing it
-    # here keeps the backends alike and names the field, instead of failing
-    # a whole group-commit batch with the driver's error.
-    if "\x00" in value:
-        raise WhisprError(Reason.INVALID, f"{field} must not contain NUL characters", field=field)
+    # One rule for the actors and both stores (rules.check_text): NUL and lone
+    # surrogates are refused naming the field, never left to the database.
+    rules.check_text(value, field)
 
 
 def _time(value: Any, field: str, *, optional: bool = False) -> None:
@@ -175,10 +174,12 @@ def messages(batch: Sequence[Message]) -> None:
             and _plain_name(m.sender_id)
             and m.kind in _MESSAGE_KINDS
             and type(m.content) is str
-            and "\x00" not in m.content
+            and _plain_text(m.content)
+            and not m.attachments
             and type(m.created_at) is float
             and isfinite(m.created_at)
             and type(m.metadata) is dict
+            and not m.metadata
             and (reply_to is None or (type(reply_to) is int and reply_to >= 1))
             and (
                 type(m) is Unsequenced
@@ -209,10 +210,28 @@ def messages(batch: Sequence[Message]) -> None:
         _time(m.created_at, "created_at")
         if not isinstance(m.metadata, dict):
             raise WhisprError(Reason.INVALID, "metadata must be an object", field="metadata")
+        rules.check_metadata(m.metadata)
+        _attachments(m.attachments)
+
+
+def _attachments(items: Sequence[Attachment]) -> None:
+    """Attachments' text, as the rules check it (their other limits are the actors')."""
+    for item in items:
+        for value, field in ((item.id, "id"), (item.mime_type, "mime_type"), (item.name, "name")):
+            if not isinstance(value, str):
+                raise WhisprError(
+                    Reason.INVALID, f"attachment {field} must be a string", field="attachments"
+                )
+            _text(value, "attachments")
 
 
 def _plain_name(value: Any) -> bool:
-    return type(value) is str and 0 < len(value) <= MAX_ID_LENGTH and "\x00" not in value
+    return type(value) is str and 0 < len(value) <= MAX_ID_LENGTH and _plain_text(value)
+
+
+def _plain_text(value: str) -> bool:
+    """The fast path's :func:`rules.check_text`: ASCII without NUL, the common case."""
+    return value.isascii() and "\x00" not in value
 
 
 def edit(content: Any, edited_at: Any) -> None:

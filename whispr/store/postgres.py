@@ -35,6 +35,7 @@ from typing import Any
 
 import asyncpg
 import msgspec
+import structlog
 
 from actors import rules
 from actors.errors import Reason, WhisprError
@@ -50,9 +51,11 @@ from actors.model import (
 )
 from actors.ports import UNCHANGED
 from supervisors.batching import Batcher
-from whispr.store import _check, _rows, migrations
+from whispr.store import _check, _isolate, _rows, migrations
 
 __all__ = ["PostgresStore"]
+
+log = structlog.get_logger("whispr.store")
 
 _MESSAGE_COLUMNS = (
     "conversation_id, seq, id, client_id, sender_id, kind, content, attachments::text, "
@@ -94,17 +97,33 @@ _KEPT_WRITERS = 4  # connections group commit keeps (a node has two batches in f
 
 
 def _translate(exc: BaseException) -> WhisprError | None:
-    """The catalogue's error for a driver exception, or None for ours to pass through."""
+    """The catalogue's error for a driver exception, or None for ours to pass through.
+
+    The message is Whispr's own: the driver's (which quotes PostgreSQL, values and
+    all) is logged here and never reaches a client.
+    """
     if isinstance(exc, WhisprError):
         return None
+    error = _refusal(exc)
+    if error is not None:
+        log.warning(
+            "postgres error",
+            reason=error.reason.value,
+            error_type=type(exc).__name__,
+            error=str(exc),
+        )
+    return error
+
+
+def _refusal(exc: BaseException) -> WhisprError | None:
     if isinstance(exc, _UNAVAILABLE):
-        return WhisprError(Reason.UNAVAILABLE, f"PostgreSQL unavailable: {exc}")
+        return WhisprError(Reason.UNAVAILABLE, "the message store is unavailable; try again")
     if isinstance(exc, asyncpg.CheckViolationError | asyncpg.DataError):
-        return WhisprError(Reason.INVALID, f"rejected by the database: {exc}")
+        return WhisprError(Reason.INVALID, "the message store cannot hold this value")
     if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
-        return WhisprError(Reason.CONFLICT, f"conflicts with stored data: {exc}")
+        return WhisprError(Reason.CONFLICT, "this conflicts with stored data")
     if isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError):
-        return WhisprError(Reason.UNAVAILABLE, f"PostgreSQL error: {exc}")
+        return WhisprError(Reason.UNAVAILABLE, "the message store failed; try again")
     return None
 
 
@@ -271,7 +290,7 @@ class PostgresStore:
             error = _translate(exc)
             if error is None:
                 raise
-            raise WhisprError(Reason.UNAVAILABLE, f"PostgreSQL unreachable: {exc}") from exc
+            raise WhisprError(Reason.UNAVAILABLE, "the message store is unreachable") from exc
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -621,9 +640,11 @@ class PostgresStore:
     # -- messages ------------------------------------------------------------------------
 
     async def insert_messages(self, batch: Sequence[Message]) -> list[InsertResult]:
-        if not batch:
-            return []
-        _check.messages(batch)
+        """Group commit; a message the store refuses is ``invalid`` alone (``_isolate``)."""
+        return await _isolate.insert_isolated(self._insert_batch, batch)
+
+    async def _insert_batch(self, batch: Sequence[Message]) -> list[InsertResult]:
+        """The batch in one atomic round trip; ``batch`` passed the store's checks."""
         given = [m for m in batch if type(m) is not Unsequenced]
         if len(given) == len(batch):
             return await self._insert_given(batch)

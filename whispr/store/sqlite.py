@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
+import structlog
 
 from actors import rules
 from actors.errors import Reason, WhisprError
@@ -32,9 +33,11 @@ from actors.model import (
     Unsequenced,
 )
 from actors.ports import UNCHANGED
-from whispr.store import _check, _rows, migrations
+from whispr.store import _check, _isolate, _rows, migrations
 
 __all__ = ["SqliteStore"]
+
+log = structlog.get_logger("whispr.store")
 
 #: Ids per ``IN (...)`` list: well under SQLite's limit on a statement's variables.
 _IN_CHUNK = 500
@@ -71,19 +74,31 @@ class _TaskLock:
                 self._lock.release()
 
 
+def _translate(exc: sqlite3.Error | ValueError) -> WhisprError:
+    """The catalogue's error for a driver exception, in Whispr's words (the driver's,
+    which quote the database, are logged here and never reach a client)."""
+    if isinstance(exc, sqlite3.IntegrityError):
+        if "CHECK constraint" in str(exc):
+            error = WhisprError(Reason.INVALID, "the message store cannot hold this value")
+        else:
+            error = WhisprError(Reason.CONFLICT, "this conflicts with stored data")
+    else:
+        error = WhisprError(Reason.UNAVAILABLE, "the message store is unavailable; try again")
+    log.warning(
+        "sqlite error", reason=error.reason.value, error_type=type(exc).__name__, error=str(exc)
+    )
+    return error
+
+
 def _serialized(method: F) -> F:
     @functools.wraps(method)
     async def serialized(self: SqliteStore, *args: Any, **kwargs: Any) -> Any:
         async with self._lock.hold():
             try:
                 return await method(self, *args, **kwargs)
-            except sqlite3.IntegrityError as exc:
-                if "CHECK constraint" in str(exc):
-                    raise WhisprError(Reason.INVALID, f"rejected by the database: {exc}") from exc
-                raise WhisprError(Reason.CONFLICT, f"conflicts with stored data: {exc}") from exc
             except (sqlite3.Error, ValueError) as exc:
                 # ValueError: aiosqlite's "no active connection" after a close.
-                raise WhisprError(Reason.UNAVAILABLE, f"SQLite unavailable: {exc}") from exc
+                raise _translate(exc) from exc
 
     return serialized  # type: ignore[return-value]
 
@@ -388,9 +403,13 @@ class SqliteStore:
 
     # -- messages ------------------------------------------------------------------------
 
-    @_serialized
     async def insert_messages(self, batch: Sequence[Message]) -> list[InsertResult]:
-        _check.messages(batch)
+        """Group commit; a message the store refuses is ``invalid`` alone (``_isolate``)."""
+        return await _isolate.insert_isolated(self._insert_batch, batch)
+
+    @_serialized
+    async def _insert_batch(self, batch: Sequence[Message]) -> list[InsertResult]:
+        """The batch in one transaction; ``batch`` passed the store's checks."""
         db = self.db
         results: list[InsertResult] = []
         await db.execute("BEGIN IMMEDIATE")
