@@ -279,7 +279,7 @@ class ConversationActor(AsyncioActor):
         rules.check_client_id(client_id)
         draft = _system_draft(event, details, client_id)
         rules.check_metadata(draft.metadata)
-        self._enqueue(SYSTEM_SENDER, draft, self.defer_reply())
+        self._enqueue(SYSTEM_SENDER, draft, self.defer_reply(), trusted=True)
         return DEFERRED
 
     def post_as_service(self, service_id: str, draft: Draft) -> Message | Deferred[Message]:
@@ -298,7 +298,7 @@ class ConversationActor(AsyncioActor):
         known = self._by_client.get((service_id, draft.client_id))
         if known is not None and known in self._recent:
             return self._recent[known]
-        self._enqueue(service_id, draft, self.defer_reply())
+        self._enqueue(service_id, draft, self.defer_reply(), trusted=True)
         return DEFERRED
 
     async def edit(self, user_id: str, seq: int, content: str) -> Message:
@@ -477,7 +477,14 @@ class ConversationActor(AsyncioActor):
     # original for a duplicate, or ``unavailable``), and what queued
     # meanwhile goes as the next chunk. Acknowledged means committed.
 
-    def _enqueue(self, sender_id: str, draft: Draft, reply: pykka.Future[Any] | None) -> None:
+    def _enqueue(
+        self,
+        sender_id: str,
+        draft: Draft,
+        reply: pykka.Future[Any] | None,
+        *,
+        trusted: bool = False,
+    ) -> None:
         key = (sender_id, draft.client_id)
         entry = self._pending.get(key)
         if entry is not None:  # the same send again while it is on its way: one message
@@ -494,6 +501,7 @@ class ConversationActor(AsyncioActor):
             reply_to=draft.reply_to,
             created_at=self.deps.clock(),
             metadata=draft.metadata,
+            trusted_sender=trusted,
         )
         entry = _Pending(key, message, reply)
         self._pending[key] = entry
@@ -503,9 +511,9 @@ class ConversationActor(AsyncioActor):
         # together send again together) share a chunk.
 
     async def _append(self, sender_id: str, draft: Draft) -> Message:
-        """Send from inside a handler (system messages) and wait for the commit."""
+        """Send a system message from inside a handler and wait for the commit."""
         reply: AsyncioFuture[Message] = AsyncioFuture()
-        self._enqueue(sender_id, draft, reply)
+        self._enqueue(sender_id, draft, reply, trusted=True)
         if self._committing is None:
             self._submit()  # no drain follows while this handler waits
         return await reply
@@ -560,6 +568,8 @@ class ConversationActor(AsyncioActor):
             elif result.status == "duplicate":
                 self._remember(message)
             else:
+                if result.status == "not_member":  # removed, and this node had not heard
+                    self._refresh_members_soon()
                 error = _refusal(result)
                 for reply in entry.replies:
                     self.reply_error(reply, error)
@@ -690,5 +700,7 @@ def _refusal(result: InsertResult) -> WhisprError:
     if result.status == "invalid":  # this message alone; the rest of its batch was written
         details = {} if result.field is None else {"field": result.field}
         return WhisprError(Reason.INVALID, result.detail, **details)
+    if result.status == "not_member":
+        return WhisprError(Reason.NOT_MEMBER, "you are not a member of this conversation")
     # The store sequences these sends: a conflict means something is wrong.
     return WhisprError(Reason.UNAVAILABLE, "could not order the message; try again")

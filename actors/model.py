@@ -101,6 +101,11 @@ class Unsequenced(Message, frozen=True, kw_only=True, omit_defaults=True):
     """
 
     seq: int = 0
+    #: The sender is the system or a sibling service, not a member. Otherwise the store
+    #: writes the message only if its sender is a member when the batch is written, under
+    #: the conversation's row lock that a removal takes too: once a removal has committed,
+    #: no message of the removed member is accepted, whatever a node's cache still says.
+    trusted_sender: bool = False
 
 
 class ConversationSummary(msgspec.Struct, frozen=True, kw_only=True):
@@ -134,10 +139,11 @@ class InsertResult(msgspec.Struct, frozen=True, kw_only=True):
     another writer took that seq; nothing was written. ``invalid``: the store
     refused this message alone (``detail`` says why, in Whispr's words, and
     ``field`` names the field when known); the rest of the batch was written
-    without it.
+    without it. ``not_member``: the sender was not a member when the batch was
+    written (removed meanwhile); nothing was written for it.
     """
 
-    status: Literal["inserted", "duplicate", "seq_conflict", "invalid"]
+    status: Literal["inserted", "duplicate", "seq_conflict", "invalid", "not_member"]
     message: Message
     detail: str = ""
     field: str | None = None

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from actors.errors import Reason, WhisprError
-from actors.model import Attachment, Conversation, Member, Message
+from actors.model import Attachment, Conversation, Member, Message, Unsequenced
 from actors.ports import Store
 from whispr.store.postgres import PostgresStore
 
@@ -172,6 +172,42 @@ async def test_memberships_reads_many_pairs_at_once(store: Store) -> None:
     pairs += [("g1", f"stranger-{n}") for n in range(1200)]  # more than one SQL list holds
     assert await store.memberships(pairs) == {("g1", "bob"), ("g2", "carol")}
     assert await store.memberships([]) == set()
+
+
+def unsequenced(sender: str, client: str, *, trusted: bool = False) -> Unsequenced:
+    return Unsequenced(
+        conversation_id="g1",
+        id=f"id-{client}",
+        client_id=client,
+        sender_id=sender,
+        kind="text",
+        content="hi",
+        created_at=NOW,
+        trusted_sender=trusted,
+    )
+
+
+async def test_a_send_is_written_only_if_its_sender_is_a_member_then(store: Store) -> None:
+    await make_group(store)
+    await store.remove_member("g1", "carol")
+    batch = [
+        unsequenced("alice", "a1"),
+        unsequenced("carol", "c1"),  # removed: whatever a node's cache still says
+        unsequenced("mallory", "m1"),  # never a member
+        unsequenced("system", "s1", trusted=True),  # the system and services are not members
+        unsequenced("bob", "b1"),
+    ]
+    results = await store.insert_messages(batch)
+    assert [r.status for r in results] == [
+        "inserted",
+        "not_member",
+        "not_member",
+        "inserted",
+        "inserted",
+    ]
+    assert [r.message.seq for r in results if r.status == "inserted"] == [1, 2, 3]  # no gap
+    assert await store.find_by_client_id("g1", "carol", "c1") is None
+    assert await store.last_seq("g1") == 3
 
 
 async def test_a_retried_client_id_returns_the_original(store: Store) -> None:

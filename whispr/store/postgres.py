@@ -526,11 +526,15 @@ class PostgresStore:
             await _insert_members(c, members)
 
     async def remove_member(self, conversation_id: str, user_id: str) -> None:
-        status = await self._execute(
-            "DELETE FROM members WHERE conversation_id = $1 AND user_id = $2",
-            conversation_id,
-            user_id,
-        )
+        # Under the conversation's row lock, as a batch of sends is written: the removal and
+        # a send of the removed member are ordered, so once this commits none is accepted.
+        async with self._connection() as c, c.transaction():
+            await c.execute("SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE", conversation_id)
+            status = await c.execute(
+                "DELETE FROM members WHERE conversation_id = $1 AND user_id = $2",
+                conversation_id,
+                user_id,
+            )
         if status.endswith(" 0"):
             raise WhisprError(Reason.NOT_FOUND, f"{user_id} is not a member")
 
@@ -688,6 +692,8 @@ class PostgresStore:
             seq = seqs.get(index)
             if seq is None:
                 skipped.append(m)
+            elif seq == 0:  # its sender was not a member when the batch was written
+                outcome[index] = InsertResult(status="not_member", message=m)
             else:
                 outcome[index] = InsertResult(status="inserted", message=_rows.sequenced(m, seq))
         if skipped:  # client ids already stored: their originals, in one lookup

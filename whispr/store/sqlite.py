@@ -468,6 +468,13 @@ class SqliteStore:
         original = await self.find_by_client_id(m.conversation_id, m.sender_id, m.client_id)
         if original is not None:
             return InsertResult(status="duplicate", message=original)
+        # Writes are serialized and this runs in the batch's transaction: a removal that
+        # committed before it is seen, and none can commit in between.
+        if not (isinstance(m, Unsequenced) and m.trusted_sender) and not await self._all(
+            "SELECT 1 FROM members WHERE conversation_id = ? AND user_id = ?",
+            (m.conversation_id, m.sender_id),
+        ):
+            return InsertResult(status="not_member", message=m)
         rows = await self._all(
             "SELECT last_seq FROM conversations WHERE id = ?", (m.conversation_id,)
         )
