@@ -56,3 +56,10 @@ class Broker(Protocol):
 
     async def flush(self) -> None:
         """Wait until publishes made so far have been handed to the other nodes."""
+
+    def on_reconnect(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` each time the broker has its connection back after losing it.
+
+        Events published meanwhile, by any node, were lost to this one: whoever relies on
+        them reads the store again (the conversation streams check their positions).
+        """

@@ -70,6 +70,8 @@ class Messaging:
         self.positions = PositionCheck(
             deps.store.last_seqs, deps.store.memberships, interval_s=position_check_s
         )
+        # Events published while the broker was away are lost: check every stream at once.
+        deps.broker.on_reconnect(self.positions.check_soon)
         #: Checks a member's draft before it is sent (media and moderation services);
         #: raises the refusal. None: no check beyond the conversation's rules.
         self.screen = screen
@@ -249,6 +251,7 @@ class Messaging:
 
     async def hide(self, user_id: str, conversation_id: str, seq: int) -> None:
         """Delete for oneself: the message disappears from this user's history only."""
+        rules.check_position(seq, "seq")
         await self._require_member(user_id, conversation_id)
         await self.deps.store.hide_message(conversation_id, seq, user_id)
 

@@ -347,6 +347,8 @@ class PositionCheck:
         self._interval_s = interval_s
         self._streams: dict[str, set[ConversationStream]] = {}
         self._task: asyncio.Task[None] | None = None
+        #: Checks asked for out of turn (``check_soon``), referenced until they end.
+        self._soon: set[asyncio.Task[None]] = set()
 
     def add(self, stream: ConversationStream) -> None:
         """Check ``stream`` from now on (idempotent)."""
@@ -365,9 +367,17 @@ class PositionCheck:
     def close(self) -> None:
         """Stop checking (the node is stopping)."""
         self._streams.clear()
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+        for task in (self._task, *self._soon):
+            if task is not None:
+                task.cancel()
+        self._task = None
+
+    def check_soon(self) -> None:
+        """Check every registered stream now, beside the caller (the broker reconnected)."""
+        if self._streams:
+            task = asyncio.get_running_loop().create_task(self.check())
+            self._soon.add(task)
+            task.add_done_callback(self._soon.discard)
 
     async def check(self) -> None:
         """Check every registered stream now (also what the periodic task does)."""

@@ -216,6 +216,8 @@ async def test_redis_restart_loses_only_live_traffic_and_recovers(
 ) -> None:
     a = RedisBroker(private_redis.url, node_id="a")
     b = RedisBroker(private_redis.url, node_id="b")
+    reconnected: list[str] = []
+    b.on_reconnect(lambda: reconnected.append("b"))
     await a.open()
     await b.open()
     try:
@@ -225,6 +227,7 @@ async def test_redis_restart_loses_only_live_traffic_and_recovers(
         a.publish("room", b"before")
         await a.flush()
         await eventually(lambda: on_b.events == [("room", b"before")])
+        assert reconnected == []  # the first connection is no reconnection
 
         private_redis.kill()
         a.publish("room", b"during")  # never raises; local delivery goes on
@@ -241,6 +244,7 @@ async def test_redis_restart_loses_only_live_traffic_and_recovers(
         await eventually(lambda: on_b.events[-1] == ("room", b"after"), timeout=10)
         assert ("room", b"during") not in on_b.events  # live traffic only, as documented
         assert a.dropped >= 1
+        assert reconnected == ["b"]  # told once, so that what was lost is read from the store
     finally:
         await a.close()
         await b.close()

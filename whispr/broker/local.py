@@ -98,3 +98,6 @@ class MemoryBroker:
 
     async def flush(self) -> None:
         """Publishes are delivered synchronously."""
+
+    def on_reconnect(self, callback: Callable[[], None]) -> None:
+        """Never called: there is no connection to lose."""

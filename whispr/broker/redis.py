@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -85,6 +86,7 @@ class RedisBroker:
         self.unheard = 0
         self.dropped = 0
         self.reconnects = 0
+        self._on_reconnect: list[Callable[[], None]] = []
         self._tag = node_id.encode() + _SEPARATOR
         self._fanout = LocalFanout(on_empty=self._last_handler_gone)
         self._client: aioredis.Redis | None = None
@@ -224,11 +226,23 @@ class RedisBroker:
         with contextlib.suppress(RedisError, OSError):
             await self._pubsub.unsubscribe(channel)
 
+    def on_reconnect(self, callback: Callable[[], None]) -> None:
+        self._on_reconnect.append(callback)
+
+    def _reconnected(self) -> None:
+        for callback in list(self._on_reconnect):
+            try:
+                callback()
+            except Exception:
+                logger.exception("reconnect callback failed")
+
     async def _read_forever(self) -> None:
         backoff = 0.05
         while not self._closed:
             try:
                 await self._connect_subscriber()
+                if self.reconnects:  # back after a loss: what was published meanwhile is lost
+                    self._reconnected()
                 backoff = 0.05
                 while True:
                     # Blocking (no timeout): a read with a timeout pays for a timeout scope
