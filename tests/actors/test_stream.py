@@ -47,9 +47,13 @@ class Follower:
         grace_s: float = 0.001,
         held_limit: int = 10_000,
         read_delay: float = 0.0,
-        positions: PositionCheck | None = None,
+        check_every_s: float | None = None,
     ) -> None:
         self.read_delay = read_delay
+        #: The node's position check over this store, when asked for.
+        self.positions = (
+            None if check_every_s is None else PositionCheck(self.heads, interval_s=check_every_s)
+        )
         self.store_down = False
         self.broker = MemoryBroker()
         self.store = {seq: message(seq) for seq in range(1, stored + 1)}
@@ -66,7 +70,7 @@ class Follower:
             on_overflow=self.overflow,
             grace_s=grace_s,
             held_limit=held_limit,
-            positions=positions,
+            positions=self.positions,
         )
 
     async def read_page(self, after_seq: int) -> Sequence[Message]:
@@ -248,14 +252,8 @@ async def test_replay_pages_through_the_store(since: int) -> None:
 
 async def test_a_message_whose_event_was_lost_with_no_later_one_is_found_by_the_check() -> None:
     # Its publisher died between commit and publish: no later message reveals the gap.
-    holder: list[Follower] = []
-
-    async def heads(ids: Sequence[str]) -> dict[str, int]:
-        return await holder[0].heads(ids)
-
-    positions = PositionCheck(heads, interval_s=0.01)
-    f = Follower(stored=3, positions=positions)
-    holder.append(f)
+    f = Follower(stored=3, check_every_s=0.01)
+    assert f.positions is not None
     await f.stream.subscribe()
     f.stream.start_at(0)
     f.stream.go_live()
@@ -264,30 +262,20 @@ async def test_a_message_whose_event_was_lost_with_no_later_one_is_found_by_the_
     assert f.received == [1, 2, 3]
     assert f.sources == ["live", "store", "store"]
     f.stream.close()
-    positions.close()
+    f.positions.close()
 
 
 async def test_the_check_leaves_an_event_on_its_way_to_arrive() -> None:
-    f = Follower(stored=2, grace_s=0.05)
-    positions = PositionCheck(f.heads, interval_s=3600)
-    f.stream = ConversationStream(
-        f.broker,
-        CONVERSATION,
-        read_page=f.read_page,
-        page_size=PAGE,
-        deliver=f.deliver,
-        on_overflow=f.overflow,
-        grace_s=0.05,
-        positions=positions,
-    )
+    f = Follower(stored=2, grace_s=0.05, check_every_s=3600)
+    assert f.positions is not None
     await f.stream.subscribe()
     f.stream.start_at(0)
     f.stream.go_live()
     f.publish(1)
-    await positions.check()  # the store has 2, whose event is about to arrive
+    await f.positions.check()  # the store has 2, whose event is about to arrive
     f.publish(2)
     await f.settle()
     assert f.received == [1, 2]
     assert f.reads == 0  # nothing read: the event came within the grace
     f.stream.close()
-    positions.close()
+    f.positions.close()
