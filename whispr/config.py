@@ -143,6 +143,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """PostgreSQL DSN; None runs on the embedded SQLite store."""
     sqlite_path: NonEmpty = "whispr.db"
     """The embedded store's file, used when ``database_url`` is None."""
+    store_breaker_failures: Positive = 5
+    """Consecutive outage-type failures of the store (unreachable, too slow) that open its
+    circuit breaker; refusals of input never count."""
+    store_breaker_open_s: Seconds = 30.0
+    """How long the store's open breaker refuses calls at once before trial calls."""
+    store_breaker_trials: Positive = 3
+    """Successful trial calls that close the store's half-open breaker."""
     redis_url: str | None = None
     """Redis URL for cross-node pub/sub; None uses the in-process broker."""
     redis_prefix: NonEmpty = "whispr"

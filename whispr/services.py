@@ -31,6 +31,7 @@ from whispr.gateway.presence import MemoryPresence, Presence, RedisPresence
 from whispr.hooks import PushDispatcher, screen_for
 from whispr.siblings import Siblings
 from whispr.slot import Slot
+from whispr.store.breaker import BreakerStore
 from whispr.store.factory import open_store
 
 __all__ = [
@@ -58,7 +59,8 @@ class StoreHandles:
 
 
 class StoreService(AsyncioActor):
-    """Opens the store (PostgreSQL or SQLite), applies migrations, runs group commit."""
+    """Opens the store (PostgreSQL or SQLite) behind its breaker, applies migrations, runs group
+    commit."""
 
     def __init__(self, settings: Settings, out: Slot[StoreHandles]) -> None:
         super().__init__()
@@ -68,7 +70,17 @@ class StoreService(AsyncioActor):
 
     async def on_start(self) -> None:
         settings = self.settings
-        store = open_store(settings.database_url, settings.sqlite_path)
+        backend = "postgresql" if settings.database_url else "sqlite"
+        # Every data call, group commit's included, goes through the store's breaker: in an
+        # outage they fail at once instead of each waiting for its timeout (see
+        # whispr/store/breaker.py). Opening and migrating bypass it.
+        store = BreakerStore(
+            open_store(settings.database_url, settings.sqlite_path),
+            backend,
+            failures=settings.store_breaker_failures,
+            open_s=settings.store_breaker_open_s,
+            trials=settings.store_breaker_trials,
+        )
         await store.open()
         try:
             await store.migrate()
@@ -84,7 +96,7 @@ class StoreService(AsyncioActor):
         )
         self.handles = StoreHandles(store, commit)
         self.out.set(self.handles)
-        log.info("store open", backend="postgresql" if settings.database_url else "sqlite")
+        log.info("store open", backend=backend)
 
     async def on_stop(self) -> None:
         handles, self.handles = self.handles, None

@@ -1,4 +1,9 @@
-"""A circuit breaker per sibling service, with pybreaker, usable around ``await``.
+"""Circuit breakers with pybreaker, usable around ``await``: one per sibling service.
+
+:class:`Breaker` is the mechanism, told by its owner what counts as a failure and
+where to count its state changes; :class:`SiblingBreaker` is it with the siblings'
+rule and metric. The store uses the same :class:`Breaker` with its own rule
+(:mod:`whispr.store.breaker`), so there is one implementation of the specified breaker.
 
 The specification's numbers are the defaults: 5 consecutive failures open the
 breaker for 30 s; then calls go through as trials, and 3 successful trials close
@@ -21,10 +26,11 @@ from typing import Any, Final, TypeVar
 import grpc
 import pybreaker
 import structlog
+from opentelemetry.metrics import Counter
 
 from whispr.siblings.metrics import SiblingMetrics
 
-__all__ = ["FAILURE_CODES", "BreakerOpen", "SiblingBreaker", "is_failure"]
+__all__ = ["FAILURE_CODES", "Breaker", "BreakerOpen", "SiblingBreaker", "is_failure"]
 
 log = structlog.get_logger("whispr.siblings")
 
@@ -54,9 +60,11 @@ def is_failure(exc: BaseException) -> bool:
 
 
 class _Listener(pybreaker.CircuitBreakerListener):
-    def __init__(self, sibling: str, metrics: SiblingMetrics) -> None:
-        self.sibling = sibling
-        self.metrics = metrics
+    def __init__(self, label: str, name: str, changes: Counter, logger: Any) -> None:
+        self.label = label
+        self.name = name
+        self.changes = changes
+        self.logger = logger
 
     def state_change(
         self,
@@ -67,35 +75,44 @@ class _Listener(pybreaker.CircuitBreakerListener):
         old = old_state.name if old_state is not None else "none"
         if old == new_state.name:
             return  # calls in flight when it opened failed too: not a change
-        self.metrics.breaker_changes.add(1, {"sibling": self.sibling, "state": new_state.name})
-        log.warning(
-            "sibling circuit breaker changed",
-            sibling=self.sibling,
+        self.changes.add(1, {self.label: self.name, "state": new_state.name})
+        self.logger.warning(
+            f"{self.label} circuit breaker changed",
+            **{self.label: self.name},
             old_state=old,
             new_state=new_state.name,
         )
 
 
-class SiblingBreaker:
-    """One sibling's breaker: :meth:`call` runs a coroutine under it."""
+class Breaker:
+    """A breaker around awaited calls: :meth:`call` runs a coroutine under it.
+
+    The owner says what counts: ``is_failure(exc)`` is true for an exception that
+    shows the dependency failing; any other exception is the dependency answering
+    and passes through as it is. Each state change is added to ``changes`` with the
+    labels ``{label: name, "state": new_state}`` and logged as a warning.
+    """
 
     def __init__(
         self,
-        sibling: str,
-        metrics: SiblingMetrics,
+        name: str,
         *,
+        is_failure: Callable[[BaseException], bool],
+        changes: Counter,
+        label: str,
         failures: int = 5,
         open_s: float = 30.0,
         trials: int = 3,
+        logger: Any = log,
     ) -> None:
-        self.sibling = sibling
+        self.name = name
         self._breaker = pybreaker.CircuitBreaker(
             fail_max=failures,
             reset_timeout=open_s,
             success_threshold=trials,
             exclude=[lambda exc: not is_failure(exc)],
-            listeners=[_Listener(sibling, metrics)],
-            name=sibling,
+            listeners=[_Listener(label, name, changes, logger)],
+            name=name,
         )
 
     @property
@@ -118,3 +135,28 @@ class SiblingBreaker:
 
     def _state_for_tests(self) -> Any:
         return self._breaker.state
+
+
+class SiblingBreaker(Breaker):
+    """One sibling's breaker: the siblings' rule (:func:`is_failure`), counted in
+    ``whispr_sibling_breaker_changes`` by ``sibling`` and ``state``."""
+
+    def __init__(
+        self,
+        sibling: str,
+        metrics: SiblingMetrics,
+        *,
+        failures: int = 5,
+        open_s: float = 30.0,
+        trials: int = 3,
+    ) -> None:
+        super().__init__(
+            sibling,
+            is_failure=is_failure,
+            changes=metrics.breaker_changes,
+            label="sibling",
+            failures=failures,
+            open_s=open_s,
+            trials=trials,
+        )
+        self.sibling = sibling
