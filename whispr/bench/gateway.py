@@ -193,14 +193,18 @@ class _CpuMeter:
     nodes: _Nodes
     env: dict[str, str]
     _began: dict[str, float] = field(default_factory=dict)
+    _services_began: dict[str, dict[tuple[int, float], float]] = field(default_factory=dict)
 
     def start(self) -> None:
         self._began = self._read()
+        self._services_began = self._read_services()
 
     def per_message(self, acked: int) -> dict[str, float | None]:
         """µs per message acknowledged since :meth:`start`, and the machine's busy share."""
         now = self._read()
         spent = {name: now[name] - self._began[name] for name in now if name in self._began}
+        for variable, processes in self._read_services().items():
+            spent[variable] = _spent_since(self._services_began.get(variable, {}), processes)
 
         def per(name: str) -> float | None:
             return spent[name] / acked * 1e6 if acked and name in spent else None
@@ -229,12 +233,38 @@ class _CpuMeter:
         }
         if self.nodes.running:
             readings["nodes"] = self.nodes.cpu_seconds()
+        return readings
+
+    def _read_services(self) -> dict[str, dict[tuple[int, float], float]]:
+        """Each local service's processes (pid and start time) and the CPU each has used.
+
+        Per process, because a service's processes come and go during a run (PostgreSQL
+        starts a backend per connection): a sum over whichever exist at each reading would
+        lose an exited process's CPU and could come out negative.
+        """
+        readings: dict[str, dict[tuple[int, float], float]] = {}
         for variable, name in _SERVICE_PROCESSES.items():
             url = self.env.get(variable)
             if url and urlsplit(url).hostname in _LOOPBACK:
-                processes = (p for p in psutil.process_iter(["name"]) if p.info["name"] == name)
-                readings[variable] = _summed(_cpu_seconds, processes)
+                found: dict[tuple[int, float], float] = {}
+                for process in psutil.process_iter(["name", "create_time"]):
+                    if process.info["name"] != name:
+                        continue
+                    with contextlib.suppress(psutil.Error):
+                        found[(process.pid, process.info["create_time"])] = _cpu_seconds(process)
+                readings[variable] = found
         return readings
+
+
+def _spent_since(
+    began: dict[tuple[int, float], float], now: dict[tuple[int, float], float]
+) -> float:
+    """CPU the processes in ``now`` used since ``began`` (all of it for those started since).
+
+    A process that exited in between is left out: what it used is not known any more, and
+    leaving it out can only undercount, never make the figure negative.
+    """
+    return sum(seconds - began.get(key, 0.0) for key, seconds in now.items())
 
 
 def _other_cpu(figures: dict[str, float | None]) -> float | None:
