@@ -201,9 +201,18 @@ async def _back(client: _SoakClient, tally: _Tally) -> None:
 
 
 async def _churn(
-    clients: list[_SoakClient], scenario: SoakScenario, stop: asyncio.Event, tally: _Tally
+    clients: list[_SoakClient],
+    scenario: SoakScenario,
+    stop: asyncio.Event,
+    tally: _Tally,
+    present: asyncio.Event,
 ) -> None:
-    """Every ``churn_every`` s the next batch leaves, stays away ``away`` s, comes back."""
+    """Every ``churn_every`` s the next batch leaves, stays away ``away`` s, comes back.
+
+    ``present`` is clear while a batch is away: samples wait for it, so that a count of
+    connections or descriptors is the steady one, not whatever share of a batch happened to be
+    away at that instant (noise that would hide a leak of a few, or fake one).
+    """
     batch = max(1, round(len(clients) * scenario.churn_fraction))
     start = 0
     while not stop.is_set():
@@ -212,20 +221,30 @@ async def _churn(
             return
         away = [clients[(start + i) % len(clients)] for i in range(batch)]
         start = (start + batch) % len(clients)
-        await asyncio.gather(*(_leave(c) for c in away))
-        await asyncio.sleep(scenario.away)
-        await asyncio.gather(*(_back(c, tally) for c in away))
+        present.clear()
+        try:
+            await asyncio.gather(*(_leave(c) for c in away))
+            await asyncio.sleep(scenario.away)
+            await asyncio.gather(*(_back(c, tally) for c in away))
+        finally:
+            present.set()
 
 
 async def _sample(
-    sampler: Sampler, every: float, until: float, stop: asyncio.Event
+    sampler: Sampler, every: float, until: float, stop: asyncio.Event, present: asyncio.Event
 ) -> list[dict[str, Any]]:
-    """A sample now and every ``every`` s until ``until`` (monotonic), with a progress bar."""
+    """A sample now and every ``every`` s until ``until`` (monotonic), with a progress bar.
+
+    Each waits until no churn batch is away (``present``), for 30 s at most: a batch that
+    takes longer to come back is itself a finding, sampled as it is.
+    """
     samples: list[dict[str, Any]] = []
     began = time.monotonic()
     total = max(0.0, until - began)
     bar = tqdm(total=round(total), desc="soak", unit="s", file=sys.stderr)
     while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(present.wait(), 30)
         now = time.monotonic()
         values = await sampler.sample()
         samples.append({"t_s": now - began, **values})
@@ -300,14 +319,16 @@ async def _measure(scenario: SoakScenario, workdir: Path) -> dict[str, Any]:
         )
         await sampler.open()
         tally = _Tally()
-        stop = asyncio.Event()
+        stop, present = asyncio.Event(), asyncio.Event()
+        present.set()
         began = time.monotonic()
         try:
             traffic = [
                 asyncio.create_task(_send(clients, scenario.rate, stop, tally)),
-                asyncio.create_task(_churn(clients, scenario, stop, tally)),
+                asyncio.create_task(_churn(clients, scenario, stop, tally, present)),
             ]
-            samples = await _sample(sampler, scenario.sample_every, began + scenario.duration, stop)
+            until = began + scenario.duration
+            samples = await _sample(sampler, scenario.sample_every, until, stop, present)
             await asyncio.gather(*traffic)
             elapsed = time.monotonic() - began
             pending = [f for c in clients for f in c.inflight]
