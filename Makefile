@@ -33,6 +33,7 @@ STAMP_DEV := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 RUN_ARGS ?=
 BENCH_ARGS ?=
+SOAK_ARGS ?=
 
 PROTO_DIR := proto
 GEN_DIR := whispr/grpc/gen
@@ -40,7 +41,7 @@ GEN_DIR := whispr/grpc/gen
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint bench lock proto services clean distclean phoenix-js
+.PHONY: help venv run test lint bench soak lock proto services clean distclean phoenix-js
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -101,6 +102,10 @@ lint: venv ## uv.lock matches pyproject.toml; ruff check, ruff format --check, m
 
 bench: $(STAMP_BENCH) ## run the load generator against a node (whispr.bench)
 	$(PY) -m whispr.bench $(BENCH_ARGS)
+
+# 30 minutes by default; SOAK_ARGS="--duration 300 --nodes 2" to change the run.
+soak: $(STAMP_BENCH) ## soak run: steady traffic and reconnect churn, do the node's resources stay flat?
+	$(VENV)/bin/whispr soak $(SOAK_ARGS)
 
 # Re-resolve every dependency to its newest allowed version, then run the whole
 # suite on the result: the lock changes on purpose, and only with a green suite.

@@ -14,6 +14,7 @@ import structlog
 from whispr.config import load_settings
 from whispr.telemetry import (
     METRICS_CONTENT_TYPE,
+    ObservedGauge,
     TalliedCounter,
     configure_logging,
     configure_metrics,
@@ -191,6 +192,28 @@ def test_a_tallied_up_down_counter_is_a_gauge_of_its_current_value() -> None:
 
     assert f"# TYPE {name} gauge" in text
     assert [line.rsplit(" ", 1)[1] for line in samples(text, name)] == ["1.0"]
+
+
+class _Holder:
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+
+def test_an_observed_gauge_reads_its_live_objects_when_collected() -> None:
+    name = f"whispr_test_live_{uuid.uuid4().hex[:8]}"
+    live = ObservedGauge("whispr.test", name, "live in a test", lambda holder: holder.count)
+    first, second = _Holder(2), _Holder(3)
+    live.watch(first)
+    live.watch(second)
+
+    text = metrics_exposition().decode()
+
+    assert f"# TYPE {name} gauge" in text
+    assert [line.rsplit(" ", 1)[1] for line in samples(text, name)] == ["5.0"]
+    first.count = 0  # read at collection, never written to
+    del second  # held weakly: a gone object drops out
+    after = samples(metrics_exposition().decode(), name)
+    assert [line.rsplit(" ", 1)[1] for line in after] == ["0.0"]
 
 
 def test_configure_metrics_is_idempotent() -> None:

@@ -31,6 +31,12 @@ def _parser() -> argparse.ArgumentParser:
         help="load generator: real WebSocket clients against nodes (whispr bench --help)",
         add_help=False,
     )
+    commands.add_parser(
+        "soak",
+        help="soak run: steady traffic with reconnect churn; do resources stay flat? "
+        "(whispr soak --help)",
+        add_help=False,
+    )
     return parser
 
 
@@ -44,6 +50,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from whispr.bench.gateway import main as bench_main
 
         return bench_main(rest)
+    if args.command == "soak":
+        from whispr.bench import require_bench_extra
+
+        require_bench_extra()
+        from whispr.bench.soak import main as soak_main
+
+        return soak_main(rest)
     if rest:
         _parser().error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "version":

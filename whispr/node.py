@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec
@@ -69,12 +70,43 @@ from whispr.services import (
 )
 from whispr.siblings import Siblings
 from whispr.slot import Slot
+from whispr.telemetry import ObservedGauge
 
-__all__ = ["Node", "NodeService", "node_tree", "run_node"]
+__all__ = ["Node", "NodeService", "conversation_actors", "node_tree", "run_node"]
 
 log = structlog.get_logger("whispr.node")
 
 P = ParamSpec("P")
+
+
+def _live_conversations(registry: Registry) -> int:
+    """Conversation actors alive in ``registry`` (each registers as ``("conversation", id)``)."""
+    return sum(
+        1 for name in registry.names() if isinstance(name, tuple) and name[:1] == ("conversation",)
+    )
+
+
+_conversation_gauge: ObservedGauge[Registry] | None = None
+_conversation_gauge_lock = threading.Lock()
+
+
+def conversation_actors() -> ObservedGauge[Registry]:
+    """The process's gauge of live conversation actors (``whispr_conversation_actors``).
+
+    Read from the node's registry when ``/metrics`` is scraped, not counted at start and
+    stop: the registry already drops an actor's name when it exits (crash, passivation or
+    shutdown), so the gauge cannot drift from it. A soak run watches it for a leak.
+    """
+    global _conversation_gauge
+    with _conversation_gauge_lock:
+        if _conversation_gauge is None:
+            _conversation_gauge = ObservedGauge(
+                "whispr.actors",
+                "whispr_conversation_actors",
+                "conversation actors alive",
+                _live_conversations,
+            )
+        return _conversation_gauge
 
 
 @dataclass(frozen=True)
@@ -98,6 +130,9 @@ class Node:
     grpc: Slot[GrpcServer] = field(default_factory=lambda: Slot("grpc"))
     #: The running gateway, for its bound port and state.
     gateway: Slot[Gateway] = field(default_factory=lambda: Slot("gateway"))
+
+    def __post_init__(self) -> None:
+        conversation_actors().watch(self.registry)
 
     def whereis(self, name: str) -> Ref[Any] | None:
         """The live service registered as ``name``."""

@@ -50,8 +50,9 @@ import json
 import logging
 import sys
 import threading
-from collections.abc import Iterable, Mapping
-from typing import Final, TextIO
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final, Generic, TextIO, TypeVar
 
 import structlog
 from opentelemetry import metrics as otel_metrics
@@ -73,6 +74,7 @@ from whispr.config import Settings
 
 __all__ = [
     "METRICS_CONTENT_TYPE",
+    "ObservedGauge",
     "configure_logging",
     "configure_metrics",
     "get_meter",
@@ -294,3 +296,42 @@ class TalliedCounter:
             attributes = frozenset(key)
             merged[attributes] = merged.get(attributes, 0) + total
         return [Observation(total, dict(attributes)) for attributes, total in merged.items()]
+
+
+_Watched = TypeVar("_Watched")
+
+
+class ObservedGauge(Generic[_Watched]):
+    """A gauge read from live objects when the metrics are collected, never written to.
+
+    For a count some object already keeps (a registry's live actors, say): counting it again
+    at every start and stop would be a second bookkeeping that can drift from the first. The
+    value is ``measure(obj)`` summed over the objects :meth:`watch` was given and that are
+    still alive (held weakly, so a stopped node's registry drops out). Exported as an
+    OpenTelemetry observable up-down counter (a Prometheus gauge). Like
+    :class:`TalliedCounter`, create each one once per process and share it.
+    """
+
+    def __init__(
+        self,
+        meter_name: str,
+        name: str,
+        description: str,
+        measure: Callable[[_Watched], int],
+    ) -> None:
+        self._measure = measure
+        self._watched: weakref.WeakSet[Any] = weakref.WeakSet()
+        get_meter(meter_name).create_observable_up_down_counter(
+            name, callbacks=[self._observe], description=description
+        )
+
+    def watch(self, obj: _Watched) -> None:
+        """Count ``obj`` from now on, for as long as it lives."""
+        self._watched.add(obj)
+
+    def value(self) -> int:
+        """The current value: ``measure`` summed over the live watched objects."""
+        return sum(self._measure(obj) for obj in list(self._watched))
+
+    def _observe(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(self.value())]

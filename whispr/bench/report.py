@@ -24,6 +24,7 @@ __all__ = [
     "percentile",
     "plot_bars",
     "plot_cdf",
+    "plot_series",
     "write_json",
     "write_text",
 ]
@@ -185,6 +186,39 @@ def plot_bars(
     axes.set_title(title)
     axes.grid(True, axis="y", alpha=0.3)
     axes.legend()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def plot_series(
+    path: Path,
+    series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    *,
+    title: str,
+    xlabel: str,
+) -> None:
+    """Time series, one small panel each (their units differ): ``{label: (xs, ys)}``.
+
+    For values over a run (a soak's memory, descriptors, connections), where the shape of
+    each line is the point, not how one compares with another.
+    """
+    plt = _pyplot()
+    drawn = {label: xy for label, xy in series.items() if xy[0]}
+    columns = 2
+    rows = max(1, math.ceil(len(drawn) / columns))
+    figure, grid = plt.subplots(rows, columns, figsize=(10, 2.4 * rows), squeeze=False)
+    panels = [axes for row in grid for axes in row]
+    for axes, (label, (xs, ys)) in zip(panels, drawn.items(), strict=False):
+        axes.plot(xs, ys, linewidth=1.2)
+        axes.set_title(label, fontsize=9)
+        axes.set_xlabel(xlabel, fontsize=8)
+        axes.tick_params(labelsize=8)
+        axes.grid(True, alpha=0.3)
+    for axes in panels[len(drawn) :]:
+        axes.set_visible(False)
+    figure.suptitle(title)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
