@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "soak":
         from whispr.bench import require_bench_extra
 
-        require_bench_extra()
+        require_bench_extra("whispr soak")
         from whispr.bench.soak import main as soak_main
 
         return soak_main(rest)

@@ -159,20 +159,24 @@ async def test_killing_actors_mid_send_loses_nothing_acknowledged(stack: Stack) 
     stop = asyncio.Event()
 
     async def sender(user: str) -> None:
+        loop = asyncio.get_running_loop()
         for n in range(60):
             client_id = f"{user}-{n}"
-            for _attempt in range(100):  # a client retries until acknowledged
+            # A client retries until acknowledged: for as long as it takes on a loaded
+            # machine (each kill costs a restart and its reads), within a bound.
+            give_up = loop.time() + 30.0
+            while True:
                 try:
                     message = await m.send(user, group.id, text(client_id, client_id))
                 except WhisprError as exc:
                     if exc.reason is not Reason.UNAVAILABLE:
                         raise
+                    if loop.time() > give_up:
+                        raise AssertionError(f"{client_id} never acknowledged") from exc
                     await asyncio.sleep(0.001)
                     continue
                 acknowledged[client_id] = message.seq
                 break
-            else:
-                raise AssertionError(f"{client_id} never acknowledged")
 
     async def killer() -> None:
         rng = random.Random(7)

@@ -20,7 +20,7 @@ class MissingBenchExtra(SystemExit):
     """The benchmarks need the ``bench`` extra; its message says how to install it."""
 
 
-def require_bench_extra() -> None:
+def require_bench_extra(command: str = "whispr bench") -> None:
     """Stop with one clear line when the ``bench`` extra is not installed.
 
     Checked before any benchmark module is imported, so that a node installed for production
@@ -30,6 +30,6 @@ def require_bench_extra() -> None:
     missing = [name for name in BENCH_EXTRA_MODULES if importlib.util.find_spec(name) is None]
     if missing:
         raise MissingBenchExtra(
-            f"whispr bench needs the 'bench' extra (missing: {', '.join(missing)}): "
+            f"{command} needs the 'bench' extra (missing: {', '.join(missing)}): "
             "run `make bench`, or install it with `pip install 'whispr[bench]'`"
         )
