@@ -34,6 +34,7 @@ PYTEST_ARGS ?=
 RUN_ARGS ?=
 BENCH_ARGS ?=
 SOAK_ARGS ?=
+CHAOS_ARGS ?=
 
 PROTO_DIR := proto
 GEN_DIR := whispr/grpc/gen
@@ -41,7 +42,7 @@ GEN_DIR := whispr/grpc/gen
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint bench soak lock proto services clean distclean phoenix-js
+.PHONY: help venv run test lint bench soak chaos lock proto services clean distclean phoenix-js
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -106,6 +107,11 @@ bench: $(STAMP_BENCH) ## run the load generator against a node (whispr.bench)
 # 30 minutes by default; SOAK_ARGS="--duration 300 --nodes 2" to change the run.
 soak: $(STAMP_BENCH) ## soak run: steady traffic and reconnect churn, do the node's resources stay flat?
 	$(VENV)/bin/whispr soak $(SOAK_ARGS)
+
+# Opt-in, never part of make test: it starts its own PostgreSQL and Redis (temp dir, free
+# ports) and stops them on purpose. About 8 minutes; CHAOS_ARGS="--duration 90 --outage-s 10".
+chaos: $(STAMP_BENCH) ## fault run: kill nodes, stop Redis and PostgreSQL under traffic; anything lost?
+	$(VENV)/bin/whispr chaos $(CHAOS_ARGS)
 
 # Re-resolve every dependency to its newest allowed version, then run the whole
 # suite on the result: the lock changes on purpose, and only with a green suite.

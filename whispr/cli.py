@@ -37,6 +37,12 @@ def _parser() -> argparse.ArgumentParser:
         "(whispr soak --help)",
         add_help=False,
     )
+    commands.add_parser(
+        "chaos",
+        help="fault run: nodes, Redis and PostgreSQL fail under traffic; is anything lost? "
+        "(whispr chaos --help)",
+        add_help=False,
+    )
     return parser
 
 
@@ -57,6 +63,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from whispr.bench.soak import main as soak_main
 
         return soak_main(rest)
+    if args.command == "chaos":
+        from whispr.bench import require_bench_extra
+
+        require_bench_extra("whispr chaos")
+        from whispr.bench.chaos import main as chaos_main
+
+        return chaos_main(rest)
     if rest:
         _parser().error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "version":

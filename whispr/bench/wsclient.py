@@ -115,6 +115,10 @@ class BenchClient:
         """Push ``event`` and wait for the reply's response."""
         return await asyncio.wait_for(self.push_nowait(topic, event, payload), timeout)
 
+    async def wait_closed(self) -> None:
+        """Return once the connection is down, whichever side ended it."""
+        await self._transport.wait_disconnected()
+
     async def close(self) -> None:
         """Close the connection (normal closure) and wait until it is down."""
         self._heartbeat.cancel()

@@ -1,0 +1,468 @@
+"""Chaos run: three nodes under traffic while nodes, Redis and PostgreSQL fail; is anything lost?
+
+``whispr chaos`` (``make chaos``) starts its own PostgreSQL and Redis in a temporary directory
+(:mod:`whispr.bench.chaos_services`: never the shared ones) and three ``whispr serve`` nodes on
+them. Clients (:mod:`whispr.bench.chaos_clients`) in conversations of 2 to 50 members, spread
+over the nodes, send messages with unique client ids, retry a send on any error with the same
+id, and reconnect to any live node with ``last_seq`` when their connection drops.
+
+Meanwhile faults, one at a time: a scheduled round of each kind, then ``--random-faults`` more
+of random kinds at random times (``--seed``):
+
+* ``kill``: SIGKILL a node, start it again after ``--restart-after`` s;
+* ``term``: SIGTERM a node (it drains), start it again after ``--restart-after`` s;
+* ``redis``: SIGKILL Redis, start it again (empty) after ``--outage-s`` s;
+* ``postgres``: stop PostgreSQL (immediate: as a crash), start it after ``--outage-s`` s.
+
+Then every client is brought back and caught up, and :mod:`whispr.bench.chaos_check` reads
+every acknowledgement, every client's received stream and the store. Writes ``chaos.json``
+and ``chaos.md``; exit status 1 when a promise was broken.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from whispr.bench.chaos_check import History, Send, check
+from whispr.bench.chaos_clients import PUSH_TIMEOUT_S, Journal, Member
+from whispr.bench.chaos_services import PrivatePostgres, PrivateRedis, services_missing
+from whispr.bench.gateway import _create_conversations, node_for
+from whispr.bench.nodes import NodeProcess, start_node_process
+from whispr.bench.report import machine, markdown_table, write_json, write_text
+
+__all__ = ["FAULT_KINDS", "ChaosScenario", "main", "run"]
+
+FAULT_KINDS = ("kill", "term", "redis", "postgres")
+NODES = 3
+
+
+@dataclass(frozen=True)
+class ChaosScenario:
+    """One chaos run's shape."""
+
+    duration: float = 480.0
+    outage_s: float = 30.0
+    restart_after: float = 5.0
+    clients: int = 120
+    rate: float = 40.0
+    random_faults: int = 2
+    seed: int = 1
+    kinds: tuple[str, ...] = FAULT_KINDS
+
+    @property
+    def give_up_s(self) -> float:
+        """How long a send is retried: longer than an outage plus a node's recovery from it."""
+        return self.outage_s + 60.0
+
+
+@dataclass
+class _Fault:
+    kind: str
+    node: int | None
+    planned_s: float
+    at_s: float | None = None
+    restored_s: float | None = None
+    measured: dict[str, float | int | None] = field(default_factory=dict)
+
+
+class _Cluster:
+    """The three nodes, which come and go; clients ask it which are up."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.nodes: list[NodeProcess | None] = [None] * NODES
+
+    async def start(self, index: int) -> None:
+        self.nodes[index] = await start_node_process(f"chaos-{index}", self.env)
+
+    def live(self) -> list[tuple[str, str]]:
+        return [(n.name, n.url) for n in self.nodes if n is not None]
+
+    async def kill(self, index: int) -> None:
+        node, self.nodes[index] = self.nodes[index], None
+        if node is not None:
+            node.process.kill()
+            await node.process.wait()
+
+    async def term(self, index: int) -> None:
+        node, self.nodes[index] = self.nodes[index], None
+        if node is not None:
+            await node.stop(timeout=40)
+
+    async def close(self) -> None:
+        await asyncio.gather(*(n.stop(timeout=10) for n in self.nodes if n is not None))
+        self.nodes = [None] * NODES
+
+
+def _conversation_sizes(clients: int, rng: random.Random) -> list[int]:
+    """One conversation of up to 50, the rest of 2 to 10 members: big fan-out and many small."""
+    sizes = [min(50, clients)]
+    left = clients - sizes[0]
+    while left >= 2:
+        size = min(left, rng.randint(2, 10))
+        if left - size == 1:
+            size += 1
+        sizes.append(size)
+        left -= size
+    return sizes
+
+
+def _plan(scenario: ChaosScenario, rng: random.Random) -> list[_Fault]:
+    """Each kind once at evenly spaced times, then the random ones; in order of time."""
+    kinds = list(scenario.kinds)
+    window = scenario.duration * 0.8
+    plan = [
+        _Fault(kind, rng.randrange(NODES) if kind in ("kill", "term") else None, at)
+        for kind, at in zip(
+            kinds, [window * (i + 0.5) / len(kinds) for i in range(len(kinds))], strict=True
+        )
+    ]
+    for _ in range(scenario.random_faults):
+        kind = rng.choice(kinds)
+        node = rng.randrange(NODES) if kind in ("kill", "term") else None
+        plan.append(_Fault(kind, node, rng.uniform(0.1, 0.8) * scenario.duration))
+    return sorted(plan, key=lambda f: f.planned_s)
+
+
+async def _inject(
+    fault: _Fault,
+    scenario: ChaosScenario,
+    cluster: _Cluster,
+    pg: PrivatePostgres,
+    redis: PrivateRedis,
+    began: float,
+) -> None:
+    fault.at_s = time.monotonic() - began
+    print(f"[chaos] {fault.at_s:6.1f} s  {fault.kind} {fault.node or ''}", file=sys.stderr)
+    if fault.kind in ("kill", "term"):
+        assert fault.node is not None
+        if fault.kind == "kill":
+            await cluster.kill(fault.node)
+        else:
+            await cluster.term(fault.node)
+        await asyncio.sleep(scenario.restart_after)
+        await cluster.start(fault.node)
+    else:
+        service: PrivatePostgres | PrivateRedis = pg if fault.kind == "postgres" else redis
+        await asyncio.to_thread(service.stop)
+        await asyncio.sleep(scenario.outage_s)
+        await asyncio.to_thread(service.start)
+    fault.restored_s = time.monotonic() - began
+    print(f"[chaos] {fault.restored_s:6.1f} s  {fault.kind} restored", file=sys.stderr)
+
+
+async def _faults(
+    plan: list[_Fault],
+    scenario: ChaosScenario,
+    cluster: _Cluster,
+    pg: PrivatePostgres,
+    redis: PrivateRedis,
+    began: float,
+) -> None:
+    """One fault at a time, each at its planned time or when the one before is over.
+
+    None starts after 85 % of the run: the rest is for the last one to heal before the end.
+    """
+    for fault in plan:
+        wait = began + fault.planned_s - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        if time.monotonic() - began > scenario.duration * 0.85:
+            print(f"[chaos] skipped {fault.kind}: too late in the run", file=sys.stderr)
+            continue
+        await _inject(fault, scenario, cluster, pg, redis, began)
+
+
+def _recovery(fault: _Fault, journal: Journal, began: float) -> dict[str, float | int | None]:
+    """Measured around ``fault``: from its restore to the first ack and cross-node delivery
+    of a message sent after it; and how long the clients it dropped stayed away.
+    """
+    if fault.at_s is None or fault.restored_s is None:
+        return {}
+    at, restored = began + fault.at_s, began + fault.restored_s
+    first_ack = min((t for t in journal.acks if t >= restored), default=None)
+    # time.time() stamps from the sender; the shift to monotonic is constant within the run.
+    shift = time.time() - time.monotonic()
+    first_cross = min(
+        (got for got, sent, cross in journal.deliveries if cross and sent - shift >= restored),
+        default=None,
+    )
+    drops = [(d, r) for _, d, r in journal.outages if at - 1 <= d <= restored + 5]
+    away = [r - d for d, r in drops if r is not None]
+    return {
+        "ack_resumed_after_restore_s": None if first_ack is None else first_ack - restored,
+        "cross_node_delivery_resumed_after_restore_s": (
+            None if first_cross is None else first_cross - restored
+        ),
+        "clients_dropped": len(drops),
+        "clients_away_max_s": max(away) if away else None,
+        "clients_away_median_s": sorted(away)[len(away) // 2] if away else None,
+    }
+
+
+async def _settle(members: list[Member], newest: dict[str, int], timeout: float) -> None:
+    """Wait until every member holds its conversation's stored seqs, forcing a rejoin (catch-up
+    from ``below``) for one stuck behind a hole for a few seconds."""
+    deadline = time.monotonic() + timeout
+    last_nudge = time.monotonic()
+    while time.monotonic() < deadline:
+        behind = [m for m in members if m.below < newest.get(m.topic, 0)]
+        if not behind:
+            return
+        if time.monotonic() - last_nudge > 5:
+            last_nudge = time.monotonic()
+            await asyncio.gather(*(m.reconnect() for m in behind))
+        await asyncio.sleep(0.2)
+
+
+async def _stored(url: str, topics: Sequence[str]) -> dict[str, list[tuple[int, str, str]]]:
+    import asyncpg
+
+    ids = {topic.removeprefix("conversation:"): topic for topic in topics}
+    connection = await asyncpg.connect(url, timeout=10)
+    try:
+        rows = await connection.fetch(
+            "SELECT conversation_id, seq, sender_id, client_id FROM messages "
+            "WHERE conversation_id = ANY($1::text[])",
+            list(ids),
+        )
+    finally:
+        await connection.close()
+    stored: dict[str, list[tuple[int, str, str]]] = {topic: [] for topic in topics}
+    for row in rows:
+        stored[ids[row["conversation_id"]]].append(
+            (int(row["seq"]), row["sender_id"], row["client_id"])
+        )
+    return stored
+
+
+async def _measure(scenario: ChaosScenario, workdir: Path) -> dict[str, Any]:
+    rng = random.Random(scenario.seed)
+    random.seed(scenario.seed)
+    pg, redis = PrivatePostgres(workdir), PrivateRedis(workdir)
+    print(f"[chaos] PostgreSQL on :{pg.port}, Redis on :{redis.port}", file=sys.stderr)
+    await asyncio.to_thread(pg.init)
+    await asyncio.to_thread(redis.start)
+    cluster = _Cluster(
+        {
+            "WHISPR_DATABASE_URL": pg.url,
+            "WHISPR_REDIS_URL": redis.url,
+            "WHISPR_REDIS_PREFIX": f"chaos-{uuid.uuid4().hex[:8]}",
+            "WHISPR_MAX_CONNECTIONS_PER_IP": "1000000",
+            "WHISPR_RATE_LIMIT_PER_MINUTE": "1000000",
+            "WHISPR_LOG_LEVEL": "error",
+        }
+    )
+    try:
+        for index in range(NODES):
+            await cluster.start(index)
+        return await _traffic(scenario, rng, cluster, pg, redis)
+    finally:
+        await cluster.close()
+        await asyncio.to_thread(redis.close)
+        await asyncio.to_thread(pg.close)
+
+
+async def _traffic(
+    scenario: ChaosScenario,
+    rng: random.Random,
+    cluster: _Cluster,
+    pg: PrivatePostgres,
+    redis: PrivateRedis,
+) -> dict[str, Any]:
+    run_id = uuid.uuid4().hex[:6]
+    sizes = _conversation_sizes(scenario.clients, rng)
+    users = [f"chaos-{run_id}-{n}" for n in range(sum(sizes))]
+    groups, start = [], 0
+    for size in sizes:
+        groups.append(users[start : start + size])
+        start += size
+    conversations = await _create_conversations(cluster.live()[0][1], groups)
+    journal = Journal()
+    members = [
+        Member(
+            user,
+            f"conversation:{cid}",
+            node_for(n, g, NODES, "spread"),
+            cluster.live,
+            journal,
+            scenario.give_up_s,
+        )
+        for g, (cid, group) in enumerate(zip(conversations, groups, strict=True))
+        for n, user in enumerate(group)
+    ]
+    stop_links, stop_sends = asyncio.Event(), asyncio.Event()
+    links = [asyncio.create_task(m.maintain(stop_links)) for m in members]
+    await asyncio.wait_for(asyncio.gather(*(m.connected.wait() for m in members)), 60)
+    plan = _plan(scenario, rng)
+    began = time.monotonic()
+    interval = len(members) / scenario.rate
+    sends = [asyncio.create_task(m.send_loop(interval, stop_sends)) for m in members]
+    faults = asyncio.create_task(_faults(plan, scenario, cluster, pg, redis, began))
+    await asyncio.sleep(scenario.duration)
+    # A fault still under way heals first: the end state is a whole cluster.
+    await faults
+    stop_sends.set()
+    bound = scenario.give_up_s + PUSH_TIMEOUT_S + 5
+    await asyncio.wait(sends, timeout=bound)
+    elapsed = time.monotonic() - began
+    hung = [Send(m.topic, m.user, m.current[0], m.current[1], None) for m in members if m.current]
+    for task in sends:
+        task.cancel()
+    topics = sorted({m.topic for m in members})
+    stored = await _stored(pg.url, topics)
+    newest = {topic: max((s for s, _, _ in rows), default=0) for topic, rows in stored.items()}
+    settle_began = time.monotonic()
+    await _settle(members, newest, timeout=90)
+    settle_s = time.monotonic() - settle_began
+    stop_links.set()
+    await asyncio.gather(*links, return_exceptions=True)
+    history = History(
+        sends=[*journal.sends, *hung],
+        received={(m.user, m.topic): list(m.deliveries) for m in members},
+        joined_with={(m.user, m.topic): list(m.joins) for m in members},
+        stored=stored,
+        errors=journal.errors,
+    )
+    result = check(history, send_bound_s=bound)
+    for fault in plan:
+        fault.measured = _recovery(fault, journal, began)
+    return {
+        "conversation_sizes": sizes,
+        "duration_s": elapsed,
+        "catch_up_at_end_s": settle_s,
+        "send_bound_s": bound,
+        "faults": [asdict(f) for f in plan],
+        **result,
+    }
+
+
+def _markdown(report: dict[str, Any], command: str) -> str:
+    scenario, counts = report["scenario"], report["counts"]
+    fault_rows = [
+        [
+            f["kind"] + (f" node {f['node']}" if f["node"] is not None else ""),
+            f["at_s"],
+            f["restored_s"],
+            f["measured"].get("clients_dropped"),
+            f["measured"].get("clients_away_max_s"),
+            f["measured"].get("ack_resumed_after_restore_s"),
+            f["measured"].get("cross_node_delivery_resumed_after_restore_s"),
+        ]
+        for f in report["faults"]
+        if f["at_s"] is not None
+    ]
+    verdict_rows = [
+        [name, "ok" if v["ok"] else "**FAILED**", v["count"], "; ".join(v["examples"][:2])]
+        for name, v in report["verdicts"].items()
+    ]
+    error_rows = [[reason, n] for reason, n in counts["errors_by_reason"].items()]
+    sizes = report["conversation_sizes"]
+    return (
+        "# Chaos: faults under traffic; is anything lost, duplicated or stuck?\n\n"
+        f"{sum(sizes)} clients in {len(sizes)} conversations of {min(sizes)} to {max(sizes)} "
+        f"members over 3 nodes, {scenario['rate']:g} msgs/s asked for "
+        f"{report['duration_s']:.0f} s; outages of {scenario['outage_s']:g} s, seed "
+        f"{scenario['seed']}. {counts['sends']:,} sends, {counts['acknowledged']:,} "
+        f"acknowledged, {counts['given_up']:,} given up; {counts['stored']:,} stored, "
+        f"{counts['deliveries']:,} deliveries; every client caught up "
+        f"{report['catch_up_at_end_s']:.1f} s after the traffic stopped.\n\n"
+        "## Faults (times in s from the start of the traffic)\n\n"
+        + markdown_table(
+            [
+                "fault",
+                "at",
+                "restored",
+                "clients dropped",
+                "longest away",
+                "first ack after restore",
+                "first cross-node delivery after restore",
+            ],
+            fault_rows,
+        )
+        + "\n## Verdicts\n\n"
+        + markdown_table(["promise", "verdict", "violations", "examples"], verdict_rows)
+        + "\n## Errors clients saw, by reason\n\n"
+        + markdown_table(["reason", "count"], error_rows)
+        + f"\nAll promises kept: {'yes' if report['ok'] else '**no**'}. Reproduce: `{command}`.\n"
+    )
+
+
+def run(scenario: ChaosScenario, out: Path, command: str) -> dict[str, Any]:
+    """Run ``scenario``; write chaos.json and chaos.md under ``out``."""
+    import uvloop
+
+    missing = services_missing()
+    if missing:
+        raise SystemExit(f"whispr chaos needs {', '.join(missing)} on this machine")
+    out.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="whispr-chaos-"))
+    try:
+        measured = uvloop.run(_measure(scenario, workdir))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    report = {"scenario": asdict(scenario), **measured, "machine": machine()}
+    write_json(out / "chaos.json", report)
+    text = _markdown(report, command)
+    write_text(out / "chaos.md", text)
+    print(text, flush=True)
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``whispr chaos``: parse the scenario and run it; exit status 1 if a promise was broken."""
+    parser = argparse.ArgumentParser(prog="whispr chaos", description=__doc__.split("\n\n")[0])
+    defaults = ChaosScenario()
+    parser.add_argument("--duration", type=float, default=defaults.duration, help="seconds")
+    parser.add_argument(
+        "--outage-s", type=float, default=defaults.outage_s, help="Redis/PostgreSQL outage"
+    )
+    parser.add_argument(
+        "--restart-after", type=float, default=defaults.restart_after, help="node down, seconds"
+    )
+    parser.add_argument("--clients", type=int, default=defaults.clients)
+    parser.add_argument("--rate", type=float, default=defaults.rate, help="messages/s in total")
+    parser.add_argument("--random-faults", type=int, default=defaults.random_faults)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument(
+        "--kinds",
+        default=",".join(FAULT_KINDS),
+        help=f"comma-separated fault kinds among {', '.join(FAULT_KINDS)}",
+    )
+    parser.add_argument("--out", type=Path, default=Path("bench-results"))
+    args = parser.parse_args(argv)
+    kinds = tuple(k for k in args.kinds.split(",") if k)
+    if not kinds or set(kinds) - set(FAULT_KINDS):
+        parser.error(f"--kinds: choose among {', '.join(FAULT_KINDS)}")
+    if args.clients < 2 or args.rate <= 0 or args.duration <= 0 or args.outage_s < 0:
+        parser.error("--clients >= 2, --rate and --duration > 0, --outage-s >= 0")
+    if args.random_faults < 0:
+        parser.error("--random-faults must not be negative")
+    scenario = ChaosScenario(
+        duration=args.duration,
+        outage_s=args.outage_s,
+        restart_after=args.restart_after,
+        clients=args.clients,
+        rate=args.rate,
+        random_faults=args.random_faults,
+        seed=args.seed,
+        kinds=kinds,
+    )
+    command = "whispr chaos " + " ".join(sys.argv[2:] if argv is None else argv)
+    report = run(scenario, args.out, command.strip())
+    return 0 if report["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
