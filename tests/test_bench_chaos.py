@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+
+from whispr.bench.chaos import FAULT_KINDS, ChaosScenario, _conversation_sizes, _plan
 from whispr.bench.chaos_check import Delivery, History, Send, check
 
 TOPIC = "conversation:c1"
@@ -95,3 +98,34 @@ def test_a_hung_send_is_flagged() -> None:
     result = check(history, send_bound_s=30.0)
     assert result["verdicts"]["no_send_hung"]["count"] == 2
     assert _failed(history) == {"no_send_hung"}
+
+
+def test_conversations_are_of_2_to_50_members_and_hold_every_client() -> None:
+    for clients in (2, 3, 51, 120, 500):
+        sizes = _conversation_sizes(clients, random.Random(clients))
+        assert sum(sizes) == clients
+        assert all(2 <= size <= 50 for size in sizes)
+
+
+def test_the_plan_has_each_kind_then_the_random_ones_in_time_order() -> None:
+    scenario = ChaosScenario(duration=100.0, random_faults=3, seed=7)
+    plan = _plan(scenario, random.Random(scenario.seed))
+    assert len(plan) == len(FAULT_KINDS) + 3
+    assert set(FAULT_KINDS) <= {f.kind for f in plan}
+    assert [f.planned_s for f in plan] == sorted(f.planned_s for f in plan)
+    assert all(0 < f.planned_s <= 80.0 for f in plan)
+    again = _plan(scenario, random.Random(scenario.seed))
+    assert [(f.kind, f.planned_s) for f in again] == [(f.kind, f.planned_s) for f in plan]
+
+
+def test_a_send_acknowledged_after_the_removal_is_flagged() -> None:
+    history = _clean()
+    history.stored[TOPIC].append((4, "system", "sys-1"))  # b removed: its system message
+    history.received[("a", TOPIC)].append(Delivery(4, 0))
+    history.removals[("b", TOPIC)] = (5.0, 4)
+    assert _failed(history) == set()  # b's sends began before; b need not get seq 4
+    late = _clean()
+    late.removals[("b", TOPIC)] = (1.5, 2)  # acknowledged before b-1 began, b-1 at seq 3
+    assert _failed(late) == {"nothing_acked_after_removal"}
+    verdict = check(late, send_bound_s=30.0)["verdicts"]["nothing_acked_after_removal"]
+    assert verdict["count"] == 2  # acknowledged after, and stored after

@@ -29,22 +29,26 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from actors.conversation import SYSTEM_SENDER
 from whispr.bench.chaos_check import History, Send, check
 from whispr.bench.chaos_clients import PUSH_TIMEOUT_S, Journal, Member
 from whispr.bench.chaos_services import PrivatePostgres, PrivateRedis, services_missing
 from whispr.bench.gateway import _create_conversations, node_for
-from whispr.bench.nodes import NodeProcess, start_node_process
+from whispr.bench.nodes import NodeProcess, free_port, start_node_process
 from whispr.bench.report import machine, markdown_table, write_json, write_text
 
 __all__ = ["FAULT_KINDS", "ChaosScenario", "main", "run"]
 
 FAULT_KINDS = ("kill", "term", "redis", "postgres")
 NODES = 3
+#: What the run's own gRPC calls (the member removal) present to the nodes.
+GRPC_TOKEN = "chaos-run-token"
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,7 @@ class ChaosScenario:
     rate: float = 40.0
     random_faults: int = 2
     seed: int = 1
+    removal: bool = True
     kinds: tuple[str, ...] = FAULT_KINDS
 
     @property
@@ -80,11 +85,22 @@ class _Cluster:
     """The three nodes, which come and go; clients ask it which are up."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
+        self.env = {**env, "WHISPR_GRPC_TOKENS": f"chaos={GRPC_TOKEN}"}
         self.nodes: list[NodeProcess | None] = [None] * NODES
+        self.grpc_ports = [0] * NODES
 
     async def start(self, index: int) -> None:
-        self.nodes[index] = await start_node_process(f"chaos-{index}", self.env)
+        self.grpc_ports[index] = free_port()
+        env = {**self.env, "WHISPR_GRPC_PORT": str(self.grpc_ports[index])}
+        self.nodes[index] = await start_node_process(f"chaos-{index}", env)
+
+    def grpc_addresses(self) -> list[str]:
+        """The gRPC address of each live node."""
+        return [
+            f"127.0.0.1:{port}"
+            for node, port in zip(self.nodes, self.grpc_ports, strict=True)
+            if node is not None
+        ]
 
     def live(self) -> list[tuple[str, str]]:
         return [(n.name, n.url) for n in self.nodes if n is not None]
@@ -107,7 +123,8 @@ class _Cluster:
 
 def _conversation_sizes(clients: int, rng: random.Random) -> list[int]:
     """One conversation of up to 50, the rest of 2 to 10 members: big fan-out and many small."""
-    sizes = [min(50, clients)]
+    first = min(50, clients)
+    sizes = [first - 1 if clients - first == 1 else first]
     left = clients - sizes[0]
     while left >= 2:
         size = min(left, rng.randint(2, 10))
@@ -119,19 +136,20 @@ def _conversation_sizes(clients: int, rng: random.Random) -> list[int]:
 
 
 def _plan(scenario: ChaosScenario, rng: random.Random) -> list[_Fault]:
-    """Each kind once at evenly spaced times, then the random ones; in order of time."""
+    """Each kind once at evenly spaced times, then the random ones; in order of time.
+
+    Which node a kill or term hits is chosen when it happens (:func:`_busiest`), not here.
+    """
     kinds = list(scenario.kinds)
     window = scenario.duration * 0.8
     plan = [
-        _Fault(kind, rng.randrange(NODES) if kind in ("kill", "term") else None, at)
+        _Fault(kind, None, at)
         for kind, at in zip(
             kinds, [window * (i + 0.5) / len(kinds) for i in range(len(kinds))], strict=True
         )
     ]
     for _ in range(scenario.random_faults):
-        kind = rng.choice(kinds)
-        node = rng.randrange(NODES) if kind in ("kill", "term") else None
-        plan.append(_Fault(kind, node, rng.uniform(0.1, 0.8) * scenario.duration))
+        plan.append(_Fault(rng.choice(kinds), None, rng.uniform(0.1, 0.8) * scenario.duration))
     return sorted(plan, key=lambda f: f.planned_s)
 
 
@@ -141,12 +159,15 @@ async def _inject(
     cluster: _Cluster,
     pg: PrivatePostgres,
     redis: PrivateRedis,
+    members: list[Member],
     began: float,
 ) -> None:
-    fault.at_s = time.monotonic() - began
-    print(f"[chaos] {fault.at_s:6.1f} s  {fault.kind} {fault.node or ''}", file=sys.stderr)
     if fault.kind in ("kill", "term"):
-        assert fault.node is not None
+        fault.node = _busiest(cluster, members)
+    fault.at_s = time.monotonic() - began
+    where = "" if fault.node is None else f" node {fault.node}"
+    print(f"[chaos] {fault.at_s:6.1f} s  {fault.kind}{where}", file=sys.stderr)
+    if fault.node is not None:
         if fault.kind == "kill":
             await cluster.kill(fault.node)
         else:
@@ -168,6 +189,7 @@ async def _faults(
     cluster: _Cluster,
     pg: PrivatePostgres,
     redis: PrivateRedis,
+    members: list[Member],
     began: float,
 ) -> None:
     """One fault at a time, each at its planned time or when the one before is over.
@@ -181,12 +203,21 @@ async def _faults(
         if time.monotonic() - began > scenario.duration * 0.85:
             print(f"[chaos] skipped {fault.kind}: too late in the run", file=sys.stderr)
             continue
-        await _inject(fault, scenario, cluster, pg, redis, began)
+        await _inject(fault, scenario, cluster, pg, redis, members, began)
+
+
+def _busiest(cluster: _Cluster, members: list[Member]) -> int:
+    """The live node with the most clients connected: a node fault that drops nobody (a node
+    just restarted, which clients have not come back to) would test nothing."""
+    load = Counter(m.node for m in members if m.connected.is_set())
+    live = [i for i, node in enumerate(cluster.nodes) if node is not None]
+    return max(live, key=lambda i: load[f"chaos-{i}"])
 
 
 def _recovery(fault: _Fault, journal: Journal, began: float) -> dict[str, float | int | None]:
     """Measured around ``fault``: from its restore to the first ack and cross-node delivery
-    of a message sent after it; and how long the clients it dropped stayed away.
+    of a message sent after it; from the fault until the clients it dropped were joined again
+    (elsewhere, for a node fault); cross-node deliveries of messages sent during it, live.
     """
     if fault.at_s is None or fault.restored_s is None:
         return {}
@@ -199,16 +230,72 @@ def _recovery(fault: _Fault, journal: Journal, began: float) -> dict[str, float 
         default=None,
     )
     drops = [(d, r) for _, d, r in journal.outages if at - 1 <= d <= restored + 5]
-    away = [r - d for d, r in drops if r is not None]
+    back = sorted(r - at for _, r in drops if r is not None)
     return {
+        "clients_dropped": len(drops),
+        "clients_back_max_s": back[-1] if back else None,
+        "clients_back_median_s": back[len(back) // 2] if back else None,
+        "cross_node_deliveries_sent_during_fault": sum(
+            1 for _, sent, cross in journal.deliveries if cross and at <= sent - shift < restored
+        ),
         "ack_resumed_after_restore_s": None if first_ack is None else first_ack - restored,
         "cross_node_delivery_resumed_after_restore_s": (
             None if first_cross is None else first_cross - restored
         ),
-        "clients_dropped": len(drops),
-        "clients_away_max_s": max(away) if away else None,
-        "clients_away_median_s": sorted(away)[len(away) // 2] if away else None,
     }
+
+
+@dataclass
+class _Removal:
+    member: Member
+    conversation_id: str
+    planned_s: float
+    acked_s: float | None = None
+    acked_at: float | None = None
+    error: str | None = None
+
+
+async def _remove(removal: _Removal, cluster: _Cluster, began: float, give_up_s: float) -> None:
+    """RemoveMember over gRPC, at its planned time, through any live node until acknowledged.
+
+    The member is not told: its client keeps sending (every send must now be refused), then
+    its connection is dropped so that it tries to rejoin (which must be refused too).
+    """
+    import grpc
+
+    from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2 as pb
+    from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2_grpc as pb_grpc
+
+    await asyncio.sleep(max(0.0, began + removal.planned_s - time.monotonic()))
+    member = removal.member
+    print(f"[chaos] {time.monotonic() - began:6.1f} s  removing {member.user}", file=sys.stderr)
+    request = pb.RemoveMemberRequest(conversation_id=removal.conversation_id, user_id=member.user)
+    auth = (("authorization", f"Bearer {GRPC_TOKEN}"),)
+    deadline = time.monotonic() + give_up_s
+    attempt = 0
+    while True:
+        addresses = cluster.grpc_addresses()
+        address = addresses[attempt % len(addresses)] if addresses else None
+        attempt += 1
+        try:
+            if address is None:
+                raise ConnectionError("no node up")
+            async with grpc.aio.insecure_channel(address) as channel:
+                stub: Any = pb_grpc.MessagingServiceStub(channel)  # type: ignore[no-untyped-call]
+                await stub.RemoveMember(request, metadata=auth, timeout=10)
+        except (grpc.aio.AioRpcError, ConnectionError) as exc:
+            removal.error = str(exc)[:200]
+            if time.monotonic() > deadline:
+                print(f"[chaos] removal gave up: {removal.error}", file=sys.stderr)
+                return
+            await asyncio.sleep(1.0)
+            continue
+        break
+    removal.acked_at = member.removed_at = time.monotonic()
+    removal.acked_s = removal.acked_at - began
+    removal.error = None
+    await asyncio.sleep(2.0)
+    await member.reconnect()
 
 
 async def _settle(members: list[Member], newest: dict[str, int], timeout: float) -> None:
@@ -217,7 +304,7 @@ async def _settle(members: list[Member], newest: dict[str, int], timeout: float)
     deadline = time.monotonic() + timeout
     last_nudge = time.monotonic()
     while time.monotonic() < deadline:
-        behind = [m for m in members if m.below < newest.get(m.topic, 0)]
+        behind = [m for m in members if m.removed_at is None and m.below < newest.get(m.topic, 0)]
         if not behind:
             return
         if time.monotonic() - last_nudge > 5:
@@ -309,10 +396,22 @@ async def _traffic(
     began = time.monotonic()
     interval = len(members) / scenario.rate
     sends = [asyncio.create_task(m.send_loop(interval, stop_sends)) for m in members]
-    faults = asyncio.create_task(_faults(plan, scenario, cluster, pg, redis, began))
+    faults = asyncio.create_task(_faults(plan, scenario, cluster, pg, redis, members, began))
+    removal = None
+    if scenario.removal:
+        # A plain member (not the owner) of the largest conversation, at a seeded time.
+        target = members[rng.randrange(1, sizes[0])]
+        removal = _Removal(
+            target,
+            target.topic.removeprefix("conversation:"),
+            rng.uniform(0.3, 0.6) * scenario.duration,
+        )
+        removing = asyncio.create_task(_remove(removal, cluster, began, scenario.give_up_s))
     await asyncio.sleep(scenario.duration)
     # A fault still under way heals first: the end state is a whole cluster.
     await faults
+    if removal is not None:
+        await removing
     stop_sends.set()
     bound = scenario.give_up_s + PUSH_TIMEOUT_S + 5
     await asyncio.wait(sends, timeout=bound)
@@ -335,6 +434,13 @@ async def _traffic(
         stored=stored,
         errors=journal.errors,
     )
+    if removal is not None and removal.acked_at is not None:
+        topic = removal.member.topic
+        system = [seq for seq, sender, _ in stored[topic] if sender == SYSTEM_SENDER]
+        history.removals[(removal.member.user, topic)] = (
+            removal.acked_at,
+            max(system) if system else None,
+        )
     result = check(history, send_bound_s=bound)
     for fault in plan:
         fault.measured = _recovery(fault, journal, began)
@@ -344,6 +450,23 @@ async def _traffic(
         "catch_up_at_end_s": settle_s,
         "send_bound_s": bound,
         "faults": [asdict(f) for f in plan],
+        "removal": None
+        if removal is None
+        else {
+            "member": removal.member.user,
+            "conversation": removal.conversation_id,
+            "planned_s": removal.planned_s,
+            "acked_s": removal.acked_s,
+            "error": removal.error,
+            "sends_refused_after": sum(
+                1
+                for send in journal.sends
+                if send.sender == removal.member.user
+                and removal.acked_at is not None
+                and send.began > removal.acked_at
+                and not send.acked_seqs
+            ),
+        },
         **result,
     }
 
@@ -356,7 +479,9 @@ def _markdown(report: dict[str, Any], command: str) -> str:
             f["at_s"],
             f["restored_s"],
             f["measured"].get("clients_dropped"),
-            f["measured"].get("clients_away_max_s"),
+            f["measured"].get("clients_back_median_s"),
+            f["measured"].get("clients_back_max_s"),
+            f["measured"].get("cross_node_deliveries_sent_during_fault"),
             f["measured"].get("ack_resumed_after_restore_s"),
             f["measured"].get("cross_node_delivery_resumed_after_restore_s"),
         ]
@@ -385,17 +510,32 @@ def _markdown(report: dict[str, Any], command: str) -> str:
                 "at",
                 "restored",
                 "clients dropped",
-                "longest away",
+                "dropped clients back (median)",
+                "all back",
+                "cross-node deliveries sent during it",
                 "first ack after restore",
                 "first cross-node delivery after restore",
             ],
             fault_rows,
         )
+        + _removal_line(report.get("removal"))
         + "\n## Verdicts\n\n"
         + markdown_table(["promise", "verdict", "violations", "examples"], verdict_rows)
         + "\n## Errors clients saw, by reason\n\n"
         + markdown_table(["reason", "count"], error_rows)
         + f"\nAll promises kept: {'yes' if report['ok'] else '**no**'}. Reproduce: `{command}`.\n"
+    )
+
+
+def _removal_line(removal: dict[str, Any] | None) -> str:
+    if removal is None:
+        return ""
+    if removal["acked_s"] is None:
+        return f"\nMember removal: not acknowledged ({removal['error']}).\n"
+    return (
+        f"\nMember removal: {removal['member']} removed at {removal['acked_s']:.1f} s "
+        f"(acknowledged); {removal['sends_refused_after']} of its sends begun after were "
+        "refused, as they must be.\n"
     )
 
 
@@ -436,6 +576,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--random-faults", type=int, default=defaults.random_faults)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument(
+        "--no-removal",
+        dest="removal",
+        action="store_false",
+        help="leave out the member removal mid-run",
+    )
+    parser.add_argument(
         "--kinds",
         default=",".join(FAULT_KINDS),
         help=f"comma-separated fault kinds among {', '.join(FAULT_KINDS)}",
@@ -457,6 +603,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rate=args.rate,
         random_faults=args.random_faults,
         seed=args.seed,
+        removal=args.removal,
         kinds=kinds,
     )
     command = "whispr chaos " + " ".join(sys.argv[2:] if argv is None else argv)

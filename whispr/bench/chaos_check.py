@@ -12,7 +12,9 @@ The promises, per conversation:
   that it had already said it held (``last_seq`` on a rejoin) or twice on one connection;
 * seqs gap-free and in order: the stored seqs are 1..n;
 * every client got every committed message of its conversation, once catch-up finished;
-* no send hung: every send ended acknowledged or given up with a reason, within the bound.
+* no send hung: every send ended acknowledged or given up with a reason, within the bound;
+* a member removed mid-run: no send of theirs begun after the removal was acknowledged is
+  acknowledged, and none of theirs is stored after the removal's system message.
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ class History:
     stored: dict[str, list[tuple[int, str, str]]] = field(default_factory=dict)
     #: Errors clients saw, by reason.
     errors: Counter[str] = field(default_factory=Counter)
+    #: (member, topic) removed mid-run -> when the removal was acknowledged (same clock as
+    #: the sends) and the seq of its system message, when found in the store.
+    removals: dict[tuple[str, str], tuple[float, int | None]] = field(default_factory=dict)
 
 
 def check(history: History, *, send_bound_s: float, examples: int = 5) -> dict[str, Any]:
@@ -76,6 +81,7 @@ def check(history: History, *, send_bound_s: float, examples: int = 5) -> dict[s
         "seqs_gap_free_in_order": _verdict(_gaps(history.stored), examples),
         "every_client_got_every_message": _verdict(_missing(history), examples),
         "no_send_hung": _verdict(_hung(history.sends, send_bound_s), examples),
+        "nothing_acked_after_removal": _verdict(_after_removal(history), examples),
     }
     acked = [s for s in history.sends if s.acked_seqs]
     counts = {
@@ -135,6 +141,8 @@ def _gaps(stored: Mapping[str, Sequence[tuple[int, str, str]]]) -> Iterable[str]
 
 def _missing(history: History) -> Iterable[str]:
     for (member, topic), deliveries in history.received.items():
+        if (member, topic) in history.removals:
+            continue  # removed: what came after is not theirs to get
         got = {d.seq for d in deliveries}
         wanted = {seq for seq, _, _ in history.stored.get(topic, [])}
         absent = sorted(wanted - got)
@@ -148,3 +156,16 @@ def _hung(sends: Sequence[Send], bound_s: float) -> Iterable[str]:
             yield f"{send.client_id} never ended"
         elif send.ended - send.began > bound_s:
             yield f"{send.client_id} took {send.ended - send.began:.1f} s (bound {bound_s:g} s)"
+
+
+def _after_removal(history: History) -> Iterable[str]:
+    for (member, topic), (acked_at, removal_seq) in history.removals.items():
+        for send in history.sends:
+            mine = (send.sender, send.topic) == (member, topic)
+            if mine and send.acked_seqs and send.began > acked_at:
+                yield f"{send.client_id} begun after {member}'s removal, acknowledged"
+        if removal_seq is None:
+            continue
+        for seq, sender, client_id in history.stored.get(topic, []):
+            if sender == member and seq > removal_seq:
+                yield f"{client_id} stored at seq {seq}, after {member}'s removal ({removal_seq})"

@@ -68,6 +68,8 @@ class Member:
     deliveries: list[Delivery] = field(default_factory=list)
     joins: list[int] = field(default_factory=list)
     sent: int = 0
+    #: Set once a removal of this member was acknowledged: from then on its errors are final.
+    removed_at: float | None = None
     #: The send under way: (client id, began), for the checker when the run ends mid-send.
     current: tuple[str, float] | None = None
     _token: str = ""
@@ -97,6 +99,8 @@ class Member:
         attempt = 0
         dropped: float | None = None
         while not stop.is_set():
+            if self.removed_at is not None and attempt > 0:
+                break  # removed, and a rejoin was refused: nothing more to wait for
             nodes = self.live_nodes()
             if not nodes:
                 await asyncio.sleep(0.5)
@@ -140,6 +144,10 @@ class Member:
         """Send one message every ``interval`` s or so, each until acknowledged or given up."""
         await asyncio.sleep(random.uniform(0, interval))
         while not stop.is_set():
+            # A removed member keeps trying for a few seconds, as a client not yet told would:
+            # each of those sends must be refused.
+            if self.removed_at is not None and time.monotonic() - self.removed_at > 5:
+                return
             await self.send_one()
             await asyncio.sleep(interval * random.uniform(0.5, 1.5))
 
@@ -154,8 +162,11 @@ class Member:
             if left <= 0:
                 self._record(client_id, began, (), reason)
                 return
+            if self.removed_at is not None and not self.connected.is_set():
+                self._record(client_id, began, (), f"removed ({reason})")
+                return
             try:
-                await asyncio.wait_for(self.connected.wait(), left)
+                await asyncio.wait_for(self.connected.wait(), min(left, 1.0))
             except TimeoutError:
                 continue
             client = self.client
@@ -174,6 +185,11 @@ class Member:
             except Exception as exc:
                 reason = _reason(exc)
                 self.journal.errors[f"send: {reason}"] += 1
+                if self.removed_at is not None:
+                    self._record(client_id, began, (), f"removed ({reason})")
+                    return
+                if reason == "unmatched topic":
+                    await self.reconnect()  # the channel ended under a live socket: rejoin
                 await asyncio.sleep(random.uniform(0.25, 1.0))
                 continue
             self.journal.acks.append(time.monotonic())
