@@ -258,8 +258,9 @@ class _Removal:
 async def _remove(removal: _Removal, cluster: _Cluster, began: float, give_up_s: float) -> None:
     """RemoveMember over gRPC, at its planned time, through any live node until acknowledged.
 
-    The member is not told: its client keeps sending (every send must now be refused), then
-    its connection is dropped so that it tries to rejoin (which must be refused too).
+    The member is not told: it sends at once on the connection it holds, and keeps sending
+    for a few seconds (every such send must be refused), and its connection is dropped so
+    that it tries to rejoin (which must be refused too).
     """
     import grpc
 
@@ -294,8 +295,8 @@ async def _remove(removal: _Removal, cluster: _Cluster, began: float, give_up_s:
     removal.acked_at = member.removed_at = time.monotonic()
     removal.acked_s = removal.acked_at - began
     removal.error = None
-    await asyncio.sleep(2.0)
-    await member.reconnect()
+    await member.send_one()  # on the socket it still holds: must be refused
+    await member.reconnect()  # and its rejoin too
 
 
 async def _settle(members: list[Member], newest: dict[str, int], timeout: float) -> None:
