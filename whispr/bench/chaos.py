@@ -12,7 +12,10 @@ of random kinds at random times (``--seed``):
 * ``kill``: SIGKILL a node, start it again after ``--restart-after`` s;
 * ``term``: SIGTERM a node (it drains), start it again after ``--restart-after`` s;
 * ``redis``: SIGKILL Redis, start it again (empty) after ``--outage-s`` s;
-* ``postgres``: stop PostgreSQL (immediate: as a crash), start it after ``--outage-s`` s.
+* ``postgres``: stop PostgreSQL (immediate: as a crash), start it after ``--outage-s`` s;
+
+and, unless ``--no-removal``, a member of the largest conversation removed over gRPC at a
+seeded time, whose client is not told and goes on sending.
 
 Then every client is brought back and caught up, and :mod:`whispr.bench.chaos_check` reads
 every acknowledgement, every client's received stream and the store. Writes ``chaos.json``
