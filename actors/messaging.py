@@ -126,8 +126,7 @@ class Messaging:
 
     async def conversation(self, user_id: str, conversation_id: str) -> Conversation:
         """A conversation the user is a member of."""
-        conversation, members, _ = await self._ask(conversation_id, ConversationActor.snapshot)
-        rules.require_member({m.user_id: m for m in members}, user_id)
+        conversation, _ = await self.conversation_at(user_id, conversation_id)
         return conversation
 
     async def conversation_at(self, user_id: str, conversation_id: str) -> tuple[Conversation, int]:

@@ -173,10 +173,7 @@ class ConversationChannel(Channel):
         if self._since is not None:
             page, self._first_page = self._first_page, None
             async for message in stream.replay(self._since, first_page=page):
-                frame = {"message": message}
-                await host.send_waiting(
-                    host.proto.push(self.topic, "new_message", frame, join_ref=self.join_ref)
-                )
+                await host.send_waiting(self._stored(message))
         ctx = host.ctx
         state = await ctx.presence.state(self.topic)
         host.send(host.proto.push(self.topic, PRESENCE_STATE, state, join_ref=self.join_ref))
@@ -194,11 +191,14 @@ class ConversationChannel(Channel):
 
     def _deliver(self, item: StreamItem) -> None:
         if isinstance(item, Message):  # read from the store to fill a gap
-            host = self.host
-            frame = {"message": item}
-            host.send(host.proto.push(self.topic, "new_message", frame, join_ref=self.join_ref))
+            self.host.send(self._stored(item))
         else:
             self.handle_out(item)
+
+    def _stored(self, message: Message) -> bytes | None:
+        """A message read from the store, as the ``new_message`` push a live one would be."""
+        frame = {"message": message}
+        return self.host.proto.push(self.topic, "new_message", frame, join_ref=self.join_ref)
 
     def _overflow(self) -> None:
         # Too far behind to be served live in order (too many events held, or a gap the
