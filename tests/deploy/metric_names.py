@@ -129,9 +129,7 @@ async def _scrape() -> str:
             address = f"127.0.0.1:{running.node.grpc.get().port}"
             async with grpc.aio.insecure_channel(address) as channel:
                 await pb_grpc.MessagingServiceStub(channel).CreateConversation(
-                    pb.CreateConversationRequest(
-                        kind=pb.CONVERSATION_KIND_GROUP, creator_id=ada
-                    ),
+                    pb.CreateConversationRequest(kind=pb.CONVERSATION_KIND_GROUP, creator_id=ada),
                     metadata=(("authorization", "Bearer scrape-token"),),
                 )
             # A connection's counts are published when it ends: wait for them.

@@ -61,7 +61,7 @@ def test_the_query_check_finds_names_and_refuses_what_it_cannot_check() -> None:
     assert names_in_query(query + " / on() b") == {"a_bucket", "b"}
     with pytest.raises(ValueError, match="without a metric name"):
         names_in_query('{job="whispr"}')
-    with pytest.raises(ValueError, match="unclosed|expected|unexpected"):
+    with pytest.raises(ValueError, match=r"unclosed|expected|unexpected"):
         names_in_query("rate(a[5m]")
     assert "whispr_store_call_seconds_bucket" in exposed_names("")
     assert "made_up_total" not in exposed_names("")
