@@ -12,6 +12,7 @@ from structlog.testing import capture_logs
 
 from actors.errors import Reason, WhisprError
 from whispr.audit import AuditKind, AuditLog
+from whispr.audit.log import RATE_LIMITED_EVERY_S
 from whispr.store.sqlite import SqliteStore
 from whispr.telemetry import metrics_exposition
 
@@ -123,3 +124,27 @@ async def test_close_stores_what_is_queued_then_refuses_new_records(sqlite: Sqli
     _refusal(audit, "late")
     assert dropped_total() - before == 1
     assert audit.queued == 0
+
+
+async def test_rate_limit_refusals_are_recorded_once_per_interval_with_a_count(
+    sqlite: SqliteStore,
+) -> None:
+    now = [1_000.0]
+    audit = AuditLog(sqlite, "n1", clock=lambda: now[0])
+    limited = WhisprError(Reason.RATE_LIMITED, "at most 3 messages per minute", limit=3)
+
+    def refuse(user: str | None, peer: str = "10.0.0.1") -> None:
+        audit.refused(limited, source="websocket", user_id=user, peer=peer)
+
+    with capture_logs() as logs:
+        for _ in range(5):  # a flood within one interval: one record
+            refuse("ada")
+            now[0] += 1.0
+        refuse("bob")  # another user has an interval of their own
+        refuse(None, peer="10.0.0.2")  # no user: the address is the key
+        now[0] = 1_000.0 + RATE_LIMITED_EVERY_S
+        refuse("ada")  # the next interval: the four left out are counted
+    records = [(line["user_id"], line["details"]["suppressed"]) for line in logs]
+    assert records == [("ada", 0), ("bob", 0), (None, 0), ("ada", 4)]
+    assert audit.queued == 4
+    await audit.close()

@@ -8,6 +8,7 @@ from actors.ids import new_id
 from actors.ports import Store
 from whispr.audit import AuditKind, AuditRecord, AuditStore
 from whispr.audit.retention import DAY_S, Retention
+from whispr.store import _audit
 
 T0 = 1_800_000_000.0
 
@@ -62,9 +63,7 @@ async def test_pages_follow_each_other_without_loss_or_repeat_within_one_instant
     seen: list[AuditRecord] = []
     after = None
     while True:
-        page = await audit.audit_page(
-            since=T0, until=T0 + 100, user_id="ada", after=after, limit=5
-        )
+        page = await audit.audit_page(since=T0, until=T0 + 100, user_id="ada", after=after, limit=5)
         seen += page
         if len(page) < 5:
             break
@@ -89,8 +88,6 @@ async def test_retention_deletes_records_older_than_the_days_kept_and_nothing_el
 
 
 async def test_a_purge_larger_than_one_batch_deletes_everything_expired(store: Store) -> None:
-    from whispr.store import _audit
-
     audit = cast(AuditStore, store)
     count = _audit.PURGE_BATCH + 3
     await audit.append_audit([_record(T0 - 1 - i * 1e-3) for i in range(count)])

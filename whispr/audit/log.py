@@ -55,6 +55,14 @@ RETRY_FIRST_S: Final = 0.5
 RETRY_MAX_S: Final = 30.0
 #: The longest ``reason`` kept: error messages may quote a library's words.
 MAX_REASON: Final = 200
+#: One rate-limit record per user (or address) per this many seconds; the next one says
+#: how many refusals were left out meanwhile (``details.suppressed``). Recording costs
+#: about 70 µs (mostly the log line), as much as a whole message: a client pushing on at
+#: a spent budget must not cost that per push. Other kinds are rare by nature.
+RATE_LIMITED_EVERY_S: Final = 10.0
+#: Users (or addresses) whose last rate-limit record is remembered before the oldest
+#: are forgotten.
+_RATE_LIMITED_KEYS: Final = 10_000
 
 #: The refusals that are security events, by where they are sent; any other refusal
 #: (``invalid``, ``not_found``, ``unavailable``...) is not recorded.
@@ -124,6 +132,9 @@ class AuditLog:
         #: Records taken from the queue and not yet stored.
         self._writing = 0
         self._counters = audit_counters()
+        #: Per user (or address): when its last rate-limit record was made, and the
+        #: refusals left out since.
+        self._limited: dict[str, tuple[float, int]] = {}
 
     @property
     def queued(self) -> int:
@@ -190,17 +201,42 @@ class AuditLog:
         """Record ``error``, a refusal about to be sent from ``source``, if it is a security
         event (see :data:`_REFUSALS`); other refusals are ignored."""
         kind = _REFUSALS[source].get(error.reason)
-        if kind is not None:
-            self.record(
-                kind,
-                user_id=user_id,
-                reason=error.message,
-                source=source,
-                actor=actor,
-                peer=peer,
-                error=error.reason.value,
-                **details,
-            )
+        if kind is None:
+            return
+        if kind is AuditKind.RATE_LIMITED:
+            suppressed = self._left_out(user_id or peer or "")
+            if suppressed is None:
+                return
+            details["suppressed"] = suppressed
+        self.record(
+            kind,
+            user_id=user_id,
+            reason=error.message,
+            source=source,
+            actor=actor,
+            peer=peer,
+            error=error.reason.value,
+            **details,
+        )
+
+    def _left_out(self, key: str) -> int | None:
+        """None when ``key``'s rate-limit refusal is left out (one was recorded less than
+        :data:`RATE_LIMITED_EVERY_S` ago); else the refusals left out since the last."""
+        now = self.clock()
+        limited = self._limited
+        last = limited.get(key)
+        if last is not None and now - last[0] < RATE_LIMITED_EVERY_S:
+            limited[key] = (last[0], last[1] + 1)
+            return None
+        if last is None and len(limited) >= _RATE_LIMITED_KEYS:
+            for old in [k for k, (at, _) in limited.items() if now - at >= RATE_LIMITED_EVERY_S]:
+                del limited[old]
+            if len(limited) >= _RATE_LIMITED_KEYS:  # all recent: forget the oldest half
+                for old in list(limited)[: _RATE_LIMITED_KEYS // 2]:
+                    del limited[old]
+        limited.pop(key, None)  # to the end: the dict stays in order of last record
+        limited[key] = (now, 0)
+        return 0 if last is None else last[1]
 
     def membership_changed(self, change: MembershipChange) -> None:
         """Record ``change``, made durable by a conversation actor of this node."""
