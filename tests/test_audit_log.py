@@ -148,3 +148,26 @@ async def test_rate_limit_refusals_are_recorded_once_per_interval_with_a_count(
     assert records == [("ada", 0), ("bob", 0), (None, 0), ("ada", 4)]
     assert audit.queued == 4
     await audit.close()
+
+
+async def test_a_batch_the_store_refuses_is_dropped_and_counted_not_retried_forever(
+    sqlite: SqliteStore,
+) -> None:
+    audit = AuditLog(sqlite, "n1")
+    audit.start()
+    before = dropped_total()
+    # Details the store cannot encode: refused for good, unlike an outage.
+    audit.record(
+        AuditKind.TOKEN_REFUSED,
+        user_id="ada",
+        reason="r",
+        source="websocket",
+        odd=object(),
+    )
+    deadline = time.monotonic() + 10
+    while dropped_total() - before < 1 and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert dropped_total() - before == 1
+    _refusal(audit, "bob")  # the writer went on with the next batch
+    assert await _stored(sqlite, expected=1) == 1
+    await audit.close()

@@ -40,6 +40,7 @@ from actors.errors import Reason, WhisprError
 from actors.ids import new_id
 from actors.model import MembershipChange
 from whispr.audit.record import AuditKind, AuditRecord, AuditStore, Source
+from whispr.store.breaker import is_outage
 from whispr.telemetry import TalliedCounter
 
 __all__ = ["MAX_BATCH", "QUEUE_SIZE", "AuditLog", "audit_counters"]
@@ -93,8 +94,8 @@ class _Counters:
         self.dropped = TalliedCounter(
             "whispr.audit",
             "whispr_audit_dropped",
-            "audit records not stored (logged only): the queue was full, or the node "
-            "stopped before the store took them",
+            "audit records not stored (logged only): the queue was full, the store "
+            "refused their batch, or the node stopped before the store took them",
         )
 
 
@@ -297,8 +298,12 @@ class AuditLog:
             self._writing = 0
 
     async def _write(self, batch: list[AuditRecord]) -> bool:
-        """Store ``batch``, retrying with back-off until it is stored; False when a write
-        fails once the log is closing (the batch is then counted as dropped)."""
+        """Store ``batch``, retrying with back-off while the store is away; False when a
+        write fails once the log is closing (the batch is then counted as dropped).
+
+        A failure that is not an outage (the store refused the batch) would fail again:
+        the batch is dropped, counted and logged, so it cannot hold up the ones after it.
+        """
         delay = RETRY_FIRST_S
         while True:
             try:
@@ -308,6 +313,14 @@ class AuditLog:
                 if self._closing:
                     log.warning("audit write failed while stopping", error=str(exc))
                     return False
+                if not is_outage(exc):
+                    log.error(
+                        "audit batch refused by the store; dropped",
+                        records=len(batch),
+                        error=str(exc),
+                    )
+                    self._counters.dropped.add(len(batch))
+                    return True
                 log.warning(
                     "audit write failed; retrying",
                     records=len(batch),
