@@ -26,7 +26,7 @@ from cachetools import LRUCache
 from actors.errors import Reason, WhisprError
 from actors.ids import new_id
 
-__all__ = ["Identity", "TokenVerifier", "issue_token"]
+__all__ = ["Identity", "TokenVerifier", "claimed_user", "issue_token"]
 
 #: Verified tokens remembered per node (about 0.3 KB each).
 VERIFIED_CACHE_SIZE = 65_536
@@ -107,6 +107,20 @@ class TokenVerifier:
         expires_at = float(claims["exp"])
         self._verified[token] = (user_id, device, expires_at)
         return Identity(user_id, device or _anonymous_device(), expires_at)
+
+
+def claimed_user(token: str | None) -> str | None:
+    """The ``sub`` a refused token claims, read without checking anything, for the audit
+    log: who a refused connection was for. Trust it only as far as the refusal's reason
+    allows (an expired token's signature was checked; a badly signed one's was not)."""
+    if not token:
+        return None
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.InvalidTokenError:
+        return None
+    sub = claims.get("sub")
+    return sub[:128] if isinstance(sub, str) and sub else None
 
 
 def _anonymous_device() -> str:
