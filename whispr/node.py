@@ -34,8 +34,7 @@ from __future__ import annotations
 
 import gc
 import logging
-import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec
 
@@ -60,6 +59,12 @@ from whispr.config import Settings
 from whispr.gateway.presence import Presence
 from whispr.gateway.server import Gateway, GatewayService
 from whispr.grpc.server import GrpcServer, GrpcService
+from whispr.node_metrics import (
+    actor_gauge,
+    conversation_actors,
+    live_conversations,
+    restart_reporter,
+)
 from whispr.services import (
     BrokerService,
     MessagingService,
@@ -70,43 +75,12 @@ from whispr.services import (
 )
 from whispr.siblings import Siblings
 from whispr.slot import Slot
-from whispr.telemetry import ObservedGauge
 
 __all__ = ["Node", "NodeService", "conversation_actors", "node_tree", "run_node"]
 
 log = structlog.get_logger("whispr.node")
 
 P = ParamSpec("P")
-
-
-def _live_conversations(registry: Registry) -> int:
-    """Conversation actors alive in ``registry`` (each registers as ``("conversation", id)``)."""
-    return sum(
-        1 for name in registry.names() if isinstance(name, tuple) and name[:1] == ("conversation",)
-    )
-
-
-_conversation_gauge: ObservedGauge[Registry] | None = None
-_conversation_gauge_lock = threading.Lock()
-
-
-def conversation_actors() -> ObservedGauge[Registry]:
-    """The process's gauge of live conversation actors (``whispr_conversation_actors``).
-
-    Read from the node's registry when ``/metrics`` is scraped, not counted at start and
-    stop: the registry already drops an actor's name when it exits (crash, passivation or
-    shutdown), so the gauge cannot drift from it. A soak run watches it for a leak.
-    """
-    global _conversation_gauge
-    with _conversation_gauge_lock:
-        if _conversation_gauge is None:
-            _conversation_gauge = ObservedGauge(
-                "whispr.actors",
-                "whispr_conversation_actors",
-                "conversation actors alive",
-                _live_conversations,
-            )
-        return _conversation_gauge
 
 
 @dataclass(frozen=True)
@@ -133,6 +107,15 @@ class Node:
 
     def __post_init__(self) -> None:
         conversation_actors().watch(self.registry)
+        actor_gauge().watch(self)
+
+    def actor_counts(self) -> Mapping[str, int]:
+        """Live actors by kind, for ``whispr_actors`` (read when the metrics are scraped)."""
+        gateway = self.gateway.peek()
+        return {
+            "conversation": live_conversations(self.registry),
+            "connection": 0 if gateway is None else len(gateway.ctx.connections),
+        }
 
     def whereis(self, name: str) -> Ref[Any] | None:
         """The live service registered as ``name``."""
@@ -200,6 +183,7 @@ def _dynamic(
             name=name,
             child_max_restarts=child_max_restarts,
             child_max_seconds=child_max_seconds,
+            on_restart=restart_reporter(name),
         )
 
     return ChildSpec(id=name, start=node.registry.via(name, start), type=ChildType.SUPERVISOR)
@@ -282,6 +266,7 @@ def start_root(node: Node) -> Ref[Any]:
         max_restarts=3,
         max_seconds=5.0,
         name=f"node:{node.settings.node_name}",
+        on_restart=restart_reporter("root"),
     )
 
 
