@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any, ParamSpec
 
 import structlog
+from pykka import ActorDeadError
 
 from actors.broker import Broker
 from actors.messaging import Messaging
@@ -75,6 +76,7 @@ from whispr.services import (
 )
 from whispr.siblings import Siblings
 from whispr.slot import Slot
+from whispr.startup import HeldCrashReports, describe_start_failure
 
 __all__ = ["Node", "NodeService", "conversation_actors", "node_tree", "run_node"]
 
@@ -271,10 +273,17 @@ def start_root(node: Node) -> Ref[Any]:
 
 
 async def run_node(settings: Settings) -> int:
-    """Run a node until SIGTERM/SIGINT; return the process exit status."""
+    """Run a node until SIGTERM/SIGINT; return the process exit status.
+
+    A node that cannot start logs one error naming the cause (:mod:`whispr.startup`) and
+    returns 1; the supervisors' crash reports of the failed start are left out when the
+    cause is a known one.
+    """
     node = Node(settings)
+    held = HeldCrashReports()
 
     def up(_root: Ref[Any]) -> None:
+        held.release()
         gc_policy.apply(settings.gc_thresholds)
         log.info(
             "node up",
@@ -284,11 +293,26 @@ async def run_node(settings: Settings) -> int:
             gc_thresholds=list(gc.get_threshold()),
         )
 
-    reason = await run_until_signalled(
-        lambda: start_root(node),
-        shutdown_deadline=settings.shutdown_deadline_s,
-        on_started=up,
-    )
+    with held:
+        try:
+            reason = await run_until_signalled(
+                lambda: start_root(node),
+                shutdown_deadline=settings.shutdown_deadline_s,
+                on_started=up,
+            )
+        except ActorDeadError as exc:
+            failure = describe_start_failure(exc, settings)
+            if failure.known:
+                held.discard()
+                log.error(f"cannot start: {failure.message}", node=settings.node_name)
+            else:
+                held.release()
+                log.error(
+                    f"cannot start: {failure.message}",
+                    node=settings.node_name,
+                    exc_info=failure.cause,
+                )
+            return 1
     if isinstance(reason, Shutdown):
         log.info("node stopped", node=settings.node_name)
         return 0
