@@ -6,8 +6,9 @@ before the gateway. The standard health service (``grpc.health.v1``) follows
 the node's readiness rule, as ``GET /ready`` does (:mod:`whispr.readiness`):
 SERVING while the server runs, NOT_SERVING once it stops, so a Kubernetes gRPC
 probe or a client-side health check stops sending calls to a node going away;
-an outage of the shared store or broker does not take every node out at once. Health and reflection need no credentials (probes and tools have
-none); the messaging API does (:mod:`whispr.grpc.auth`).
+an outage of the shared store or broker does not take every node out at once.
+Health and reflection need no credentials (probes and tools have none); the
+messaging API does (:mod:`whispr.grpc.auth`).
 """
 
 from __future__ import annotations
