@@ -39,7 +39,7 @@ from websockets.http11 import Request, Response
 from websockets.typing import Origin, Subprotocol
 
 from actors.broker import Broker
-from actors.errors import WhisprError
+from actors.errors import Reason, WhisprError
 from actors.messaging import Messaging
 from actors.ports import Store
 from supervisors import AsyncioActor, ChildSpec, Ref, Registry, Restart
@@ -200,8 +200,11 @@ class Gateway:
                 HTTPStatus.TOO_MANY_REQUESTS, f"at most {limit} connections per address\n"
             )
         try:
-            identity = self.ctx.verifier.verify(_token(request))
+            identity = await self.ctx.verifier.verify(_token(request))
         except WhisprError as exc:
+            if exc.reason is Reason.UNAVAILABLE:  # the issuer's keys cannot be fetched
+                metrics.connects.add(1, {"outcome": "unavailable"})
+                return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, f"{exc}\n")
             metrics.connects.add(1, {"outcome": "unauthorized"})
             return connection.respond(HTTPStatus.UNAUTHORIZED, f"{exc}\n")
         if self.ctx.is_user_active is not None and not await self.ctx.is_user_active(
@@ -287,11 +290,7 @@ class GatewayService(AsyncioActor):
             limiter=MessageRateLimiter(
                 settings.rate_limit_per_minute, settings.redis_url, settings.redis_prefix
             ),
-            verifier=TokenVerifier(
-                secret=settings.jwt_secret,
-                public_key=settings.jwt_public_key,
-                algorithm=settings.jwt_algorithm,
-            ),
+            verifier=TokenVerifier.from_settings(settings),
         )
 
         async def start_connection(
