@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) are up, for
-# the integration tests and for running nodes locally (`make services`).
+# the integration tests and for running nodes locally (`make services`), and that
+# the tools the suite runs are installed (Node.js, Prometheus' promtool).
 #
 # Idempotent, and never stops anything: for each service,
 #   1. reachable already  -> say so;
@@ -255,7 +256,40 @@ ensure_node() {
         "with apt-get. Install nodejs and npm."
 }
 
+# --- promtool (the metrics and alert-rule checks) ---------------------------------------
+
+# promtool is one static binary of Debian's `prometheus` package. Installing the package
+# would bring the Prometheus server, its web assets and a daemon that starts; this takes
+# the package with apt-get and installs promtool alone into /usr/local/bin.
+ensure_promtool() {
+    if have promtool; then
+        say "promtool is installed ($(promtool --version 2>&1 | head -n 1))"
+        return 0
+    fi
+    say "promtool is missing (the metrics and alert-rule checks need it)"
+    if ! is_root || ! have apt-get || ! have dpkg-deb; then
+        die "promtool is not installed, and this script can install it only as root with" \
+            "apt-get. Install Prometheus' promtool (Debian package prometheus)."
+    fi
+    if [ "$APT_UPDATED" -eq 0 ]; then
+        say "apt-get update"
+        apt-get update -qq
+        APT_UPDATED=1
+    fi
+    local work
+    work=$(mktemp -d)
+    chmod 755 "$work"  # apt-get download runs as _apt where it can
+    say "apt-get download prometheus (for promtool)"
+    (cd "$work" && apt-get download -qq prometheus >/dev/null 2>&1) ||
+        { rm -rf "$work"; die "apt-get download prometheus failed"; }
+    dpkg-deb -x "$work"/prometheus_*.deb "$work/root"
+    install -m 0755 "$work/root/usr/bin/promtool" /usr/local/bin/promtool
+    rm -rf "$work"
+    say "promtool installed: $(promtool --version 2>&1 | head -n 1)"
+}
+
 ensure_postgres
 ensure_redis
 ensure_node
+ensure_promtool
 say "all services are up"
