@@ -8,6 +8,7 @@ refuses bad upgrades before any WebSocket exists:
 - draining: 503;
 - more than ``max_connections_per_ip`` from one address: 429;
 - missing, expired, unsigned or wrongly signed token: 401 with the reason;
+- the token issuer's keys (JWKS) cannot be fetched: 503;
 - a user the user service says is not active (when it is configured): 403;
 - ``Origin`` not allowed (when origins are configured): 403, by ``websockets`` itself.
 
