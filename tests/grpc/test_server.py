@@ -224,7 +224,7 @@ async def test_a_taken_port_fails_the_start(tmp_path: Path) -> None:
     try:
         taken = first.node.grpc.get().port
         env = grpc_env(WHISPR_SQLITE_PATH=str(tmp_path / "b.db"), WHISPR_GRPC_PORT=str(taken))
-        with pytest.raises(pykka.ActorDeadError, match=r"child 'grpc' failed to start.*bind"):
+        with pytest.raises(pykka.ActorDeadError, match=r"child 'grpc' failed to start.*in use"):
             await start_node(env)
     finally:
         await stop_tree(first.root, deadline=10)
