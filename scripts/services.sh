@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Make sure PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) are up, for
 # the integration tests and for running nodes locally (`make services`), and that
-# the tools the suite runs are installed (Node.js, Prometheus' promtool).
+# the tools some tests run are installed: Node.js and npm (the phoenix.js
+# end-to-end test) and promtool (the alert rules' tests, tests/deploy/, and the
+# metrics checks on live scrapes).
 #
 # Idempotent, and never stops anything: for each service,
 #   1. reachable already  -> say so;
@@ -256,36 +258,21 @@ ensure_node() {
         "with apt-get. Install nodejs and npm."
 }
 
-# --- promtool (the metrics and alert-rule checks) ---------------------------------------
+# --- promtool (for the alert rules' tests) -------------------------------------------
 
-# promtool is one static binary of Debian's `prometheus` package. Installing the package
-# would bring the Prometheus server, its web assets and a daemon that starts; this takes
-# the package with apt-get and installs promtool alone into /usr/local/bin.
 ensure_promtool() {
     if have promtool; then
         say "promtool is installed ($(promtool --version 2>&1 | head -n 1))"
         return 0
     fi
-    say "promtool is missing (the metrics and alert-rule checks need it)"
-    if ! is_root || ! have apt-get || ! have dpkg-deb; then
-        die "promtool is not installed, and this script can install it only as root with" \
-            "apt-get. Install Prometheus' promtool (Debian package prometheus)."
-    fi
-    if [ "$APT_UPDATED" -eq 0 ]; then
-        say "apt-get update"
-        apt-get update -qq
-        APT_UPDATED=1
-    fi
-    local work
-    work=$(mktemp -d)
-    chmod 755 "$work"  # apt-get download runs as _apt where it can
-    say "apt-get download prometheus (for promtool)"
-    (cd "$work" && apt-get download -qq prometheus >/dev/null 2>&1) ||
-        { rm -rf "$work"; die "apt-get download prometheus failed"; }
-    dpkg-deb -x "$work"/prometheus_*.deb "$work/root"
-    install -m 0755 "$work/root/usr/bin/promtool" /usr/local/bin/promtool
-    rm -rf "$work"
-    say "promtool installed: $(promtool --version 2>&1 | head -n 1)"
+    # Debian's prometheus package ships /usr/bin/promtool. Its server is not wanted here:
+    # --no-install-recommends keeps the exporters out, and where policy-rc.d forbids
+    # starting services (containers, CI) the package installs without starting one.
+    say "promtool is missing (the alert rules' tests and the metrics checks need it)"
+    apt_install --no-install-recommends prometheus || die \
+        "promtool is not installed, and this script can install it only as root with" \
+        "apt-get. Install Debian's prometheus package (it ships /usr/bin/promtool)."
+    have promtool || die "the prometheus package installed no promtool"
 }
 
 ensure_postgres

@@ -266,6 +266,7 @@ VALID = {
     "store_breaker_failures": "2",
     "store_breaker_open_s": "5",
     "store_breaker_trials": "1",
+    "audit_retention_days": "7",
     "redis_url": "rediss://h:6380/0",
     "redis_prefix": "cluster-b",
     "jwt_secret": "k" * 32,

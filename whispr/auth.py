@@ -44,7 +44,7 @@ from actors.errors import Reason, WhisprError
 from actors.ids import new_id
 from whispr.config import Settings
 
-__all__ = ["Identity", "TokenVerifier", "issue_token"]
+__all__ = ["Identity", "TokenVerifier", "claimed_user", "issue_token"]
 
 #: Verified tokens remembered per node (about 0.3 KB each).
 VERIFIED_CACHE_SIZE = 65_536
@@ -172,6 +172,20 @@ class TokenVerifier:
         except (jwt.PyJWKClientError, jwt.DecodeError) as exc:
             raise WhisprError(Reason.UNAUTHORIZED, f"invalid token: {exc}") from None
         return signing_key.key
+
+
+def claimed_user(token: str | None) -> str | None:
+    """The ``sub`` a refused token claims, read without checking anything, for the audit
+    log: who a refused connection was for. Trust it only as far as the refusal's reason
+    allows (an expired token's signature was checked; a badly signed one's was not)."""
+    if not token:
+        return None
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.InvalidTokenError:
+        return None
+    sub = claims.get("sub")
+    return sub[:128] if isinstance(sub, str) and sub else None
 
 
 def _anonymous_device() -> str:

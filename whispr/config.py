@@ -162,6 +162,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """How long the store's open breaker refuses calls at once before trial calls."""
     store_breaker_trials: Positive = 3
     """Successful trial calls that close the store's half-open breaker."""
+    audit_retention_days: Annotated[int, msgspec.Meta(ge=0, le=36_500)] = 90
+    """Days audit records are kept in the store before the retention job deletes them;
+    0 keeps them forever (see :mod:`whispr.audit.retention`)."""
     redis_url: str | None = None
     """Redis URL for cross-node pub/sub; None uses the in-process broker."""
     redis_prefix: NonEmpty = "whispr"

@@ -6,7 +6,7 @@ restarted too and picks up the new instance (the gateway last, so it accepts
 connections only when everything it needs is up)::
 
     Node (rest_for_one)
-      Telemetry, Store, Broker, Presence, Siblings,
+      Telemetry, Store, Audit, Broker, Presence, Siblings,
       Conversations (DynamicSupervisor), Messaging, Connections (DynamicSupervisor),
       Scheduler, GrpcServer, Gateway
 
@@ -56,6 +56,7 @@ from supervisors import (
 )
 from supervisors.exits import Shutdown
 from whispr import gc_policy
+from whispr.audit import AuditLog
 from whispr.config import Settings
 from whispr.gateway.presence import Presence
 from whispr.gateway.server import Gateway, GatewayService
@@ -67,6 +68,7 @@ from whispr.node_metrics import (
     restart_reporter,
 )
 from whispr.services import (
+    AuditService,
     BrokerService,
     MessagingService,
     PresenceService,
@@ -96,6 +98,8 @@ class Node:
     settings: Settings
     registry: Registry = field(default_factory=lambda: Registry("node"))
     store: Slot[StoreHandles] = field(default_factory=lambda: Slot("store"))
+    #: The audit log: every security event is recorded through it.
+    audit: Slot[AuditLog] = field(default_factory=lambda: Slot("audit"))
     broker: Slot[Broker] = field(default_factory=lambda: Slot("broker"))
     #: Who is online, cluster-wide.
     presence: Slot[Presence] = field(default_factory=lambda: Slot("presence"))
@@ -201,6 +205,11 @@ def node_tree(node: Node) -> list[ChildSpec]:
     return [
         _service(node, "telemetry"),
         _service(node, "store", lambda: _spawn(StoreService, settings, node.store)),
+        _service(
+            node,
+            "audit",
+            lambda: _spawn(AuditService, settings, node.store.get().audit, node.audit),
+        ),
         _service(node, "broker", lambda: _spawn(BrokerService, settings, node.broker)),
         _service(
             node,
@@ -225,6 +234,7 @@ def node_tree(node: Node) -> list[ChildSpec]:
                 broker=node.broker.get(),
                 presence=node.presence.peek,
                 siblings=node.siblings.get(),
+                audit=node.audit.get(),
                 out=node.messaging,
             ),
         ),
@@ -239,6 +249,7 @@ def node_tree(node: Node) -> list[ChildSpec]:
                 messaging=node.messaging.get(),
                 broker=node.broker.get(),
                 store=node.store.get().store,
+                audit=node.audit.get(),
                 out=node.grpc,
             ),
         ),
@@ -254,6 +265,7 @@ def node_tree(node: Node) -> list[ChildSpec]:
                 broker=node.broker.get(),
                 presence=node.presence.get(),
                 siblings=node.siblings.get(),
+                audit=node.audit.get(),
                 out=node.gateway,
             ),
         ),

@@ -44,7 +44,8 @@ from actors.errors import Reason, WhisprError
 from actors.messaging import Messaging
 from actors.ports import Store
 from supervisors import AsyncioActor, ChildSpec, Ref, Registry, Restart
-from whispr.auth import Identity, TokenVerifier
+from whispr.audit import AuditLog
+from whispr.auth import Identity, TokenVerifier, claimed_user
 from whispr.config import Settings
 from whispr.gateway.connection import ConnectionActor, Inbound, Tick
 from whispr.gateway.context import GatewayContext
@@ -194,25 +195,36 @@ class Gateway:
             metrics.connects.add(1, {"outcome": "draining"})
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "draining; retry\n")
         peer = _peer(connection)
+        audit = self.ctx.audit
         if self.ctx.per_ip[peer] >= self.ctx.settings.max_connections_per_ip:
             metrics.connects.add(1, {"outcome": "too_many_connections"})
             limit = self.ctx.settings.max_connections_per_ip
-            return connection.respond(
-                HTTPStatus.TOO_MANY_REQUESTS, f"at most {limit} connections per address\n"
+            refusal = WhisprError(
+                Reason.TOO_MANY_CONNECTIONS, f"at most {limit} connections per address"
             )
+            audit.refused(refusal, source="websocket", user_id=None, peer=peer, on="connect")
+            return connection.respond(HTTPStatus.TOO_MANY_REQUESTS, f"{refusal}\n")
+        token = _token(request)
         try:
-            identity = await self.ctx.verifier.verify(_token(request))
+            identity = await self.ctx.verifier.verify(token)
         except WhisprError as exc:
             if exc.reason is Reason.UNAVAILABLE:  # the issuer's keys cannot be fetched
                 metrics.connects.add(1, {"outcome": "unavailable"})
                 return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, f"{exc}\n")
             metrics.connects.add(1, {"outcome": "unauthorized"})
+            audit.refused(
+                exc, source="websocket", user_id=claimed_user(token), peer=peer, on="connect"
+            )
             return connection.respond(HTTPStatus.UNAUTHORIZED, f"{exc}\n")
         if self.ctx.is_user_active is not None and not await self.ctx.is_user_active(
             identity.user_id
         ):
             metrics.connects.add(1, {"outcome": "inactive"})
-            return connection.respond(HTTPStatus.FORBIDDEN, "this user is not active\n")
+            refusal = WhisprError(Reason.FORBIDDEN, "this user is not active")
+            audit.refused(
+                refusal, source="websocket", user_id=identity.user_id, peer=peer, on="connect"
+            )
+            return connection.respond(HTTPStatus.FORBIDDEN, f"{refusal}\n")
         # Counted now, so that concurrent handshakes from one address cannot overshoot.
         self.ctx.per_ip[peer] += 1
         self._identities[id(connection)] = identity
@@ -266,9 +278,11 @@ class GatewayService(AsyncioActor):
         broker: Broker,
         presence: Presence,
         siblings: Siblings,
+        audit: AuditLog,
         out: Slot[Gateway],
     ) -> None:
         super().__init__()
+        self.audit = audit
         self.settings = settings
         self.registry = registry
         self.messaging = messaging
@@ -292,6 +306,7 @@ class GatewayService(AsyncioActor):
                 settings.rate_limit_per_minute, settings.redis_url, settings.redis_prefix
             ),
             verifier=TokenVerifier.from_settings(settings),
+            audit=self.audit,
         )
 
         async def start_connection(

@@ -25,6 +25,7 @@ from actors.broker import Broker
 from actors.messaging import Messaging
 from actors.ports import Store
 from supervisors import AsyncioActor
+from whispr.audit import AuditLog
 from whispr.config import Settings
 from whispr.grpc.auth import CallerAuth, parse_tokens
 from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2 as pb
@@ -46,14 +47,21 @@ _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 class GrpcServer:
     """A started ``grpc.aio`` server with the messaging, health and reflection services."""
 
-    def __init__(self, settings: Settings, messaging: Messaging, broker: Broker, store: Store):
+    def __init__(
+        self,
+        settings: Settings,
+        messaging: Messaging,
+        broker: Broker,
+        store: Store,
+        audit: AuditLog,
+    ):
         self.settings = settings
         self.store = store
         self.broker = broker
         self.auth = CallerAuth(
             parse_tokens(settings.grpc_tokens), mtls=settings.grpc_tls_client_ca is not None
         )
-        self.servicer = MessagingServicer(messaging, self.auth)
+        self.servicer = MessagingServicer(messaging, self.auth, audit=audit)
         self.health = health.aio.HealthServicer()
         self.port = 0
         self._server: grpc.aio.Server | None = None
@@ -118,6 +126,7 @@ class GrpcService(AsyncioActor):
         messaging: Messaging,
         broker: Broker,
         store: Store,
+        audit: AuditLog,
         out: Slot[GrpcServer],
     ) -> None:
         super().__init__()
@@ -125,6 +134,7 @@ class GrpcService(AsyncioActor):
         self.messaging = messaging
         self.broker = broker
         self.store = store
+        self.audit = audit
         self.out = out
         self.server: GrpcServer | None = None
 
@@ -133,7 +143,7 @@ class GrpcService(AsyncioActor):
         if not settings.grpc_port:
             log.info("grpc disabled", setting="WHISPR_GRPC_PORT=0")
             return
-        self.server = GrpcServer(settings, self.messaging, self.broker, self.store)
+        self.server = GrpcServer(settings, self.messaging, self.broker, self.store, self.audit)
         await self.server.start(settings.host, settings.grpc_port)
         self.out.set(self.server)
         if not self.server.auth.tokens and not self.server.auth.mtls:
