@@ -2,7 +2,8 @@
 # Make sure PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) are up, for
 # the integration tests and for running nodes locally (`make services`), and that
 # the tools some tests run are installed: Node.js and npm (the phoenix.js
-# end-to-end test) and promtool (the alert rules' tests, tests/deploy/).
+# end-to-end test) and promtool (the alert rules' tests, tests/deploy/, and the
+# metrics checks on live scrapes).
 #
 # Idempotent, and never stops anything: for each service,
 #   1. reachable already  -> say so;
@@ -267,7 +268,7 @@ ensure_promtool() {
     # Debian's prometheus package ships /usr/bin/promtool. Its server is not wanted here:
     # --no-install-recommends keeps the exporters out, and where policy-rc.d forbids
     # starting services (containers, CI) the package installs without starting one.
-    say "promtool is missing (the alert rules' tests need it)"
+    say "promtool is missing (the alert rules' tests and the metrics checks need it)"
     apt_install --no-install-recommends prometheus || die \
         "promtool is not installed, and this script can install it only as root with" \
         "apt-get. Install Debian's prometheus package (it ships /usr/bin/promtool)."

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import sys
 from collections.abc import Coroutine, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
+import structlog
+
 from whispr.audit.record import AuditKind
-from whispr.config import ConfigError, Settings, load_settings
+from whispr.config import ConfigError, Settings, load_settings, log_format_from_env
 from whispr.telemetry import configure_logging
 
 __all__ = ["main"]
@@ -102,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "port", None) is not None:
             settings = settings.with_overrides(port=args.port)
     except ConfigError as exc:
-        print(f"whispr: configuration error: {exc}", file=sys.stderr)
+        _configuration_error(exc, log_format_from_env(os.environ))
         return 2
     configure_logging(settings)
     if args.command == "token":
@@ -112,10 +117,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "audit":
         return _run_loop(_audit(settings, args))
     if args.command == "serve":
+        try:
+            settings.check_exposure()
+        except ConfigError as exc:
+            structlog.get_logger("whispr.config").error(f"configuration error: {exc}")
+            return 2
         from whispr.node import run_node
 
         return _run_loop(run_node(settings))
     return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+def _configuration_error(exc: ConfigError, log_format: str) -> None:
+    """One line on stderr, before logging is configured: a JSON object in JSON log mode, so
+    that a collector parses even the last line of a node that could not start."""
+    message = f"configuration error: {exc}"
+    if log_format == "json":
+        record = {
+            "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "level": "error",
+            "logger": "whispr.config",
+            "event": message,
+        }
+        print(json.dumps(record), file=sys.stderr)
+    else:
+        print(f"whispr: {message}", file=sys.stderr)
 
 
 def _token(settings: Settings, user: str, device: str | None, ttl: float) -> int:

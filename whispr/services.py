@@ -30,6 +30,7 @@ from supervisors.batching import Batcher
 from whispr.audit import AuditLog, AuditStore
 from whispr.audit.retention import Retention
 from whispr.broker import open_broker
+from whispr.broker.metrics import broker_connected
 from whispr.config import Settings
 from whispr.gateway.presence import MemoryPresence, Presence, RedisPresence
 from whispr.hooks import PushDispatcher, screen_for
@@ -37,6 +38,7 @@ from whispr.siblings import Siblings
 from whispr.slot import Slot
 from whispr.store.breaker import BreakerStore
 from whispr.store.factory import open_store
+from whispr.store.metrics import store_breaker_state
 
 __all__ = [
     "AuditService",
@@ -74,6 +76,7 @@ class StoreService(AsyncioActor):
         self.settings = settings
         self.out = out
         self.handles: StoreHandles | None = None
+        self._breaker_store: BreakerStore | None = None
 
     async def on_start(self) -> None:
         settings = self.settings
@@ -103,12 +106,16 @@ class StoreService(AsyncioActor):
             store.insert_messages, max_batch=1000, max_in_flight=1, name="group-commit"
         )
         self.handles = StoreHandles(store, commit, opened)
+        self._breaker_store = store
         self.out.set(self.handles)
         log.info("store open", backend=backend)
 
     async def on_stop(self) -> None:
         handles, self.handles = self.handles, None
         self.out.clear()
+        if self._breaker_store is not None:
+            store_breaker_state().unwatch(self._breaker_store)
+            self._breaker_store = None
         if handles is not None:
             await handles.commit.close()
             await handles.store.close()
@@ -161,6 +168,7 @@ class BrokerService(AsyncioActor):
         settings = self.settings
         broker = open_broker(settings.redis_url, settings.node_name, settings.redis_prefix)
         await broker.open()
+        broker_connected().watch(broker)
         self.broker = broker
         self.out.set(broker)
         log.info("broker open", backend="redis" if settings.redis_url else "in-process")
@@ -169,6 +177,7 @@ class BrokerService(AsyncioActor):
         broker, self.broker = self.broker, None
         self.out.clear()
         if broker is not None:
+            broker_connected().unwatch(broker)
             await broker.close()
         log.info("broker closed")
 

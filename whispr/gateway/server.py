@@ -8,6 +8,7 @@ refuses bad upgrades before any WebSocket exists:
 - draining: 503;
 - more than ``max_connections_per_ip`` from one address: 429;
 - missing, expired, unsigned or wrongly signed token: 401 with the reason;
+- the token issuer's keys (JWKS) cannot be fetched: 503;
 - a user the user service says is not active (when it is configured): 403;
 - ``Origin`` not allowed (when origins are configured): 403, by ``websockets`` itself.
 
@@ -51,6 +52,7 @@ from whispr.gateway.context import GatewayContext
 from whispr.gateway.presence import Presence
 from whispr.gateway.ratelimit import MessageRateLimiter
 from whispr.protocol import CloseCode
+from whispr.readiness import dependency_states, ready_answer
 from whispr.siblings import Siblings
 from whispr.slot import Slot
 from whispr.telemetry import metrics_exposition
@@ -72,8 +74,8 @@ StartConnection = Callable[
     [GatewayContext, ServerConnection, Identity, asyncio.Semaphore],
     Awaitable[Ref[ConnectionActor]],
 ]
-#: Whether the node is ready (``GET /ready``): the store and the broker answer.
-Ready = Callable[[], Awaitable[bool]]
+#: The state of each dependency, reported by ``GET /ready`` (see :mod:`whispr.readiness`).
+Dependencies = Callable[[], Awaitable[dict[str, bool]]]
 
 
 def _token(request: Request) -> str | None:
@@ -112,11 +114,11 @@ class Gateway:
     """The server and what its connections share; started and stopped by its service."""
 
     def __init__(
-        self, ctx: GatewayContext, start_connection: StartConnection, ready: Ready
+        self, ctx: GatewayContext, start_connection: StartConnection, dependencies: Dependencies
     ) -> None:
         self.ctx = ctx
         self._start_connection = start_connection
-        self._ready = ready
+        self._dependencies = dependencies
         self._identities: dict[int, Identity] = {}
         self.server: Server | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -181,9 +183,8 @@ class Gateway:
         if path == "/health":
             return _text(HTTPStatus.OK, b"ok\n", "text/plain")
         if path == "/ready":
-            ready = not self.ctx.draining and await self._ready()
-            status = HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE
-            return _text(status, b"ready\n" if ready else b"not ready\n", "text/plain")
+            status, body = ready_answer(self.ctx.draining, await self._dependencies())
+            return _text(status, body, "text/plain")
         if path == "/metrics":
             body = metrics_exposition()
             return _text(HTTPStatus.OK, body, "text/plain; version=0.0.4; charset=utf-8")
@@ -205,8 +206,11 @@ class Gateway:
             return connection.respond(HTTPStatus.TOO_MANY_REQUESTS, f"{refusal}\n")
         token = _token(request)
         try:
-            identity = self.ctx.verifier.verify(token)
+            identity = await self.ctx.verifier.verify(token)
         except WhisprError as exc:
+            if exc.reason is Reason.UNAVAILABLE:  # the issuer's keys cannot be fetched
+                metrics.connects.add(1, {"outcome": "unavailable"})
+                return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, f"{exc}\n")
             metrics.connects.add(1, {"outcome": "unauthorized"})
             audit.refused(
                 exc, source="websocket", user_id=claimed_user(token), peer=peer, on="connect"
@@ -301,11 +305,7 @@ class GatewayService(AsyncioActor):
             limiter=MessageRateLimiter(
                 settings.rate_limit_per_minute, settings.redis_url, settings.redis_prefix
             ),
-            verifier=TokenVerifier(
-                secret=settings.jwt_secret,
-                public_key=settings.jwt_public_key,
-                algorithm=settings.jwt_algorithm,
-            ),
+            verifier=TokenVerifier.from_settings(settings),
             audit=self.audit,
         )
 
@@ -328,10 +328,10 @@ class GatewayService(AsyncioActor):
             ref: Ref[ConnectionActor] = await supervisor.proxy().start_child(spec)
             return ref
 
-        async def ready() -> bool:
-            return bool(await store.ping() and await broker.ping())
+        async def dependencies() -> dict[str, bool]:
+            return await dependency_states({"store": store.ping, "broker": broker.ping})
 
-        self.gateway = Gateway(ctx, start_connection, ready)
+        self.gateway = Gateway(ctx, start_connection, dependencies)
         await self.gateway.start(settings.host, settings.port)
         self.out.set(self.gateway)
         log.info("gateway listening", host=settings.host, port=self.gateway.port)

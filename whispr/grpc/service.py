@@ -48,7 +48,7 @@ from whispr.grpc.convert import (
 from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2 as pb
 from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2_grpc as pb_grpc
 from whispr.grpc.status import status_of, trailing_metadata
-from whispr.telemetry import get_meter
+from whispr.telemetry import SECONDS_BUCKETS, get_meter
 
 __all__ = ["MessagingServicer", "RpcMetrics"]
 
@@ -74,7 +74,10 @@ class RpcMetrics:
     )
     duration: Histogram = field(
         default_factory=lambda: get_meter("whispr.grpc").create_histogram(
-            "whispr_grpc_call_seconds", unit="s", description="gRPC call durations, by method"
+            "whispr_grpc_call_seconds",
+            unit="s",
+            description="gRPC call durations, by method",
+            explicit_bucket_boundaries_advisory=SECONDS_BUCKETS,
         )
     )
 
