@@ -32,6 +32,7 @@ tables need an owner, a dict on the event loop does not.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import Callable, Mapping
@@ -55,7 +56,7 @@ from supervisors import (
     run_until_signalled,
 )
 from supervisors.exits import Shutdown
-from whispr import gc_policy
+from whispr import chaos_hooks, gc_policy
 from whispr.audit import AuditLog
 from whispr.config import Settings
 from whispr.gateway.presence import Presence
@@ -293,9 +294,13 @@ async def run_node(settings: Settings) -> int:
     """
     node = Node(settings)
     held = HeldCrashReports()
+    removals: list[Callable[[], None]] = []
 
     def up(_root: Ref[Any]) -> None:
         held.release()
+        removals.append(
+            chaos_hooks.install(settings.chaos_hooks, node.registry, asyncio.get_running_loop())
+        )
         gc_policy.apply(settings.gc_thresholds)
         log.info(
             "node up",
@@ -325,6 +330,9 @@ async def run_node(settings: Settings) -> int:
                     exc_info=failure.cause,
                 )
             return 1
+        finally:
+            for remove in removals:
+                remove()
     if isinstance(reason, Shutdown):
         log.info("node stopped", node=settings.node_name)
         return 0
