@@ -6,7 +6,14 @@ import random
 
 import pytest
 
-from whispr.bench.chaos import FAULT_KINDS, ChaosScenario, _conversation_sizes, _plan
+from whispr.bench.chaos import (
+    CRASH_SIGNALS,
+    FAULT_KINDS,
+    ChaosScenario,
+    _conversation_sizes,
+    _plan,
+    _plan_crashes,
+)
 from whispr.bench.chaos_check import Delivery, History, Send, Session, check
 
 TOPIC = "conversation:c1"
@@ -120,6 +127,17 @@ def test_the_plan_has_each_kind_then_the_random_ones_in_time_order() -> None:
     assert [(f.kind, f.planned_s) for f in again] == [(f.kind, f.planned_s) for f in plan]
 
 
+def test_actor_crashes_are_seeded_of_both_kinds_and_inside_the_run() -> None:
+    scenario = ChaosScenario(duration=100.0, actor_crashes=20, seed=3)
+    crashes = _plan_crashes(scenario, random.Random(scenario.seed))
+    assert len(crashes) == 20
+    assert {c.actor for c in crashes} == set(CRASH_SIGNALS)
+    assert all(5.0 <= c.planned_s <= 85.0 for c in crashes)
+    assert [c.planned_s for c in crashes] == sorted(c.planned_s for c in crashes)
+    again = _plan_crashes(scenario, random.Random(scenario.seed))
+    assert [(c.actor, c.planned_s) for c in again] == [(c.actor, c.planned_s) for c in crashes]
+
+
 def test_a_send_acknowledged_after_the_removal_is_flagged() -> None:
     history = _clean()
     history.stored[TOPIC].append((4, "system", "sys-1"))  # b removed: its system message
@@ -194,4 +212,15 @@ def test_a_client_that_stays_joined_without_a_message_past_the_bound_fails_it() 
     history.sessions[("b", TOPIC)] = [Session(0.0, 45.0), Session(45.5, None)]
     history.joined_with[("b", TOPIC)] = [0, 1]
     history.received[("b", TOPIC)][1] = Delivery(2, 1, 45.6)
+    assert _failed(history, delivery_bound_s=10.0) == {"no_client_missed_a_message_past_the_bound"}
+
+
+def test_the_bound_s_clock_stops_while_the_store_cannot_answer() -> None:
+    history = _timed()
+    history.received[("b", TOPIC)][1] = Delivery(2, 0, 45.0)  # 25 s after the ack...
+    history.store_down = [(21.0, 40.0)]  # ...19 of them without a store: 6 s counted
+    assert _failed(history, delivery_bound_s=10.0) == set()
+    result = check(history, send_bound_s=30.0, delivery_bound_s=10.0)
+    assert result["delivery_lag"]["max_s"] == pytest.approx(6.0)
+    history.store_down = [(21.0, 30.0)]  # 16 s counted
     assert _failed(history, delivery_bound_s=10.0) == {"no_client_missed_a_message_past_the_bound"}

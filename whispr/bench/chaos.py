@@ -110,6 +110,8 @@ class _Crash:
     planned_s: float
     node: int | None = None
     at_s: float | None = None
+    #: The fault under way when it happened, whose drops and refusals mix with its own.
+    during: str | None = None
     measured: dict[str, float | int | None] = field(default_factory=dict)
 
 
@@ -304,10 +306,13 @@ def _busiest(cluster: _Cluster, members: list[Member]) -> int:
     return max(live, key=lambda i: load[f"chaos-{i}"])
 
 
-def _recovery(fault: _Fault, journal: Journal, began: float) -> dict[str, float | int | None]:
+def _recovery(
+    fault: _Fault, journal: Journal, began: float, next_fault: float
+) -> dict[str, float | int | None]:
     """Measured around ``fault``: from its restore to the first ack and cross-node delivery
     of a message sent after it; from the fault until the clients it dropped were joined again
-    (elsewhere, for a node fault); cross-node deliveries of messages sent during it. For a
+    (elsewhere, for a node fault; drops from ``next_fault`` on are not its); cross-node
+    deliveries of messages sent during it. For a
     ``redis-net`` fault, per phase (delay, partition), the slowest delivery of a message sent
     then from another node to the faulted node's clients, and from its clients to others'.
     """
@@ -323,7 +328,8 @@ def _recovery(fault: _Fault, journal: Journal, began: float) -> dict[str, float 
         if sender != receiver
     ]
     first_cross = min((got for got, sent, _, _ in cross if sent >= restored), default=None)
-    drops = [(d, r) for _, d, r in journal.outages if at - 1 <= d <= restored + 5]
+    # Drops the next fault caused are its own.
+    drops = [(d, r) for _, d, r in journal.outages if at - 1 <= d <= min(restored + 5, next_fault)]
     back = sorted(r - at for _, r in drops if r is not None)
     measured: dict[str, float | int | None] = {
         "clients_dropped": len(drops),
@@ -350,6 +356,19 @@ def _recovery(fault: _Fault, journal: Journal, began: float) -> dict[str, float 
             measured[f"{phase}_slowest_into_node_s"] = max(into, default=None)
             measured[f"{phase}_slowest_out_of_node_s"] = max(out, default=None)
     return measured
+
+
+def _store_down(plan: list[_Fault], began: float, ended: float) -> list[tuple[float, float]]:
+    """When the store could not answer: each PostgreSQL outage, from its start until the first
+    acknowledgement after it (the store breaker stays open a while after the restart)."""
+    windows = []
+    for fault in plan:
+        if fault.kind != "postgres" or fault.at_s is None or fault.restored_s is None:
+            continue
+        resumed = fault.measured.get("ack_resumed_after_restore_s")
+        end = ended if resumed is None else began + fault.restored_s + float(resumed)
+        windows.append((began + fault.at_s, end))
+    return windows
 
 
 def _crash_effects(crash: _Crash, journal: Journal, began: float) -> dict[str, float | int | None]:
@@ -555,6 +574,23 @@ async def _traffic(scenario: ChaosScenario, rng: random.Random, rig: _Rig) -> di
     settle_s = time.monotonic() - settle_began
     stop_links.set()
     await asyncio.gather(*links, return_exceptions=True)
+    ended = time.monotonic()
+    for index, fault in enumerate(plan):
+        later = [f.at_s for f in plan[index + 1 :] if f.at_s is not None]
+        fault.measured = _recovery(fault, journal, began, began + later[0] if later else ended)
+    for crash in crashes:
+        crash.measured = _crash_effects(crash, journal, began)
+        crash.during = next(
+            (
+                f.kind
+                for f in plan
+                if crash.at_s is not None
+                and f.at_s is not None
+                and f.restored_s is not None
+                and f.at_s - 1 <= crash.at_s <= f.restored_s + 5
+            ),
+            None,
+        )
     history = History(
         sends=[*journal.sends, *hung],
         received={(m.user, m.topic): list(m.deliveries) for m in members},
@@ -565,7 +601,8 @@ async def _traffic(scenario: ChaosScenario, rng: random.Random, rig: _Rig) -> di
             (m.user, m.topic): [Session(joined, closed) for joined, closed in m.sessions]
             for m in members
         },
-        ended=time.monotonic(),
+        ended=ended,
+        store_down=_store_down(plan, began, ended),
     )
     if removal is not None and removal.acked_at is not None:
         topic = removal.member.topic
@@ -575,10 +612,6 @@ async def _traffic(scenario: ChaosScenario, rng: random.Random, rig: _Rig) -> di
             max(system) if system else None,
         )
     result = check(history, send_bound_s=bound)
-    for fault in plan:
-        fault.measured = _recovery(fault, journal, began)
-    for crash in crashes:
-        crash.measured = _crash_effects(crash, journal, began)
     return {
         "conversation_sizes": sizes,
         "duration_s": elapsed,
@@ -586,6 +619,7 @@ async def _traffic(scenario: ChaosScenario, rng: random.Random, rig: _Rig) -> di
         "send_bound_s": bound,
         "faults": [asdict(f) for f in plan],
         "actor_crashes": [asdict(c) for c in crashes],
+        "store_down_s": [(low - began, high - began) for low, high in history.store_down],
         "removal": None
         if removal is None
         else {
@@ -657,7 +691,7 @@ def _markdown(report: dict[str, Any], command: str) -> str:
         + _net_table(report["faults"])
         + _crash_table(report["actor_crashes"])
         + _removal_line(report.get("removal"))
-        + _lag_line(report["delivery_lag"])
+        + _lag_line(report["delivery_lag"], report["store_down_s"])
         + "\n## Verdicts\n\n"
         + markdown_table(["promise", "verdict", "violations", "examples"], verdict_rows)
         + "\n## Errors clients saw, by reason\n\n"
@@ -706,6 +740,7 @@ def _crash_table(crashes: list[dict[str, Any]]) -> str:
             c["actor"],
             c["node"],
             c["at_s"],
+            c["during"] or "",
             c["measured"].get("clients_dropped"),
             c["measured"].get("clients_back_max_s"),
             c["measured"].get("send_failures_within_3_s"),
@@ -720,6 +755,7 @@ def _crash_table(crashes: list[dict[str, Any]]) -> str:
             "actor",
             "node",
             "at",
+            "during fault",
             "clients dropped within 3 s",
             "all back after",
             "sends refused within 3 s",
@@ -728,13 +764,16 @@ def _crash_table(crashes: list[dict[str, Any]]) -> str:
     )
 
 
-def _lag_line(lag: dict[str, Any]) -> str:
+def _lag_line(lag: dict[str, Any], store_down: list[tuple[float, float]]) -> str:
     if not lag["measured"]:
         return ""
+    paused = ", ".join(f"{low:.1f}-{high:.1f} s" for low, high in store_down)
     return (
         f"\nDelivery lag (acknowledgement to receipt, while joined; {lag['measured']:,} "
         f"measured): median {lag['median_s']:.3f} s, P99 {lag['p99_s']:.3f} s, max "
-        f"{lag['max_s']:.2f} s; bound {lag['bound_s']:g} s.\n"
+        f"{lag['max_s']:.2f} s; bound {lag['bound_s']:g} s"
+        + (f", its clock stopped while the store could not answer ({paused})" if paused else "")
+        + ".\n"
     )
 
 

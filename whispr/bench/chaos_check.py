@@ -16,7 +16,10 @@ The promises, per conversation:
   time a send was acknowledged (or, for a client not joined then, the time it next joined
   and caught up) to the time the client received it, counted only while it was connected
   and joined. A client disconnected by a fault is exempt until it rejoins; its catch-up
-  must then deliver within the bound. The lags measured are reported (max, P99);
+  must then deliver within the bound. Its clock stops while the store cannot answer (a
+  PostgreSQL outage and the store breaker's open time after it): a lost event is found and
+  filled from the store, so no bound can hold while there is none. The lags measured are
+  reported (max, P99);
 * no send hung: every send ended acknowledged or given up with a reason, within the bound;
 * a member removed mid-run: no send of theirs begun after the removal was acknowledged is
   acknowledged, and none of theirs is stored after the removal's system message.
@@ -107,6 +110,9 @@ class History:
     sessions: dict[tuple[str, str], list[Session]] = field(default_factory=dict)
     #: When the history ends (the sends' clock): a session still open is open until then.
     ended: float = 0.0
+    #: (from, to) windows in which the store could not answer: the delivery bound's clock
+    #: stops in them.
+    store_down: list[tuple[float, float]] = field(default_factory=list)
 
 
 def check(
@@ -250,7 +256,9 @@ def _late(history: History, bound_s: float, lags: list[float]) -> Iterable[str]:
             if delivery.at is not None and delivery.seq not in first:
                 first[delivery.seq] = delivery
         for seq, committed in acked.get(topic, []):
-            lag, problem = _wait(sessions, first.get(seq), committed, history.ended, bound_s)
+            lag, problem = _wait(
+                sessions, first.get(seq), committed, history.ended, bound_s, history.store_down
+            )
             if lag is not None:
                 lags.append(lag)
             if problem is not None:
@@ -263,6 +271,7 @@ def _wait(
     committed: float,
     ended: float,
     bound_s: float,
+    store_down: Sequence[tuple[float, float]] = (),
 ) -> tuple[float | None, str | None]:
     """How long the member waited for one message while joined (None: not measured, as when
     it never got it, which another verdict reports), and what was wrong, if anything."""
@@ -270,7 +279,7 @@ def _wait(
         return 0.0, None  # delivered before the sender heard its acknowledgement
     for index, session in enumerate(sessions):
         if got is not None and got.at is not None and got.session == index:
-            lag = max(0.0, got.at - max(committed, session.joined or committed))
+            lag = _running(max(committed, session.joined or committed), got.at, store_down)
             if lag > bound_s:
                 return lag, f"received {lag:.1f} s after it was due (bound {bound_s:g} s)"
             return lag, None
@@ -278,10 +287,18 @@ def _wait(
             continue
         began = max(committed, session.joined)
         until = session.closed if session.closed is not None else ended
-        if until - began > bound_s:
-            waited = until - began
+        waited = _running(began, until, store_down)
+        if waited > bound_s:
             return (
                 waited,
                 f"missing for {waited:.1f} s on a joined connection (bound {bound_s:g} s)",
             )
     return None, None
+
+
+def _running(start: float, end: float, paused: Sequence[tuple[float, float]]) -> float:
+    """Seconds from ``start`` to ``end`` outside the ``paused`` windows (0 if end < start)."""
+    total = max(0.0, end - start)
+    for low, high in paused:
+        total -= max(0.0, min(end, high) - max(start, low))
+    return max(0.0, total)
