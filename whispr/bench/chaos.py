@@ -56,7 +56,7 @@ from whispr.bench.report import machine, markdown_table, write_json, write_text
 
 __all__ = ["FAULT_KINDS", "ChaosScenario", "main", "run"]
 
-FAULT_KINDS = ("kill", "term", "redis", "postgres", "redis-net")
+FAULT_KINDS = ("kill", "term", "redis-net", "redis", "postgres")
 NODES = 3
 #: The node whose Redis traffic goes through the fault proxy.
 PROXIED_NODE = NODES - 1
