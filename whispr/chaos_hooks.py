@@ -45,9 +45,13 @@ async def crash_one(registry: Registry, supervisor: str, rng: random.Random) -> 
     ref = registry.whereis(supervisor)
     if ref is None:
         return None
+    try:
+        children = await ref.proxy().which_children()
+    except pykka.ActorDeadError:  # the supervisor is being restarted
+        return None
     live = [
         (child.id, child.ref)
-        for child in await ref.proxy().which_children()
+        for child in children
         if isinstance(child.ref, Ref) and child.ref.is_alive()
     ]
     if not live:

@@ -294,13 +294,9 @@ async def run_node(settings: Settings) -> int:
     """
     node = Node(settings)
     held = HeldCrashReports()
-    removals: list[Callable[[], None]] = []
 
     def up(_root: Ref[Any]) -> None:
         held.release()
-        removals.append(
-            chaos_hooks.install(settings.chaos_hooks, node.registry, asyncio.get_running_loop())
-        )
         gc_policy.apply(settings.gc_thresholds)
         log.info(
             "node up",
@@ -310,6 +306,11 @@ async def run_node(settings: Settings) -> int:
             gc_thresholds=list(gc.get_threshold()),
         )
 
+    # Before the tree starts, so that no signal finds the node without them; they look the
+    # actors up when a signal comes.
+    remove_hooks = chaos_hooks.install(
+        settings.chaos_hooks, node.registry, asyncio.get_running_loop()
+    )
     with held:
         try:
             reason = await run_until_signalled(
@@ -331,8 +332,7 @@ async def run_node(settings: Settings) -> int:
                 )
             return 1
         finally:
-            for remove in removals:
-                remove()
+            remove_hooks()
     if isinstance(reason, Shutdown):
         log.info("node stopped", node=settings.node_name)
         return 0
