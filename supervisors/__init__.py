@@ -22,7 +22,15 @@ from supervisors.errors import (
     StartChildError,
     SupervisorError,
 )
-from supervisors.exits import Crashed, ExitReason, Killed, LinkedExit, Normal, Shutdown
+from supervisors.exits import (
+    Crashed,
+    ExitReason,
+    InjectedCrash,
+    Killed,
+    LinkedExit,
+    Normal,
+    Shutdown,
+)
 from supervisors.future import AsyncioFuture, wait_for_future
 from supervisors.ref import ExitSignal, Monitor, Ref
 from supervisors.registry import Registry
@@ -52,6 +60,7 @@ __all__ = [
     "DynamicSupervisor",
     "ExitReason",
     "ExitSignal",
+    "InjectedCrash",
     "Killed",
     "LinkedExit",
     "MaxChildrenReached",

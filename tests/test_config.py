@@ -47,6 +47,7 @@ def test_defaults_are_the_embedded_development_node() -> None:
     assert settings.log_level == "info"
     assert settings.shutdown_deadline_s == 25
     assert settings.compression == "off"
+    assert settings.chaos_hooks is False
     assert settings.node_name.endswith(f"-{os.getpid()}")
 
 
@@ -194,6 +195,18 @@ def test_cross_field_rules_name_a_variable() -> None:
     assert caught.value.variable == "WHISPR_GRPC_PORT"
 
 
+def test_chaos_hooks_are_refused_on_a_node_reachable_from_elsewhere() -> None:
+    for host in ("127.0.0.1", "127.0.0.2", "::1", "localhost"):
+        assert load_settings(env={"WHISPR_HOST": host, "WHISPR_CHAOS_HOOKS": "true"}).chaos_hooks
+    for host in ("0.0.0.0", "10.0.0.1", "whispr.example"):
+        with pytest.raises(ConfigError, match="loopback") as caught:
+            load_settings(env={"WHISPR_HOST": host, "WHISPR_CHAOS_HOOKS": "1"})
+        assert caught.value.variable == "WHISPR_CHAOS_HOOKS"
+        assert not load_settings(env={"WHISPR_HOST": host, "WHISPR_CHAOS_HOOKS": "0"}).chaos_hooks
+    with pytest.raises(ConfigError, match="WHISPR_CHAOS_HOOKS"):
+        load_settings(env={"WHISPR_CHAOS_HOOKS": "sure"})
+
+
 def test_asymmetric_algorithm_with_a_key_is_accepted() -> None:
     key = (
         ec.generate_private_key(ec.SECP256R1())
@@ -311,6 +324,7 @@ VALID = {
     "log_level": "error",
     "shutdown_deadline_s": "1",
     "compression": "deflate",
+    "chaos_hooks": "1",
 }
 
 

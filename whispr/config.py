@@ -122,6 +122,16 @@ def _default_node_name() -> str:
     return f"{host}-{os.getpid()}"
 
 
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only (``localhost``, 127.0.0.0/8, ``::1``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _default_log_format() -> LogFormat:
     # A person at a terminal reads colours and columns; a log collector
     # (anything that is not a terminal) parses one JSON object per line.
@@ -262,6 +272,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """On SIGTERM, time allowed to drain and stop the tree before exiting anyway."""
     compression: Compression = "off"
     """WebSocket per-message compression; deflate costs memory per connection."""
+    chaos_hooks: bool = False
+    """Test only: SIGUSR1 crashes one random conversation actor, SIGUSR2 one random connection
+    actor (:mod:`whispr.chaos_hooks`), for the chaos run. Off, the signals are logged and
+    ignored. Refused unless ``host`` is a loopback address."""
 
     def __post_init__(self) -> None:
         """Check the rules that involve several fields (each field is checked on load)."""
@@ -295,6 +309,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             raise ConfigError(
                 env_var("grpc_tls_client_ca"),
                 "mTLS needs the server's own certificate: set WHISPR_GRPC_TLS_CERT and _KEY",
+            )
+        if self.chaos_hooks and not _is_loopback(self.host):
+            raise ConfigError(
+                env_var("chaos_hooks"),
+                f"is for tests on one machine: WHISPR_HOST must be a loopback address, "
+                f"got {self.host!r}",
             )
         if self.grpc_port and self.port and self.grpc_port == self.port:
             raise ConfigError(

@@ -32,6 +32,7 @@ tables need an owner, a dict on the event loop does not.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import Callable, Mapping
@@ -55,7 +56,7 @@ from supervisors import (
     run_until_signalled,
 )
 from supervisors.exits import Shutdown
-from whispr import gc_policy
+from whispr import chaos_hooks, gc_policy
 from whispr.audit import AuditLog
 from whispr.config import Settings
 from whispr.gateway.presence import Presence
@@ -305,6 +306,11 @@ async def run_node(settings: Settings) -> int:
             gc_thresholds=list(gc.get_threshold()),
         )
 
+    # Before the tree starts, so that no signal finds the node without them; they look the
+    # actors up when a signal comes.
+    remove_hooks = chaos_hooks.install(
+        settings.chaos_hooks, node.registry, asyncio.get_running_loop()
+    )
     with held:
         try:
             reason = await run_until_signalled(
@@ -325,6 +331,8 @@ async def run_node(settings: Settings) -> int:
                     exc_info=failure.cause,
                 )
             return 1
+        finally:
+            remove_hooks()
     if isinstance(reason, Shutdown):
         log.info("node stopped", node=settings.node_name)
         return 0
