@@ -9,7 +9,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from whispr.config import ConfigError, Settings, load_settings
-from whispr.telemetry import configure_logging
+from whispr.telemetry import configure_logging, configure_metrics
 
 __all__ = ["main"]
 
@@ -90,6 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "migrate":
         return _run_loop(_migrate(settings))
     if args.command == "serve":
+        # Before the node's modules are imported: their instruments are made at import, and
+        # the provider's resource (the node's name) is fixed when it is created.
+        configure_metrics(settings)
         from whispr.node import run_node
 
         return _run_loop(run_node(settings))

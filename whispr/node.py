@@ -71,6 +71,7 @@ from whispr.services import (
 from whispr.siblings import Siblings
 from whispr.slot import Slot
 from whispr.telemetry import ObservedGauge
+from whispr.tracing import TelemetryService
 
 __all__ = ["Node", "NodeService", "conversation_actors", "node_tree", "run_node"]
 
@@ -142,7 +143,7 @@ class Node:
 class NodeService(AsyncioActor):
     """A service of the node that logs its life; the base of the node's services.
 
-    Services not yet built beyond their place in the tree (telemetry, the scheduler)
+    Services not yet built beyond their place in the tree (the scheduler)
     run as plain ``NodeService`` instances, so the tree's shape, order and restart
     behaviour hold from the start.
     """
@@ -213,7 +214,7 @@ def node_tree(node: Node) -> list[ChildSpec]:
     """
     settings, registry = node.settings, node.registry
     return [
-        _service(node, "telemetry"),
+        _service(node, "telemetry", lambda: _spawn(TelemetryService, settings)),
         _service(node, "store", lambda: _spawn(StoreService, settings, node.store)),
         _service(node, "broker", lambda: _spawn(BrokerService, settings, node.broker)),
         _service(
