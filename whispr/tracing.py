@@ -57,7 +57,9 @@ __all__ = [
     "TracingError",
     "client_interceptors",
     "configure_tracing",
+    "exporter_names",
     "server_interceptors",
+    "tracer_provider",
 ]
 
 log = get_logger("whispr.tracing")
@@ -100,31 +102,42 @@ def _exporter(name: str) -> SpanExporter:
     return exporter
 
 
-def configure_tracing(settings: Settings) -> TracerProvider | None:
-    """Install the process's ``TracerProvider`` from ``OTEL_*``, once; None when tracing is off.
+def tracer_provider(settings: Settings) -> TracerProvider | None:
+    """A ``TracerProvider`` as ``OTEL_*`` say, not installed; None when no exporter is named.
 
     Raises :class:`TracingError` for an exporter name that is not installed.
     """
+    names = exporter_names()
+    if not names:
+        return None
+    exporters = [_exporter(name) for name in names]
+    sampler = (
+        None  # the SDK's, from OTEL_TRACES_SAMPLER and its argument
+        if os.environ.get(OTEL_TRACES_SAMPLER)
+        else ParentBasedTraceIdRatio(DEFAULT_SAMPLE_RATIO)
+    )
+    provider = TracerProvider(sampler=sampler, resource=node_resource(settings))
+    for exporter in exporters:
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    return provider
+
+
+def configure_tracing(settings: Settings) -> TracerProvider | None:
+    """Install the process's :func:`tracer_provider`, once; None when tracing is off."""
     global _provider, _configured
     with _lock:
         if _configured:
             return _provider
-        names = exporter_names()
-        if names:
-            exporters = [_exporter(name) for name in names]
-            sampler = (
-                None  # the SDK's, from OTEL_TRACES_SAMPLER and its argument
-                if os.environ.get(OTEL_TRACES_SAMPLER)
-                else ParentBasedTraceIdRatio(DEFAULT_SAMPLE_RATIO)
-            )
-            provider = TracerProvider(sampler=sampler, resource=node_resource(settings))
-            for exporter in exporters:
-                provider.add_span_processor(BatchSpanProcessor(exporter))
+        provider = tracer_provider(settings)
+        if provider is not None:
             trace.set_tracer_provider(provider)
-            _provider = provider
-            log.info("tracing on", exporters=names, sampler=str(provider.sampler))
-        _configured = True
-        return _provider
+            log.info(
+                "tracing on",
+                exporters=exporter_names(),
+                sampler=provider.sampler.get_description(),
+            )
+        _provider, _configured = provider, True
+        return provider
 
 
 def server_interceptors() -> list[grpc.aio.ServerInterceptor]:
