@@ -88,7 +88,8 @@ def test_otel_service_name_and_resource_attributes_win(monkeypatch: pytest.Monke
 
 def test_an_event_carries_a_trace_only_when_given_one() -> None:
     plain = encode_event("new_message", {"message": {"seq": 1}})
-    assert plain.count(b"\n") == 1 and trace_of(plain) == ""
+    assert plain.count(b"\n") == 1
+    assert trace_of(plain) == ""
     assert decode_event(plain).trace == ""
     parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     traced = encode_event("new_message", {"message": {"seq": 2, "content": "a\nb"}}, parent)

@@ -44,5 +44,7 @@ async def test_a_call_with_traceparent_is_traced_under_the_callers_span(
     assert server[0].parent is not None
     assert server[0].parent.span_id == caller.get_span_context().span_id
     sends = spans.named("conversation send")
-    assert len(sends) == 1 and sends[0].context.trace_id == trace_id
-    assert sends[0].parent is not None and sends[0].parent.span_id == server[0].context.span_id
+    assert len(sends) == 1
+    assert sends[0].context.trace_id == trace_id
+    assert sends[0].parent is not None
+    assert sends[0].parent.span_id == server[0].context.span_id

@@ -29,4 +29,5 @@ async def test_calls_to_a_sibling_carry_traceparent(stand_in: StandIn) -> None:
     sent = stand_in.users.metadata[-1]["traceparent"]
     assert sent.split("-")[1] == f"{span.get_span_context().trace_id:032x}"
     client = [s for s in spans.spans() if s.kind is trace.SpanKind.CLIENT]
-    assert len(client) == 1 and sent.split("-")[2] == f"{client[0].context.span_id:016x}"
+    assert len(client) == 1
+    assert sent.split("-")[2] == f"{client[0].context.span_id:016x}"
