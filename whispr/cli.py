@@ -93,6 +93,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Before the node's modules are imported: their instruments are made at import, and
         # the provider's resource (the node's name) is fixed when it is created.
         configure_metrics(settings)
+        from whispr.tracing import TracingError, check_exporters
+
+        try:
+            check_exporters()
+        except TracingError as exc:
+            print(f"whispr: configuration error: {exc}", file=sys.stderr)
+            return 2
         from whispr.node import run_node
 
         return _run_loop(run_node(settings))

@@ -55,6 +55,7 @@ __all__ = [
     "DEFAULT_SAMPLE_RATIO",
     "TelemetryService",
     "TracingError",
+    "check_exporters",
     "client_interceptors",
     "configure_tracing",
     "exporter_names",
@@ -89,15 +90,24 @@ def exporter_names(env: dict[str, str] | None = None) -> list[str]:
     return [_ALIASES.get(name, name) for name in names if name and name != "none"]
 
 
+def check_exporters() -> None:
+    """Raise :class:`TracingError` if ``OTEL_TRACES_EXPORTER`` names one not installed.
+
+    ``whispr serve`` asks before starting the node, so the mistake is one line, not a crash
+    of the telemetry service.
+    """
+    installed = {ep.name for ep in entry_points(group=_ENTRY_POINTS)}
+    for name in exporter_names():
+        if name not in installed:
+            msg = (
+                f"{OTEL_TRACES_EXPORTER}: no trace exporter {name!r} "
+                f"(installed: otlp, none, {', '.join(sorted(installed))})"
+            )
+            raise TracingError(msg)
+
+
 def _exporter(name: str) -> SpanExporter:
     found = entry_points(group=_ENTRY_POINTS, name=name)
-    if not found:
-        installed = sorted({ep.name for ep in entry_points(group=_ENTRY_POINTS)})
-        msg = (
-            f"{OTEL_TRACES_EXPORTER}: no trace exporter {name!r} "
-            f"(installed: otlp, none, {', '.join(installed)})"
-        )
-        raise TracingError(msg)
     exporter: SpanExporter = next(iter(found)).load()()
     return exporter
 
@@ -110,6 +120,7 @@ def tracer_provider(settings: Settings) -> TracerProvider | None:
     names = exporter_names()
     if not names:
         return None
+    check_exporters()
     exporters = [_exporter(name) for name in names]
     sampler = (
         None  # the SDK's, from OTEL_TRACES_SAMPLER and its argument
