@@ -40,7 +40,11 @@ from typing import Any, Final
 import grpc
 from opentelemetry import trace
 from opentelemetry.environment_variables import OTEL_TRACES_EXPORTER
-from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
+from opentelemetry.instrumentation.grpc import (
+    aio_client_interceptors,
+    aio_server_interceptor,
+    filters,
+)
 from opentelemetry.sdk.environment_variables import OTEL_TRACES_SAMPLER
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
@@ -152,8 +156,15 @@ def configure_tracing(settings: Settings) -> TracerProvider | None:
 
 
 def server_interceptors() -> list[grpc.aio.ServerInterceptor]:
-    """The gRPC server's interceptors: a span per call, its parent from ``traceparent``."""
-    interceptor: grpc.aio.ServerInterceptor = aio_server_interceptor()  # type: ignore[no-untyped-call]
+    """The gRPC server's interceptors: a span per call, its parent from ``traceparent``.
+
+    Health checks and reflection are left out: probes call every few seconds and would
+    fill the traces with calls nobody asks about.
+    """
+    untraced = filters.any_of(filters.health_check(), filters.service_prefix("grpc.reflection"))
+    interceptor: grpc.aio.ServerInterceptor = aio_server_interceptor(
+        filter_=filters.negate(untraced)
+    )  # type: ignore[no-untyped-call]
     return [interceptor]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry import trace
 from opentelemetry.propagate import inject
 
@@ -11,6 +12,7 @@ from actors.tracing import TRACER
 from tests.grpc.conftest import GrpcNode
 from tests.tracing import recorded
 from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2 as pb
+from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2_grpc as pb_grpc
 
 
 async def test_a_call_with_traceparent_is_traced_under_the_callers_span(
@@ -48,3 +50,18 @@ async def test_a_call_with_traceparent_is_traced_under_the_callers_span(
     assert sends[0].context.trace_id == trace_id
     assert sends[0].parent is not None
     assert sends[0].parent.span_id == server[0].context.span_id
+
+
+async def test_health_checks_are_not_traced(grpc_node: GrpcNode) -> None:
+    spans = recorded()
+    spans.switch.on = True
+    async with grpc_node.channel() as channel:
+        await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        stub = pb_grpc.MessagingServiceStub(channel)
+        await stub.GetUnreadCounts(
+            pb.GetUnreadCountsRequest(user_id="ada"), metadata=grpc_node.auth()
+        )
+    spans.switch.on = False
+    assert [s.name for s in spans.spans() if s.kind is trace.SpanKind.SERVER] == [
+        "/whispr.messaging.v1.MessagingService/GetUnreadCounts"
+    ]
