@@ -16,8 +16,9 @@ Modes, each in a fresh process (a tracer provider is set once per process):
     batch span processor whose exporter encodes each batch as OTLP protobuf and discards it:
     the node's side of an export, without a collector.
 
-Prints one JSON object: ``cpu_us_per_message`` (the best of ``--repeats`` rounds, process CPU
-time, the export thread included) and ``spans_exported``.
+Each mode gives ``cpu_us_per_message`` (the best of ``repeats`` rounds, process CPU time, the
+export thread included) and ``spans_exported``. ``python -m whispr.bench tracing`` writes them
+to ``tracing.json`` and ``tracing.md``; ``python -m whispr.bench.tracing`` prints them.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Final
 
 from opentelemetry import context as otel_context
@@ -39,9 +41,10 @@ from opentelemetry.sdk.trace.sampling import ParentBasedTraceIdRatio
 from opentelemetry.trace import SpanKind
 
 from actors.tracing import TRACER, parent_of, sampled_context, span_context, traceparent
+from whispr.bench.report import machine, markdown_table, write_json, write_text
 from whispr.tracing import DEFAULT_SAMPLE_RATIO
 
-__all__ = ["MODES", "measure", "run_mode"]
+__all__ = ["MODES", "measure", "run_mode", "run_suite"]
 
 MODES: Final = ("off", "default")
 
@@ -132,6 +135,31 @@ def measure(messages: int = 200_000, repeats: int = 5) -> list[dict[str, Any]]:
         out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
         results.append(json.loads(out))
     return results
+
+
+def run_suite(out: Path, quick: bool = False) -> dict[str, Any]:
+    """Measure both modes; write tracing.json and tracing.md under ``out``."""
+    messages = 20_000 if quick else 200_000
+    results = measure(messages, repeats=3 if quick else 5)
+    report: dict[str, Any] = {
+        "messages": messages,
+        "modes": results,
+        "machine": machine(),
+    }
+    write_json(out / "tracing.json", report)
+    table = markdown_table(
+        ["mode", "CPU per message (µs)", "spans exported"],
+        [[r["mode"], r["cpu_us_per_message"], r["spans_exported"]] for r in results],
+    )
+    write_text(
+        out / "tracing.md",
+        "# Tracing: the push path's tracing calls per message\n\n"
+        f"{messages:,} messages per round, best of the rounds; see whispr/bench/tracing.py.\n\n"
+        + table,
+    )
+    for r in results:
+        print(f"[tracing] {r['mode']}: {r['cpu_us_per_message']} us per message", flush=True)
+    return report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
