@@ -641,8 +641,8 @@ class ConversationActor(AsyncioActor):
                 continue
             for reply in entry.replies:
                 self.reply(reply, message)
-            if message.id not in traced:
-                entry.traced_end()
+            if entry.span is not None and message.id not in traced:
+                entry.traced_end()  # a duplicate: nothing published
         on_new_message = self.deps.on_new_message
         for message in inserted:
             sampled = traced.get(message.id) if traced else None
