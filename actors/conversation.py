@@ -55,6 +55,7 @@ from actors.model import (
     Conversation,
     InsertResult,
     Member,
+    MembershipChange,
     Message,
     MessageKind,
     Unsequenced,
@@ -91,6 +92,14 @@ class ConversationDeps:
     #: Told of every new message once it is durable, with the conversation and its
     #: members at that moment (push notifications); must not block or raise.
     on_new_message: Callable[[Conversation, Mapping[str, Member], Message], None] | None = None
+    #: Told of every membership change once it is durable (the audit log); must not block
+    #: or raise.
+    on_membership_change: Callable[[MembershipChange], None] | None = None
+
+    def membership_changed(self, change: MembershipChange) -> None:
+        """Tell :attr:`on_membership_change` of ``change``, if anyone listens."""
+        if self.on_membership_change is not None:
+            self.on_membership_change(change)
 
 
 class Draft(msgspec.Struct, frozen=True, kw_only=True):
@@ -439,6 +448,15 @@ class ConversationActor(AsyncioActor):
         await self.deps.store.add_members(added)
         for member in added:
             self.members[member.user_id] = member
+            self.deps.membership_changed(
+                MembershipChange(
+                    conversation_id=self.conversation_id,
+                    user_id=member.user_id,
+                    change="added",
+                    by=user_id,
+                    role=member.role,
+                )
+            )
         self._publish("member_added", {"members": added, "by": user_id})
         await self._append(
             SYSTEM_SENDER,
@@ -468,6 +486,15 @@ class ConversationActor(AsyncioActor):
                 raise WhisprError(Reason.FORBIDDEN, "you may not remove this member")
         await self.deps.store.remove_member(self.conversation_id, target_id)
         del self.members[target_id]
+        self.deps.membership_changed(
+            MembershipChange(
+                conversation_id=self.conversation_id,
+                user_id=target_id,
+                change="left" if target_id == user_id else "removed",
+                by=user_id,
+                role=None,
+            )
+        )
         if target.role == "owner" and self.members:
             await self._hand_over_ownership()
         self._publish("member_removed", {"user_id": target_id, "by": user_id})
@@ -701,6 +728,15 @@ class ConversationActor(AsyncioActor):
             self.conversation_id, heir.user_id, role="owner"
         )
         self.members[heir.user_id] = updated
+        self.deps.membership_changed(
+            MembershipChange(
+                conversation_id=self.conversation_id,
+                user_id=heir.user_id,
+                change="role_changed",
+                by=SYSTEM_SENDER,
+                role=updated.role,
+            )
+        )
         self._publish("member_updated", {"member": updated, "by": SYSTEM_SENDER})
 
     def _remember(self, message: Message) -> None:

@@ -37,7 +37,7 @@ from actors.conversation import ConversationActor, ConversationDeps, Draft
 from actors.errors import Reason, WhisprError
 from actors.events import conversation_topic, encode_event, user_topic
 from actors.ids import new_id
-from actors.model import Conversation, ConversationSummary, Member, Message
+from actors.model import Conversation, ConversationSummary, Member, MembershipChange, Message
 from actors.rules import MAX_PAGE
 from actors.stream import POSITION_CHECK_S, ConversationStream, Deliver, PositionCheck
 from actors.tracing import sampled_context
@@ -109,6 +109,16 @@ class Messaging:
             for u in others
         ]
         await self.deps.store.create_conversation(conversation, members)
+        for member in members:
+            self.deps.membership_changed(
+                MembershipChange(
+                    conversation_id=conversation.id,
+                    user_id=member.user_id,
+                    change="added",
+                    by=creator_id,
+                    role=member.role,
+                )
+            )
         self._tell_users(
             [m.user_id for m in members], "conversation_added", {"conversation": conversation}
         )

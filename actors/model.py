@@ -18,6 +18,7 @@ __all__ = [
     "DeliveryCursor",
     "InsertResult",
     "Member",
+    "MembershipChange",
     "Message",
     "Unsequenced",
 ]
@@ -52,6 +53,19 @@ class Member(msgspec.Struct, frozen=True, kw_only=True):
     muted_until: float | None = None
     notifications: Notifications = "all"
     read_seq: int = 0
+
+
+class MembershipChange(msgspec.Struct, frozen=True, kw_only=True):
+    """A member added (a group's creation included), removed, leaving, or given a new role,
+    once the store has it: what the node's audit log records."""
+
+    conversation_id: str
+    user_id: str
+    change: Literal["added", "removed", "left", "role_changed"]
+    #: Who made the change: a member, ``service:<name>``, or the system (a handover).
+    by: str
+    #: The member's role after the change (None once removed).
+    role: Role | None
 
 
 class Attachment(msgspec.Struct, frozen=True, kw_only=True):

@@ -26,7 +26,15 @@ from supervisors.exits import Crashed, ExitReason, Killed, LinkedExit, Normal, S
 from supervisors.future import AsyncioFuture, wait_for_future
 from supervisors.ref import ExitSignal, Monitor, Ref
 from supervisors.registry import Registry
-from supervisors.spec import ChildCounts, ChildInfo, ChildSpec, ChildType, Restart, Strategy
+from supervisors.spec import (
+    ChildCounts,
+    ChildInfo,
+    ChildSpec,
+    ChildType,
+    OnRestart,
+    Restart,
+    Strategy,
+)
 from supervisors.supervisor import Supervisor
 from supervisors.threaded import ThreadActor
 
@@ -49,6 +57,7 @@ __all__ = [
     "MaxChildrenReached",
     "Monitor",
     "Normal",
+    "OnRestart",
     "Ref",
     "Registry",
     "Restart",

@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from whispr.config import (
     DEV_JWT_SECRET,
@@ -193,9 +195,14 @@ def test_cross_field_rules_name_a_variable() -> None:
 
 
 def test_asymmetric_algorithm_with_a_key_is_accepted() -> None:
-    key = "-----BEGIN PUBLIC KEY-----\nMFkw...\n-----END PUBLIC KEY-----"
+    key = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     settings = load_settings(env={"WHISPR_JWT_ALGORITHM": "ES256", "WHISPR_JWT_PUBLIC_KEY": key})
-    assert settings.jwt_public_key == key
+    assert settings.jwt_public_key == key.strip()
     assert not settings.uses_dev_jwt_secret
 
 
@@ -259,11 +266,18 @@ VALID = {
     "store_breaker_failures": "2",
     "store_breaker_open_s": "5",
     "store_breaker_trials": "1",
+    "audit_retention_days": "7",
     "redis_url": "rediss://h:6380/0",
     "redis_prefix": "cluster-b",
     "jwt_secret": "k" * 32,
     "jwt_algorithm": "HS512",
     "jwt_public_key": "PEM",
+    "jwt_jwks_url": "https://b.example/jwks.json",
+    "jwt_jwks_cache_s": "60",
+    "jwt_jwks_cooldown_s": "5",
+    "jwt_issuer": "https://auth.example",
+    "jwt_audience": "whispr",
+    "allow_dev_secret": "1",
     "allowed_origins": "https://a.example",
     "max_content_bytes": "1",
     "rate_limit_per_minute": "1",
@@ -302,6 +316,10 @@ VALID = {
 
 # Fields that come in pairs: the environment each is changed from (the pair already set).
 COMPANIONS = {
+    "jwt_jwks_url": {
+        "WHISPR_JWT_ALGORITHM": "RS256",
+        "WHISPR_JWT_JWKS_URL": "https://a.example/jwks.json",
+    },
     "grpc_tls_cert": {"WHISPR_GRPC_TLS_CERT": "/other.crt", "WHISPR_GRPC_TLS_KEY": "/k"},
     "grpc_tls_key": {"WHISPR_GRPC_TLS_CERT": "/c", "WHISPR_GRPC_TLS_KEY": "/other.key"},
     "grpc_tls_client_ca": {"WHISPR_GRPC_TLS_CERT": "/c", "WHISPR_GRPC_TLS_KEY": "/k"},

@@ -74,6 +74,8 @@ from whispr.config import Settings
 
 __all__ = [
     "METRICS_CONTENT_TYPE",
+    "SECONDS_BUCKETS",
+    "LabelledGauge",
     "ObservedGauge",
     "configure_logging",
     "configure_metrics",
@@ -87,6 +89,14 @@ __all__ = [
 METRICS_CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 
 _METER_NAME: Final = "whispr"
+
+#: The bucket bounds of every latency histogram of the node, in seconds (the unit every
+#: duration metric is exported in): from half a millisecond (a typing notice, a cached
+#: read) to 10 s (a deadline). OpenTelemetry's default bounds (0, 5, 10, ... 10000) are
+#: meant for milliseconds: on a seconds histogram every call lands in the first bucket.
+SECONDS_BUCKETS: Final = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
 
 
 class _WhisprHandler(logging.StreamHandler[TextIO]):
@@ -314,15 +324,33 @@ class TalliedCounter:
 _Watched = TypeVar("_Watched")
 
 
-class ObservedGauge(Generic[_Watched]):
+class _Watching(Generic[_Watched]):
+    """The live objects a gauge reads, held weakly so that a stopped node's drop out."""
+
+    def __init__(self) -> None:
+        self._watched: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def watch(self, obj: _Watched) -> None:
+        """Count ``obj`` from now on, for as long as it lives."""
+        self._watched.add(obj)
+
+    def unwatch(self, obj: _Watched) -> None:
+        """Stop counting ``obj`` (a service closed it but something may still hold it)."""
+        self._watched.discard(obj)
+
+    def _live(self) -> list[_Watched]:
+        return list(self._watched)
+
+
+class ObservedGauge(_Watching[_Watched]):
     """A gauge read from live objects when the metrics are collected, never written to.
 
     For a count some object already keeps (a registry's live actors, say): counting it again
     at every start and stop would be a second bookkeeping that can drift from the first. The
-    value is ``measure(obj)`` summed over the objects :meth:`watch` was given and that are
-    still alive (held weakly, so a stopped node's registry drops out). Exported as an
-    OpenTelemetry observable up-down counter (a Prometheus gauge). Like
-    :class:`TalliedCounter`, create each one once per process and share it.
+    value is ``measure(obj)`` over the objects :meth:`watch` was given and that are still
+    alive, combined by ``combine`` (summed by default; a state such as a breaker's takes the
+    worst, ``max``). Exported as an OpenTelemetry observable up-down counter (a Prometheus
+    gauge). Like :class:`TalliedCounter`, create each one once per process and share it.
     """
 
     def __init__(
@@ -331,20 +359,58 @@ class ObservedGauge(Generic[_Watched]):
         name: str,
         description: str,
         measure: Callable[[_Watched], int],
+        *,
+        combine: Callable[[list[int]], int] = sum,
     ) -> None:
+        super().__init__()
         self._measure = measure
-        self._watched: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._combine = combine
         get_meter(meter_name).create_observable_up_down_counter(
             name, callbacks=[self._observe], description=description
         )
 
-    def watch(self, obj: _Watched) -> None:
-        """Count ``obj`` from now on, for as long as it lives."""
-        self._watched.add(obj)
-
     def value(self) -> int:
-        """The current value: ``measure`` summed over the live watched objects."""
-        return sum(self._measure(obj) for obj in list(self._watched))
+        """The current value: ``measure`` combined over the live watched objects."""
+        return self._combine([self._measure(obj) for obj in self._live()])
 
     def _observe(self, _options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(self.value())]
+
+
+class LabelledGauge(_Watching[_Watched]):
+    """An :class:`ObservedGauge` with one label: ``measure(obj)`` maps label values to counts.
+
+    Each watched object gives a count per value of ``label`` (a node: its conversation and
+    connection actors; a breaker: its sibling's state); values given by several objects are
+    combined by ``combine``. The label's values must be few and fixed (kinds, sibling names),
+    never ids.
+    """
+
+    def __init__(
+        self,
+        meter_name: str,
+        name: str,
+        description: str,
+        label: str,
+        measure: Callable[[_Watched], Mapping[str, int]],
+        *,
+        combine: Callable[[list[int]], int] = sum,
+    ) -> None:
+        super().__init__()
+        self._label = label
+        self._measure = measure
+        self._combine = combine
+        get_meter(meter_name).create_observable_up_down_counter(
+            name, callbacks=[self._observe], description=description
+        )
+
+    def values(self) -> dict[str, int]:
+        """The current value of each label value seen on a live watched object."""
+        seen: dict[str, list[int]] = {}
+        for obj in self._live():
+            for key, count in self._measure(obj).items():
+                seen.setdefault(key, []).append(count)
+        return {key: self._combine(counts) for key, counts in seen.items()}
+
+    def _observe(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(count, {self._label: key}) for key, count in self.values().items()]

@@ -144,6 +144,12 @@ class RedisBroker:
             with contextlib.suppress(Exception):
                 await self._client.aclose()
 
+    @property
+    def connected(self) -> bool:
+        """Whether the subscriber connection is up (``whispr_broker_connected``): the node
+        hears other nodes' events. Reconnects happen in the background."""
+        return self._connected.is_set()
+
     async def ping(self) -> bool:
         if self._client is None or not self._connected.is_set():
             return False

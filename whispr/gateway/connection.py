@@ -50,6 +50,7 @@ from websockets.asyncio.server import ServerConnection
 from actors.errors import WhisprError
 from actors.tracing import TRACER, span_context
 from supervisors import AsyncioActor
+from whispr.audit import AuditKind
 from whispr.auth import Identity
 from whispr.gateway.channels import CHANNELS, TOPIC_PREFIXES, Channel
 from whispr.gateway.context import GatewayContext
@@ -183,6 +184,16 @@ class ConnectionActor(AsyncioActor):
         """
         if self.identity.expires_at > time.time():
             return False
+        if not self._closing:
+            self.ctx.audit.record(
+                AuditKind.TOKEN_REFUSED,
+                user_id=self.user_id,
+                reason="token expired",
+                source="websocket",
+                peer=self._peer,
+                device_id=self.identity.device_id,
+                on="open connection",
+            )
         self.close(CloseCode.POLICY_VIOLATION, "token expired")
         return True
 
@@ -354,6 +365,7 @@ class ConnectionActor(AsyncioActor):
         except WhisprError as exc:
             metrics.joins.add(1, {"kind": kind, "outcome": str(exc.reason)})
             span.set_status(Status(StatusCode.ERROR, str(exc.reason)))
+            self._refused(exc, join.topic, "phx_join")
             self._forget(channel)
             self.send(self.proto.reject_join(join.topic, exc, join_ref=join.join_ref))
             return
@@ -407,6 +419,7 @@ class ConnectionActor(AsyncioActor):
         except WhisprError as exc:
             metrics.errors.add(1, {"reason": str(exc.reason)})
             span.set_status(Status(StatusCode.ERROR, str(exc.reason)))
+            self._refused(exc, push.topic, push.event)
             if push.ref is not None:
                 self.send(
                     self.proto.reply(push.topic, push.ref, "error", exc, join_ref=push.join_ref)
@@ -423,6 +436,24 @@ class ConnectionActor(AsyncioActor):
             self.send(
                 self.proto.reply(push.topic, push.ref, "ok", response or {}, join_ref=push.join_ref)
             )
+
+    @property
+    def _peer(self) -> str | None:
+        """The client's address (read when needed: refusals are rare)."""
+        address = self.ws.remote_address
+        return str(address[0]) if address else None
+
+    def _refused(self, error: WhisprError, topic: str, event: str) -> None:
+        """Tell the audit log of a refusal sent to this client (it keeps the security ones)."""
+        self.ctx.audit.refused(
+            error,
+            source="websocket",
+            user_id=self.user_id,
+            peer=self._peer,
+            device_id=self.identity.device_id,
+            topic=topic,
+            event=event,
+        )
 
     async def _crash_channel(self, channel: Channel) -> None:
         self.ctx.metrics.errors.add(1, {"reason": "channel_crash"})

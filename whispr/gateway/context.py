@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from actors.broker import Broker
 from actors.messaging import Messaging
+from whispr.audit import AuditLog
 from whispr.auth import TokenVerifier
 from whispr.config import Settings
 from whispr.gateway.metrics import GatewayMetrics
@@ -31,6 +32,8 @@ class GatewayContext:
     presence: Presence
     limiter: MessageRateLimiter
     verifier: TokenVerifier
+    #: Where refused tokens, rights and rates are recorded (whispr/audit/).
+    audit: AuditLog
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
     #: Asked at connect whether the token's user may connect (the user service); None: all.
     is_user_active: Callable[[str], Awaitable[bool]] | None = None

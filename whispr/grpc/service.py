@@ -4,7 +4,8 @@ Each RPC checks its arguments, calls :class:`~actors.messaging.Messaging`
 (the same rules and actors as the WebSocket path) and converts the answer.
 Every handler goes through :func:`_rpc` (or :func:`_stream`), which is the
 one place where the caller is authenticated, a refusal becomes a status code
-(:mod:`whispr.grpc.status`), an unexpected failure becomes INTERNAL without
+(:mod:`whispr.grpc.status`) and, when it is a security event, an audit record
+(:mod:`whispr.audit`), an unexpected failure becomes INTERNAL without
 leaking its details, and each call is counted and timed.
 
 The calling service acts as itself: messages it sends are from
@@ -34,6 +35,7 @@ from actors.messaging import Messaging
 from actors.model import Message
 from actors.rules import MAX_PAGE
 from actors.stream import StreamItem
+from whispr.audit import AuditLog
 from whispr.grpc.auth import CallerAuth
 from whispr.grpc.convert import (
     conversation_to_pb,
@@ -46,7 +48,7 @@ from whispr.grpc.convert import (
 from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2 as pb
 from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2_grpc as pb_grpc
 from whispr.grpc.status import status_of, trailing_metadata
-from whispr.telemetry import get_meter
+from whispr.telemetry import SECONDS_BUCKETS, get_meter
 
 __all__ = ["MessagingServicer", "RpcMetrics"]
 
@@ -72,7 +74,10 @@ class RpcMetrics:
     )
     duration: Histogram = field(
         default_factory=lambda: get_meter("whispr.grpc").create_histogram(
-            "whispr_grpc_call_seconds", unit="s", description="gRPC call durations, by method"
+            "whispr_grpc_call_seconds",
+            unit="s",
+            description="gRPC call durations, by method",
+            explicit_bucket_boundaries_advisory=SECONDS_BUCKETS,
         )
     )
 
@@ -100,6 +105,14 @@ def _rpc(
                 return await method(self, caller, request)
             except WhisprError as error:
                 code = status_of(error)
+                self.audit.refused(
+                    error,
+                    source="grpc",
+                    user_id=_acting_user(request),
+                    actor=caller or None,
+                    peer=context.peer(),
+                    method=name,
+                )
                 await context.abort(code, error.message, trailing_metadata(error))
                 raise  # abort raises; this keeps type checkers sure of it
             except (asyncio.CancelledError, grpc.aio.AbortError):
@@ -130,10 +143,13 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
         auth: CallerAuth,
         metrics: RpcMetrics | None = None,
         *,
+        audit: AuditLog,
         follow_backlog: int = FOLLOW_BACKLOG,
     ) -> None:
         self.messaging = messaging
         self.auth = auth
+        #: Refused credentials, rights and rates are recorded here (whispr/audit/).
+        self.audit = audit
         self.metrics = metrics or RpcMetrics()
         self.follow_backlog = follow_backlog
 
@@ -293,6 +309,14 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
                 yield event
         except WhisprError as error:
             code = status_of(error)
+            self.audit.refused(
+                error,
+                source="grpc",
+                user_id=None,
+                actor=caller or None,
+                peer=context.peer(),
+                method="FollowConversation",
+            )
             await context.abort(code, error.message, trailing_metadata(error))
         except (asyncio.CancelledError, grpc.aio.AbortError):
             code = grpc.StatusCode.CANCELLED
@@ -381,6 +405,12 @@ def _required(value: str, name: str) -> str:
     if not value:
         raise WhisprError(Reason.INVALID, f"{name} is required", field=name)
     return value
+
+
+def _acting_user(request: object) -> str | None:
+    """The user a call acts for (``acting_user_id``, in the calls that take one)."""
+    acting = getattr(request, "acting_user_id", None)
+    return acting if isinstance(acting, str) and acting else None
 
 
 def _service_id(caller: str) -> str:

@@ -23,6 +23,7 @@ failure, and would count as a success of a trial).
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ParamSpec, TypeVar
 
@@ -40,6 +41,7 @@ from actors.model import (
 )
 from actors.ports import UNCHANGED, Store
 from whispr.siblings.breaker import Breaker, BreakerOpen
+from whispr.store.metrics import Outcome, StoreCallLatency, store_breaker_state
 from whispr.telemetry import get_meter
 
 __all__ = ["BreakerStore", "is_outage"]
@@ -94,14 +96,24 @@ class BreakerStore:
             trials=trials,
             logger=log,
         )
+        self._latency = StoreCallLatency()
+        store_breaker_state().watch(self)
 
     async def _call(
         self, method: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs
     ) -> T:
+        started = time.perf_counter()
+        outcome: Outcome = "ok"
         try:
             return await self.breaker.call(lambda: method(*args, **kwargs))
         except BreakerOpen as exc:
+            outcome = "unavailable"
             raise WhisprError(Reason.UNAVAILABLE, OPEN_MESSAGE) from exc
+        except BaseException as exc:
+            outcome = "unavailable" if is_outage(exc) else "error"
+            raise
+        finally:
+            self._latency.record(method.__name__, outcome, time.perf_counter() - started)
 
     # -- life and readiness: never behind the breaker --------------------------------
 

@@ -51,7 +51,8 @@ from actors.model import (
 )
 from actors.ports import UNCHANGED
 from supervisors.batching import Batcher
-from whispr.store import _check, _isolate, _rows, migrations
+from whispr.audit.record import AuditCursor, AuditKind, AuditRecord
+from whispr.store import _audit, _check, _isolate, _rows, migrations
 
 __all__ = ["PostgresStore"]
 
@@ -1080,6 +1081,66 @@ class PostgresStore:
             user_id,
         )
         return {r[0]: int(r[1]) for r in rows}
+
+    # -- the audit log (whispr/audit/; not part of the actors' Store port) ----------------
+
+    async def append_audit(self, records: Sequence[AuditRecord]) -> None:
+        if not records:
+            return
+        columns = list(zip(*(_audit.params(r) for r in records), strict=True))
+        await self._execute(_AUDIT_INSERT, *columns)
+
+    async def audit_page(
+        self,
+        *,
+        since: float,
+        until: float,
+        user_id: str | None = None,
+        kinds: Sequence[AuditKind] = (),
+        after: AuditCursor | None = None,
+        limit: int = 100,
+    ) -> list[AuditRecord]:
+        sql, values = _audit.page_query(
+            _AUDIT_SELECT,
+            lambda n: f"${n}",
+            since=since,
+            until=until,
+            user_id=user_id,
+            kinds=kinds,
+            after=after,
+            limit=limit,
+        )
+        return [_audit.record(r) for r in await self._fetch(sql, *values)]
+
+    async def purge_audit(self, before: float) -> int:
+        total = 0
+        while True:
+            deleted = await self._fetchrow(_AUDIT_PURGE, before, _audit.PURGE_BATCH)
+            total += int(deleted[0])
+            if deleted[0] < _audit.PURGE_BATCH:
+                return total
+
+
+_AUDIT_INSERT = f"""
+INSERT INTO audit_log ({", ".join(_audit.COLUMNS)})
+SELECT id, at, kind, user_id, actor, reason, source, node, peer, details::jsonb
+FROM unnest($1::text[], $2::double precision[], $3::text[], $4::text[], $5::text[],
+    $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])
+    AS t({", ".join(_audit.COLUMNS)})
+ON CONFLICT (id) DO NOTHING
+"""
+_AUDIT_SELECT = (
+    "SELECT id, at, kind, user_id, actor, reason, source, node, peer, details::text FROM audit_log"
+)
+#: One batch of the retention job: the oldest rows past the limit, by the (at) index.
+_AUDIT_PURGE = """
+WITH gone AS (
+    DELETE FROM audit_log WHERE id IN (
+        SELECT id FROM audit_log WHERE at < $1 ORDER BY at LIMIT $2
+    ) RETURNING 1
+)
+SELECT count(*) FROM gone
+"""
 
 
 async def _insert_conversation(connection: Any, c: Conversation) -> None:

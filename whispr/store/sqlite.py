@@ -33,7 +33,8 @@ from actors.model import (
     Unsequenced,
 )
 from actors.ports import UNCHANGED
-from whispr.store import _check, _isolate, _rows, migrations
+from whispr.audit.record import AuditCursor, AuditKind, AuditRecord
+from whispr.store import _audit, _check, _isolate, _rows, migrations
 
 __all__ = ["SqliteStore"]
 
@@ -781,6 +782,68 @@ class SqliteStore:
             (user_id,),
         )
         return {r[0]: int(r[1]) for r in rows}
+
+    # -- the audit log (whispr/audit/; not part of the actors' Store port) ----------------
+
+    @_serialized
+    async def append_audit(self, records: Sequence[AuditRecord]) -> None:
+        if not records:
+            return
+        db = self.db
+        await db.execute("BEGIN IMMEDIATE")  # one transaction, one fsync, for the batch
+        try:
+            await db.executemany(_AUDIT_INSERT, [_audit.params(r) for r in records])
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+
+    @_serialized
+    async def audit_page(
+        self,
+        *,
+        since: float,
+        until: float,
+        user_id: str | None = None,
+        kinds: Sequence[AuditKind] = (),
+        after: AuditCursor | None = None,
+        limit: int = 100,
+    ) -> list[AuditRecord]:
+        sql, values = _audit.page_query(
+            f"SELECT {', '.join(_audit.COLUMNS)} FROM audit_log",
+            lambda _n: "?",
+            since=since,
+            until=until,
+            user_id=user_id,
+            kinds=kinds,
+            after=after,
+            limit=limit,
+        )
+        return [_audit.record(r) for r in await self._all(sql, values)]
+
+    async def purge_audit(self, before: float) -> int:
+        # Batch by batch, each under the lock alone: sends wait for one batch at most.
+        total = 0
+        while True:
+            deleted = await self._purge_audit_batch(before)
+            total += deleted
+            if deleted < _audit.PURGE_BATCH:
+                return total
+
+    @_serialized
+    async def _purge_audit_batch(self, before: float) -> int:
+        cursor = await self.db.execute(_AUDIT_PURGE, (before, _audit.PURGE_BATCH))
+        return int(cursor.rowcount)
+
+
+_AUDIT_INSERT = (
+    f"INSERT OR IGNORE INTO audit_log ({', '.join(_audit.COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _audit.COLUMNS)})"
+)
+#: One batch of the retention job: the oldest rows past the limit, by the (at) index.
+_AUDIT_PURGE = (
+    "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log WHERE at < ? ORDER BY at LIMIT ?)"
+)
 
 
 def _make_folder(path: str) -> None:
