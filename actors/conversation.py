@@ -17,6 +17,12 @@ Sends are pipelined: the actor answers each one after its commit but takes
 the next ones meanwhile, and the store gives the seqs at commit time (see
 "the engine" below and docs/storage.md).
 
+A send asked under a sampled span (its :class:`~actors.calls.Call` carries the
+context) is traced here: a ``conversation send`` span from the send's arrival
+to its answer, a ``group commit`` span for its wait in the batch and the write,
+and a ``publish`` span whose ``traceparent`` travels in the broker event, so the
+delivery on every other node joins the same trace. Unsampled sends make none.
+
 Several nodes may briefly run an actor for the same conversation (routing
 changes as nodes come and go). Correctness does not depend on there being
 one: the store numbers each batch's sends after the last committed seq under
@@ -35,6 +41,8 @@ from typing import Any
 
 import msgspec
 import pykka
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from actors import rules
 from actors.broker import Broker, Subscription
@@ -53,6 +61,7 @@ from actors.model import (
     Unsequenced,
 )
 from actors.ports import Store
+from actors.tracing import TRACER, span_context, traceparent
 from supervisors import AsyncioActor
 from supervisors.batching import Batcher
 from supervisors.future import AsyncioFuture
@@ -118,16 +127,33 @@ class _Remote:
 
 
 class _Pending:
-    """A send on its way to the store, and everyone waiting for it."""
+    """A send on its way to the store, everyone waiting for it, and its spans if sampled."""
 
-    __slots__ = ("key", "message", "replies")
+    __slots__ = ("commit_span", "key", "message", "replies", "span")
 
     def __init__(
-        self, key: tuple[str, str], message: Unsequenced, reply: pykka.Future[Any] | None
+        self,
+        key: tuple[str, str],
+        message: Unsequenced,
+        reply: pykka.Future[Any] | None,
+        span: Span | None = None,
     ) -> None:
         self.key = key
         self.message = message
         self.replies = [reply]
+        #: ``conversation send``, for a send whose call was sampled.
+        self.span = span
+        #: ``group commit``, while its chunk is in the store's hands.
+        self.commit_span: Span | None = None
+
+    def traced_end(self, error: BaseException | None = None) -> None:
+        """End its spans, if it has any (``error``: the send was not written)."""
+        for span in (self.commit_span, self.span):
+            if span is not None:
+                if error is not None:
+                    span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+                span.end()
+        self.commit_span = self.span = None
 
 
 class _IdleCheck:
@@ -173,6 +199,8 @@ class ConversationActor(AsyncioActor):
         self._committing: list[_Pending] | None = None
         #: Set while this actor publishes (its broker handler is called for its own events).
         self._publishing = False
+        #: The trace context of the call being handled, when it was sampled.
+        self._call_trace: Context | None = None
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -208,7 +236,13 @@ class ConversationActor(AsyncioActor):
 
     def on_receive(self, message: Any) -> Any:
         if type(message) is Call:  # first: nearly every message is one
-            return message.fn(self, *message.args, **message.kwargs)
+            if message.trace is None:
+                return message.fn(self, *message.args, **message.kwargs)
+            self._call_trace = message.trace
+            try:
+                return message.fn(self, *message.args, **message.kwargs)
+            finally:
+                self._call_trace = None
         if message is _IDLE_CHECK:
             return self._idle_check()
         if isinstance(message, _Remote):
@@ -530,12 +564,26 @@ class ConversationActor(AsyncioActor):
             metadata=draft.metadata,
             trusted_sender=trusted,
         )
-        entry = _Pending(key, message, reply)
+        entry = _Pending(key, message, reply, self._send_span(message))
         self._pending[key] = entry
         self._queued.append(entry)
         # The chunk goes when the actor has handled what is in its mailbox
         # (``on_drained``): the sends taken in one drain (senders answered
         # together send again together) share a chunk.
+
+    def _send_span(self, message: Unsequenced) -> Span | None:
+        """``conversation send`` for a send asked under a sampled span, else None."""
+        parent = self._call_trace
+        if parent is None:
+            return None
+        return TRACER.start_span(
+            "conversation send",
+            context=parent,
+            attributes={
+                "whispr.conversation_id": self.conversation_id,
+                "whispr.client_id": message.client_id,
+            },
+        )
 
     async def _append(self, sender_id: str, draft: Draft) -> Message:
         """Send a system message from inside a handler and wait for the commit."""
@@ -557,6 +605,13 @@ class ConversationActor(AsyncioActor):
         else:
             chunk, self._queued = queued[:limit], queued[limit:]
         self._committing = chunk
+        for entry in chunk:
+            if entry.span is not None:
+                entry.commit_span = TRACER.start_span(
+                    "group commit",
+                    context=span_context(entry.span),
+                    attributes={"whispr.chunk_size": len(chunk)},
+                )
         try:
             future = self.deps.commit.submit_many([entry.message for entry in chunk])
         except Exception as exc:  # the batcher is closed: the node is stopping
@@ -566,8 +621,10 @@ class ConversationActor(AsyncioActor):
         future.add_done_callback(self._committed)
 
     def _committed(self, future: asyncio.Future[list[InsertResult]]) -> None:
-        if self._exited:
-            return  # every deferred reply was answered (ActorDeadError) at exit
+        if self._exited:  # every deferred reply was answered (ActorDeadError) at exit
+            for entry in self._committing or ():
+                entry.traced_end(pykka.ActorDeadError("the conversation actor exited"))
+            return
         chunk, self._committing = self._committing, None
         assert chunk is not None
         error = asyncio.CancelledError() if future.cancelled() else future.exception()
@@ -584,9 +641,16 @@ class ConversationActor(AsyncioActor):
         # on this node gets both in one write (see ConnectionActor.send).
         pending = self._pending
         inserted: list[Message] = []
+        traced: dict[str, _Pending] = {}
         for entry, result in zip(chunk, results, strict=True):
             del pending[entry.key]
             message = result.message
+            if entry.commit_span is not None:
+                entry.commit_span.set_attribute("whispr.status", result.status)
+                entry.commit_span.end()
+                entry.commit_span = None
+                if result.status == "inserted":
+                    traced[message.id] = entry
             if result.status == "inserted":
                 if message.seq > self.last_seq:
                     self.last_seq = message.seq
@@ -600,14 +664,36 @@ class ConversationActor(AsyncioActor):
                 error = _refusal(result)
                 for reply in entry.replies:
                     self.reply_error(reply, error)
+                entry.traced_end(error)
                 continue
             for reply in entry.replies:
                 self.reply(reply, message)
+            if entry.span is not None and message.id not in traced:
+                entry.traced_end()  # a duplicate: nothing published
         on_new_message = self.deps.on_new_message
         for message in inserted:
-            self._publish("new_message", {"message": message})
+            sampled = traced.get(message.id) if traced else None
+            if sampled is None:
+                self._publish("new_message", {"message": message})
+            else:
+                self._publish_traced(sampled, message)
             if on_new_message is not None:
                 on_new_message(self._conversation(), self.members, message)
+
+    def _publish_traced(self, entry: _Pending, message: Message) -> None:
+        """Publish a sampled message under a ``publish`` span whose context the event carries."""
+        assert entry.span is not None
+        span = TRACER.start_span(
+            f"publish {self.topic}",
+            context=span_context(entry.span),
+            kind=SpanKind.PRODUCER,
+            attributes={"whispr.seq": message.seq},
+        )
+        try:
+            self._publish("new_message", {"message": message}, traceparent(span))
+        finally:
+            span.end()
+            entry.traced_end()
 
     def _fail(self, chunk: list[_Pending], exc: BaseException) -> None:
         # Nothing of a failed batch was written: every caller may retry.
@@ -620,6 +706,7 @@ class ConversationActor(AsyncioActor):
             self._pending.pop(entry.key, None)
             for reply in entry.replies:
                 self.reply_error(reply, error)
+            entry.traced_end(error)
 
     async def _message(self, seq: int) -> Message:
         cached = self._recent.get(seq)
@@ -665,10 +752,10 @@ class ConversationActor(AsyncioActor):
         if message.seq in self._recent:
             self._recent[message.seq] = message
 
-    def _publish(self, event: str, payload: dict[str, Any]) -> None:
+    def _publish(self, event: str, payload: dict[str, Any], trace: str = "") -> None:
         self._publishing = True
         try:
-            self.deps.broker.publish(self.topic, encode_event(event, payload))
+            self.deps.broker.publish(self.topic, encode_event(event, payload, trace))
         finally:
             self._publishing = False
 

@@ -40,6 +40,7 @@ from actors.ids import new_id
 from actors.model import Conversation, ConversationSummary, Member, MembershipChange, Message
 from actors.rules import MAX_PAGE
 from actors.stream import POSITION_CHECK_S, ConversationStream, Deliver, PositionCheck
+from actors.tracing import sampled_context
 from supervisors import ChildSpec, Ref, Registry, Restart, StartChildError
 
 __all__ = ["Messaging"]
@@ -484,7 +485,7 @@ class Messaging:
         normally (passivated) meanwhile, a fresh one is asked again. A crash of the
         actor while it held the call is ``unavailable`` (see the module docstring).
         """
-        call = Call(handler, args, kwargs)
+        call = Call(handler, args, kwargs, sampled_context())
         key = ("conversation", conversation_id)
         for attempt in (1, 2):
             ref = self.registry.whereis(key)

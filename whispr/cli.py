@@ -15,7 +15,7 @@ import structlog
 
 from whispr.audit.record import AuditKind
 from whispr.config import ConfigError, Settings, load_settings, log_format_from_env
-from whispr.telemetry import configure_logging
+from whispr.telemetry import configure_logging, configure_metrics
 
 __all__ = ["main"]
 
@@ -117,9 +117,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "audit":
         return _run_loop(_audit(settings, args))
     if args.command == "serve":
+        # Before the node's modules are imported: their instruments are made at import, and
+        # the provider's resource (the node's name) is fixed when it is created.
+        configure_metrics(settings)
+        from whispr.tracing import TracingError, check_exporters
+
         try:
             settings.check_exposure()
-        except ConfigError as exc:
+            check_exporters()
+        except (ConfigError, TracingError) as exc:
             structlog.get_logger("whispr.config").error(f"configuration error: {exc}")
             return 2
         from whispr.node import run_node

@@ -80,6 +80,7 @@ from whispr.services import (
 from whispr.siblings import Siblings
 from whispr.slot import Slot
 from whispr.startup import HeldCrashReports, describe_start_failure
+from whispr.tracing import TelemetryService
 
 __all__ = ["Node", "NodeService", "conversation_actors", "node_tree", "run_node"]
 
@@ -132,7 +133,7 @@ class Node:
 class NodeService(AsyncioActor):
     """A service of the node that logs its life; the base of the node's services.
 
-    Services not yet built beyond their place in the tree (telemetry, the scheduler)
+    Services not yet built beyond their place in the tree (the scheduler)
     run as plain ``NodeService`` instances, so the tree's shape, order and restart
     behaviour hold from the start.
     """
@@ -204,7 +205,7 @@ def node_tree(node: Node) -> list[ChildSpec]:
     """
     settings, registry = node.settings, node.registry
     return [
-        _service(node, "telemetry"),
+        _service(node, "telemetry", lambda: _spawn(TelemetryService, settings)),
         _service(node, "store", lambda: _spawn(StoreService, settings, node.store)),
         _service(
             node,

@@ -59,7 +59,7 @@ from opentelemetry import metrics as otel_metrics
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from prometheus_client import (
     GC_COLLECTOR,
     PLATFORM_COLLECTOR,
@@ -81,6 +81,7 @@ __all__ = [
     "configure_metrics",
     "get_meter",
     "metrics_exposition",
+    "node_resource",
     "prometheus_registry",
 ]
 
@@ -202,6 +203,22 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> No
         log.warning(warning)
 
 
+def node_resource(settings: Settings | None) -> Resource:
+    """What the node's metrics and traces say they come from: one rule for both.
+
+    ``service.name`` is ``whispr`` and ``service.instance.id`` the node's name
+    (``WHISPR_NODE_NAME``, the pod's name on Kubernetes) unless the operator says otherwise
+    with ``OTEL_SERVICE_NAME`` or ``OTEL_RESOURCE_ATTRIBUTES``, which win, as OpenTelemetry
+    specifies. Without ``settings`` (metrics recorded before a node's settings are known, in
+    tests), the instance id is the SDK's default, a random one.
+    """
+    attributes: dict[str, str] = {"service.name": "whispr", "service.version": __version__}
+    if settings is not None:
+        attributes["service.instance.id"] = settings.node_name
+    detected = OTELResourceDetector().detect().attributes  # OTEL_RESOURCE_ATTRIBUTES, _SERVICE_NAME
+    return Resource.create({**attributes, **detected})
+
+
 _metrics_lock = threading.Lock()
 _registry: CollectorRegistry | None = None
 _provider: MeterProvider | None = None
@@ -217,7 +234,9 @@ def configure_metrics(settings: Settings | None = None) -> MeterProvider:
     Args:
         settings: when given, its ``node_name`` becomes the
             ``service.instance.id`` resource attribute (the ``target_info``
-            metric), which tells the nodes of a cluster apart.
+            metric), which tells the nodes of a cluster apart (see
+            :func:`node_resource`). ``whispr serve`` calls it with the settings
+            before the node's modules make their instruments.
     """
     global _registry, _provider
     with _metrics_lock:
@@ -226,14 +245,8 @@ def configure_metrics(settings: Settings | None = None) -> MeterProvider:
         registry = CollectorRegistry(auto_describe=True)
         for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
             registry.register(collector)
-        attributes: dict[str, str] = {
-            "service.name": "whispr",
-            "service.version": __version__,
-        }
-        if settings is not None:
-            attributes["service.instance.id"] = settings.node_name
         reader = PrometheusMetricReader(registry=registry)
-        provider = MeterProvider(metric_readers=[reader], resource=Resource.create(attributes))
+        provider = MeterProvider(metric_readers=[reader], resource=node_resource(settings))
         otel_metrics.set_meter_provider(provider)
         _registry, _provider = registry, provider
         return provider

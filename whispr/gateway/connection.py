@@ -27,6 +27,11 @@ commit would only add latency.
 
 A failure in a channel's handler crashes that channel only (``phx_error``; the client rejoins);
 a failure of the actor itself closes the socket with 1011.
+
+Each push and each join is a span (``push <event>``, ``join <kind>``), from its handling to its
+reply (a join's also covers its catch-up): the root of a message's trace. A sampled one is made
+the current span while it is handled, so the calls it makes carry it (``actors/tracing.py``);
+an unsampled one costs the sampling decision and nothing else.
 """
 
 from __future__ import annotations
@@ -38,9 +43,12 @@ from typing import Any, Final
 
 import msgspec
 import structlog
+from opentelemetry import context as otel_context
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from websockets.asyncio.server import ServerConnection
 
 from actors.errors import WhisprError
+from actors.tracing import TRACER, span_context
 from supervisors import AsyncioActor
 from whispr.audit import AuditKind
 from whispr.auth import Identity
@@ -334,6 +342,20 @@ class ConnectionActor(AsyncioActor):
     # -- routing --------------------------------------------------------------------------
 
     async def _join(self, join: JoinRequested) -> None:
+        kind = join.topic.partition(":")[0]
+        span = TRACER.start_span(f"join {kind}", kind=SpanKind.SERVER)
+        if not span.is_recording():
+            await self._join_channel(join, span)
+            return
+        span.set_attribute("whispr.topic", join.topic)
+        token = otel_context.attach(span_context(span))
+        try:
+            await self._join_channel(join, span)
+        finally:
+            otel_context.detach(token)
+            span.end()
+
+    async def _join_channel(self, join: JoinRequested, span: Span) -> None:
         kind, _, target = join.topic.partition(":")
         metrics = self.ctx.metrics
         channel = CHANNELS[kind](self, join.topic, target, join.join_ref)
@@ -342,6 +364,7 @@ class ConnectionActor(AsyncioActor):
             response = await channel.join(join.payload)
         except WhisprError as exc:
             metrics.joins.add(1, {"kind": kind, "outcome": str(exc.reason)})
+            span.set_status(Status(StatusCode.ERROR, str(exc.reason)))
             self._refused(exc, join.topic, "phx_join")
             self._forget(channel)
             self.send(self.proto.reject_join(join.topic, exc, join_ref=join.join_ref))
@@ -360,6 +383,7 @@ class ConnectionActor(AsyncioActor):
             return
         metrics.joins.add(1, {"kind": kind, "outcome": "ok"})
         self.send(reply)
+        span.add_event("joined")  # what follows is the catch-up
         try:
             await channel.after_join()
         except Exception:
@@ -370,25 +394,43 @@ class ConnectionActor(AsyncioActor):
         channel = self._channels.get(push.topic)
         if channel is None or channel.join_ref != push.join_ref:
             return
+        # Unknown events share one label: a client cannot grow the metric's series or the
+        # spans' names.
+        event = push.event if channel.handles(push.event) else "unknown"
+        span = TRACER.start_span(f"push {event}", kind=SpanKind.SERVER)
+        if not span.is_recording():
+            await self._handle_push(channel, push, event, span)
+            return
+        span.set_attribute("whispr.topic", push.topic)
+        token = otel_context.attach(span_context(span))
+        try:
+            await self._handle_push(channel, push, event, span)
+        finally:
+            otel_context.detach(token)
+            span.end()  # the ack is queued: it goes out at the end of this loop turn
+
+    async def _handle_push(
+        self, channel: Channel, push: PushReceived, event: str, span: Span
+    ) -> None:
         metrics = self.ctx.metrics
         began = time.perf_counter()
         try:
             response = await channel.handle_in(push.event, push.payload)
         except WhisprError as exc:
             metrics.errors.add(1, {"reason": str(exc.reason)})
+            span.set_status(Status(StatusCode.ERROR, str(exc.reason)))
             self._refused(exc, push.topic, push.event)
             if push.ref is not None:
                 self.send(
                     self.proto.reply(push.topic, push.ref, "error", exc, join_ref=push.join_ref)
                 )
             return
-        except Exception:
+        except Exception as exc:
             self._log.exception("channel crashed", topic=push.topic, push_event=push.event)
+            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
             await self._crash_channel(channel)
             return
         finally:
-            # Unknown events share one label: a client cannot grow the metric's series.
-            event = push.event if channel.handles(push.event) else "unknown"
             metrics.push_latency.record(time.perf_counter() - began, event)
         if push.ref is not None:
             self.send(

@@ -8,7 +8,9 @@ SERVING while the server runs, NOT_SERVING once it stops, so a Kubernetes gRPC
 probe or a client-side health check stops sending calls to a node going away;
 an outage of the shared store or broker does not take every node out at once.
 Health and reflection need no credentials (probes and tools have none); the
-messaging API does (:mod:`whispr.grpc.auth`).
+messaging API does (:mod:`whispr.grpc.auth`). Every call is a server span
+whose parent is the caller's ``traceparent`` metadata, when it sends one
+(``whispr/tracing.py``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2_grpc as pb_grpc
 from whispr.grpc.service import MessagingServicer
 from whispr.slot import Slot
 from whispr.startup import ensure_bindable
+from whispr.tracing import server_interceptors
 
 __all__ = ["MESSAGING_SERVICE", "GrpcServer", "GrpcService"]
 
@@ -69,7 +72,9 @@ class GrpcServer:
     async def start(self, host: str, port: int) -> None:
         # No SO_REUSEPORT: a port another process holds is an error at start,
         # not two servers silently sharing it.
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        server = grpc.aio.server(
+            interceptors=server_interceptors(), options=[("grpc.so_reuseport", 0)]
+        )
         pb_grpc.add_MessagingServiceServicer_to_server(self.servicer, server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
