@@ -46,6 +46,8 @@ from whispr.audit import AuditKind
 from whispr.auth import Identity
 from whispr.gateway.channels import CHANNELS, TOPIC_PREFIXES, Channel
 from whispr.gateway.context import GatewayContext
+from whispr.gateway.limits import PHX_JOIN
+from whispr.gateway.refresh import REFRESH_TOKEN, refreshed_identity
 from whispr.protocol import (
     CloseCode,
     ConnectionProtocol,
@@ -53,6 +55,7 @@ from whispr.protocol import (
     LeaveRequested,
     ProtocolViolation,
     PushReceived,
+    SocketPushReceived,
     frames,
 )
 
@@ -98,6 +101,7 @@ class ConnectionActor(AsyncioActor):
             max_size=settings.max_frame_bytes,
             heartbeat_timeout=settings.heartbeat_timeout_s,
             topic_prefixes=TOPIC_PREFIXES,
+            socket_events=(REFRESH_TOKEN,),
         )
         #: Taken by the reader per message told, returned here once it is handled.
         self.credits = credits
@@ -245,6 +249,8 @@ class ConnectionActor(AsyncioActor):
             elif isinstance(event, ProtocolViolation):
                 self.ctx.metrics.errors.add(1, {"reason": str(event.reason)})
                 self.close(event.code, event.message)
+            elif isinstance(event, SocketPushReceived):
+                await self._refresh_token(event)
 
     # -- sending --------------------------------------------------------------------------
 
@@ -339,6 +345,7 @@ class ConnectionActor(AsyncioActor):
         channel = CHANNELS[kind](self, join.topic, target, join.join_ref)
         self._channels[join.topic] = channel
         try:
+            await self.ctx.limits.check(self.user_id, kind, PHX_JOIN)
             response = await channel.join(join.payload)
         except WhisprError as exc:
             metrics.joins.add(1, {"kind": kind, "outcome": str(exc.reason)})
@@ -394,6 +401,18 @@ class ConnectionActor(AsyncioActor):
             self.send(
                 self.proto.reply(push.topic, push.ref, "ok", response or {}, join_ref=push.join_ref)
             )
+
+    async def _refresh_token(self, push: SocketPushReceived) -> None:
+        """``refresh_token`` on ``phoenix``: a fresh token moves this connection's expiry
+        (whispr/gateway/refresh.py); a bad one is refused and changes nothing."""
+        try:
+            self.identity = await refreshed_identity(self.ctx.verifier, self.identity, push.payload)
+        except WhisprError as exc:
+            self._refused(exc, "phoenix", push.event)
+            self.send(self.proto.socket_reply(push.ref, "error", exc))
+            return
+        reply = {"expires_at": self.identity.expires_at}
+        self.send(self.proto.socket_reply(push.ref, "ok", reply))
 
     @property
     def _peer(self) -> str | None:

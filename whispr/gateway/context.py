@@ -12,9 +12,9 @@ from actors.messaging import Messaging
 from whispr.audit import AuditLog
 from whispr.auth import TokenVerifier
 from whispr.config import Settings
+from whispr.gateway.limits import EventLimits
 from whispr.gateway.metrics import GatewayMetrics
 from whispr.gateway.presence import Presence
-from whispr.gateway.ratelimit import MessageRateLimiter
 
 if TYPE_CHECKING:
     from supervisors import Ref
@@ -30,7 +30,8 @@ class GatewayContext:
     messaging: Messaging
     broker: Broker
     presence: Presence
-    limiter: MessageRateLimiter
+    #: The per-event rate limits (whispr/gateway/limits.py).
+    limits: EventLimits
     verifier: TokenVerifier
     #: Where refused tokens, rights and rates are recorded (whispr/audit/).
     audit: AuditLog

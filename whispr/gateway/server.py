@@ -49,8 +49,9 @@ from whispr.auth import Identity, TokenVerifier, claimed_user
 from whispr.config import Settings
 from whispr.gateway.connection import ConnectionActor, Inbound, Tick
 from whispr.gateway.context import GatewayContext
+from whispr.gateway.limits import EventLimits
 from whispr.gateway.presence import Presence
-from whispr.gateway.ratelimit import MessageRateLimiter
+from whispr.gateway.ratelimit import RateLimiter
 from whispr.protocol import CloseCode
 from whispr.readiness import dependency_states, ready_answer
 from whispr.siblings import Siblings
@@ -162,7 +163,7 @@ class Gateway:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.server.wait_closed(), timeout)
         log.info("gateway drained", connections=len(self.ctx.connections))
-        await self.ctx.limiter.close()
+        await self.ctx.limits.limiter.close()
 
     async def _tick(self) -> None:
         # Often enough that a silent connection is closed within a third of the timeout.
@@ -302,9 +303,7 @@ class GatewayService(AsyncioActor):
             broker=broker,
             presence=self.presence,
             is_user_active=siblings.users.is_active if siblings.users.configured else None,
-            limiter=MessageRateLimiter(
-                settings.rate_limit_per_minute, settings.redis_url, settings.redis_prefix
-            ),
+            limits=EventLimits(settings, RateLimiter(settings.redis_url, settings.redis_prefix)),
             verifier=TokenVerifier.from_settings(settings),
             audit=self.audit,
         )

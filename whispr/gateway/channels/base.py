@@ -158,7 +158,10 @@ class Channel:
                 events=self.table.names(),
             )
         payload_type, handler = entry
-        return await handler(self, decode_payload(payload_type, payload), event)
+        decoded = decode_payload(payload_type, payload)
+        host = self.host
+        await host.ctx.limits.check(host.user_id, self.kind, event)  # before anything is done
+        return await handler(self, decoded, event)
 
     def handles(self, event: str) -> bool:
         """Whether ``event`` is one of this kind's client events (a bounded metric label)."""
