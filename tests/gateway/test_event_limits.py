@@ -17,7 +17,7 @@ import pytest
 from supervisors import stop_tree
 from tests import services
 from tests.gateway.conftest import RunningNode, start_node, unique
-from whispr.client import PhoenixClient, ReplyError
+from whispr.client import ReplyError
 
 LIMIT = 3
 LIMITS_ENV = {
@@ -177,9 +177,7 @@ async def two_nodes(postgres_url: str, redis_url: str) -> AsyncIterator[list[Run
             "WHISPR_REDIS_URL": redis_url,
             "WHISPR_REDIS_PREFIX": unique("pair"),
         }
-        nodes = [
-            await start_node({**env, "WHISPR_NODE_NAME": unique(name)}) for name in ("a", "b")
-        ]
+        nodes = [await start_node({**env, "WHISPR_NODE_NAME": unique(name)}) for name in ("a", "b")]
         try:
             yield nodes
         finally:

@@ -49,7 +49,8 @@ async def test_a_burst_gets_exactly_the_budget_per_user_and_bucket(limiter: Rate
 async def test_a_refusal_says_when_the_next_hit_fits(limiter: RateLimiter) -> None:
     assert await _count_allowed(limiter, "ada", 3, limit=3) == 3
     refused = await limiter.hit("ada", "send", 3)
-    assert not refused.counted and not refused.throttled
+    assert not refused.counted
+    assert not refused.throttled
     # The whole budget was spent in this window: the next hit fits in the next window.
     assert 0 < refused.retry_after <= 60
 
@@ -57,7 +58,8 @@ async def test_a_refusal_says_when_the_next_hit_fits(limiter: RateLimiter) -> No
 async def test_a_throttled_user_is_refused_until_the_throttle_ends(limiter: RateLimiter) -> None:
     await limiter.throttle("ada", 0.5)
     refused = await limiter.hit("ada", "send", 100)
-    assert refused.throttled and not refused.counted
+    assert refused.throttled
+    assert not refused.counted
     assert 0 < refused.retry_after <= 0.5
     # Counts that watch the user rather than limit them go on.
     assert (await limiter.hit("ada", "abuse", 100, honour_throttle=False)).counted
