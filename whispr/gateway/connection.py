@@ -346,6 +346,7 @@ class ConnectionActor(AsyncioActor):
         self._channels[join.topic] = channel
         try:
             await self.ctx.limits.check(self.user_id, kind, PHX_JOIN)
+            await self.ctx.abuse.observe(self, kind, PHX_JOIN, target)
             response = await channel.join(join.payload)
         except WhisprError as exc:
             metrics.joins.add(1, {"kind": kind, "outcome": str(exc.reason)})
@@ -431,6 +432,7 @@ class ConnectionActor(AsyncioActor):
             topic=topic,
             event=event,
         )
+        self.in_background(self.ctx.abuse.refused(self, error, event))
 
     async def _crash_channel(self, channel: Channel) -> None:
         self.ctx.metrics.errors.add(1, {"reason": "channel_crash"})

@@ -12,6 +12,7 @@ from actors.messaging import Messaging
 from whispr.audit import AuditLog
 from whispr.auth import TokenVerifier
 from whispr.config import Settings
+from whispr.gateway.abuse import AbuseDetector
 from whispr.gateway.limits import EventLimits
 from whispr.gateway.metrics import GatewayMetrics
 from whispr.gateway.presence import Presence
@@ -35,6 +36,8 @@ class GatewayContext:
     verifier: TokenVerifier
     #: Where refused tokens, rights and rates are recorded (whispr/audit/).
     audit: AuditLog
+    #: The watch for suspicious activity (whispr/gateway/abuse.py).
+    abuse: AbuseDetector
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
     #: Asked at connect whether the token's user may connect (the user service); None: all.
     is_user_active: Callable[[str], Awaitable[bool]] | None = None

@@ -94,16 +94,20 @@ end
 return result
 """
 
-#: Adds ``ARGV[1]`` to the set ``KEYS[1]`` (made to expire ``ARGV[2]`` seconds after its
-#: first member), keeping at most ``ARGV[3]`` members; returns the set's size.
-_DISTINCT_SCRIPT: Final = """
-local key = KEYS[1]
-if redis.call('SCARD', key) < tonumber(ARGV[3]) then
-  if redis.call('SADD', key, ARGV[1]) == 1 and redis.call('TTL', key) < 0 then
-    redis.call('EXPIRE', key, ARGV[2])
+#: For each key of ``KEYS``, with ``ARGV`` holding two values per key (member, window in
+#: seconds): adds the member to the set (made to expire a window after its first member),
+#: which keeps at most ``MAX_DISTINCT`` members; returns each set's size, in order.
+_DISTINCT_SCRIPT: Final = f"""
+local result = {{}}
+for i, key in ipairs(KEYS) do
+  if redis.call('SCARD', key) < {MAX_DISTINCT} then
+    if redis.call('SADD', key, ARGV[2 * i - 1]) == 1 and redis.call('TTL', key) < 0 then
+      redis.call('EXPIRE', key, ARGV[2 * i])
+    end
   end
+  result[i] = redis.call('SCARD', key)
 end
-return redis.call('SCARD', key)
+return result
 """
 
 
@@ -158,9 +162,12 @@ class _RedisCounters:
             url, socket_connect_timeout=2.0, socket_timeout=5.0, socket_keepalive=True
         )
         self._script = self._client.register_script(_HIT_SCRIPT)
-        self._distinct = self._client.register_script(_DISTINCT_SCRIPT)
+        self._distinct_script = self._client.register_script(_DISTINCT_SCRIPT)
         self._hits = Batcher[Hit, Outcome](
             self._count, max_batch=MAX_KEYS_PER_CALL, max_in_flight=1, name="rate-limit-batcher"
+        )
+        self._adds = Batcher[tuple[str, str, int], int](
+            self._add, max_batch=MAX_KEYS_PER_CALL, max_in_flight=1, name="distinct-batcher"
         )
 
     async def hit(self, hit: Hit) -> Outcome:
@@ -191,8 +198,19 @@ class _RedisCounters:
         await self._client.set(self._throttle_key(user_id), 1, px=max(1, int(seconds * 1000)))
 
     async def distinct(self, key: str, member: str, window_s: int) -> int:
-        size = await self._distinct(keys=[self.prefix + key], args=[member, window_s, MAX_DISTINCT])
-        return int(size)
+        return await self._adds.submit((key, member, window_s))
+
+    async def _add(self, adds: Sequence[tuple[str, str, int]]) -> list[int]:
+        real = [(key, member, window) for key, member, window in adds if key]
+        sizes: list[int] = []
+        if real:
+            args: list[str | int] = []
+            for _, member, window in real:
+                args += [member, window]
+            raw = await self._distinct_script(keys=[self.prefix + k for k, _, _ in real], args=args)
+            sizes = [int(size) for size in raw]
+        answers = iter(sizes)
+        return [next(answers) if key else 0 for key, _, _ in adds]
 
     async def reset(self) -> None:
         async for key in self._client.scan_iter(match=self.prefix + "*", count=1000):
@@ -201,6 +219,8 @@ class _RedisCounters:
     async def close(self) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._hits.close(), timeout=2.0)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._adds.close(), timeout=2.0)
         await self._client.aclose()
 
 
@@ -231,6 +251,8 @@ class _MemoryCounters:
         self._throttled[user_id] = time.monotonic() + seconds
 
     async def distinct(self, key: str, member: str, window_s: int) -> int:
+        if not key:
+            return 0
         now = time.monotonic()
         for old in [k for k, (until, _) in self._sets.items() if until <= now]:
             del self._sets[old]
@@ -292,7 +314,10 @@ class RateLimiter:
 
     async def distinct(self, key: str, member: str, window_s: int) -> int:
         """Add ``member`` to the set ``key`` (kept ``window_s`` seconds from its first member)
-        and return how many distinct members it holds (at most :data:`MAX_DISTINCT`)."""
+        and return how many distinct members it holds (at most :data:`MAX_DISTINCT`).
+
+        An empty ``key`` adds nothing and answers 0, in turn with the others: callers that
+        must stay in order (a connection's pipelined sends) all take this step."""
         try:
             return await self._counters.distinct(key, member, window_s)
         except Exception as exc:

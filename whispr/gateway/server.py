@@ -47,6 +47,7 @@ from supervisors import AsyncioActor, ChildSpec, Ref, Registry, Restart
 from whispr.audit import AuditLog
 from whispr.auth import Identity, TokenVerifier, claimed_user
 from whispr.config import Settings
+from whispr.gateway.abuse import AbuseDetector
 from whispr.gateway.connection import ConnectionActor, Inbound, Tick
 from whispr.gateway.context import GatewayContext
 from whispr.gateway.limits import EventLimits
@@ -297,13 +298,15 @@ class GatewayService(AsyncioActor):
     async def on_start(self) -> None:
         settings, registry, siblings = self.settings, self.registry, self.siblings
         store, broker = self.store, self.broker
+        limiter = RateLimiter(settings.redis_url, settings.redis_prefix)
         ctx = GatewayContext(
             settings=settings,
             messaging=self.messaging,
             broker=broker,
             presence=self.presence,
             is_user_active=siblings.users.is_active if siblings.users.configured else None,
-            limits=EventLimits(settings, RateLimiter(settings.redis_url, settings.redis_prefix)),
+            limits=EventLimits(settings, limiter),
+            abuse=AbuseDetector(settings, limiter, self.audit, siblings.moderation),
             verifier=TokenVerifier.from_settings(settings),
             audit=self.audit,
         )

@@ -160,7 +160,9 @@ class Channel:
         payload_type, handler = entry
         decoded = decode_payload(payload_type, payload)
         host = self.host
-        await host.ctx.limits.check(host.user_id, self.kind, event)  # before anything is done
+        # Before anything is done: the event's rate limit, then the watch for abuse.
+        await host.ctx.limits.check(host.user_id, self.kind, event)
+        await host.ctx.abuse.observe(host, self.kind, event, self.target, decoded)
         return await handler(self, decoded, event)
 
     def handles(self, event: str) -> bool:
