@@ -325,6 +325,23 @@ VALID = {
     "shutdown_deadline_s": "1",
     "compression": "deflate",
     "chaos_hooks": "1",
+    "rate_limit_edit_per_minute": "7",
+    "rate_limit_react_per_minute": "7",
+    "rate_limit_typing_per_minute": "7",
+    "rate_limit_join_per_minute": "7",
+    "rate_limit_create_conversation_per_minute": "7",
+    "rate_limit_bundle_fetch_per_minute": "7",
+    "typing_timeout_s": "2.5",
+    "abuse_window_s": "30",
+    "abuse_duplicates": "2",
+    "abuse_creations": "2",
+    "abuse_joins": "2",
+    "abuse_refusals": "2",
+    "abuse_duplicates_response": "REPORT",
+    "abuse_creations_response": "disconnect",
+    "abuse_joins_response": "record",
+    "abuse_refusals_response": "throttle",
+    "abuse_throttle_s": "5",
 }
 
 

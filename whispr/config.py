@@ -72,6 +72,7 @@ LogFormat = Literal["console", "json"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 Compression = Literal["off", "deflate"]
 ModerationPolicy = Literal["fail_open", "fail_closed"]
+AbuseResponse = Literal["record", "throttle", "report", "disconnect"]
 JwtAlgorithm = Literal[
     "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "EdDSA"
 ]
@@ -86,6 +87,7 @@ _SECRET_FIELDS: Final = frozenset(
 # Fields whose values are case-insensitive words: normalised to lower case.
 _LOWERCASE_FIELDS: Final = frozenset(
     {"log_format", "log_level", "compression", "moderation_policy"}
+    | {f"abuse_{pattern}_response" for pattern in ("duplicates", "creations", "joins", "refusals")}
 )
 
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
@@ -276,6 +278,44 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Test only: SIGUSR1 crashes one random conversation actor, SIGUSR2 one random connection
     actor (:mod:`whispr.chaos_hooks`), for the chaos run. Off, the signals are logged and
     ignored. Refused unless ``host`` is a loopback address."""
+
+    # -- per-event rate limits and suspicious activity (whispr/gateway/limits.py, abuse.py) --
+    rate_limit_edit_per_minute: Positive = 60
+    """Edits, deletions and pins one user may make per minute, across devices."""
+    rate_limit_react_per_minute: Positive = 120
+    """Reactions one user may add or remove per minute, across devices."""
+    rate_limit_typing_per_minute: Positive = 120
+    """``typing_start`` and ``typing_stop`` events one user may send per minute."""
+    rate_limit_join_per_minute: Positive = 300
+    """Conversation joins one user may make per minute (a reconnect rejoins them all)."""
+    rate_limit_create_conversation_per_minute: Positive = 20
+    """Conversations one user may create per minute."""
+    rate_limit_bundle_fetch_per_minute: Positive = 60
+    """Key bundle fetches one user may make per minute (the budget is kept for them)."""
+    typing_timeout_s: Seconds = 6.0
+    """A ``typing_start`` not renewed within this time ends: members get ``typing`` false."""
+    abuse_window_s: Seconds = 60.0
+    """The window over which the suspicious patterns below are counted."""
+    abuse_duplicates: Positive = 5
+    """Distinct conversations the same content may be sent to within the window; one more
+    is suspicious."""
+    abuse_creations: Positive = 10
+    """Conversations one user may create within the window before it is suspicious."""
+    abuse_joins: Positive = 150
+    """Conversation joins within the window before it is suspicious."""
+    abuse_refusals: Positive = 20
+    """Refused actions (rate limits, rights) within the window before it is suspicious."""
+    abuse_duplicates_response: AbuseResponse = "throttle"
+    """What the node does when content is sent to too many conversations: ``record`` (the
+    audit record alone), ``throttle``, ``report`` (to the moderation service), ``disconnect``."""
+    abuse_creations_response: AbuseResponse = "throttle"
+    """The response to a conversation creation flood (as for duplicates)."""
+    abuse_joins_response: AbuseResponse = "throttle"
+    """The response to a join flood (as for duplicates)."""
+    abuse_refusals_response: AbuseResponse = "disconnect"
+    """The response to repeated refused actions (as for duplicates)."""
+    abuse_throttle_s: Seconds = 60.0
+    """How long a throttled user's limited events are all refused (``rate_limited``)."""
 
     def __post_init__(self) -> None:
         """Check the rules that involve several fields (each field is checked on load)."""

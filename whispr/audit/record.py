@@ -34,6 +34,9 @@ class AuditKind(enum.StrEnum):
     MEMBERSHIP_CHANGED = "membership_changed"
     #: A gRPC call without credentials, or with credentials nobody was given.
     GRPC_AUTH_FAILED = "grpc_auth_failed"
+    #: A user's activity matched a suspicious pattern (the same content sent to many
+    #: conversations, a creation or join flood, repeated refusals), and what was done.
+    SUSPICIOUS_ACTIVITY = "suspicious_activity"
 
 
 #: Where the event was seen: a client's WebSocket, a sibling's gRPC call, or the

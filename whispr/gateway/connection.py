@@ -54,6 +54,8 @@ from whispr.audit import AuditKind
 from whispr.auth import Identity
 from whispr.gateway.channels import CHANNELS, TOPIC_PREFIXES, Channel
 from whispr.gateway.context import GatewayContext
+from whispr.gateway.limits import PHX_JOIN
+from whispr.gateway.refresh import REFRESH_TOKEN, refreshed_identity
 from whispr.protocol import (
     CloseCode,
     ConnectionProtocol,
@@ -61,6 +63,7 @@ from whispr.protocol import (
     LeaveRequested,
     ProtocolViolation,
     PushReceived,
+    SocketPushReceived,
     frames,
 )
 
@@ -106,6 +109,7 @@ class ConnectionActor(AsyncioActor):
             max_size=settings.max_frame_bytes,
             heartbeat_timeout=settings.heartbeat_timeout_s,
             topic_prefixes=TOPIC_PREFIXES,
+            socket_events=(REFRESH_TOKEN,),
         )
         #: Taken by the reader per message told, returned here once it is handled.
         self.credits = credits
@@ -253,6 +257,8 @@ class ConnectionActor(AsyncioActor):
             elif isinstance(event, ProtocolViolation):
                 self.ctx.metrics.errors.add(1, {"reason": str(event.reason)})
                 self.close(event.code, event.message)
+            elif isinstance(event, SocketPushReceived):
+                await self._refresh_token(event)
 
     # -- sending --------------------------------------------------------------------------
 
@@ -361,6 +367,8 @@ class ConnectionActor(AsyncioActor):
         channel = CHANNELS[kind](self, join.topic, target, join.join_ref)
         self._channels[join.topic] = channel
         try:
+            await self.ctx.limits.check(self.user_id, kind, PHX_JOIN)
+            await self.ctx.abuse.observe(self, kind, PHX_JOIN, target)
             response = await channel.join(join.payload)
         except WhisprError as exc:
             metrics.joins.add(1, {"kind": kind, "outcome": str(exc.reason)})
@@ -437,6 +445,18 @@ class ConnectionActor(AsyncioActor):
                 self.proto.reply(push.topic, push.ref, "ok", response or {}, join_ref=push.join_ref)
             )
 
+    async def _refresh_token(self, push: SocketPushReceived) -> None:
+        """``refresh_token`` on ``phoenix``: a fresh token moves this connection's expiry
+        (whispr/gateway/refresh.py); a bad one is refused and changes nothing."""
+        try:
+            self.identity = await refreshed_identity(self.ctx.verifier, self.identity, push.payload)
+        except WhisprError as exc:
+            self._refused(exc, "phoenix", push.event)
+            self.send(self.proto.socket_reply(push.ref, "error", exc))
+            return
+        reply = {"expires_at": self.identity.expires_at}
+        self.send(self.proto.socket_reply(push.ref, "ok", reply))
+
     @property
     def _peer(self) -> str | None:
         """The client's address (read when needed: refusals are rare)."""
@@ -454,6 +474,7 @@ class ConnectionActor(AsyncioActor):
             topic=topic,
             event=event,
         )
+        self.in_background(self.ctx.abuse.refused(self, error, event))
 
     async def _crash_channel(self, channel: Channel) -> None:
         self.ctx.metrics.errors.add(1, {"reason": "channel_crash"})

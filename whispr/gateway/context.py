@@ -12,9 +12,10 @@ from actors.messaging import Messaging
 from whispr.audit import AuditLog
 from whispr.auth import TokenVerifier
 from whispr.config import Settings
+from whispr.gateway.abuse import AbuseDetector
+from whispr.gateway.limits import EventLimits
 from whispr.gateway.metrics import GatewayMetrics
 from whispr.gateway.presence import Presence
-from whispr.gateway.ratelimit import MessageRateLimiter
 
 if TYPE_CHECKING:
     from supervisors import Ref
@@ -30,10 +31,13 @@ class GatewayContext:
     messaging: Messaging
     broker: Broker
     presence: Presence
-    limiter: MessageRateLimiter
+    #: The per-event rate limits (whispr/gateway/limits.py).
+    limits: EventLimits
     verifier: TokenVerifier
     #: Where refused tokens, rights and rates are recorded (whispr/audit/).
     audit: AuditLog
+    #: The watch for suspicious activity (whispr/gateway/abuse.py).
+    abuse: AbuseDetector
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
     #: Asked at connect whether the token's user may connect (the user service); None: all.
     is_user_active: Callable[[str], Awaitable[bool]] | None = None

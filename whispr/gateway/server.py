@@ -47,10 +47,12 @@ from supervisors import AsyncioActor, ChildSpec, Ref, Registry, Restart
 from whispr.audit import AuditLog
 from whispr.auth import Identity, TokenVerifier, claimed_user
 from whispr.config import Settings
+from whispr.gateway.abuse import AbuseDetector
 from whispr.gateway.connection import ConnectionActor, Inbound, Tick
 from whispr.gateway.context import GatewayContext
+from whispr.gateway.limits import EventLimits
 from whispr.gateway.presence import Presence
-from whispr.gateway.ratelimit import MessageRateLimiter
+from whispr.gateway.ratelimit import RateLimiter
 from whispr.protocol import CloseCode
 from whispr.readiness import dependency_states, ready_answer
 from whispr.siblings import Siblings
@@ -162,7 +164,7 @@ class Gateway:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.server.wait_closed(), timeout)
         log.info("gateway drained", connections=len(self.ctx.connections))
-        await self.ctx.limiter.close()
+        await self.ctx.limits.limiter.close()
 
     async def _tick(self) -> None:
         # Often enough that a silent connection is closed within a third of the timeout.
@@ -296,15 +298,15 @@ class GatewayService(AsyncioActor):
     async def on_start(self) -> None:
         settings, registry, siblings = self.settings, self.registry, self.siblings
         store, broker = self.store, self.broker
+        limiter = RateLimiter(settings.redis_url, settings.redis_prefix)
         ctx = GatewayContext(
             settings=settings,
             messaging=self.messaging,
             broker=broker,
             presence=self.presence,
             is_user_active=siblings.users.is_active if siblings.users.configured else None,
-            limiter=MessageRateLimiter(
-                settings.rate_limit_per_minute, settings.redis_url, settings.redis_prefix
-            ),
+            limits=EventLimits(settings, limiter),
+            abuse=AbuseDetector(settings, limiter, self.audit, siblings.moderation),
             verifier=TokenVerifier.from_settings(settings),
             audit=self.audit,
         )

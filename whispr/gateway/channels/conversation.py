@@ -33,6 +33,7 @@ from whispr.gateway.channels.base import (
     Reply,
     decode_payload,
 )
+from whispr.gateway.channels.typing import TypingIndicator
 from whispr.gateway.fanout import broadcast_frame
 from whispr.protocol import CloseCode
 from whispr.protocol.presence import PRESENCE_STATE
@@ -132,6 +133,10 @@ class ConversationChannel(Channel):
         #: The first catch-up page, read by the join, sent after its reply.
         self._first_page: list[Message] | None = None
         self._presence_ref: str | None = None
+        #: This device's typing indicator, ended by the server (channels/typing.py).
+        self.typing_indicator = TypingIndicator(
+            self._publish_typing, host.ctx.settings.typing_timeout_s
+        )
 
     # -- join -----------------------------------------------------------------------------
 
@@ -227,6 +232,7 @@ class ConversationChannel(Channel):
 
     def drop(self) -> None:
         super().drop()
+        self.typing_indicator.end()
         if self.stream is not None:
             self.stream.close()
 
@@ -244,7 +250,6 @@ class ConversationChannel(Channel):
     @_events.on("send_message", SendMessage)
     async def send_message(self, draft: SendMessage, _event: str) -> Reply:
         ctx = self.host.ctx
-        await ctx.limiter.check(self.host.user_id)
         message = await ctx.messaging.send(self.host.user_id, self.target, draft)
         return {"id": message.id, "seq": message.seq, "created_at": message.created_at}
 
@@ -293,14 +298,16 @@ class ConversationChannel(Channel):
     @_events.on("typing_start", Typing)
     @_events.on("typing_stop", Typing)
     async def typing(self, _p: Typing, event: str) -> Reply:
-        host = self.host
-        payload = {
-            "user_id": host.user_id,
-            "device_id": host.identity.device_id,
-            "typing": event == "typing_start",
-        }
-        host.ctx.broker.publish(self.topic, encode_event("user_typing", payload))
+        if event == "typing_start":
+            self.typing_indicator.start()
+        else:
+            self.typing_indicator.stop()
         return {}
+
+    def _publish_typing(self, typing: bool) -> None:
+        host = self.host
+        payload = {"user_id": host.user_id, "device_id": host.identity.device_id, "typing": typing}
+        host.ctx.broker.publish(self.topic, encode_event("user_typing", payload))
 
     @_events.on("history", History)
     async def history(self, p: History, _event: str) -> Reply:
