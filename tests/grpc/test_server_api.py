@@ -23,7 +23,7 @@ from tests import services
 from tests.gateway.conftest import RunningNode, start_node, unique
 from tests.grpc.conftest import GrpcNode, grpc_env
 from whispr.auth import issue_token
-from whispr.client import PhoenixClient
+from whispr.client import PhoenixClient, ReplyError
 from whispr.grpc.gen.whispr.server.v1 import server_pb2 as pb
 from whispr.grpc.gen.whispr.server.v1 import server_pb2_grpc as pb_grpc
 from whispr.protocol import CloseCode
@@ -169,10 +169,11 @@ async def test_away_invisible_and_a_hidden_last_seen(pair: Pair) -> None:
         await b2.join(f"user:{bob}")
         state = await b2.next_event(f"user:{bob}", "presence_state")
         assert state.payload[ada]["metas"][0]["status"] == "online"
-    with pytest.raises(Exception, match="invalid"):
-        async with pair.a.client(ada) as bad:
-            await bad.join(f"user:{ada}")
+    async with pair.a.client(ada) as bad:
+        await bad.join(f"user:{ada}")
+        with pytest.raises(ReplyError) as refused:
             await bad.push(f"user:{ada}", "update_presence", {"status": "busy"})
+        assert refused.value.reason == "invalid"
 
 
 async def test_a_disconnect_through_node_a_closes_the_device_on_node_b(pair: Pair) -> None:

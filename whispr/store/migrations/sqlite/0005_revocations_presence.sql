@@ -1,5 +1,5 @@
--- The server API's token revocations and the presence privacy setting; the PostgreSQL
--- edition is migration 0009. Numbered 0005: 0003 and 0004 belong to other changes.
+-- The server API's token revocations and the presence privacy setting (the PostgreSQL
+-- edition is migration 0009). Numbered 0005: 0003 and 0004 belong to other changes.
 CREATE TABLE token_revocations (
     id            TEXT PRIMARY KEY,
     kind          TEXT NOT NULL CHECK (kind IN ('user', 'device', 'jti')),
