@@ -46,9 +46,7 @@ async def _revoked(grpc_node: GrpcNode, honour: bool) -> dict[str, Any]:
                 pb.RevokeTokensRequest(kind=pb.REVOCATION_KIND_USER, user_id=user),
                 metadata=grpc_node.auth(),
             )
-        outcome: dict[str, Any] = json.loads(
-            await asyncio.wait_for(process.stdout.readline(), 20)
-        )
+        outcome: dict[str, Any] = json.loads(await asyncio.wait_for(process.stdout.readline(), 20))
     finally:
         if process.returncode is None:
             process.kill()
