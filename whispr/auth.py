@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import jwt
@@ -61,6 +61,10 @@ class Identity:
     user_id: str
     device_id: str
     expires_at: float
+    #: The token's ``iat`` (None without one) and ``jti`` (None without one): what the
+    #: revocations of a user, a device or one token are checked against (whispr/revocations.py).
+    issued_at: float | None = None
+    jti: str | None = None
 
 
 class TokenVerifier:
@@ -100,8 +104,9 @@ class TokenVerifier:
             self._required.append("iss")
         if audience:
             self._required.append("aud")
-        #: token -> (user id, device id or None, expiry) of tokens that verified.
-        self._verified: LRUCache[str, tuple[str, str | None, float]] = LRUCache(VERIFIED_CACHE_SIZE)
+        #: token -> the identity of a token that verified (its device id None when it named
+        #: none: each connection with it gets a device id of its own).
+        self._verified: LRUCache[str, Identity] = LRUCache(VERIFIED_CACHE_SIZE)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TokenVerifier:
@@ -133,8 +138,8 @@ class TokenVerifier:
         if not token:
             raise WhisprError(Reason.UNAUTHORIZED, "a token is required")
         known = self._verified.get(token)
-        if known is not None and known[2] + self.leeway_s >= time.time():
-            return Identity(known[0], known[1] or _anonymous_device(), known[2])
+        if known is not None and known.expires_at + self.leeway_s >= time.time():
+            return replace(known, device_id=known.device_id or _anonymous_device())
         key: Any = self._key if self._jwks is None else await self._jwks_key(self._jwks, token)
         try:
             claims = jwt.decode(
@@ -156,9 +161,17 @@ class TokenVerifier:
         device = claims.get("device")
         if device is not None and (not isinstance(device, str) or not device or len(device) > 128):
             raise WhisprError(Reason.UNAUTHORIZED, "invalid token: bad 'device' claim")
-        expires_at = float(claims["exp"])
-        self._verified[token] = (user_id, device, expires_at)
-        return Identity(user_id, device or _anonymous_device(), expires_at)
+        issued = claims.get("iat")
+        jti = claims.get("jti")
+        identity = Identity(
+            user_id,
+            device or "",
+            float(claims["exp"]),
+            issued_at=float(issued) if isinstance(issued, int | float) else None,
+            jti=jti if isinstance(jti, str) and jti else None,
+        )
+        self._verified[token] = identity
+        return replace(identity, device_id=device or _anonymous_device())
 
     @staticmethod
     async def _jwks_key(jwks: jwt.PyJWKClient, token: str) -> Any:
@@ -201,10 +214,13 @@ def issue_token(
     ttl_s: float = 3600.0,
     algorithm: str = "HS256",
     now: float | None = None,
+    jti: str | None = None,
 ) -> str:
     """A signed token for development and tests (``whispr token``)."""
     issued = time.time() if now is None else now
     claims: dict[str, object] = {"sub": user_id, "iat": int(issued), "exp": int(issued + ttl_s)}
     if device_id is not None:
         claims["device"] = device_id
+    if jti is not None:
+        claims["jti"] = jti
     return jwt.encode(claims, secret, algorithm=algorithm)

@@ -81,6 +81,7 @@ from whispr.siblings import Siblings
 from whispr.slot import Slot
 from whispr.startup import HeldCrashReports, describe_start_failure
 from whispr.tracing import TelemetryService
+from whispr.user_presence import UserPresence
 
 __all__ = ["Node", "NodeService", "conversation_actors", "node_tree", "run_node"]
 
@@ -105,6 +106,8 @@ class Node:
     broker: Slot[Broker] = field(default_factory=lambda: Slot("broker"))
     #: Who is online, cluster-wide.
     presence: Slot[Presence] = field(default_factory=lambda: Slot("presence"))
+    #: Users' presence (online, away, offline), cluster-wide; run by the presence service.
+    user_presence: Slot[UserPresence] = field(default_factory=lambda: Slot("user presence"))
     #: Clients of the sibling services.
     siblings: Slot[Siblings] = field(default_factory=lambda: Slot("siblings"))
     messaging: Slot[Messaging] = field(default_factory=lambda: Slot("messaging"))
@@ -216,7 +219,9 @@ def node_tree(node: Node) -> list[ChildSpec]:
         _service(
             node,
             "presence",
-            lambda: _spawn(PresenceService, settings, node.broker.get(), node.presence),
+            lambda: _spawn(
+                PresenceService, settings, node.broker.get(), node.presence, node.user_presence
+            ),
         ),
         _service(node, "siblings", lambda: _spawn(SiblingsService, settings, node.siblings)),
         _dynamic(
@@ -252,6 +257,8 @@ def node_tree(node: Node) -> list[ChildSpec]:
                 broker=node.broker.get(),
                 store=node.store.get().store,
                 audit=node.audit.get(),
+                accounts=node.store.get().accounts,
+                user_presence=node.user_presence.get(),
                 out=node.grpc,
             ),
         ),
@@ -268,6 +275,8 @@ def node_tree(node: Node) -> list[ChildSpec]:
                 presence=node.presence.get(),
                 siblings=node.siblings.get(),
                 audit=node.audit.get(),
+                accounts=node.store.get().accounts,
+                user_presence=node.user_presence.get(),
                 out=node.gateway,
             ),
         ),

@@ -27,6 +27,7 @@ from actors.model import InsertResult, Message
 from actors.ports import Store
 from supervisors import AsyncioActor, ChildSpec, Ref, Registry
 from supervisors.batching import Batcher
+from whispr.accounts import AccountStore
 from whispr.audit import AuditLog, AuditStore
 from whispr.audit.retention import Retention
 from whispr.broker import open_broker
@@ -39,6 +40,7 @@ from whispr.slot import Slot
 from whispr.store.breaker import BreakerStore
 from whispr.store.factory import open_store
 from whispr.store.metrics import store_breaker_state
+from whispr.user_presence import MemoryUserPresence, RedisUserPresence, UserPresence
 
 __all__ = [
     "AuditService",
@@ -65,6 +67,8 @@ class StoreHandles:
     commit: Batcher[Message, InsertResult]
     #: The same database without the breaker, for the audit log (see whispr/audit/log.py).
     audit: AuditStore
+    #: The same database, for token revocations and presence settings (whispr/accounts.py).
+    accounts: AccountStore
 
 
 class StoreService(AsyncioActor):
@@ -105,7 +109,7 @@ class StoreService(AsyncioActor):
         commit = Batcher[Message, InsertResult](
             store.insert_messages, max_batch=1000, max_in_flight=1, name="group-commit"
         )
-        self.handles = StoreHandles(store, commit, opened)
+        self.handles = StoreHandles(store, commit, opened, opened)
         self._breaker_store = store
         self.out.set(self.handles)
         log.info("store open", backend=backend)
@@ -183,14 +187,23 @@ class BrokerService(AsyncioActor):
 
 
 class PresenceService(AsyncioActor):
-    """Runs the node's presence (Redis with a broker on Redis, in memory otherwise)."""
+    """Runs the node's presence (Redis with a broker on Redis, in memory otherwise): per topic
+    (``out``) and per user (``users_out``, whispr/user_presence.py)."""
 
-    def __init__(self, settings: Settings, broker: Broker, out: Slot[Presence]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        broker: Broker,
+        out: Slot[Presence],
+        users_out: Slot[UserPresence] | None = None,
+    ) -> None:
         super().__init__()
         self.settings = settings
         self.broker = broker
         self.out = out
+        self.users_out = users_out
         self.presence: Presence | None = None
+        self.users: UserPresence | None = None
 
     async def on_start(self) -> None:
         settings, broker = self.settings, self.broker
@@ -204,10 +217,26 @@ class PresenceService(AsyncioActor):
         await presence.start()
         self.presence = presence
         self.out.set(presence)
+        if self.users_out is not None:
+            users: UserPresence = (
+                RedisUserPresence(
+                    settings.redis_url, broker, settings.node_name, prefix=settings.redis_prefix
+                )
+                if settings.redis_url
+                else MemoryUserPresence(broker)
+            )
+            await users.start()
+            self.users = users
+            self.users_out.set(users)
 
     async def on_stop(self) -> None:
         presence, self.presence = self.presence, None
+        users, self.users = self.users, None
         self.out.clear()
+        if self.users_out is not None:
+            self.users_out.clear()
+        if users is not None:
+            await users.stop()
         if presence is not None:
             await presence.stop()
 

@@ -28,7 +28,7 @@ DOCUMENTED = {
         "typing_stop",
         "history",
     },
-    "user": {"create_conversation", "list_conversations"},
+    "user": {"create_conversation", "list_conversations", "update_presence"},
     "notification": set(),
 }
 

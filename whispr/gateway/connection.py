@@ -134,6 +134,7 @@ class ConnectionActor(AsyncioActor):
 
     def on_start(self) -> None:
         self.ctx.presence.device_connected(self.user_id)
+        self.ctx.sessions.add(self)
 
     async def on_stop(self) -> None:
         await self._teardown()
@@ -145,6 +146,7 @@ class ConnectionActor(AsyncioActor):
 
     async def _teardown(self) -> None:
         self.ctx.presence.device_disconnected(self.user_id)
+        self.ctx.sessions.discard(self)
         self.proto.connection_closed()
         for channel in list(self._channels.values()):
             await self._end(channel.topic)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from actors.broker import Broker
 from actors.messaging import Messaging
+from whispr.accounts import AccountStore
 from whispr.audit import AuditLog
 from whispr.auth import TokenVerifier
 from whispr.config import Settings
@@ -16,6 +17,8 @@ from whispr.gateway.abuse import AbuseDetector
 from whispr.gateway.limits import EventLimits
 from whispr.gateway.metrics import GatewayMetrics
 from whispr.gateway.presence import Presence
+from whispr.gateway.sessions import Sessions
+from whispr.user_presence import UserPresence
 
 if TYPE_CHECKING:
     from supervisors import Ref
@@ -47,3 +50,9 @@ class GatewayContext:
     per_ip: collections.Counter[str] = field(default_factory=collections.Counter)
     #: Set while the node drains: new connections are refused.
     draining: bool = False
+    #: Open connections by user, revoked tokens, the server API's orders (sessions.py).
+    sessions: Sessions = field(default_factory=Sessions)
+    #: Users' presence for contacts (whispr/user_presence.py); None: not kept.
+    user_presence: UserPresence | None = None
+    #: Contacts and presence settings (whispr/accounts.py); None with no user presence.
+    accounts: AccountStore | None = None

@@ -44,6 +44,7 @@ from actors.errors import Reason, WhisprError
 from actors.messaging import Messaging
 from actors.ports import Store
 from supervisors import AsyncioActor, ChildSpec, Ref, Registry, Restart
+from whispr.accounts import AccountStore
 from whispr.audit import AuditLog
 from whispr.auth import Identity, TokenVerifier, claimed_user
 from whispr.config import Settings
@@ -53,11 +54,14 @@ from whispr.gateway.context import GatewayContext
 from whispr.gateway.limits import EventLimits
 from whispr.gateway.presence import Presence
 from whispr.gateway.ratelimit import RateLimiter
+from whispr.gateway.sessions import Sessions
 from whispr.protocol import CloseCode
 from whispr.readiness import dependency_states, ready_answer
+from whispr.revocations import RevocationList
 from whispr.siblings import Siblings
 from whispr.slot import Slot
 from whispr.telemetry import metrics_exposition
+from whispr.user_presence import UserPresence
 
 __all__ = ["SOCKET_PATH", "Gateway", "GatewayService"]
 
@@ -164,6 +168,7 @@ class Gateway:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.server.wait_closed(), timeout)
         log.info("gateway drained", connections=len(self.ctx.connections))
+        await self.ctx.sessions.stop()
         await self.ctx.limits.limiter.close()
 
     async def _tick(self) -> None:
@@ -227,6 +232,14 @@ class Gateway:
                 refusal, source="websocket", user_id=identity.user_id, peer=peer, on="connect"
             )
             return connection.respond(HTTPStatus.FORBIDDEN, f"{refusal}\n")
+        revoked = self.ctx.sessions.refused(identity)
+        if revoked is not None:
+            metrics.connects.add(1, {"outcome": "unauthorized"})
+            refusal = WhisprError(Reason.UNAUTHORIZED, revoked)
+            audit.refused(
+                refusal, source="websocket", user_id=identity.user_id, peer=peer, on="connect"
+            )
+            return connection.respond(HTTPStatus.UNAUTHORIZED, f"{refusal}\n")
         # Counted now, so that concurrent handshakes from one address cannot overshoot.
         self.ctx.per_ip[peer] += 1
         self._identities[id(connection)] = identity
@@ -281,10 +294,14 @@ class GatewayService(AsyncioActor):
         presence: Presence,
         siblings: Siblings,
         audit: AuditLog,
+        accounts: AccountStore | None = None,
+        user_presence: UserPresence | None = None,
         out: Slot[Gateway],
     ) -> None:
         super().__init__()
         self.audit = audit
+        self.accounts = accounts
+        self.user_presence = user_presence
         self.settings = settings
         self.registry = registry
         self.messaging = messaging
@@ -309,7 +326,12 @@ class GatewayService(AsyncioActor):
             abuse=AbuseDetector(settings, limiter, self.audit, siblings.moderation),
             verifier=TokenVerifier.from_settings(settings),
             audit=self.audit,
+            sessions=Sessions(None if self.accounts is None else RevocationList(self.accounts)),
+            user_presence=self.user_presence,
+            accounts=self.accounts,
         )
+        # Revoked tokens are known before the first connection is accepted.
+        await ctx.sessions.start(broker)
 
         async def start_connection(
             ctx: GatewayContext,

@@ -27,15 +27,20 @@ from actors.broker import Broker
 from actors.messaging import Messaging
 from actors.ports import Store
 from supervisors import AsyncioActor
+from whispr.accounts import AccountStore
 from whispr.audit import AuditLog
 from whispr.config import Settings
 from whispr.grpc.auth import CallerAuth, parse_tokens
 from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2 as pb
 from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2_grpc as pb_grpc
+from whispr.grpc.gen.whispr.server.v1 import server_pb2_grpc
+from whispr.grpc.server_service import SERVER_API, ServerApiServicer
 from whispr.grpc.service import MessagingServicer
+from whispr.server_api import ServerApi
 from whispr.slot import Slot
 from whispr.startup import ensure_bindable
 from whispr.tracing import server_interceptors
+from whispr.user_presence import UserPresence
 
 __all__ = ["MESSAGING_SERVICE", "GrpcServer", "GrpcService"]
 
@@ -57,6 +62,7 @@ class GrpcServer:
         broker: Broker,
         store: Store,
         audit: AuditLog,
+        server_api: ServerApi | None = None,
     ):
         self.settings = settings
         self.store = store
@@ -65,6 +71,14 @@ class GrpcServer:
             parse_tokens(settings.grpc_tokens), mtls=settings.grpc_tls_client_ca is not None
         )
         self.servicer = MessagingServicer(messaging, self.auth, audit=audit)
+        #: The server API for backends (whispr/server_api.py), when the node runs one.
+        self.server_api = (
+            None
+            if server_api is None
+            else ServerApiServicer(
+                server_api, self.auth, audit=audit, metrics=self.servicer.metrics
+            )
+        )
         self.health = health.aio.HealthServicer()
         self.port = 0
         self._server: grpc.aio.Server | None = None
@@ -77,9 +91,11 @@ class GrpcServer:
         )
         pb_grpc.add_MessagingServiceServicer_to_server(self.servicer, server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection(
-            (MESSAGING_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-        )
+        services = [MESSAGING_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME]
+        if self.server_api is not None:
+            server_pb2_grpc.add_ServerApiServicer_to_server(self.server_api, server)  # type: ignore[no-untyped-call]
+            services.append(SERVER_API)
+        reflection.enable_server_reflection(services, server)
         address = f"{host}:{port}"
         ensure_bindable(host, port)
         credentials = self._credentials()
@@ -93,6 +109,8 @@ class GrpcServer:
         # the readiness rule of every listener of the node (whispr/readiness.py).
         await self.health.set("", _SERVING)
         await self.health.set(MESSAGING_SERVICE, _SERVING)
+        if self.server_api is not None:
+            await self.health.set(SERVER_API, _SERVING)
 
     async def stop(self, grace: float) -> None:
         """Say NOT_SERVING, then let calls in progress finish within ``grace`` seconds."""
@@ -132,6 +150,8 @@ class GrpcService(AsyncioActor):
         broker: Broker,
         store: Store,
         audit: AuditLog,
+        accounts: AccountStore | None = None,
+        user_presence: UserPresence | None = None,
         out: Slot[GrpcServer],
     ) -> None:
         super().__init__()
@@ -140,6 +160,11 @@ class GrpcService(AsyncioActor):
         self.broker = broker
         self.store = store
         self.audit = audit
+        self.server_api = (
+            None
+            if accounts is None or user_presence is None
+            else ServerApi(messaging, broker, accounts, user_presence)
+        )
         self.out = out
         self.server: GrpcServer | None = None
 
@@ -148,7 +173,9 @@ class GrpcService(AsyncioActor):
         if not settings.grpc_port:
             log.info("grpc disabled", setting="WHISPR_GRPC_PORT=0")
             return
-        self.server = GrpcServer(settings, self.messaging, self.broker, self.store, self.audit)
+        self.server = GrpcServer(
+            settings, self.messaging, self.broker, self.store, self.audit, self.server_api
+        )
         await self.server.start(settings.host, settings.grpc_port)
         self.out.set(self.server)
         if not self.server.auth.tokens and not self.server.auth.mtls:

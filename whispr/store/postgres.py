@@ -52,7 +52,8 @@ from actors.model import (
 from actors.ports import UNCHANGED
 from supervisors.batching import Batcher
 from whispr.audit.record import AuditCursor, AuditKind, AuditRecord
-from whispr.store import _audit, _check, _isolate, _rows, migrations
+from whispr.revocations import Revocation
+from whispr.store import _accounts, _audit, _check, _isolate, _rows, migrations
 
 __all__ = ["PostgresStore"]
 
@@ -1119,6 +1120,35 @@ class PostgresStore:
             total += int(deleted[0])
             if deleted[0] < _audit.PURGE_BATCH:
                 return total
+
+    # -- token revocations and presence settings (whispr/revocations.py,
+    # whispr/user_presence.py; not part of the actors' Store port) -------------------------
+
+    async def add_revocation(self, revocation: Revocation) -> None:
+        await self._execute(_accounts.INSERT_REVOCATION, *_accounts.params(revocation))
+
+    async def revocations_since(self, at: float, now: float) -> list[Revocation]:
+        rows = await self._fetch(_accounts.REVOCATIONS_SINCE, at, now)
+        return [_accounts.revocation(r) for r in rows]
+
+    async def contacts(self, user_id: str, limit: int) -> list[str]:
+        return [r[0] for r in await self._fetch(_accounts.CONTACTS, user_id, limit)]
+
+    async def hidden_last_seen(self, user_ids: Sequence[str]) -> set[str]:
+        rows = await self._fetch(
+            "SELECT user_id FROM presence_privacy WHERE user_id = ANY($1::text[]) "
+            "AND hide_last_seen",
+            list(user_ids),
+        )
+        return {r[0] for r in rows}
+
+    async def set_hide_last_seen(self, user_id: str, hide: bool) -> None:
+        await self._execute(
+            "INSERT INTO presence_privacy (user_id, hide_last_seen) VALUES ($1, $2) "
+            "ON CONFLICT (user_id) DO UPDATE SET hide_last_seen = EXCLUDED.hide_last_seen",
+            user_id,
+            hide,
+        )
 
 
 _AUDIT_INSERT = f"""

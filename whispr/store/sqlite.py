@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import re
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
@@ -34,7 +35,8 @@ from actors.model import (
 )
 from actors.ports import UNCHANGED
 from whispr.audit.record import AuditCursor, AuditKind, AuditRecord
-from whispr.store import _audit, _check, _isolate, _rows, migrations
+from whispr.revocations import Revocation
+from whispr.store import _accounts, _audit, _check, _isolate, _rows, migrations
 
 __all__ = ["SqliteStore"]
 
@@ -835,6 +837,44 @@ class SqliteStore:
         cursor = await self.db.execute(_AUDIT_PURGE, (before, _audit.PURGE_BATCH))
         return int(cursor.rowcount)
 
+    # -- token revocations and presence settings (whispr/revocations.py,
+    # whispr/user_presence.py; not part of the actors' Store port) -------------------------
+
+    @_serialized
+    async def add_revocation(self, revocation: Revocation) -> None:
+        await self.db.execute(_qmarks(_accounts.INSERT_REVOCATION), _accounts.params(revocation))
+
+    @_serialized
+    async def revocations_since(self, at: float, now: float) -> list[Revocation]:
+        rows = await self._all(_qmarks(_accounts.REVOCATIONS_SINCE), (at, now))
+        return [_accounts.revocation(r) for r in rows]
+
+    @_serialized
+    async def contacts(self, user_id: str, limit: int) -> list[str]:
+        rows = await self._all(_qmarks(_accounts.CONTACTS), (user_id, user_id, limit))
+        return [r[0] for r in rows]
+
+    @_serialized
+    async def hidden_last_seen(self, user_ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(user_ids), 500):  # SQLite's limit of bound values
+            chunk = list(user_ids[start : start + 500])
+            rows = await self._all(
+                "SELECT user_id FROM presence_privacy WHERE hide_last_seen AND user_id IN "
+                f"({', '.join('?' for _ in chunk)})",
+                chunk,
+            )
+            found.update(r[0] for r in rows)
+        return found
+
+    @_serialized
+    async def set_hide_last_seen(self, user_id: str, hide: bool) -> None:
+        await self.db.execute(
+            "INSERT INTO presence_privacy (user_id, hide_last_seen) VALUES (?, ?) "
+            "ON CONFLICT (user_id) DO UPDATE SET hide_last_seen = excluded.hide_last_seen",
+            (user_id, int(hide)),
+        )
+
 
 _AUDIT_INSERT = (
     f"INSERT OR IGNORE INTO audit_log ({', '.join(_audit.COLUMNS)}) "
@@ -844,6 +884,11 @@ _AUDIT_INSERT = (
 _AUDIT_PURGE = (
     "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log WHERE at < ? ORDER BY at LIMIT ?)"
 )
+
+
+def _qmarks(sql: str) -> str:
+    """A statement of :mod:`whispr.store._accounts` with SQLite's placeholders."""
+    return re.sub(r"\$\d+", "?", sql)
 
 
 def _make_folder(path: str) -> None:
