@@ -5,7 +5,6 @@ counted and cleared by reading."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest

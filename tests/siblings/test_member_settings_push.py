@@ -5,10 +5,40 @@ pushes nothing (until unmuted), ``mentions`` pushes only the messages naming the
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
 
-from tests.gateway.conftest import RunningNode, unique
+import pytest
+
+from supervisors import stop_tree
+from tests import services
+from tests.gateway.conftest import RunningNode, start_node, unique
 from tests.siblings.conftest import StandIn
-from tests.siblings.test_node_with_siblings import node  # noqa: F401  (the fixture)
+
+
+@pytest.fixture(params=["embedded", pytest.param("services", marks=pytest.mark.services)])
+async def node(
+    request: pytest.FixtureRequest, tmp_path: Path, stand_in: StandIn
+) -> AsyncIterator[RunningNode]:
+    """A node whose notification service is the stand-in, on each store."""
+    env = {"WHISPR_NOTIFICATION_SERVICE_URL": stand_in.address}
+    if request.param == "embedded":
+        running = await start_node({**env, "WHISPR_SQLITE_PATH": str(tmp_path / "node.db")})
+        yield running
+        await stop_tree(running.root, deadline=10)
+        return
+    async with services.private_schema(request.getfixturevalue("postgres_url")) as schema:
+        running = await start_node(
+            {
+                **env,
+                "WHISPR_DATABASE_URL": schema.url,
+                "WHISPR_REDIS_URL": request.getfixturevalue("redis_url"),
+                "WHISPR_REDIS_PREFIX": unique("t"),
+                "WHISPR_NODE_NAME": unique("node"),
+            }
+        )
+        yield running
+        await stop_tree(running.root, deadline=10)
 
 
 async def _pushed_for(stand_in: StandIn, message_id: str, expected: int) -> set[str]:
@@ -38,7 +68,7 @@ async def _offline(node: RunningNode, *users: str) -> None:
 
 
 async def test_pushes_follow_the_settings_members_set_over_their_sockets(
-    node: RunningNode,  # noqa: F811
+    node: RunningNode,
     stand_in: StandIn,
 ) -> None:
     ada, bob, cy, dee, eve = (unique(n) for n in ["ada", "bob", "cy", "dee", "eve"])

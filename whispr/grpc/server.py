@@ -28,8 +28,10 @@ from supervisors import AsyncioActor
 from whispr.audit import AuditLog
 from whispr.config import Settings
 from whispr.grpc.auth import CallerAuth, parse_tokens
+from whispr.grpc.gen.whispr.members.v1 import members_pb2_grpc
 from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2 as pb
 from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2_grpc as pb_grpc
+from whispr.grpc.members_service import MEMBER_STATE_SERVICE, MemberStateServicer
 from whispr.grpc.service import MessagingServicer
 from whispr.slot import Slot
 from whispr.startup import ensure_bindable
@@ -62,6 +64,9 @@ class GrpcServer:
             parse_tokens(settings.grpc_tokens), mtls=settings.grpc_tls_client_ca is not None
         )
         self.servicer = MessagingServicer(messaging, self.auth, audit=audit)
+        self.member_state = MemberStateServicer(
+            messaging, self.auth, self.servicer.metrics, audit=audit
+        )
         self.health = health.aio.HealthServicer()
         self.port = 0
         self._server: grpc.aio.Server | None = None
@@ -71,9 +76,11 @@ class GrpcServer:
         # not two servers silently sharing it.
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         pb_grpc.add_MessagingServiceServicer_to_server(self.servicer, server)  # type: ignore[no-untyped-call]
+        members_pb2_grpc.add_MemberStateServicer_to_server(self.member_state, server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
-            (MESSAGING_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+            (MESSAGING_SERVICE, MEMBER_STATE_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME),
+            server,
         )
         address = f"{host}:{port}"
         ensure_bindable(host, port)
@@ -88,6 +95,7 @@ class GrpcServer:
         # the readiness rule of every listener of the node (whispr/readiness.py).
         await self.health.set("", _SERVING)
         await self.health.set(MESSAGING_SERVICE, _SERVING)
+        await self.health.set(MEMBER_STATE_SERVICE, _SERVING)
 
     async def stop(self, grace: float) -> None:
         """Say NOT_SERVING, then let calls in progress finish within ``grace`` seconds."""

@@ -21,7 +21,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grpc
 import structlog
@@ -50,7 +50,7 @@ from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2_grpc as pb_grpc
 from whispr.grpc.status import status_of, trailing_metadata
 from whispr.telemetry import SECONDS_BUCKETS, get_meter
 
-__all__ = ["MessagingServicer", "RpcMetrics"]
+__all__ = ["MessagingServicer", "RpcMetrics", "Served", "rpc"]
 
 log = structlog.get_logger("whispr.grpc")
 
@@ -82,21 +82,31 @@ class RpcMetrics:
     )
 
 
+class Served(Protocol):
+    """What :func:`_rpc` uses of a servicer: every service of the node's gRPC API has it."""
+
+    audit: AuditLog
+    metrics: RpcMetrics
+
+    def authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> str: ...
+
+
+S = TypeVar("S", bound=Served)
+
+
 def _rpc(
     name: str,
 ) -> Callable[
-    [Callable[[MessagingServicer, str, Request], Awaitable[Response]]],
-    Callable[[MessagingServicer, Request, grpc.aio.ServicerContext[Any, Any]], Awaitable[Response]],
+    [Callable[[S, str, Request], Awaitable[Response]]],
+    Callable[[S, Request, grpc.aio.ServicerContext[Any, Any]], Awaitable[Response]],
 ]:
     """Authenticate, map refusals to status codes, count and time: for a unary RPC."""
 
     def decorate(
-        method: Callable[[MessagingServicer, str, Request], Awaitable[Response]],
-    ) -> Callable[
-        [MessagingServicer, Request, grpc.aio.ServicerContext[Any, Any]], Awaitable[Response]
-    ]:
+        method: Callable[[S, str, Request], Awaitable[Response]],
+    ) -> Callable[[S, Request, grpc.aio.ServicerContext[Any, Any]], Awaitable[Response]]:
         async def handler(
-            self: MessagingServicer, request: Request, context: grpc.aio.ServicerContext[Any, Any]
+            self: S, request: Request, context: grpc.aio.ServicerContext[Any, Any]
         ) -> Response:
             started = time.perf_counter()
             caller, code = "", grpc.StatusCode.OK
@@ -416,3 +426,8 @@ def _acting_user(request: object) -> str | None:
 def _service_id(caller: str) -> str:
     """The sender id of a message from a sibling service."""
     return f"service:{caller}"
+
+
+#: The decorator of every unary RPC of the node's gRPC services (one place for auth, errors,
+#: audit and metrics).
+rpc = _rpc
