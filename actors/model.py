@@ -133,6 +133,8 @@ class ConversationSummary(msgspec.Struct, frozen=True, kw_only=True):
     role: Role
     last_message: Message | None
     unread_count: int
+    #: The unread messages that mention the user (``metadata.mentions``, actors/mentions.py).
+    mention_count: int = 0
 
 
 class DeliveryCursor(msgspec.Struct, frozen=True, kw_only=True):

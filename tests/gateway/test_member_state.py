@@ -236,6 +236,11 @@ async def test_mentions_are_members_only_counted_and_cleared_on_read(node: Runni
         assert joined["unread"] == {cid: 3}
         assert joined["mentions"] == {cid: 2}
 
+        listed = await b.push(bobs_own, "list_conversations", {})
+        assert [(c["unread_count"], c["mention_count"]) for c in listed["conversations"]] == [
+            (3, 2)
+        ]
+
         await b.push(topic, "mark_read", {"seq": first})
         assert (await b.join(bobs_own))["mentions"] == {cid: 1}
         await b.push(topic, "mark_read", {"seq": given})

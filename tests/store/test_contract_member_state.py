@@ -78,3 +78,8 @@ async def test_mention_counts_are_unread_messages_naming_the_user(store: Store) 
     assert await store.mention_counts("carol") == {"g1": 1}
     await store.mark_read("g2", "bob", 1)
     assert await store.mention_counts("bob") == {"g1": 1}
+    listed = {s.conversation.id: s for s in await store.list_user_conversations("bob", 10)}
+    assert {c: (s.unread_count, s.mention_count) for c, s in listed.items()} == {
+        "g1": (3, 1),  # 1, 2 and 5 unread (3 deleted, 4 his own); 1 mentions him
+        "g2": (0, 0),
+    }

@@ -618,7 +618,10 @@ class PostgresStore:
                 "m.role AS member_role, last.seq AS visible_seq, "
                 "(SELECT count(*) FROM messages x WHERE x.conversation_id = c.id "
                 " AND x.seq > m.read_seq AND x.sender_id <> m.user_id AND NOT x.deleted) "
-                "AS unread "
+                "AS unread, "
+                "(SELECT count(*) FROM messages x WHERE x.conversation_id = c.id "
+                " AND x.seq > m.read_seq AND x.sender_id <> m.user_id AND NOT x.deleted "
+                " AND x.metadata -> 'mentions' ? m.user_id) AS mentions "
                 "FROM members m JOIN conversations c ON c.id = m.conversation_id "
                 "LEFT JOIN LATERAL (SELECT x.seq FROM messages x WHERE x.conversation_id = c.id "
                 f" AND {_not_hidden('x', 'm.user_id')} ORDER BY x.seq DESC LIMIT 1) last ON true "
@@ -650,6 +653,7 @@ class PostgresStore:
                 role=row["member_role"],
                 last_message=last.get((row["id"], row["visible_seq"])),
                 unread_count=int(row["unread"]),
+                mention_count=int(row["mentions"]),
             )
             for row in rows
         ]

@@ -388,12 +388,14 @@ class SqliteStore:
             conversation = _rows.conversation(row)
             last = await self._last_visible(conversation.id, user_id)
             unread = await self._unread(conversation.id, user_id, row["member_read_seq"])
+            mentions = await self._unread_mentions(conversation.id, user_id, row["member_read_seq"])
             summaries.append(
                 ConversationSummary(
                     conversation=conversation,
                     role=row["member_role"],
                     last_message=last,
                     unread_count=unread,
+                    mention_count=mentions,
                 )
             )
         return summaries
@@ -407,6 +409,15 @@ class SqliteStore:
             "SELECT count(*) FROM messages WHERE conversation_id = ? AND seq > ? "
             "AND sender_id <> ? AND NOT deleted",
             (conversation_id, read_seq, user_id),
+        )
+        return int(rows[0][0])
+
+    async def _unread_mentions(self, conversation_id: str, user_id: str, read_seq: int) -> int:
+        rows = await self._all(
+            "SELECT count(*) FROM messages x WHERE conversation_id = ? AND seq > ? "
+            "AND sender_id <> ? AND NOT deleted AND EXISTS (SELECT 1 FROM "
+            "json_each(x.metadata, '$.mentions') j WHERE j.value = ?)",
+            (conversation_id, read_seq, user_id, user_id),
         )
         return int(rows[0][0])
 
