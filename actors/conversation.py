@@ -50,6 +50,8 @@ from actors.calls import DEFERRED, Call, Deferred
 from actors.errors import Reason, WhisprError
 from actors.events import conversation_topic, decode_event, encode_event
 from actors.ids import new_id, system_client_id
+from actors.member_settings import SettingsChange
+from actors.mentions import mention_metadata
 from actors.model import (
     Attachment,
     Conversation,
@@ -306,6 +308,9 @@ class ConversationActor(AsyncioActor):
         rules.check_client_id(draft.client_id)
         rules.check_content(draft.content, self.deps.max_content_bytes)
         rules.check_attachments(draft.kind, draft.content, draft.attachments)
+        metadata = mention_metadata(draft.content, draft.metadata, self.members, sender_id)
+        if metadata is not None:  # actors/mentions.py
+            draft = msgspec.structs.replace(draft, metadata=metadata)
         rules.check_metadata(draft.metadata)
         if draft.reply_to is not None and not 1 <= draft.reply_to <= self.last_seq:
             raise WhisprError(
@@ -520,6 +525,20 @@ class ConversationActor(AsyncioActor):
         changes: dict[str, Any] = {"muted_until": muted_until}
         if notifications is not None:
             changes["notifications"] = notifications
+        updated = await self.deps.store.update_member(self.conversation_id, user_id, **changes)
+        self.members[user_id] = updated
+        return updated
+
+    async def update_member_settings(self, user_id: str, change: SettingsChange) -> Member:
+        """A member's own settings (``actors/member_settings.py``): any member, their own only.
+
+        The actor's member list takes the new record at once, so the next push decision here
+        honours it; another node's actor reads it within ``members_max_age_s``.
+        """
+        self._touch()
+        await self._fresh_members()
+        rules.require_member(self.members, user_id)
+        changes = change.store_changes()
         updated = await self.deps.store.update_member(self.conversation_id, user_id, **changes)
         self.members[user_id] = updated
         return updated

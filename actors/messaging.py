@@ -37,6 +37,7 @@ from actors.conversation import ConversationActor, ConversationDeps, Draft
 from actors.errors import Reason, WhisprError
 from actors.events import conversation_topic, encode_event, user_topic
 from actors.ids import new_id
+from actors.member_settings import MemberSettings, SettingsChange
 from actors.model import Conversation, ConversationSummary, Member, MembershipChange, Message
 from actors.rules import MAX_PAGE
 from actors.stream import POSITION_CHECK_S, ConversationStream, Deliver, PositionCheck
@@ -320,6 +321,17 @@ class Messaging:
             muted_until=muted_until,
             notifications=notifications,
         )
+
+    async def update_member_settings(
+        self, user_id: str, conversation_id: str, change: SettingsChange
+    ) -> MemberSettings:
+        """Set the member's own settings; the user's devices are told (``user:<id>``)."""
+        member = await self._ask(
+            conversation_id, ConversationActor.update_member_settings, user_id, change
+        )
+        settings = MemberSettings.of(member)
+        self._tell_users([user_id], "member_settings_updated", {"settings": settings})
+        return settings
 
     # -- reads and cursors, straight to the store -------------------------------------
 

@@ -53,6 +53,10 @@ class Member(msgspec.Struct, frozen=True, kw_only=True):
     muted_until: float | None = None
     notifications: Notifications = "all"
     read_seq: int = 0
+    #: The member archived the conversation (their own view; clients list it apart).
+    archived: bool = False
+    #: Its place among the member's pinned conversations, lower first; None: not pinned.
+    pin_order: int | None = None
 
 
 class MembershipChange(msgspec.Struct, frozen=True, kw_only=True):
@@ -129,6 +133,8 @@ class ConversationSummary(msgspec.Struct, frozen=True, kw_only=True):
     role: Role
     last_message: Message | None
     unread_count: int
+    #: The unread messages that mention the user (``metadata.mentions``, actors/mentions.py).
+    mention_count: int = 0
 
 
 class DeliveryCursor(msgspec.Struct, frozen=True, kw_only=True):

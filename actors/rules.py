@@ -16,6 +16,7 @@ Roles, from most to least powerful: owner, admin, member.
 | add members | nobody | owner, admins |
 | remove a member | nobody | owner (anyone), admins (plain members) |
 | leave | nobody | anyone |
+| set one's own settings; read receipts, pins, threads | members | members |
 
 Who gets a push notification for a new message (:func:`push_recipients`): every member but
 the sender, unless the member muted the conversation (until a time not yet reached) or turned

@@ -27,6 +27,12 @@ DOCUMENTED = {
         "typing_start",
         "typing_stop",
         "history",
+        # A member's own state (whispr/gateway/channels/member_state.py).
+        "update_member_settings",
+        "get_member_state",
+        "get_receipts",
+        "list_pins",
+        "list_thread",
     },
     "user": {"create_conversation", "list_conversations", "update_presence"},
     "notification": set(),

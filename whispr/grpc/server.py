@@ -31,9 +31,11 @@ from whispr.accounts import AccountStore
 from whispr.audit import AuditLog
 from whispr.config import Settings
 from whispr.grpc.auth import CallerAuth, parse_tokens
+from whispr.grpc.gen.whispr.members.v1 import members_pb2_grpc
 from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2 as pb
 from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2_grpc as pb_grpc
 from whispr.grpc.gen.whispr.server.v1 import server_pb2_grpc
+from whispr.grpc.members_service import MEMBER_STATE_SERVICE, MemberStateServicer
 from whispr.grpc.server_service import SERVER_API, ServerApiServicer
 from whispr.grpc.service import MessagingServicer
 from whispr.server_api import ServerApi
@@ -79,6 +81,9 @@ class GrpcServer:
                 server_api, self.auth, audit=audit, metrics=self.servicer.metrics
             )
         )
+        self.member_state = MemberStateServicer(
+            messaging, self.auth, self.servicer.metrics, audit=audit
+        )
         self.health = health.aio.HealthServicer()
         self.port = 0
         self._server: grpc.aio.Server | None = None
@@ -90,8 +95,14 @@ class GrpcServer:
             interceptors=server_interceptors(), options=[("grpc.so_reuseport", 0)]
         )
         pb_grpc.add_MessagingServiceServicer_to_server(self.servicer, server)  # type: ignore[no-untyped-call]
+        members_pb2_grpc.add_MemberStateServicer_to_server(self.member_state, server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        services = [MESSAGING_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME]
+        services = [
+            MESSAGING_SERVICE,
+            MEMBER_STATE_SERVICE,
+            health.SERVICE_NAME,
+            reflection.SERVICE_NAME,
+        ]
         if self.server_api is not None:
             server_pb2_grpc.add_ServerApiServicer_to_server(self.server_api, server)  # type: ignore[no-untyped-call]
             services.append(SERVER_API)
@@ -109,6 +120,7 @@ class GrpcServer:
         # the readiness rule of every listener of the node (whispr/readiness.py).
         await self.health.set("", _SERVING)
         await self.health.set(MESSAGING_SERVICE, _SERVING)
+        await self.health.set(MEMBER_STATE_SERVICE, _SERVING)
         if self.server_api is not None:
             await self.health.set(SERVER_API, _SERVING)
 

@@ -1,15 +1,14 @@
 """The ``whispr.server.v1.ServerApi`` servicer: the server API for backends (docs/grpc.md).
 
 Each RPC converts its request, calls :class:`~whispr.server_api.ServerApi` (where the rules
-are) and converts the answer. Every handler goes through the messaging servicer's ``_rpc``
+are) and converts the answer. Every handler goes through ``rpc``
 (:mod:`whispr.grpc.service`), the one place where a caller is authenticated, a refusal
 becomes a status code and an audit record, and each call is counted and timed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, TypeVar
 
 import grpc
 import structlog
@@ -20,7 +19,7 @@ from whispr.grpc.auth import CallerAuth
 from whispr.grpc.convert import conversation_to_pb, struct_to_dict
 from whispr.grpc.gen.whispr.server.v1 import server_pb2 as pb
 from whispr.grpc.gen.whispr.server.v1 import server_pb2_grpc as pb_grpc
-from whispr.grpc.service import RpcMetrics, _rpc
+from whispr.grpc.service import RpcMetrics, rpc
 from whispr.revocations import RevocationKind
 from whispr.server_api import ServerApi, TopicKind
 from whispr.user_presence import UserMeta
@@ -50,23 +49,6 @@ _STATUSES: Final = {
 }
 
 
-def _unary(
-    name: str,
-) -> Callable[
-    [Callable[[ServerApiServicer, str, Request], Awaitable[Response]]],
-    Callable[[ServerApiServicer, Request, grpc.aio.ServicerContext[Any, Any]], Awaitable[Response]],
-]:
-    """The messaging servicer's ``_rpc``, for this servicer (it has the same ``authenticate``,
-    ``audit`` and ``metrics``)."""
-    decorate: Any = _rpc(name)
-    return cast(
-        "Callable[[Callable[[ServerApiServicer, str, Request], Awaitable[Response]]], "
-        "Callable[[ServerApiServicer, Request, grpc.aio.ServicerContext[Any, Any]], "
-        "Awaitable[Response]]]",
-        decorate,
-    )
-
-
 def _presence_to_pb(user_id: str, meta: UserMeta | None) -> pb.UserPresence:
     if meta is None:
         return pb.UserPresence(user_id=user_id, status=pb.PRESENCE_STATUS_OFFLINE)
@@ -93,7 +75,7 @@ class ServerApiServicer(pb_grpc.ServerApiServicer):
         """The calling service's name; raises ``unauthorized`` (UNAUTHENTICATED)."""
         return self.auth.caller(context.invocation_metadata(), context.auth_context())
 
-    @_unary("Publish")
+    @rpc("Publish")
     async def Publish(self, caller: str, request: pb.PublishRequest) -> pb.PublishResponse:
         kind = _TOPICS.get(request.topic)
         if kind is None:
@@ -107,7 +89,7 @@ class ServerApiServicer(pb_grpc.ServerApiServicer):
         )
         return pb.PublishResponse(topic=topic)
 
-    @_unary("Disconnect")
+    @rpc("Disconnect")
     async def Disconnect(self, caller: str, request: pb.DisconnectRequest) -> pb.DisconnectResponse:
         self.api.disconnect(request.user_id, request.device_id or None, request.reason)
         log.info(
@@ -118,7 +100,7 @@ class ServerApiServicer(pb_grpc.ServerApiServicer):
         )
         return pb.DisconnectResponse()
 
-    @_unary("RevokeTokens")
+    @rpc("RevokeTokens")
     async def RevokeTokens(
         self, caller: str, request: pb.RevokeTokensRequest
     ) -> pb.RevokeTokensResponse:
@@ -141,14 +123,14 @@ class ServerApiServicer(pb_grpc.ServerApiServicer):
             issued_before=revocation.issued_before if kind != "jti" else 0.0,
         )
 
-    @_unary("QueryPresence")
+    @rpc("QueryPresence")
     async def QueryPresence(
         self, caller: str, request: pb.QueryPresenceRequest
     ) -> pb.QueryPresenceResponse:
         found = await self.api.presence(list(request.user_ids))
         return pb.QueryPresenceResponse(users=[_presence_to_pb(u, m) for u, m in found])
 
-    @_unary("ListUserConversations")
+    @rpc("ListUserConversations")
     async def ListUserConversations(
         self, caller: str, request: pb.ListUserConversationsRequest
     ) -> pb.ListUserConversationsResponse:

@@ -2,7 +2,7 @@
 
 Each RPC checks its arguments, calls :class:`~actors.messaging.Messaging`
 (the same rules and actors as the WebSocket path) and converts the answer.
-Every handler goes through :func:`_rpc` (or :func:`_stream`), which is the
+Every handler goes through :func:`rpc` (or :func:`_stream`), which is the
 one place where the caller is authenticated, a refusal becomes a status code
 (:mod:`whispr.grpc.status`) and, when it is a security event, an audit record
 (:mod:`whispr.audit`), an unexpected failure becomes INTERNAL without
@@ -21,7 +21,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grpc
 import structlog
@@ -50,7 +50,7 @@ from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2_grpc as pb_grpc
 from whispr.grpc.status import status_of, trailing_metadata
 from whispr.telemetry import SECONDS_BUCKETS, get_meter
 
-__all__ = ["MessagingServicer", "RpcMetrics"]
+__all__ = ["MessagingServicer", "RpcMetrics", "Served", "rpc"]
 
 log = structlog.get_logger("whispr.grpc")
 
@@ -82,21 +82,31 @@ class RpcMetrics:
     )
 
 
-def _rpc(
+class Served(Protocol):
+    """What :func:`rpc` uses of a servicer: every service of the node's gRPC API has it."""
+
+    audit: AuditLog
+    metrics: RpcMetrics
+
+    def authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> str: ...
+
+
+S = TypeVar("S", bound=Served)
+
+
+def rpc(
     name: str,
 ) -> Callable[
-    [Callable[[MessagingServicer, str, Request], Awaitable[Response]]],
-    Callable[[MessagingServicer, Request, grpc.aio.ServicerContext[Any, Any]], Awaitable[Response]],
+    [Callable[[S, str, Request], Awaitable[Response]]],
+    Callable[[S, Request, grpc.aio.ServicerContext[Any, Any]], Awaitable[Response]],
 ]:
     """Authenticate, map refusals to status codes, count and time: for a unary RPC."""
 
     def decorate(
-        method: Callable[[MessagingServicer, str, Request], Awaitable[Response]],
-    ) -> Callable[
-        [MessagingServicer, Request, grpc.aio.ServicerContext[Any, Any]], Awaitable[Response]
-    ]:
+        method: Callable[[S, str, Request], Awaitable[Response]],
+    ) -> Callable[[S, Request, grpc.aio.ServicerContext[Any, Any]], Awaitable[Response]]:
         async def handler(
-            self: MessagingServicer, request: Request, context: grpc.aio.ServicerContext[Any, Any]
+            self: S, request: Request, context: grpc.aio.ServicerContext[Any, Any]
         ) -> Response:
             started = time.perf_counter()
             caller, code = "", grpc.StatusCode.OK
@@ -159,7 +169,7 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
 
     # -- conversations -------------------------------------------------------------
 
-    @_rpc("CreateConversation")
+    @rpc("CreateConversation")
     async def CreateConversation(
         self, caller: str, request: pb.CreateConversationRequest
     ) -> pb.CreateConversationResponse:
@@ -189,7 +199,7 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
             members=[member_to_pb(m) for m in members],
         )
 
-    @_rpc("GetConversation")
+    @rpc("GetConversation")
     async def GetConversation(
         self, caller: str, request: pb.GetConversationRequest
     ) -> pb.GetConversationResponse:
@@ -200,7 +210,7 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
             members=[member_to_pb(m) for m in members],
         )
 
-    @_rpc("AddMembers")
+    @rpc("AddMembers")
     async def AddMembers(self, caller: str, request: pb.AddMembersRequest) -> pb.AddMembersResponse:
         conversation_id = _required(request.conversation_id, "conversation_id")
         user_ids = [u for u in request.user_ids if u]
@@ -214,7 +224,7 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
         )
         return pb.AddMembersResponse(added=[member_to_pb(m) for m in added])
 
-    @_rpc("RemoveMember")
+    @rpc("RemoveMember")
     async def RemoveMember(
         self, caller: str, request: pb.RemoveMemberRequest
     ) -> pb.RemoveMemberResponse:
@@ -231,7 +241,7 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
 
     # -- messages ---------------------------------------------------------------------
 
-    @_rpc("SendSystemMessage")
+    @rpc("SendSystemMessage")
     async def SendSystemMessage(
         self, caller: str, request: pb.SendSystemMessageRequest
     ) -> pb.SendMessageResponse:
@@ -250,7 +260,7 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
         )
         return pb.SendMessageResponse(message=message_to_pb(message))
 
-    @_rpc("SendServiceMessage")
+    @rpc("SendServiceMessage")
     async def SendServiceMessage(
         self, caller: str, request: pb.SendServiceMessageRequest
     ) -> pb.SendMessageResponse:
@@ -264,7 +274,7 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
         message = await self.messaging.send_as_service(_service_id(caller), conversation_id, draft)
         return pb.SendMessageResponse(message=message_to_pb(message))
 
-    @_rpc("ListMessages")
+    @rpc("ListMessages")
     async def ListMessages(
         self, caller: str, request: pb.ListMessagesRequest
     ) -> pb.ListMessagesResponse:
@@ -287,7 +297,7 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
         )
         return pb.ListMessagesResponse(messages=[message_to_pb(m) for m in messages])
 
-    @_rpc("GetUnreadCounts")
+    @rpc("GetUnreadCounts")
     async def GetUnreadCounts(
         self, caller: str, request: pb.GetUnreadCountsRequest
     ) -> pb.GetUnreadCountsResponse:

@@ -60,6 +60,8 @@ def member(row: Mapping[str, Any]) -> Member:
         muted_until=row["muted_until"],
         notifications=row["notifications"],
         read_seq=row["read_seq"],
+        archived=bool(row["archived"]),
+        pin_order=row["pin_order"],
     )
 
 
@@ -130,6 +132,8 @@ def member_params(m: Member) -> tuple[Any, ...]:
         m.muted_until,
         m.notifications,
         m.read_seq,
+        m.archived,
+        m.pin_order,
     )
 
 

@@ -175,6 +175,8 @@ class BreakerStore:
         role: str = UNCHANGED,
         muted_until: float | None = UNCHANGED,
         notifications: str = UNCHANGED,
+        archived: bool = UNCHANGED,
+        pin_order: int | None = UNCHANGED,
     ) -> Member:
         return await self._call(
             self.store.update_member,
@@ -183,6 +185,8 @@ class BreakerStore:
             role=role,
             muted_until=muted_until,
             notifications=notifications,
+            archived=archived,
+            pin_order=pin_order,
         )
 
     async def list_user_conversations(
@@ -264,6 +268,24 @@ class BreakerStore:
     async def list_pinned(self, conversation_id: str) -> list[Message]:
         return await self._call(self.store.list_pinned, conversation_id)
 
+    async def list_thread(
+        self,
+        conversation_id: str,
+        root_seq: int,
+        *,
+        after_seq: int = 0,
+        limit: int = 50,
+        viewer_id: str | None = None,
+    ) -> list[Message]:
+        return await self._call(
+            self.store.list_thread,
+            conversation_id,
+            root_seq,
+            after_seq=after_seq,
+            limit=limit,
+            viewer_id=viewer_id,
+        )
+
     # -- cursors ---------------------------------------------------------------------
 
     async def mark_read(self, conversation_id: str, user_id: str, seq: int) -> int:
@@ -284,6 +306,9 @@ class BreakerStore:
 
     async def unread_counts(self, user_id: str) -> dict[str, int]:
         return await self._call(self.store.unread_counts, user_id)
+
+    async def mention_counts(self, user_id: str) -> dict[str, int]:
+        return await self._call(self.store.mention_counts, user_id)
 
 
 def _conforms(store: BreakerStore) -> Store:

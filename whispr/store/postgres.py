@@ -548,6 +548,8 @@ class PostgresStore:
         role: str = UNCHANGED,
         muted_until: float | None = UNCHANGED,
         notifications: str = UNCHANGED,
+        archived: bool = UNCHANGED,
+        pin_order: int | None = UNCHANGED,
     ) -> Member:
         """One statement that sets only the fields named (see ``update_conversation``)."""
         _check.member_fields(
@@ -555,11 +557,17 @@ class PostgresStore:
             None if notifications is UNCHANGED else notifications,
             None if muted_until is UNCHANGED else muted_until,
         )
+        _check.member_view(
+            None if archived is UNCHANGED else archived,
+            None if pin_order is UNCHANGED else pin_order,
+        )
         row = await self._fetchrow(
             "UPDATE members SET "
             "role = CASE WHEN $3 THEN $4 ELSE role END, "
             "muted_until = CASE WHEN $5 THEN $6 ELSE muted_until END, "
-            "notifications = CASE WHEN $7 THEN $8 ELSE notifications END "
+            "notifications = CASE WHEN $7 THEN $8 ELSE notifications END, "
+            "archived = CASE WHEN $9 THEN $10::boolean ELSE archived END, "
+            "pin_order = CASE WHEN $11 THEN $12::integer ELSE pin_order END "
             "WHERE conversation_id = $1 AND user_id = $2 RETURNING *",
             conversation_id,
             user_id,
@@ -569,6 +577,10 @@ class PostgresStore:
             None if muted_until is UNCHANGED else muted_until,
             notifications is not UNCHANGED,
             None if notifications is UNCHANGED else notifications,
+            archived is not UNCHANGED,
+            None if archived is UNCHANGED else archived,
+            pin_order is not UNCHANGED,
+            None if pin_order is UNCHANGED else pin_order,
         )
         if row is None:
             raise WhisprError(Reason.NOT_FOUND, f"{user_id} is not a member")
@@ -607,7 +619,10 @@ class PostgresStore:
                 "m.role AS member_role, last.seq AS visible_seq, "
                 "(SELECT count(*) FROM messages x WHERE x.conversation_id = c.id "
                 " AND x.seq > m.read_seq AND x.sender_id <> m.user_id AND NOT x.deleted) "
-                "AS unread "
+                "AS unread, "
+                "(SELECT count(*) FROM messages x WHERE x.conversation_id = c.id "
+                " AND x.seq > m.read_seq AND x.sender_id <> m.user_id AND NOT x.deleted "
+                " AND x.metadata -> 'mentions' ? m.user_id) AS mentions "
                 "FROM members m JOIN conversations c ON c.id = m.conversation_id "
                 "LEFT JOIN LATERAL (SELECT x.seq FROM messages x WHERE x.conversation_id = c.id "
                 f" AND {_not_hidden('x', 'm.user_id')} ORDER BY x.seq DESC LIMIT 1) last ON true "
@@ -639,6 +654,7 @@ class PostgresStore:
                 role=row["member_role"],
                 last_message=last.get((row["id"], row["visible_seq"])),
                 unread_count=int(row["unread"]),
+                mention_count=int(row["mentions"]),
             )
             for row in rows
         ]
@@ -1024,6 +1040,29 @@ class PostgresStore:
             conversation_id,
         )
 
+    async def list_thread(
+        self,
+        conversation_id: str,
+        root_seq: int,
+        *,
+        after_seq: int = 0,
+        limit: int = 50,
+        viewer_id: str | None = None,
+    ) -> list[Message]:
+        _check.cursor(root_seq, "root_seq")
+        _check.cursor(after_seq, "after_seq")
+        return await self._messages(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages m WHERE conversation_id = $1 "
+            "AND reply_to = $2 AND seq > $3 "
+            f"AND ($4::text IS NULL OR {_not_hidden('m', '$4')}) ORDER BY seq LIMIT $5",
+            conversation_id,
+            conversation_id,
+            root_seq,
+            after_seq,
+            viewer_id,
+            rules.page_limit(limit),
+        )
+
     # -- cursors -------------------------------------------------------------------------
 
     async def mark_read(self, conversation_id: str, user_id: str, seq: int) -> int:
@@ -1082,6 +1121,16 @@ class PostgresStore:
             user_id,
         )
         return {r[0]: int(r[1]) for r in rows}
+
+    async def mention_counts(self, user_id: str) -> dict[str, int]:
+        rows = await self._fetch(
+            "SELECT m.conversation_id, (SELECT count(*) FROM messages x WHERE "
+            "x.conversation_id = m.conversation_id AND x.seq > m.read_seq AND "
+            "x.sender_id <> m.user_id AND NOT x.deleted AND x.metadata -> 'mentions' ? m.user_id) "
+            "FROM members m WHERE m.user_id = $1",
+            user_id,
+        )
+        return {r[0]: int(r[1]) for r in rows if r[1]}
 
     # -- the audit log (whispr/audit/; not part of the actors' Store port) ----------------
 
@@ -1184,7 +1233,8 @@ async def _insert_conversation(connection: Any, c: Conversation) -> None:
 async def _insert_members(connection: Any, members: Sequence[Member]) -> None:
     await connection.executemany(
         "INSERT INTO members (conversation_id, user_id, role, joined_at, muted_until, "
-        "notifications, read_seq) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+        "notifications, read_seq, archived, pin_order) VALUES ($1, $2, $3, $4, $5, $6, $7, "
+        "$8, $9) "
         "ON CONFLICT (conversation_id, user_id) DO NOTHING",
         [_rows.member_params(m) for m in members],
     )

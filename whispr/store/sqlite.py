@@ -216,7 +216,7 @@ class SqliteStore:
     async def _insert_members(self, members: Sequence[Member]) -> None:
         await self.db.executemany(
             "INSERT INTO members (conversation_id, user_id, role, joined_at, muted_until, "
-            "notifications, read_seq) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "notifications, read_seq, archived, pin_order) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (conversation_id, user_id) DO NOTHING",
             [_rows.member_params(m) for m in members],
         )
@@ -329,20 +329,28 @@ class SqliteStore:
         role: str = UNCHANGED,
         muted_until: float | None = UNCHANGED,
         notifications: str = UNCHANGED,
+        archived: bool = UNCHANGED,
+        pin_order: int | None = UNCHANGED,
     ) -> Member:
         _check.member_fields(
             None if role is UNCHANGED else role,
             None if notifications is UNCHANGED else notifications,
             None if muted_until is UNCHANGED else muted_until,
         )
+        _check.member_view(
+            None if archived is UNCHANGED else archived,
+            None if pin_order is UNCHANGED else pin_order,
+        )
         current = await self._member(conversation_id, user_id)
         await self.db.execute(
-            "UPDATE members SET role = ?, muted_until = ?, notifications = ? "
-            "WHERE conversation_id = ? AND user_id = ?",
+            "UPDATE members SET role = ?, muted_until = ?, notifications = ?, archived = ?, "
+            "pin_order = ? WHERE conversation_id = ? AND user_id = ?",
             (
                 current.role if role is UNCHANGED else role,
                 current.muted_until if muted_until is UNCHANGED else muted_until,
                 current.notifications if notifications is UNCHANGED else notifications,
+                current.archived if archived is UNCHANGED else archived,
+                current.pin_order if pin_order is UNCHANGED else pin_order,
                 conversation_id,
                 user_id,
             ),
@@ -382,12 +390,14 @@ class SqliteStore:
             conversation = _rows.conversation(row)
             last = await self._last_visible(conversation.id, user_id)
             unread = await self._unread(conversation.id, user_id, row["member_read_seq"])
+            mentions = await self._unread_mentions(conversation.id, user_id, row["member_read_seq"])
             summaries.append(
                 ConversationSummary(
                     conversation=conversation,
                     role=row["member_role"],
                     last_message=last,
                     unread_count=unread,
+                    mention_count=mentions,
                 )
             )
         return summaries
@@ -401,6 +411,15 @@ class SqliteStore:
             "SELECT count(*) FROM messages WHERE conversation_id = ? AND seq > ? "
             "AND sender_id <> ? AND NOT deleted",
             (conversation_id, read_seq, user_id),
+        )
+        return int(rows[0][0])
+
+    async def _unread_mentions(self, conversation_id: str, user_id: str, read_seq: int) -> int:
+        rows = await self._all(
+            "SELECT count(*) FROM messages x WHERE conversation_id = ? AND seq > ? "
+            "AND sender_id <> ? AND NOT deleted AND EXISTS (SELECT 1 FROM "
+            "json_each(x.metadata, '$.mentions') j WHERE j.value = ?)",
+            (conversation_id, read_seq, user_id, user_id),
         )
         return int(rows[0][0])
 
@@ -724,6 +743,35 @@ class SqliteStore:
         reactions = await self._reactions(conversation_id, [r["seq"] for r in rows])
         return [_rows.message(r, reactions.get(r["seq"])) for r in rows]
 
+    @_serialized
+    async def list_thread(
+        self,
+        conversation_id: str,
+        root_seq: int,
+        *,
+        after_seq: int = 0,
+        limit: int = 50,
+        viewer_id: str | None = None,
+    ) -> list[Message]:
+        _check.cursor(root_seq, "root_seq")
+        _check.cursor(after_seq, "after_seq")
+        rows = await self._all(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? AND reply_to = ? "
+            "AND seq > ? AND (? IS NULL OR seq NOT IN (SELECT seq FROM hidden_messages "
+            "WHERE conversation_id = ? AND user_id = ?)) ORDER BY seq LIMIT ?",
+            (
+                conversation_id,
+                root_seq,
+                after_seq,
+                viewer_id,
+                conversation_id,
+                viewer_id,
+                rules.page_limit(limit),
+            ),
+        )
+        reactions = await self._reactions(conversation_id, [r["seq"] for r in rows])
+        return [_rows.message(r, reactions.get(r["seq"])) for r in rows]
+
     # -- cursors -------------------------------------------------------------------------
 
     @_serialized
@@ -784,6 +832,18 @@ class SqliteStore:
             (user_id,),
         )
         return {r[0]: int(r[1]) for r in rows}
+
+    @_serialized
+    async def mention_counts(self, user_id: str) -> dict[str, int]:
+        rows = await self._all(
+            "SELECT m.conversation_id, (SELECT count(*) FROM messages x WHERE "
+            "x.conversation_id = m.conversation_id AND x.seq > m.read_seq AND "
+            "x.sender_id <> m.user_id AND NOT x.deleted AND EXISTS (SELECT 1 FROM "
+            "json_each(x.metadata, '$.mentions') j WHERE j.value = m.user_id)) "
+            "FROM members m WHERE m.user_id = ?",
+            (user_id,),
+        )
+        return {r[0]: int(r[1]) for r in rows if r[1]}
 
     # -- the audit log (whispr/audit/; not part of the actors' Store port) ----------------
 

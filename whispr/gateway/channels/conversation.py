@@ -25,6 +25,7 @@ from actors.events import BrokerEvent, encode_event
 from actors.model import Message
 from actors.rules import MAX_PAGE
 from actors.stream import ConversationStream, StreamItem
+from whispr.gateway.channels import member_state
 from whispr.gateway.channels.base import (
     Channel,
     ChannelHost,
@@ -53,9 +54,11 @@ __all__ = [
 
 
 class ConversationJoin(Payload):
-    """``phx_join`` of ``conversation:<id>``: ``last_seq`` asks for what was missed since."""
+    """``phx_join`` of ``conversation:<id>``: ``last_seq`` asks for what was missed since;
+    ``state`` for the member's receipts, pins and settings in the reply (``member_state.py``)."""
 
     last_seq: int | None = msgspec.field(default=None)
+    state: bool = False
 
 
 class SendMessage(Draft, frozen=True, forbid_unknown_fields=True):
@@ -159,6 +162,8 @@ class ConversationChannel(Channel):
         # Subscribed (events held) before catch-up reads the store: nothing falls in between.
         await stream.subscribe()
         reply = {"conversation": msgspec.to_builtins(conversation)}
+        if params.state:
+            reply["state"] = await member_state.join_state(self)
         if since is None:
             # Where the channel starts: live events up to here are already history. A message
             # committed after ``head`` was read and published before the subscription shows as
@@ -319,3 +324,7 @@ class ConversationChannel(Channel):
             limit=p.limit,
         )
         return {"messages": msgspec.to_builtins(messages)}
+
+
+# A member's own state (settings, receipts, pins, threads): whispr/gateway/channels/member_state.py
+member_state.register(_events)

@@ -17,6 +17,7 @@ import msgspec
 from actors.broker import Subscription
 from actors.errors import Reason, WhisprError
 from actors.events import BrokerEvent, conversation_topic, decode_event
+from actors.member_state import MemberStateReads
 from whispr.gateway.channels.base import Channel, ChannelHost, EventTable, Payload, Reply
 from whispr.gateway.channels.contacts import ContactPresence, UpdatePresence
 
@@ -64,8 +65,8 @@ class UserChannel(Channel):
     async def join(self, payload: dict[str, Any] | bytes) -> dict[str, Any]:
         self.require_own_topic()
         await self.subscribe(self.topic)
-        unread = await self.host.ctx.messaging.unread_counts(self.host.user_id)
-        return {"unread": unread}
+        state = await MemberStateReads(self.host.ctx.messaging.deps.store).unread(self.host.user_id)
+        return {"unread": state.unread, "mentions": state.mentions}
 
     async def after_join(self) -> None:
         self.release()
