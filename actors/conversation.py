@@ -464,14 +464,14 @@ class ConversationActor(AsyncioActor):
                 role=None,
             )
         )
-        if target.role == "owner" and self.members:
-            await self._hand_over_ownership()
         self._publish("member_removed", {"user_id": target_id, "by": user_id})
         event = "member_left" if target_id == user_id else "member_removed"
         await self._append(
             SYSTEM_SENDER,
             _system_draft(event, {"by": user_id, "user_id": target_id}, system_client_id()),
         )
+        if target.role == "owner" and self.members:
+            await self._hand_over_ownership()
 
     async def set_notifications(
         self, user_id: str, *, muted_until: float | None, notifications: str | None

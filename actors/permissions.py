@@ -120,10 +120,10 @@ def require(
     if member is None:
         raise WhisprError(Reason.NOT_MEMBER, "you are not a member of this conversation")
     if not allowed(conversation, member.role, right):
-        where = "a direct conversation" if conversation.kind == "direct" else "this group"
+        where = "in a direct conversation" if conversation.kind == "direct" else "in this group"
         raise WhisprError(
             Reason.FORBIDDEN,
-            f"the right {right.value!r} is needed: a {member.role} of {where} lacks it",
+            f"this needs the right {right.value!r}, which the role {member.role!r} lacks {where}",
             right=right.value,
         )
     return member
