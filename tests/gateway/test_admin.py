@@ -35,7 +35,7 @@ async def _refused(client: PhoenixClient, topic: str, event: str, payload: dict[
 
 async def _system_events(client: PhoenixClient, topic: str, count: int) -> list[dict[str, Any]]:
     """The next ``count`` system messages' metadata on ``topic``."""
-    found = []
+    found: list[dict[str, Any]] = []
     while len(found) < count:
         event = await client.next_event(topic, "new_message")
         message = event.payload["message"]

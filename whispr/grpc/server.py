@@ -27,7 +27,9 @@ from actors.ports import Store
 from supervisors import AsyncioActor
 from whispr.audit import AuditLog
 from whispr.config import Settings
+from whispr.grpc.admin_service import ConversationAdminServicer
 from whispr.grpc.auth import CallerAuth, parse_tokens
+from whispr.grpc.gen.whispr.admin.v1 import admin_pb2, admin_pb2_grpc
 from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2 as pb
 from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2_grpc as pb_grpc
 from whispr.grpc.service import MessagingServicer
@@ -39,6 +41,7 @@ __all__ = ["MESSAGING_SERVICE", "GrpcServer", "GrpcService"]
 log = structlog.get_logger("whispr.grpc")
 
 MESSAGING_SERVICE = pb.DESCRIPTOR.services_by_name["MessagingService"].full_name
+ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["ConversationAdmin"].full_name
 
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -62,6 +65,9 @@ class GrpcServer:
             parse_tokens(settings.grpc_tokens), mtls=settings.grpc_tls_client_ca is not None
         )
         self.servicer = MessagingServicer(messaging, self.auth, audit=audit)
+        self.admin = ConversationAdminServicer(
+            messaging, self.auth, self.servicer.metrics, audit=audit
+        )
         self.health = health.aio.HealthServicer()
         self.port = 0
         self._server: grpc.aio.Server | None = None
@@ -71,9 +77,11 @@ class GrpcServer:
         # not two servers silently sharing it.
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         pb_grpc.add_MessagingServiceServicer_to_server(self.servicer, server)  # type: ignore[no-untyped-call]
+        admin_pb2_grpc.add_ConversationAdminServicer_to_server(self.admin, server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
-            (MESSAGING_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+            (MESSAGING_SERVICE, ADMIN_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME),
+            server,
         )
         address = f"{host}:{port}"
         ensure_bindable(host, port)

@@ -21,7 +21,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grpc
 import structlog
@@ -50,12 +50,14 @@ from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2_grpc as pb_grpc
 from whispr.grpc.status import status_of, trailing_metadata
 from whispr.telemetry import SECONDS_BUCKETS, get_meter
 
-__all__ = ["MessagingServicer", "RpcMetrics"]
+__all__ = ["MessagingServicer", "RpcMetrics", "unary_rpc"]
 
 log = structlog.get_logger("whispr.grpc")
 
 Request = TypeVar("Request")
 Response = TypeVar("Response")
+#: A servicer whose unary RPCs go through :func:`_rpc` (this module's, and ConversationAdmin's).
+Servicer = TypeVar("Servicer", bound="_Serving")
 
 #: The longest system event name (``member_added``, ``call_started``...).
 MAX_EVENT_NAME = 64
@@ -82,21 +84,28 @@ class RpcMetrics:
     )
 
 
+class _Serving(Protocol):
+    """What :func:`_rpc` uses of a servicer."""
+
+    audit: AuditLog
+    metrics: RpcMetrics
+
+    def authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> str: ...
+
+
 def _rpc(
     name: str,
 ) -> Callable[
-    [Callable[[MessagingServicer, str, Request], Awaitable[Response]]],
-    Callable[[MessagingServicer, Request, grpc.aio.ServicerContext[Any, Any]], Awaitable[Response]],
+    [Callable[[Servicer, str, Request], Awaitable[Response]]],
+    Callable[[Servicer, Request, grpc.aio.ServicerContext[Any, Any]], Awaitable[Response]],
 ]:
     """Authenticate, map refusals to status codes, count and time: for a unary RPC."""
 
     def decorate(
-        method: Callable[[MessagingServicer, str, Request], Awaitable[Response]],
-    ) -> Callable[
-        [MessagingServicer, Request, grpc.aio.ServicerContext[Any, Any]], Awaitable[Response]
-    ]:
+        method: Callable[[Servicer, str, Request], Awaitable[Response]],
+    ) -> Callable[[Servicer, Request, grpc.aio.ServicerContext[Any, Any]], Awaitable[Response]]:
         async def handler(
-            self: MessagingServicer, request: Request, context: grpc.aio.ServicerContext[Any, Any]
+            self: Servicer, request: Request, context: grpc.aio.ServicerContext[Any, Any]
         ) -> Response:
             started = time.perf_counter()
             caller, code = "", grpc.StatusCode.OK
@@ -132,6 +141,10 @@ def _rpc(
         return handler
 
     return decorate
+
+
+#: :func:`_rpc` for the other services of the node's gRPC server.
+unary_rpc = _rpc
 
 
 class MessagingServicer(pb_grpc.MessagingServiceServicer):
