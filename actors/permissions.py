@@ -120,13 +120,25 @@ def require(
     if member is None:
         raise WhisprError(Reason.NOT_MEMBER, "you are not a member of this conversation")
     if not allowed(conversation, member.role, right):
-        where = "in a direct conversation" if conversation.kind == "direct" else "in this group"
         raise WhisprError(
             Reason.FORBIDDEN,
-            f"this needs the right {right.value!r}, which the role {member.role!r} lacks {where}",
+            f"this needs the right {right.value!r}, held by {_holders(conversation, right)} "
+            f"in {'a direct conversation' if conversation.kind == 'direct' else 'this group'}",
             right=right.value,
         )
     return member
+
+
+def _holders(conversation: Conversation, right: Right) -> str:
+    """Who holds ``right`` here, for people: ``the owner and admins``, ``nobody``."""
+    if conversation.kind == "direct":
+        return "both members" if right in DIRECT_RIGHTS else "nobody"
+    names = {"owner": "the owner", "admin": "admins", "member": "members"}
+    roles: tuple[Role, ...] = ("owner", "admin", "member")
+    held = [names[role] for role in roles if allowed(conversation, role, right)]
+    if not held:
+        return "nobody"
+    return held[0] if len(held) == 1 else ", ".join(held[:-1]) + " and " + held[-1]
 
 
 def removal_right(target: Role) -> Right:
