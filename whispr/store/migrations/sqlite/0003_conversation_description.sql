@@ -1,2 +1,0 @@
--- A group's description (the PostgreSQL edition, migration 0007, says more).
-ALTER TABLE conversations ADD COLUMN description TEXT;
