@@ -44,7 +44,7 @@ import pykka
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from actors import rules
+from actors import permissions, rules
 from actors.broker import Broker, Subscription
 from actors.calls import DEFERRED, Call, Deferred
 from actors.errors import Reason, WhisprError
@@ -163,8 +163,8 @@ class _IdleCheck:
 
 
 _IDLE_CHECK = _IdleCheck()
-#: Events from other nodes after which the actor reloads the members.
-_REMOTE_PREFIXES = ("member_",)
+#: Events from other nodes after which the actor reloads the members (and the conversation).
+_REMOTE_PREFIXES = ("member_", "conversation_updated")
 
 
 class ConversationActor(AsyncioActor):
@@ -289,6 +289,11 @@ class ConversationActor(AsyncioActor):
         members = await self.deps.store.list_members(self.conversation_id)
         self.members = {m.user_id: m for m in members}
         self._members_at = read_at
+        # The settings decide rights too (who_can_post, who_can_add): read with the members,
+        # so a change made on another node is seen here within the same bound.
+        conversation = await self.deps.store.get_conversation(self.conversation_id)
+        if conversation is not None:
+            self.conversation = conversation
 
     # -- writes -------------------------------------------------------------------------
 
@@ -373,11 +378,12 @@ class ConversationActor(AsyncioActor):
         """Delete for everyone: the sender, or the owner and admins of a group."""
         self._touch()
         await self._fresh_members()
-        member = rules.require_member(self.members, user_id)
+        rules.require_member(self.members, user_id)
         original = await self._message(seq)
-        moderator = self._conversation().kind == "group" and member.role in ("owner", "admin")
-        if original.sender_id != user_id and not moderator:
-            raise WhisprError(Reason.FORBIDDEN, "only the sender or an admin may delete this")
+        if original.sender_id != user_id:
+            permissions.require(
+                self._conversation(), self.members, user_id, permissions.Right.DELETE_ANY
+            )
         if original.kind == "system":
             raise WhisprError(Reason.INVALID, "system messages cannot be deleted")
         if original.deleted:
@@ -409,11 +415,7 @@ class ConversationActor(AsyncioActor):
         """Pin or unpin: both members of a direct conversation, owner and admins of a group."""
         self._touch()
         await self._fresh_members()
-        conversation = self._conversation()
-        if conversation.kind == "group":
-            rules.require_admin(conversation, self.members, user_id)
-        else:
-            rules.require_member(self.members, user_id)
+        permissions.require(self._conversation(), self.members, user_id, permissions.Right.PIN)
         original = await self._message(seq)
         if original.deleted:
             raise WhisprError(Reason.INVALID, "cannot pin a deleted message")
@@ -436,7 +438,7 @@ class ConversationActor(AsyncioActor):
         if trusted:
             rules.require_group(conversation)
         else:
-            rules.require_admin(conversation, self.members, user_id)
+            permissions.require(conversation, self.members, user_id, permissions.Right.ADD_MEMBERS)
         rules.check_user_ids(new_user_ids)
         fresh = [u for u in dict.fromkeys(new_user_ids) if u and u not in self.members]
         if len(self.members) + len(fresh) > rules.MAX_GROUP_MEMBERS:
@@ -481,14 +483,15 @@ class ConversationActor(AsyncioActor):
         target = self.members.get(target_id)
         if target is None:
             raise WhisprError(Reason.NOT_FOUND, f"{target_id} is not a member")
-        if conversation.kind == "direct":
-            raise WhisprError(Reason.FORBIDDEN, "nobody leaves a direct conversation")
-        if actor_member is not None and target_id != user_id:
-            allowed = actor_member.role == "owner" or (
-                actor_member.role == "admin" and target.role == "member"
+        if actor_member is not None:
+            right = (
+                permissions.Right.LEAVE
+                if target_id == user_id
+                else permissions.removal_right(target.role)
             )
-            if not allowed:
-                raise WhisprError(Reason.FORBIDDEN, "you may not remove this member")
+            permissions.require(conversation, self.members, user_id, right)
+        elif conversation.kind == "direct":
+            raise WhisprError(Reason.FORBIDDEN, "nobody leaves a direct conversation")
         await self.deps.store.remove_member(self.conversation_id, target_id)
         del self.members[target_id]
         self.deps.membership_changed(
@@ -500,14 +503,14 @@ class ConversationActor(AsyncioActor):
                 role=None,
             )
         )
-        if target.role == "owner" and self.members:
-            await self._hand_over_ownership()
         self._publish("member_removed", {"user_id": target_id, "by": user_id})
         event = "member_left" if target_id == user_id else "member_removed"
         await self._append(
             SYSTEM_SENDER,
             _system_draft(event, {"by": user_id, "user_id": target_id}, system_client_id()),
         )
+        if target.role == "owner" and self.members:
+            await self._hand_over_ownership()
 
     async def set_notifications(
         self, user_id: str, *, muted_until: float | None, notifications: str | None
@@ -542,6 +545,30 @@ class ConversationActor(AsyncioActor):
         updated = await self.deps.store.update_member(self.conversation_id, user_id, **changes)
         self.members[user_id] = updated
         return updated
+
+    # -- for the operations run on this actor from beside it (actors/admin.py) -----------
+
+    async def current_members(self) -> dict[str, Member]:
+        """The member list (read again when older than ``members_max_age_s``); the actor is
+        active."""
+        self._touch()
+        return await self._fresh_members()
+
+    def current_conversation(self) -> Conversation:
+        """The conversation as this actor last read or changed it."""
+        return self._conversation()
+
+    def publish(self, event: str, payload: dict[str, Any]) -> None:
+        """Tell every follower of the conversation (this actor's state already changed)."""
+        self._publish(event, payload)
+
+    async def post_event(self, event: str, details: dict[str, Any]) -> Message:
+        """A system message in the conversation's order, awaited until durable."""
+        return await self._append(SYSTEM_SENDER, _system_draft(event, details, system_client_id()))
+
+    async def hand_over_ownership(self) -> None:
+        """The owner is gone: the oldest admin, else the oldest member, owns the group."""
+        await self._hand_over_ownership()
 
     # -- the engine -----------------------------------------------------------------------
 
@@ -757,6 +784,14 @@ class ConversationActor(AsyncioActor):
             )
         )
         self._publish("member_updated", {"member": updated, "by": SYSTEM_SENDER})
+        await self._append(
+            SYSTEM_SENDER,
+            _system_draft(
+                "ownership_transferred",
+                {"by": SYSTEM_SENDER, "user_id": heir.user_id},
+                system_client_id(),
+            ),
+        )
 
     def _remember(self, message: Message) -> None:
         recent = self._recent

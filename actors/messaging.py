@@ -31,7 +31,7 @@ from typing import Any, Concatenate, ParamSpec, TypeAlias, TypeVar, overload
 
 import pykka
 
-from actors import rules
+from actors import admin, rules
 from actors.calls import Call, Deferred
 from actors.conversation import ConversationActor, ConversationDeps, Draft
 from actors.errors import Reason, WhisprError
@@ -332,6 +332,61 @@ class Messaging:
         settings = MemberSettings.of(member)
         self._tell_users([user_id], "member_settings_updated", {"settings": settings})
         return settings
+
+    # -- group administration, run on the conversation's actor (actors/admin.py) --------
+
+    async def leave(self, user_id: str, conversation_id: str) -> None:
+        """Leave a group; the owner's leaving hands the ownership over."""
+        await self.remove_member(user_id, conversation_id, user_id)
+
+    async def update_conversation(
+        self,
+        user_id: str,
+        conversation_id: str,
+        changes: admin.ConversationChanges,
+        *,
+        trusted: bool = False,
+    ) -> Conversation:
+        """Change a group's title, avatar, description or settings."""
+        return await self._ask(
+            conversation_id, admin.update_conversation, user_id, changes, trusted=trusted
+        )
+
+    async def set_role(
+        self,
+        user_id: str,
+        conversation_id: str,
+        target_id: str,
+        role: str,
+        *,
+        trusted: bool = False,
+    ) -> Member:
+        """Give a member a role (``owner``: transfer the ownership to them)."""
+        return await self._ask(
+            conversation_id, admin.set_role, user_id, target_id, role, trusted=trusted
+        )
+
+    async def transfer_ownership(
+        self, user_id: str, conversation_id: str, target_id: str, *, trusted: bool = False
+    ) -> tuple[Member, Member | None]:
+        """Make another member the owner; the former owner stays as an admin."""
+        return await self._ask(
+            conversation_id, admin.transfer_ownership, user_id, target_id, trusted=trusted
+        )
+
+    async def list_members(
+        self,
+        user_id: str,
+        conversation_id: str,
+        *,
+        after: str | None = None,
+        limit: int = MAX_PAGE,
+        trusted: bool = False,
+    ) -> admin.MembersPage:
+        """A page of a conversation's members with their roles, oldest first."""
+        return await self._ask(
+            conversation_id, admin.list_members, user_id, after, limit, trusted=trusted
+        )
 
     # -- reads and cursors, straight to the store -------------------------------------
 

@@ -36,6 +36,8 @@ class Conversation(msgspec.Struct, frozen=True, kw_only=True):
     kind: ConversationKind
     title: str | None = None
     avatar: str | None = None
+    #: A group's description (update_conversation); None when unset.
+    description: str | None = None
     created_by: str
     created_at: float
     last_seq: int = 0

@@ -78,6 +78,7 @@ class Store(Protocol):
         title: str | None = UNCHANGED,
         avatar: str | None = UNCHANGED,
         settings: dict[str, Any] = UNCHANGED,
+        description: str | None = UNCHANGED,
     ) -> Conversation: ...
 
     async def list_members(self, conversation_id: str) -> list[Member]: ...

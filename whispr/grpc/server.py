@@ -30,7 +30,9 @@ from supervisors import AsyncioActor
 from whispr.accounts import AccountStore
 from whispr.audit import AuditLog
 from whispr.config import Settings
+from whispr.grpc.admin_service import ConversationAdminServicer
 from whispr.grpc.auth import CallerAuth, parse_tokens
+from whispr.grpc.gen.whispr.admin.v1 import admin_pb2, admin_pb2_grpc
 from whispr.grpc.gen.whispr.members.v1 import members_pb2_grpc
 from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2 as pb
 from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2_grpc as pb_grpc
@@ -49,6 +51,7 @@ __all__ = ["MESSAGING_SERVICE", "GrpcServer", "GrpcService"]
 log = structlog.get_logger("whispr.grpc")
 
 MESSAGING_SERVICE = pb.DESCRIPTOR.services_by_name["MessagingService"].full_name
+ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["ConversationAdmin"].full_name
 
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -84,6 +87,9 @@ class GrpcServer:
         self.member_state = MemberStateServicer(
             messaging, self.auth, self.servicer.metrics, audit=audit
         )
+        self.admin = ConversationAdminServicer(
+            messaging, self.auth, self.servicer.metrics, audit=audit
+        )
         self.health = health.aio.HealthServicer()
         self.port = 0
         self._server: grpc.aio.Server | None = None
@@ -96,10 +102,12 @@ class GrpcServer:
         )
         pb_grpc.add_MessagingServiceServicer_to_server(self.servicer, server)  # type: ignore[no-untyped-call]
         members_pb2_grpc.add_MemberStateServicer_to_server(self.member_state, server)  # type: ignore[no-untyped-call]
+        admin_pb2_grpc.add_ConversationAdminServicer_to_server(self.admin, server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         services = [
             MESSAGING_SERVICE,
             MEMBER_STATE_SERVICE,
+            ADMIN_SERVICE,
             health.SERVICE_NAME,
             reflection.SERVICE_NAME,
         ]
@@ -121,6 +129,7 @@ class GrpcServer:
         await self.health.set("", _SERVING)
         await self.health.set(MESSAGING_SERVICE, _SERVING)
         await self.health.set(MEMBER_STATE_SERVICE, _SERVING)
+        await self.health.set(ADMIN_SERVICE, _SERVING)
         if self.server_api is not None:
             await self.health.set(SERVER_API, _SERVING)
 

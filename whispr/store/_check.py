@@ -142,10 +142,10 @@ def members(items: Sequence[Member]) -> None:
         cursor(m.read_seq, "read_seq")
 
 
-def conversation_fields(title: Any, avatar: Any, settings: Any) -> None:
-    """The settable fields of a conversation; pass ``None`` for a title or avatar
-    cleared or left alone, and ``{}`` for settings left alone."""
-    for value, field in ((title, "title"), (avatar, "avatar")):
+def conversation_fields(title: Any, avatar: Any, settings: Any, description: Any = None) -> None:
+    """The settable fields of a conversation; pass ``None`` for a title, avatar or
+    description cleared or left alone, and ``{}`` for settings left alone."""
+    for value, field in ((title, "title"), (avatar, "avatar"), (description, "description")):
         if value is not None:
             if not isinstance(value, str):
                 raise WhisprError(Reason.INVALID, f"{field} must be a string or null", field=field)

@@ -43,6 +43,7 @@ def conversation(row: Mapping[str, Any]) -> Conversation:
         kind=row["kind"],
         title=row["title"],
         avatar=row["avatar"],
+        description=row["description"],
         created_by=row["created_by"],
         created_at=row["created_at"],
         last_seq=row["last_seq"],

@@ -149,6 +149,7 @@ class BreakerStore:
         title: str | None = UNCHANGED,
         avatar: str | None = UNCHANGED,
         settings: dict[str, Any] = UNCHANGED,
+        description: str | None = UNCHANGED,
     ) -> Conversation:
         return await self._call(
             self.store.update_conversation,
@@ -156,6 +157,7 @@ class BreakerStore:
             title=title,
             avatar=avatar,
             settings=settings,
+            description=description,
         )
 
     async def list_members(self, conversation_id: str) -> list[Member]:

@@ -65,7 +65,8 @@ _MESSAGE_COLUMNS = (
 )
 
 _CONVERSATION_COLUMNS = (
-    "id, kind, title, avatar, created_by, created_at, last_seq, last_message_at, settings::text"
+    "id, kind, title, avatar, created_by, created_at, last_seq, last_message_at, settings::text, "
+    "description"
 )
 
 
@@ -483,6 +484,7 @@ class PostgresStore:
         title: str | None = UNCHANGED,
         avatar: str | None = UNCHANGED,
         settings: dict[str, Any] = UNCHANGED,
+        description: str | None = UNCHANGED,
     ) -> Conversation:
         """One statement that sets only the fields named.
 
@@ -494,12 +496,14 @@ class PostgresStore:
             None if title is UNCHANGED else title,
             None if avatar is UNCHANGED else avatar,
             {} if settings is UNCHANGED else settings,
+            None if description is UNCHANGED else description,
         )
         row = await self._fetchrow(
             "UPDATE conversations SET "
             "title = CASE WHEN $2 THEN $3 ELSE title END, "
             "avatar = CASE WHEN $4 THEN $5 ELSE avatar END, "
-            "settings = CASE WHEN $6 THEN $7::jsonb ELSE settings END "
+            "settings = CASE WHEN $6 THEN $7::jsonb ELSE settings END, "
+            "description = CASE WHEN $8 THEN $9 ELSE description END "
             f"WHERE id = $1 RETURNING {_CONVERSATION_COLUMNS}",
             conversation_id,
             title is not UNCHANGED,
@@ -508,6 +512,8 @@ class PostgresStore:
             None if avatar is UNCHANGED else avatar,
             settings is not UNCHANGED,
             None if settings is UNCHANGED else _rows.dumps(settings),
+            description is not UNCHANGED,
+            None if description is UNCHANGED else description,
         )
         if row is None:
             raise WhisprError(Reason.NOT_FOUND, f"no conversation {conversation_id}")

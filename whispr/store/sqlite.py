@@ -278,19 +278,23 @@ class SqliteStore:
         title: str | None = UNCHANGED,
         avatar: str | None = UNCHANGED,
         settings: dict[str, Any] = UNCHANGED,
+        description: str | None = UNCHANGED,
     ) -> Conversation:
         _check.conversation_fields(
             None if title is UNCHANGED else title,
             None if avatar is UNCHANGED else avatar,
             {} if settings is UNCHANGED else settings,
+            None if description is UNCHANGED else description,
         )
         current = await self._require_conversation(conversation_id)
         await self.db.execute(
-            "UPDATE conversations SET title = ?, avatar = ?, settings = ? WHERE id = ?",
+            "UPDATE conversations SET title = ?, avatar = ?, settings = ?, description = ? "
+            "WHERE id = ?",
             (
                 current.title if title is UNCHANGED else title,
                 current.avatar if avatar is UNCHANGED else avatar,
                 _rows.dumps(current.settings if settings is UNCHANGED else settings),
+                current.description if description is UNCHANGED else description,
                 conversation_id,
             ),
         )

@@ -140,6 +140,9 @@ class ConversationChannel(Channel):
         self.typing_indicator = TypingIndicator(
             self._publish_typing, host.ctx.settings.typing_timeout_s
         )
+        #: Set while this channel's own push removes its member (``leave``): the channel is
+        #: then ended after that push's reply (whispr/gateway/channels/admin.py), not at once.
+        self.removal_pending = False
 
     # -- join -----------------------------------------------------------------------------
 
@@ -228,10 +231,17 @@ class ConversationChannel(Channel):
         if event.name == "member_removed" and event.user_id == host.user_id:
             # Removed from the conversation: the channel ends for good (no rejoin).
             host.send(broadcast_frame(self.topic, event))
-            host.send(host.proto.close_channel(self.topic, join_ref=self.join_ref))
-            host.end_channel(self)
+            if not self.removal_pending:
+                self.close_for_good()
             return
         super().handle_out(event)
+
+    def close_for_good(self) -> None:
+        """``phx_close`` and the end of this channel (no rejoin follows); once only."""
+        host = self.host
+        if host.is_current(self):
+            host.send(host.proto.close_channel(self.topic, join_ref=self.join_ref))
+            host.end_channel(self)
 
     # -- end ------------------------------------------------------------------------------
 
