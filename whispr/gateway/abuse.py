@@ -18,7 +18,7 @@ per window, the next one counting the matches left out), then the pattern's resp
 - ``record``: the audit record alone;
 - ``throttle``: every rate-limited event of the user is refused (``rate_limited`` with
   ``retry_after``) on every node for ``WHISPR_ABUSE_THROTTLE_S``, the event that matched
-  included;
+  included (but for ``duplicates``, below);
 - ``report``: the user is reported to the moderation service (``ReportActivity``, once per
   window, like the record); the event goes on;
 - ``disconnect``: the connection is closed with 1008 and the event that matched is not
@@ -26,13 +26,18 @@ per window, the next one counting the matches left out), then the pattern's resp
 
 The checks run where the rate limits do (:meth:`AbuseDetector.observe` after the event's
 limit, before its handler; :meth:`AbuseDetector.refused` when a refusal is sent), so an event
-refused for a pattern writes nothing.
+refused for a pattern writes nothing. ``duplicates`` is the exception: it watches every send,
+so its count runs beside the send rather than before it (awaited, it would be a second Redis
+round trip on every message's path); the send that crosses its threshold is handled, and the
+response applies from then on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol
 
@@ -126,6 +131,8 @@ class AbuseDetector:
         }
         #: (user, pattern) -> when it was last recorded, and the matches left out since.
         self._recorded: dict[tuple[str, Pattern], tuple[float, int]] = {}
+        #: The ``duplicates`` counts under way (run beside the sends they count).
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- the checks -------------------------------------------------------------------------
 
@@ -143,27 +150,43 @@ class AbuseDetector:
             return
         watch = self.watches[pattern]
         if pattern == "duplicates":
-            # Every send takes this step, content or not, so pipelined sends keep their order.
             content = getattr(payload, "content", None)
-            key = ""
             if isinstance(content, str) and content:
                 key = f"abuse-dup:{suspect.user_id}:{_digest(content)}"
-            seen = await self.limiter.distinct(key, target, self.window_s)
-            if seen <= watch.threshold:
-                return
-            details: dict[str, Any] = {"conversations": seen, "conversation_id": target}
-        else:
-            outcome = await self.limiter.hit(
-                suspect.user_id,
-                f"abuse-{pattern}",
-                watch.threshold,
-                self.window_s,
-                honour_throttle=False,
-            )
-            if outcome.counted:
-                return
-            details = {"event": event, "target": target}
+                self._beside(self._count_duplicate(suspect, watch, key, target))
+            return
+        outcome = await self.limiter.hit(
+            suspect.user_id,
+            f"abuse-{pattern}",
+            watch.threshold,
+            self.window_s,
+            honour_throttle=False,
+        )
+        if outcome.counted:
+            return
+        details = {"event": event, "target": target}
         await self._matched(suspect, watch, details, pending=True)
+
+    async def _count_duplicate(self, suspect: Suspect, watch: Watch, key: str, target: str) -> None:
+        """Count one send's content towards ``duplicates``, beside the send (not before it:
+        awaited, the count was a second Redis round trip on every send's path, and the send
+        path's P95 at the benchmark's load went from about 40 ms to 150-400 ms). So the send
+        that crosses the threshold is handled; the response applies from then on."""
+        seen = await self.limiter.distinct(key, target, self.window_s)
+        if seen > watch.threshold:
+            details = {"conversations": seen, "conversation_id": target}
+            await self._matched(suspect, watch, details, pending=False)
+
+    def _beside(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` as a task of its own, held until done; a failure is logged."""
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("suspicious-activity check failed", error=str(task.exception()))
 
     async def refused(self, suspect: Suspect, error: WhisprError, event: str) -> None:
         """Count a refusal just sent to ``suspect`` (those for limits and rights only)."""

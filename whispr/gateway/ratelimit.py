@@ -316,8 +316,7 @@ class RateLimiter:
         """Add ``member`` to the set ``key`` (kept ``window_s`` seconds from its first member)
         and return how many distinct members it holds (at most :data:`MAX_DISTINCT`).
 
-        An empty ``key`` adds nothing and answers 0, in turn with the others: callers that
-        must stay in order (a connection's pipelined sends) all take this step."""
+        An empty ``key`` adds nothing and answers 0."""
         try:
             return await self._counters.distinct(key, member, window_s)
         except Exception as exc:
