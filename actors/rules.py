@@ -47,6 +47,7 @@ __all__ = [
     "check_client_id",
     "check_content",
     "check_emoji",
+    "check_json_text",
     "check_metadata",
     "check_text",
     "check_title",
@@ -126,6 +127,23 @@ def check_text(value: str, field: str) -> None:
             f"{field} must be valid text, without NUL characters or lone surrogates",
             field=field,
         )
+
+
+def check_json_text(value: object, field: str) -> None:
+    """:func:`check_text` on every string of a JSON value (keys included), at any depth.
+
+    For a payload refused before its own checks ran (a decoder that cannot match a lone
+    surrogate against a field's allowed values): the refusal still names the field.
+    """
+    if isinstance(value, str):
+        check_text(value, field)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_json_text(key, field)
+            check_json_text(item, field)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            check_json_text(item, field)
 
 
 def _encodable(value: str) -> bool:
