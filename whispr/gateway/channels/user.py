@@ -119,10 +119,14 @@ class UserChannel(Channel):
         messaging, user_id = self.host.ctx.messaging, self.host.user_id
         if p.kind == "direct":
             if not p.with_user:
-                raise WhisprError(Reason.INVALID, "a direct conversation needs with_user")
-            conversation = await messaging.direct(user_id, p.with_user)
+                raise WhisprError(
+                    Reason.INVALID, "a direct conversation needs with_user", field="with_user"
+                )
+            conversation = await messaging.direct(user_id, p.with_user, field="with_user")
         else:
-            conversation = await messaging.create_group(user_id, p.title, p.members)
+            conversation = await messaging.create_group(
+                user_id, p.title, p.members, field="members"
+            )
         return {"conversation": msgspec.to_builtins(conversation)}
 
     @_events.on("list_conversations", ListConversations)
