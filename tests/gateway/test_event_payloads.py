@@ -50,7 +50,7 @@ from whispr.gateway.channels.conversation import ConversationJoin
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 #: Payloads drawn per event; each goes to both nodes.
-EXAMPLES = 40
+EXAMPLES = 60
 #: A frame a node accepts is at most 64 KiB (``max_frame_bytes``); larger payloads are not
 #: drawn (their refusal is the frame limit's, tested in test_edges.py).
 MAX_FRAME = 60_000
@@ -82,6 +82,7 @@ ENORMOUS = st.builds(
 )
 TEXT = st.one_of(
     st.sampled_from(["", " ", "a\x00b", "\ud800", "x\udfffy", "\ufffe\uffff", "👍"]),
+    st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=24),
     st.text(st.one_of(st.characters(), st.sampled_from(ODD_CHARACTERS)), max_size=24),
     ENORMOUS,
 )
@@ -99,7 +100,7 @@ def values_for(kind: mi.Type) -> st.SearchStrategy[Any]:
         st.none(), st.booleans(), FLOATS, st.just("1"), st.just([])
     )
     if isinstance(kind, mi.IntType):
-        return st.one_of(INTS, INTS, FLOATS, st.booleans())
+        return st.one_of(INTS, FLOATS, st.booleans(), st.integers(0, 9), st.integers(0, MAX_SEQ))
     if isinstance(kind, mi.FloatType):
         return st.one_of(FLOATS, INTS, st.booleans())
     if isinstance(kind, mi.StrType):
@@ -117,7 +118,7 @@ def values_for(kind: mi.Type) -> st.SearchStrategy[Any]:
     if isinstance(kind, mi.DictType):
         return st.one_of(st.dictionaries(TEXT, JSON_VALUES, max_size=4), other)
     if isinstance(kind, mi.StructType):
-        return st.one_of(payloads(kind.cls, {}), other)
+        return st.one_of(payloads(kind.cls, NESTED.get(kind.cls.__name__, {})), other)
     return JSON_VALUES
 
 
@@ -136,25 +137,25 @@ BASELINES: dict[str, dict[str, Any]] = {
     "list_conversations": {},
     "phx_join": {"last_seq": 0},
 }
-ATTACHMENT = {"id": "a1", "mime_type": "image/png", "size": 10, "name": "a.png"}
+#: A valid value of each struct nested in a payload, by the struct's name.
+NESTED = {"Attachment": {"id": "a1", "mime_type": "image/png", "size": 10, "name": "a.png"}}
 PLAIN: dict[type[mi.Type], Any] = {mi.IntType: 1, mi.StrType: "x", mi.BoolType: True}
 
 
 def payloads(struct: type[msgspec.Struct], baseline: Mapping[str, Any]) -> st.SearchStrategy[Any]:
-    """Payloads for ``struct``: each field kept as in ``baseline``, left out, or drawn."""
-    fields = {}
+    """Payloads for ``struct``: its fields as in ``baseline`` (or, if optional, left out), each
+    one drawn some of the time; an example holds from no drawn value to all of them."""
+    required: dict[str, st.SearchStrategy[Any]] = {}
+    optional: dict[str, st.SearchStrategy[Any]] = {}
     for info in mi.type_info(struct).fields:  # type: ignore[attr-defined]
-        if info.name in baseline:
-            base = baseline[info.name]
-        elif isinstance(info.type, mi.VarTupleType) and isinstance(
-            info.type.item_type, mi.StructType
-        ):
-            base = [ATTACHMENT]
+        name, drawn = info.encode_name, values_for(info.type)
+        if name in baseline:
+            required[name] = st.one_of(st.just(baseline[name]), drawn)
+        elif info.required:
+            required[name] = st.one_of(st.just(PLAIN.get(type(info.type))), drawn)
         else:
-            base = PLAIN.get(type(info.type))
-        choices = [st.just(base), values_for(info.type), values_for(info.type)]
-        fields[info.encode_name] = st.one_of(*choices)
-    return st.fixed_dictionaries({}, optional=fields)
+            optional[name] = drawn
+    return st.fixed_dictionaries(required, optional=optional)
 
 
 # -- what the answer must be ----------------------------------------------------------------
