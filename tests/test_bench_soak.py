@@ -96,4 +96,5 @@ async def test_a_node_that_does_not_answer_metrics_leaves_a_gap_not_a_failed_run
     values = await sampler.sample()
     assert values["connections"] is None
     assert values["conversation_actors"] is None
-    assert values["rss_bytes"] is not None and values["rss_bytes"] > 0
+    assert values["rss_bytes"] is not None
+    assert values["rss_bytes"] > 0
