@@ -1,7 +1,12 @@
 # A Whispr node: `docker build -t whispr:latest .` then
-# `docker run -p 4000:4000 -p 50051:50051 whispr:latest` (embedded SQLite store,
-# in-process broker), or set WHISPR_DATABASE_URL and WHISPR_REDIS_URL for a
-# cluster (see k8s/ and docs/operations.md).
+# `docker run -p 4000:4000 -p 50051:50051 -e WHISPR_JWT_SECRET=... whispr:latest`
+# (embedded SQLite store, in-process broker), or set WHISPR_DATABASE_URL and
+# WHISPR_REDIS_URL for a cluster (see k8s/ and docs/operations.md).
+#
+# The image listens on 0.0.0.0, so a node started from it without WHISPR_JWT_SECRET
+# (or WHISPR_JWT_PUBLIC_KEY / WHISPR_JWT_JWKS_URL) refuses to start rather than accept
+# tokens signed with the public development secret; WHISPR_ALLOW_DEV_SECRET=1 overrides
+# that, for a throwaway demo only.
 
 # --- build: install the package and its locked dependencies into /opt/venv --
 FROM python:3.11-slim AS build
@@ -26,7 +31,8 @@ RUN uv sync --frozen --no-editable
 
 # --- runtime: the virtualenv, a non-root user, nothing else ------------------
 FROM python:3.11-slim
-# In a container the node must listen on all interfaces, not loopback.
+# In a container the node must listen on all interfaces, not loopback (and so needs a
+# real JWT secret: see above).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

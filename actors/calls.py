@@ -9,6 +9,10 @@ checks the arguments against the function and gives the caller the type of
 the answer. Like a ``ProxyCall`` ask, it needs no proxy (an introspection of
 the whole actor, and memory held per actor).
 
+A call made under a sampled span carries that span's context (``trace``), so
+that the actor's spans for it join the caller's trace: the actor runs the call
+in its own context, where the caller's is not current (see ``actors/tracing.py``).
+
 A handler that answers later (``AsyncioActor.defer_reply``: a send is
 answered once it is committed) returns :data:`DEFERRED`, typed
 ``Deferred[T]`` with ``T`` the answer to come, so that the caller's type is
@@ -21,6 +25,7 @@ from collections.abc import Callable
 from typing import Any, Final, Generic, TypeVar, final
 
 import msgspec
+from opentelemetry.context import Context
 
 __all__ = ["DEFERRED", "Call", "Deferred"]
 
@@ -37,6 +42,8 @@ class Call(msgspec.Struct, frozen=True):
     fn: Callable[..., Any]
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
+    #: The caller's trace context when its span is sampled, else None.
+    trace: Context | None = None
 
 
 @final

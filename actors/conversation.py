@@ -17,6 +17,12 @@ Sends are pipelined: the actor answers each one after its commit but takes
 the next ones meanwhile, and the store gives the seqs at commit time (see
 "the engine" below and docs/storage.md).
 
+A send asked under a sampled span (its :class:`~actors.calls.Call` carries the
+context) is traced here: a ``conversation send`` span from the send's arrival
+to its answer, a ``group commit`` span for its wait in the batch and the write,
+and a ``publish`` span whose ``traceparent`` travels in the broker event, so the
+delivery on every other node joins the same trace. Unsampled sends make none.
+
 Several nodes may briefly run an actor for the same conversation (routing
 changes as nodes come and go). Correctness does not depend on there being
 one: the store numbers each batch's sends after the last committed seq under
@@ -35,23 +41,29 @@ from typing import Any
 
 import msgspec
 import pykka
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from actors import rules
+from actors import permissions, rules
 from actors.broker import Broker, Subscription
 from actors.calls import DEFERRED, Call, Deferred
 from actors.errors import Reason, WhisprError
 from actors.events import conversation_topic, decode_event, encode_event
 from actors.ids import new_id, system_client_id
+from actors.member_settings import SettingsChange
+from actors.mentions import mention_metadata
 from actors.model import (
     Attachment,
     Conversation,
     InsertResult,
     Member,
+    MembershipChange,
     Message,
     MessageKind,
     Unsequenced,
 )
 from actors.ports import Store
+from actors.tracing import TRACER, span_context, traceparent
 from supervisors import AsyncioActor
 from supervisors.batching import Batcher
 from supervisors.future import AsyncioFuture
@@ -82,6 +94,14 @@ class ConversationDeps:
     #: Told of every new message once it is durable, with the conversation and its
     #: members at that moment (push notifications); must not block or raise.
     on_new_message: Callable[[Conversation, Mapping[str, Member], Message], None] | None = None
+    #: Told of every membership change once it is durable (the audit log); must not block
+    #: or raise.
+    on_membership_change: Callable[[MembershipChange], None] | None = None
+
+    def membership_changed(self, change: MembershipChange) -> None:
+        """Tell :attr:`on_membership_change` of ``change``, if anyone listens."""
+        if self.on_membership_change is not None:
+            self.on_membership_change(change)
 
 
 class Draft(msgspec.Struct, frozen=True, kw_only=True):
@@ -109,16 +129,33 @@ class _Remote:
 
 
 class _Pending:
-    """A send on its way to the store, and everyone waiting for it."""
+    """A send on its way to the store, everyone waiting for it, and its spans if sampled."""
 
-    __slots__ = ("key", "message", "replies")
+    __slots__ = ("commit_span", "key", "message", "replies", "span")
 
     def __init__(
-        self, key: tuple[str, str], message: Unsequenced, reply: pykka.Future[Any] | None
+        self,
+        key: tuple[str, str],
+        message: Unsequenced,
+        reply: pykka.Future[Any] | None,
+        span: Span | None = None,
     ) -> None:
         self.key = key
         self.message = message
         self.replies = [reply]
+        #: ``conversation send``, for a send whose call was sampled.
+        self.span = span
+        #: ``group commit``, while its chunk is in the store's hands.
+        self.commit_span: Span | None = None
+
+    def traced_end(self, error: BaseException | None = None) -> None:
+        """End its spans, if it has any (``error``: the send was not written)."""
+        for span in (self.commit_span, self.span):
+            if span is not None:
+                if error is not None:
+                    span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+                span.end()
+        self.commit_span = self.span = None
 
 
 class _IdleCheck:
@@ -126,8 +163,8 @@ class _IdleCheck:
 
 
 _IDLE_CHECK = _IdleCheck()
-#: Events from other nodes after which the actor reloads the members.
-_REMOTE_PREFIXES = ("member_",)
+#: Events from other nodes after which the actor reloads the members (and the conversation).
+_REMOTE_PREFIXES = ("member_", "conversation_updated")
 
 
 class ConversationActor(AsyncioActor):
@@ -164,6 +201,8 @@ class ConversationActor(AsyncioActor):
         self._committing: list[_Pending] | None = None
         #: Set while this actor publishes (its broker handler is called for its own events).
         self._publishing = False
+        #: The trace context of the call being handled, when it was sampled.
+        self._call_trace: Context | None = None
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -199,7 +238,13 @@ class ConversationActor(AsyncioActor):
 
     def on_receive(self, message: Any) -> Any:
         if type(message) is Call:  # first: nearly every message is one
-            return message.fn(self, *message.args, **message.kwargs)
+            if message.trace is None:
+                return message.fn(self, *message.args, **message.kwargs)
+            self._call_trace = message.trace
+            try:
+                return message.fn(self, *message.args, **message.kwargs)
+            finally:
+                self._call_trace = None
         if message is _IDLE_CHECK:
             return self._idle_check()
         if isinstance(message, _Remote):
@@ -244,6 +289,11 @@ class ConversationActor(AsyncioActor):
         members = await self.deps.store.list_members(self.conversation_id)
         self.members = {m.user_id: m for m in members}
         self._members_at = read_at
+        # The settings decide rights too (who_can_post, who_can_add): read with the members,
+        # so a change made on another node is seen here within the same bound.
+        conversation = await self.deps.store.get_conversation(self.conversation_id)
+        if conversation is not None:
+            self.conversation = conversation
 
     # -- writes -------------------------------------------------------------------------
 
@@ -263,6 +313,9 @@ class ConversationActor(AsyncioActor):
         rules.check_client_id(draft.client_id)
         rules.check_content(draft.content, self.deps.max_content_bytes)
         rules.check_attachments(draft.kind, draft.content, draft.attachments)
+        metadata = mention_metadata(draft.content, draft.metadata, self.members, sender_id)
+        if metadata is not None:  # actors/mentions.py
+            draft = msgspec.structs.replace(draft, metadata=metadata)
         rules.check_metadata(draft.metadata)
         if draft.reply_to is not None and not 1 <= draft.reply_to <= self.last_seq:
             raise WhisprError(
@@ -325,11 +378,12 @@ class ConversationActor(AsyncioActor):
         """Delete for everyone: the sender, or the owner and admins of a group."""
         self._touch()
         await self._fresh_members()
-        member = rules.require_member(self.members, user_id)
+        rules.require_member(self.members, user_id)
         original = await self._message(seq)
-        moderator = self._conversation().kind == "group" and member.role in ("owner", "admin")
-        if original.sender_id != user_id and not moderator:
-            raise WhisprError(Reason.FORBIDDEN, "only the sender or an admin may delete this")
+        if original.sender_id != user_id:
+            permissions.require(
+                self._conversation(), self.members, user_id, permissions.Right.DELETE_ANY
+            )
         if original.kind == "system":
             raise WhisprError(Reason.INVALID, "system messages cannot be deleted")
         if original.deleted:
@@ -361,11 +415,7 @@ class ConversationActor(AsyncioActor):
         """Pin or unpin: both members of a direct conversation, owner and admins of a group."""
         self._touch()
         await self._fresh_members()
-        conversation = self._conversation()
-        if conversation.kind == "group":
-            rules.require_admin(conversation, self.members, user_id)
-        else:
-            rules.require_member(self.members, user_id)
+        permissions.require(self._conversation(), self.members, user_id, permissions.Right.PIN)
         original = await self._message(seq)
         if original.deleted:
             raise WhisprError(Reason.INVALID, "cannot pin a deleted message")
@@ -388,7 +438,7 @@ class ConversationActor(AsyncioActor):
         if trusted:
             rules.require_group(conversation)
         else:
-            rules.require_admin(conversation, self.members, user_id)
+            permissions.require(conversation, self.members, user_id, permissions.Right.ADD_MEMBERS)
         rules.check_user_ids(new_user_ids)
         fresh = [u for u in dict.fromkeys(new_user_ids) if u and u not in self.members]
         if len(self.members) + len(fresh) > rules.MAX_GROUP_MEMBERS:
@@ -405,6 +455,15 @@ class ConversationActor(AsyncioActor):
         await self.deps.store.add_members(added)
         for member in added:
             self.members[member.user_id] = member
+            self.deps.membership_changed(
+                MembershipChange(
+                    conversation_id=self.conversation_id,
+                    user_id=member.user_id,
+                    change="added",
+                    by=user_id,
+                    role=member.role,
+                )
+            )
         self._publish("member_added", {"members": added, "by": user_id})
         await self._append(
             SYSTEM_SENDER,
@@ -424,24 +483,34 @@ class ConversationActor(AsyncioActor):
         target = self.members.get(target_id)
         if target is None:
             raise WhisprError(Reason.NOT_FOUND, f"{target_id} is not a member")
-        if conversation.kind == "direct":
-            raise WhisprError(Reason.FORBIDDEN, "nobody leaves a direct conversation")
-        if actor_member is not None and target_id != user_id:
-            allowed = actor_member.role == "owner" or (
-                actor_member.role == "admin" and target.role == "member"
+        if actor_member is not None:
+            right = (
+                permissions.Right.LEAVE
+                if target_id == user_id
+                else permissions.removal_right(target.role)
             )
-            if not allowed:
-                raise WhisprError(Reason.FORBIDDEN, "you may not remove this member")
+            permissions.require(conversation, self.members, user_id, right)
+        elif conversation.kind == "direct":
+            raise WhisprError(Reason.FORBIDDEN, "nobody leaves a direct conversation")
         await self.deps.store.remove_member(self.conversation_id, target_id)
         del self.members[target_id]
-        if target.role == "owner" and self.members:
-            await self._hand_over_ownership()
+        self.deps.membership_changed(
+            MembershipChange(
+                conversation_id=self.conversation_id,
+                user_id=target_id,
+                change="left" if target_id == user_id else "removed",
+                by=user_id,
+                role=None,
+            )
+        )
         self._publish("member_removed", {"user_id": target_id, "by": user_id})
         event = "member_left" if target_id == user_id else "member_removed"
         await self._append(
             SYSTEM_SENDER,
             _system_draft(event, {"by": user_id, "user_id": target_id}, system_client_id()),
         )
+        if target.role == "owner" and self.members:
+            await self._hand_over_ownership()
 
     async def set_notifications(
         self, user_id: str, *, muted_until: float | None, notifications: str | None
@@ -462,6 +531,44 @@ class ConversationActor(AsyncioActor):
         updated = await self.deps.store.update_member(self.conversation_id, user_id, **changes)
         self.members[user_id] = updated
         return updated
+
+    async def update_member_settings(self, user_id: str, change: SettingsChange) -> Member:
+        """A member's own settings (``actors/member_settings.py``): any member, their own only.
+
+        The actor's member list takes the new record at once, so the next push decision here
+        honours it; another node's actor reads it within ``members_max_age_s``.
+        """
+        self._touch()
+        await self._fresh_members()
+        rules.require_member(self.members, user_id)
+        changes = change.store_changes()
+        updated = await self.deps.store.update_member(self.conversation_id, user_id, **changes)
+        self.members[user_id] = updated
+        return updated
+
+    # -- for the operations run on this actor from beside it (actors/admin.py) -----------
+
+    async def current_members(self) -> dict[str, Member]:
+        """The member list (read again when older than ``members_max_age_s``); the actor is
+        active."""
+        self._touch()
+        return await self._fresh_members()
+
+    def current_conversation(self) -> Conversation:
+        """The conversation as this actor last read or changed it."""
+        return self._conversation()
+
+    def publish(self, event: str, payload: dict[str, Any]) -> None:
+        """Tell every follower of the conversation (this actor's state already changed)."""
+        self._publish(event, payload)
+
+    async def post_event(self, event: str, details: dict[str, Any]) -> Message:
+        """A system message in the conversation's order, awaited until durable."""
+        return await self._append(SYSTEM_SENDER, _system_draft(event, details, system_client_id()))
+
+    async def hand_over_ownership(self) -> None:
+        """The owner is gone: the oldest admin, else the oldest member, owns the group."""
+        await self._hand_over_ownership()
 
     # -- the engine -----------------------------------------------------------------------
 
@@ -503,12 +610,26 @@ class ConversationActor(AsyncioActor):
             metadata=draft.metadata,
             trusted_sender=trusted,
         )
-        entry = _Pending(key, message, reply)
+        entry = _Pending(key, message, reply, self._send_span(message))
         self._pending[key] = entry
         self._queued.append(entry)
         # The chunk goes when the actor has handled what is in its mailbox
         # (``on_drained``): the sends taken in one drain (senders answered
         # together send again together) share a chunk.
+
+    def _send_span(self, message: Unsequenced) -> Span | None:
+        """``conversation send`` for a send asked under a sampled span, else None."""
+        parent = self._call_trace
+        if parent is None:
+            return None
+        return TRACER.start_span(
+            "conversation send",
+            context=parent,
+            attributes={
+                "whispr.conversation_id": self.conversation_id,
+                "whispr.client_id": message.client_id,
+            },
+        )
 
     async def _append(self, sender_id: str, draft: Draft) -> Message:
         """Send a system message from inside a handler and wait for the commit."""
@@ -530,6 +651,13 @@ class ConversationActor(AsyncioActor):
         else:
             chunk, self._queued = queued[:limit], queued[limit:]
         self._committing = chunk
+        for entry in chunk:
+            if entry.span is not None:
+                entry.commit_span = TRACER.start_span(
+                    "group commit",
+                    context=span_context(entry.span),
+                    attributes={"whispr.chunk_size": len(chunk)},
+                )
         try:
             future = self.deps.commit.submit_many([entry.message for entry in chunk])
         except Exception as exc:  # the batcher is closed: the node is stopping
@@ -539,8 +667,10 @@ class ConversationActor(AsyncioActor):
         future.add_done_callback(self._committed)
 
     def _committed(self, future: asyncio.Future[list[InsertResult]]) -> None:
-        if self._exited:
-            return  # every deferred reply was answered (ActorDeadError) at exit
+        if self._exited:  # every deferred reply was answered (ActorDeadError) at exit
+            for entry in self._committing or ():
+                entry.traced_end(pykka.ActorDeadError("the conversation actor exited"))
+            return
         chunk, self._committing = self._committing, None
         assert chunk is not None
         error = asyncio.CancelledError() if future.cancelled() else future.exception()
@@ -557,9 +687,16 @@ class ConversationActor(AsyncioActor):
         # on this node gets both in one write (see ConnectionActor.send).
         pending = self._pending
         inserted: list[Message] = []
+        traced: dict[str, _Pending] = {}
         for entry, result in zip(chunk, results, strict=True):
             del pending[entry.key]
             message = result.message
+            if entry.commit_span is not None:
+                entry.commit_span.set_attribute("whispr.status", result.status)
+                entry.commit_span.end()
+                entry.commit_span = None
+                if result.status == "inserted":
+                    traced[message.id] = entry
             if result.status == "inserted":
                 if message.seq > self.last_seq:
                     self.last_seq = message.seq
@@ -573,14 +710,36 @@ class ConversationActor(AsyncioActor):
                 error = _refusal(result)
                 for reply in entry.replies:
                     self.reply_error(reply, error)
+                entry.traced_end(error)
                 continue
             for reply in entry.replies:
                 self.reply(reply, message)
+            if entry.span is not None and message.id not in traced:
+                entry.traced_end()  # a duplicate: nothing published
         on_new_message = self.deps.on_new_message
         for message in inserted:
-            self._publish("new_message", {"message": message})
+            sampled = traced.get(message.id) if traced else None
+            if sampled is None:
+                self._publish("new_message", {"message": message})
+            else:
+                self._publish_traced(sampled, message)
             if on_new_message is not None:
                 on_new_message(self._conversation(), self.members, message)
+
+    def _publish_traced(self, entry: _Pending, message: Message) -> None:
+        """Publish a sampled message under a ``publish`` span whose context the event carries."""
+        assert entry.span is not None
+        span = TRACER.start_span(
+            f"publish {self.topic}",
+            context=span_context(entry.span),
+            kind=SpanKind.PRODUCER,
+            attributes={"whispr.seq": message.seq},
+        )
+        try:
+            self._publish("new_message", {"message": message}, traceparent(span))
+        finally:
+            span.end()
+            entry.traced_end()
 
     def _fail(self, chunk: list[_Pending], exc: BaseException) -> None:
         # Nothing of a failed batch was written: every caller may retry.
@@ -593,6 +752,7 @@ class ConversationActor(AsyncioActor):
             self._pending.pop(entry.key, None)
             for reply in entry.replies:
                 self.reply_error(reply, error)
+            entry.traced_end(error)
 
     async def _message(self, seq: int) -> Message:
         cached = self._recent.get(seq)
@@ -614,7 +774,24 @@ class ConversationActor(AsyncioActor):
             self.conversation_id, heir.user_id, role="owner"
         )
         self.members[heir.user_id] = updated
+        self.deps.membership_changed(
+            MembershipChange(
+                conversation_id=self.conversation_id,
+                user_id=heir.user_id,
+                change="role_changed",
+                by=SYSTEM_SENDER,
+                role=updated.role,
+            )
+        )
         self._publish("member_updated", {"member": updated, "by": SYSTEM_SENDER})
+        await self._append(
+            SYSTEM_SENDER,
+            _system_draft(
+                "ownership_transferred",
+                {"by": SYSTEM_SENDER, "user_id": heir.user_id},
+                system_client_id(),
+            ),
+        )
 
     def _remember(self, message: Message) -> None:
         recent = self._recent
@@ -629,10 +806,10 @@ class ConversationActor(AsyncioActor):
         if message.seq in self._recent:
             self._recent[message.seq] = message
 
-    def _publish(self, event: str, payload: dict[str, Any]) -> None:
+    def _publish(self, event: str, payload: dict[str, Any], trace: str = "") -> None:
         self._publishing = True
         try:
-            self.deps.broker.publish(self.topic, encode_event(event, payload))
+            self.deps.broker.publish(self.topic, encode_event(event, payload, trace))
         finally:
             self._publishing = False
 

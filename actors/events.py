@@ -1,9 +1,12 @@
 """Events on the broker: what a conversation tells everyone who follows it, and their codec.
 
 An event travels as ``name`` and a JSON payload, joined by a newline:
-``b"new_message\\n{...}"``. Keeping the payload as ready JSON lets the gateway build a
-Phoenix broadcast frame by splicing bytes, encoding each event once however many sockets
-receive it.
+``b"new_message\\n{...}"``; an event made under a sampled span has a third line, its W3C
+``traceparent`` (:mod:`actors.tracing`), so that its delivery on another node joins the
+publisher's trace. The JSON has no raw newline (msgspec escapes them in strings), so the
+lines are unambiguous, and an unsampled event is the two lines alone. Keeping the payload as
+ready JSON lets the gateway build a Phoenix broadcast frame by splicing bytes, encoding each
+event once however many sockets receive it.
 
 This module is the one codec of those bytes. :func:`decode_event` reads an event once into a
 :class:`BrokerEvent`: its name, its payload's JSON untouched, and the few routing facts its
@@ -27,6 +30,7 @@ __all__ = [
     "decode_event",
     "encode_event",
     "payload_of",
+    "trace_of",
     "user_topic",
 ]
 
@@ -49,9 +53,20 @@ def user_topic(user_id: str) -> str:
     return f"user:{user_id}"
 
 
-def encode_event(name: str, payload: Any) -> bytes:
-    """``name`` and the JSON of ``payload`` (msgspec structs, dicts, ...) as one frame."""
-    return name.encode() + b"\n" + _encoder.encode(payload)
+def encode_event(name: str, payload: Any, trace: str = "") -> bytes:
+    """``name`` and the JSON of ``payload`` (msgspec structs, dicts, ...) as one frame.
+
+    ``trace``: the ``traceparent`` of the span that published it, for a sampled message only.
+    """
+    data = name.encode() + b"\n" + _encoder.encode(payload)
+    return data + b"\n" + trace.encode() if trace else data
+
+
+def trace_of(data: bytes) -> str:
+    """The ``traceparent`` an event carries, or "" (cheaper than decoding it: two scans)."""
+    end = data.find(b"\n")
+    end = data.find(b"\n", end + 1) if end >= 0 else -1
+    return "" if end < 0 else data[end + 1 :].decode()
 
 
 class MessageHead(msgspec.Struct, frozen=True, gc=False):
@@ -94,6 +109,8 @@ class BrokerEvent(msgspec.Struct, frozen=True, gc=False):
     user_id: str = ""
     #: Which conversation: ``conversation_added`` / ``conversation_removed``, else empty.
     conversation_id: str = ""
+    #: The publisher's W3C ``traceparent`` when its span was sampled, else empty.
+    trace: str = ""
 
     @property
     def seq(self) -> int | None:
@@ -114,7 +131,8 @@ def decode_event(data: bytes) -> BrokerEvent:
     cached_data, cached = _last
     if cached_data is data and cached is not None:
         return cached
-    raw_name, _, payload = data.partition(b"\n")
+    raw_name, _, rest = data.partition(b"\n")
+    payload, _, trace = rest.partition(b"\n")
     name = raw_name.decode()
     head = _decode_new(payload).message if name == "new_message" else None
     user_id = conversation_id = ""
@@ -124,7 +142,7 @@ def decode_event(data: bytes) -> BrokerEvent:
         conversation_id = about.conversation_id or (
             about.conversation.id if about.conversation is not None else ""
         )
-    event = BrokerEvent(name, payload, head, user_id, conversation_id)
+    event = BrokerEvent(name, payload, head, user_id, conversation_id, trace.decode())
     _last = (data, event)
     return event
 

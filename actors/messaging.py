@@ -31,15 +31,17 @@ from typing import Any, Concatenate, ParamSpec, TypeAlias, TypeVar, overload
 
 import pykka
 
-from actors import rules
+from actors import admin, rules
 from actors.calls import Call, Deferred
 from actors.conversation import ConversationActor, ConversationDeps, Draft
 from actors.errors import Reason, WhisprError
 from actors.events import conversation_topic, encode_event, user_topic
 from actors.ids import new_id
-from actors.model import Conversation, ConversationSummary, Member, Message
+from actors.member_settings import MemberSettings, SettingsChange
+from actors.model import Conversation, ConversationSummary, Member, MembershipChange, Message
 from actors.rules import MAX_PAGE
 from actors.stream import POSITION_CHECK_S, ConversationStream, Deliver, PositionCheck
+from actors.tracing import sampled_context
 from supervisors import ChildSpec, Ref, Registry, Restart, StartChildError
 
 __all__ = ["Messaging"]
@@ -119,6 +121,16 @@ class Messaging:
             for u in others
         ]
         await self.deps.store.create_conversation(conversation, members)
+        for member in members:
+            self.deps.membership_changed(
+                MembershipChange(
+                    conversation_id=conversation.id,
+                    user_id=member.user_id,
+                    change="added",
+                    by=creator_id,
+                    role=member.role,
+                )
+            )
         self._tell_users(
             [m.user_id for m in members], "conversation_added", {"conversation": conversation}
         )
@@ -327,6 +339,72 @@ class Messaging:
             notifications=notifications,
         )
 
+    async def update_member_settings(
+        self, user_id: str, conversation_id: str, change: SettingsChange
+    ) -> MemberSettings:
+        """Set the member's own settings; the user's devices are told (``user:<id>``)."""
+        member = await self._ask(
+            conversation_id, ConversationActor.update_member_settings, user_id, change
+        )
+        settings = MemberSettings.of(member)
+        self._tell_users([user_id], "member_settings_updated", {"settings": settings})
+        return settings
+
+    # -- group administration, run on the conversation's actor (actors/admin.py) --------
+
+    async def leave(self, user_id: str, conversation_id: str) -> None:
+        """Leave a group; the owner's leaving hands the ownership over."""
+        await self.remove_member(user_id, conversation_id, user_id)
+
+    async def update_conversation(
+        self,
+        user_id: str,
+        conversation_id: str,
+        changes: admin.ConversationChanges,
+        *,
+        trusted: bool = False,
+    ) -> Conversation:
+        """Change a group's title, avatar, description or settings."""
+        return await self._ask(
+            conversation_id, admin.update_conversation, user_id, changes, trusted=trusted
+        )
+
+    async def set_role(
+        self,
+        user_id: str,
+        conversation_id: str,
+        target_id: str,
+        role: str,
+        *,
+        trusted: bool = False,
+    ) -> Member:
+        """Give a member a role (``owner``: transfer the ownership to them)."""
+        return await self._ask(
+            conversation_id, admin.set_role, user_id, target_id, role, trusted=trusted
+        )
+
+    async def transfer_ownership(
+        self, user_id: str, conversation_id: str, target_id: str, *, trusted: bool = False
+    ) -> tuple[Member, Member | None]:
+        """Make another member the owner; the former owner stays as an admin."""
+        return await self._ask(
+            conversation_id, admin.transfer_ownership, user_id, target_id, trusted=trusted
+        )
+
+    async def list_members(
+        self,
+        user_id: str,
+        conversation_id: str,
+        *,
+        after: str | None = None,
+        limit: int = MAX_PAGE,
+        trusted: bool = False,
+    ) -> admin.MembersPage:
+        """A page of a conversation's members with their roles, oldest first."""
+        return await self._ask(
+            conversation_id, admin.list_members, user_id, after, limit, trusted=trusted
+        )
+
     # -- reads and cursors, straight to the store -------------------------------------
 
     async def history(
@@ -491,7 +569,7 @@ class Messaging:
         normally (passivated) meanwhile, a fresh one is asked again. A crash of the
         actor while it held the call is ``unavailable`` (see the module docstring).
         """
-        call = Call(handler, args, kwargs)
+        call = Call(handler, args, kwargs, sampled_context())
         key = ("conversation", conversation_id)
         for attempt in (1, 2):
             ref = self.registry.whereis(key)

@@ -18,6 +18,7 @@ __all__ = [
     "DeliveryCursor",
     "InsertResult",
     "Member",
+    "MembershipChange",
     "Message",
     "Unsequenced",
 ]
@@ -35,6 +36,8 @@ class Conversation(msgspec.Struct, frozen=True, kw_only=True):
     kind: ConversationKind
     title: str | None = None
     avatar: str | None = None
+    #: A group's description (update_conversation); None when unset.
+    description: str | None = None
     created_by: str
     created_at: float
     last_seq: int = 0
@@ -52,6 +55,23 @@ class Member(msgspec.Struct, frozen=True, kw_only=True):
     muted_until: float | None = None
     notifications: Notifications = "all"
     read_seq: int = 0
+    #: The member archived the conversation (their own view; clients list it apart).
+    archived: bool = False
+    #: Its place among the member's pinned conversations, lower first; None: not pinned.
+    pin_order: int | None = None
+
+
+class MembershipChange(msgspec.Struct, frozen=True, kw_only=True):
+    """A member added (a group's creation included), removed, leaving, or given a new role,
+    once the store has it: what the node's audit log records."""
+
+    conversation_id: str
+    user_id: str
+    change: Literal["added", "removed", "left", "role_changed"]
+    #: Who made the change: a member, ``service:<name>``, or the system (a handover).
+    by: str
+    #: The member's role after the change (None once removed).
+    role: Role | None
 
 
 class Attachment(msgspec.Struct, frozen=True, kw_only=True):
@@ -115,6 +135,8 @@ class ConversationSummary(msgspec.Struct, frozen=True, kw_only=True):
     role: Role
     last_message: Message | None
     unread_count: int
+    #: The unread messages that mention the user (``metadata.mentions``, actors/mentions.py).
+    mention_count: int = 0
 
 
 class DeliveryCursor(msgspec.Struct, frozen=True, kw_only=True):

@@ -78,6 +78,7 @@ class Store(Protocol):
         title: str | None = UNCHANGED,
         avatar: str | None = UNCHANGED,
         settings: dict[str, Any] = UNCHANGED,
+        description: str | None = UNCHANGED,
     ) -> Conversation: ...
 
     async def list_members(self, conversation_id: str) -> list[Member]: ...
@@ -96,6 +97,8 @@ class Store(Protocol):
         role: str = UNCHANGED,
         muted_until: float | None = UNCHANGED,
         notifications: str = UNCHANGED,
+        archived: bool = UNCHANGED,
+        pin_order: int | None = UNCHANGED,
     ) -> Member: ...
 
     async def list_user_conversations(
@@ -192,6 +195,19 @@ class Store(Protocol):
 
     async def list_pinned(self, conversation_id: str) -> list[Message]: ...
 
+    async def list_thread(
+        self,
+        conversation_id: str,
+        root_seq: int,
+        *,
+        after_seq: int = 0,
+        limit: int = 50,
+        viewer_id: str | None = None,
+    ) -> list[Message]:
+        """The replies to message ``root_seq`` (``reply_to``), ascending, the first ``limit``
+        after ``after_seq``; messages the viewer hid are left out."""
+        ...
+
     # -- cursors -------------------------------------------------------------------------
 
     async def mark_read(self, conversation_id: str, user_id: str, seq: int) -> int:
@@ -213,3 +229,8 @@ class Store(Protocol):
         ...
 
     async def unread_counts(self, user_id: str) -> dict[str, int]: ...
+
+    async def mention_counts(self, user_id: str) -> dict[str, int]:
+        """Per conversation of the user, the unread messages (as ``unread_counts`` counts them)
+        whose ``metadata.mentions`` names the user; conversations without one left out."""
+        ...

@@ -4,18 +4,12 @@ One place for each rule, used by the conversation actor and by the
 messaging API; each refusal is a :class:`WhisprError` with a reason from the
 shared catalogue, so WebSocket and gRPC clients get the same answer.
 
-Roles, from most to least powerful: owner, admin, member.
-
-| action | direct | group |
-| --- | --- | --- |
-| post | both members | members, or only owner/admins when ``who_can_post`` is ``admins`` |
-| edit a message | its sender | its sender |
-| delete a message for everyone | its sender | its sender, owner, admins |
-| react, mark read/delivered, read history | members | members |
-| pin / unpin | both members | owner, admins |
-| add members | nobody | owner, admins |
-| remove a member | nobody | owner (anyone), admins (plain members) |
-| leave | nobody | anyone |
+Who may do what by role (owner, admin, member) is one table, :mod:`actors.permissions`
+(posting, pinning, deleting others' messages, every membership and group change); the rules
+here that need a role ask it. Besides it: a message is edited by its sender only, deleted for
+everyone by its sender or a holder of ``delete_any``; any member reacts, marks read or
+delivered and reads the history. Any member sets their own settings and reads receipts,
+pins and threads.
 
 Who gets a push notification for a new message (:func:`push_recipients`): every member but
 the sender, unless the member muted the conversation (until a time not yet reached) or turned
@@ -32,6 +26,7 @@ from typing import Any
 import emoji
 import msgspec
 
+from actors import permissions
 from actors.errors import Reason, WhisprError
 from actors.model import Attachment, Conversation, Member, Message
 
@@ -54,7 +49,6 @@ __all__ = [
     "check_user_ids",
     "page_limit",
     "push_recipients",
-    "require_admin",
     "require_can_post",
     "require_group",
     "require_member",
@@ -73,7 +67,6 @@ MAX_PAGE = 200
 """The most messages or conversations one page holds, whatever is asked."""
 MAX_SEQ = 2**63 - 1
 """The largest seq a conversation can reach: the stores keep seqs as 64-bit integers."""
-_ADMINS = frozenset({"owner", "admin"})
 _json = msgspec.json.Encoder()
 
 
@@ -91,25 +84,12 @@ def require_group(conversation: Conversation) -> None:
         raise WhisprError(Reason.FORBIDDEN, "a direct conversation cannot be changed")
 
 
-def require_admin(
-    conversation: Conversation, members: Mapping[str, Member], user_id: str
-) -> Member:
-    """Owners and admins of a group only."""
-    member = require_member(members, user_id)
-    require_group(conversation)
-    if member.role not in _ADMINS:
-        raise WhisprError(Reason.FORBIDDEN, "only the owner and admins may do this")
-    return member
-
-
 def require_can_post(
     conversation: Conversation, members: Mapping[str, Member], user_id: str
 ) -> Member:
-    """Members may post, unless the group lets only its owner and admins post."""
-    member = require_member(members, user_id)
-    if conversation.settings.get("who_can_post") == "admins" and member.role not in _ADMINS:
-        raise WhisprError(Reason.FORBIDDEN, "only the owner and admins may post here")
-    return member
+    """Members may post, unless the group lets only its owner and admins post
+    (:attr:`actors.permissions.Right.POST`)."""
+    return permissions.require(conversation, members, user_id, permissions.Right.POST)
 
 
 def check_text(value: str, field: str) -> None:

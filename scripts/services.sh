@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Make sure PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) are up, for
-# the integration tests and for running nodes locally (`make services`).
+# the integration tests and for running nodes locally (`make services`), and that
+# the tools some tests run are installed: Node.js and npm (the phoenix.js
+# end-to-end test) and promtool (the alert rules' tests, tests/deploy/, and the
+# metrics checks on live scrapes).
 #
 # Idempotent, and never stops anything: for each service,
 #   1. reachable already  -> say so;
@@ -255,7 +258,25 @@ ensure_node() {
         "with apt-get. Install nodejs and npm."
 }
 
+# --- promtool (for the alert rules' tests) -------------------------------------------
+
+ensure_promtool() {
+    if have promtool; then
+        say "promtool is installed ($(promtool --version 2>&1 | head -n 1))"
+        return 0
+    fi
+    # Debian's prometheus package ships /usr/bin/promtool. Its server is not wanted here:
+    # --no-install-recommends keeps the exporters out, and where policy-rc.d forbids
+    # starting services (containers, CI) the package installs without starting one.
+    say "promtool is missing (the alert rules' tests and the metrics checks need it)"
+    apt_install --no-install-recommends prometheus || die \
+        "promtool is not installed, and this script can install it only as root with" \
+        "apt-get. Install Debian's prometheus package (it ships /usr/bin/promtool)."
+    have promtool || die "the prometheus package installed no promtool"
+}
+
 ensure_postgres
 ensure_redis
 ensure_node
+ensure_promtool
 say "all services are up"

@@ -22,11 +22,27 @@ from supervisors.errors import (
     StartChildError,
     SupervisorError,
 )
-from supervisors.exits import Crashed, ExitReason, Killed, LinkedExit, Normal, Shutdown
+from supervisors.exits import (
+    Crashed,
+    ExitReason,
+    InjectedCrash,
+    Killed,
+    LinkedExit,
+    Normal,
+    Shutdown,
+)
 from supervisors.future import AsyncioFuture, wait_for_future
 from supervisors.ref import ExitSignal, Monitor, Ref
 from supervisors.registry import Registry
-from supervisors.spec import ChildCounts, ChildInfo, ChildSpec, ChildType, Restart, Strategy
+from supervisors.spec import (
+    ChildCounts,
+    ChildInfo,
+    ChildSpec,
+    ChildType,
+    OnRestart,
+    Restart,
+    Strategy,
+)
 from supervisors.supervisor import Supervisor
 from supervisors.threaded import ThreadActor
 
@@ -44,11 +60,13 @@ __all__ = [
     "DynamicSupervisor",
     "ExitReason",
     "ExitSignal",
+    "InjectedCrash",
     "Killed",
     "LinkedExit",
     "MaxChildrenReached",
     "Monitor",
     "Normal",
+    "OnRestart",
     "Ref",
     "Registry",
     "Restart",

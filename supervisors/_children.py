@@ -7,7 +7,7 @@ import inspect
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
 import pykka
@@ -16,12 +16,13 @@ from supervisors.actor import request_shutdown
 from supervisors.errors import RestartIntensityExceeded, StartChildError
 from supervisors.exits import ExitReason
 from supervisors.ref import Monitor, Ref
-from supervisors.spec import ChildSpec
+from supervisors.spec import ChildSpec, OnRestart
 
 __all__ = [
     "ChildDown",
     "RestartIntensity",
     "finish_start",
+    "report_restart",
     "run_start",
     "spawn_child",
     "start_child",
@@ -187,3 +188,16 @@ def watch_child(supervisor: Ref[Any], child: Ref[Any]) -> Monitor:
             supervisor.tell(ChildDown(ref, reason))
 
     return child.monitor(tell_down)
+
+
+def report_restart(
+    on_restart: OnRestart | None, supervisor: object, child_id: Hashable, reason: ExitReason
+) -> None:
+    """Tell ``on_restart`` that ``supervisor`` restarts ``child_id``; never let it break the
+    supervisor."""
+    if on_restart is None:
+        return
+    try:
+        on_restart(child_id, reason)
+    except Exception:
+        logger.exception("%s: restart report for %r failed", supervisor, child_id)

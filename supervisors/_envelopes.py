@@ -8,7 +8,7 @@ import pykka
 from pykka._envelope import Envelope
 from pykka.messages import _ActorStop
 
-__all__ = ["Envelope", "ShutdownRequest", "is_stop", "reject"]
+__all__ = ["CrashRequest", "Envelope", "ShutdownRequest", "is_stop", "reject"]
 
 
 class ShutdownRequest:
@@ -23,6 +23,21 @@ class ShutdownRequest:
 
 
 SHUTDOWN = ShutdownRequest()
+
+
+class CrashRequest:
+    """Raise :class:`~supervisors.exits.InjectedCrash` in the handler of this message.
+
+    What :meth:`~supervisors.Ref.crash` sends: a crash on demand, for fault injection. It waits
+    its turn in the mailbox like any message, so the actor dies as it would of a bug in the
+    handler of its next message: its caller is answered with the error, ``on_failure`` runs,
+    and its supervisor sees ``Crashed`` and restarts it per its restart type.
+    """
+
+    __slots__ = ("cause",)
+
+    def __init__(self, cause: str) -> None:
+        self.cause = cause
 
 
 def is_stop(message: Any) -> bool:

@@ -47,9 +47,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import pykka
 from pykka import ActorRegistry
 
-from supervisors._envelopes import SHUTDOWN, Envelope, ShutdownRequest, is_stop, reject
+from supervisors._envelopes import (
+    SHUTDOWN,
+    CrashRequest,
+    Envelope,
+    ShutdownRequest,
+    is_stop,
+    reject,
+)
 from supervisors._loop import LoopBinding, current_binding
-from supervisors.exits import Crashed, ExitReason, Normal, Shutdown
+from supervisors.exits import Crashed, ExitReason, InjectedCrash, Normal, Shutdown
 from supervisors.future import AsyncioFuture
 from supervisors.ref import Ref
 
@@ -357,6 +364,8 @@ class AsyncioActor(_ActorBase):  # type: ignore[misc]
             return False
         self._current = envelope
         try:
+            if type(message) is CrashRequest:
+                raise InjectedCrash(message.cause)
             result = self._handle_receive(message)
         except Exception as exc:
             self._current = None

@@ -22,6 +22,7 @@ from supervisors._children import (
     ChildDown,
     RestartIntensity,
     finish_start,
+    report_restart,
     run_start,
     start_child,
     terminate_child,
@@ -38,7 +39,7 @@ from supervisors.errors import (
 )
 from supervisors.exits import ExitReason
 from supervisors.ref import Monitor, Ref
-from supervisors.spec import ChildCounts, ChildInfo, ChildSpec, ChildType
+from supervisors.spec import ChildCounts, ChildInfo, ChildSpec, ChildType, OnRestart
 
 __all__ = ["DynamicSupervisor"]
 
@@ -76,6 +77,7 @@ class DynamicSupervisor(AsyncioActor):
         clock: Callable[[], float] = time.monotonic,
         child_max_restarts: int | None = None,
         child_max_seconds: float = 5.0,
+        on_restart: OnRestart | None = None,
     ) -> None:
         super().__init__()
         if max_children is not None and max_children < 0:
@@ -84,6 +86,7 @@ class DynamicSupervisor(AsyncioActor):
         self.name = name or type(self).__name__
         self.max_children = max_children
         self._intensity = RestartIntensity(self.name, max_restarts, max_seconds, clock)
+        self._on_restart = on_restart
         self._clock = clock
         self._child_limit = (
             None if child_max_restarts is None else (child_max_restarts, child_max_seconds)
@@ -233,6 +236,7 @@ class DynamicSupervisor(AsyncioActor):
             logger.error("%s: child %r exited: %s", self, spec.id, reason)
         if not spec.restart.should_restart(reason):
             return None
+        report_restart(self._on_restart, self, spec.id, reason)
         return self._restart(spec, restarts or self._new_child_restarts(spec))
 
     def _new_child_restarts(self, spec: ChildSpec) -> RestartIntensity | None:

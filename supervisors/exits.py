@@ -15,6 +15,7 @@ from dataclasses import dataclass
 __all__ = [
     "Crashed",
     "ExitReason",
+    "InjectedCrash",
     "Killed",
     "LinkedExit",
     "Normal",
@@ -82,3 +83,10 @@ class LinkedExit(Exception):
         super().__init__(f"linked actor {peer} exited: {reason}")
         self.peer = peer
         self.reason = reason
+
+
+class InjectedCrash(Exception):
+    """Raised into an actor by :meth:`~supervisors.Ref.crash`: a crash asked for, not a bug.
+
+    A class of its own so that logs and exit reasons tell an injected fault from a real one.
+    """

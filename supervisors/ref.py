@@ -20,7 +20,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import pykka
 
-from supervisors._envelopes import Envelope
+from supervisors._envelopes import CrashRequest, Envelope
 from supervisors._loop import LoopBinding
 from supervisors.exits import Crashed, ExitReason, Killed, LinkedExit
 from supervisors.future import wait_for_future
@@ -231,6 +231,19 @@ class Ref(pykka.ActorRef[Any], Generic[A]):
             return
         exitable: _Exitable = actor
         exitable._kill(Killed(cause))
+
+    def crash(self, cause: str = "crash requested") -> None:
+        """Make the actor crash with :class:`~supervisors.exits.InjectedCrash` (fault injection).
+
+        Unlike :meth:`kill`, this is a crash from inside: it reaches the actor through its
+        mailbox, after the messages already queued, and the actor fails as on a bug in a
+        handler: ``on_failure`` runs (so it releases what it holds), the exit reason is
+        ``Crashed(InjectedCrash(cause))``, and a supervisor restarts it per its restart type.
+
+        Raises:
+            pykka.ActorDeadError: the actor is not alive.
+        """
+        self.tell(CrashRequest(cause))
 
     # -- called by the runtime ------------------------------------------------
 

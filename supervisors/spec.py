@@ -21,6 +21,7 @@ __all__ = [
     "ChildInfo",
     "ChildSpec",
     "ChildType",
+    "OnRestart",
     "Restart",
     "StartFunction",
     "Strategy",
@@ -28,6 +29,11 @@ __all__ = [
 
 StartFunction = Callable[[], "pykka.ActorRef[Any] | Awaitable[pykka.ActorRef[Any]]"]
 """Starts the child and returns its ref (``lambda: Worker.start(...)``), or a coroutine doing so."""
+
+OnRestart = Callable[[Hashable, ExitReason], None]
+"""Told by a supervisor, with the child's id and exit reason, each time it restarts a child that
+exited (OTP's supervisor reports, for metrics). Called on the supervisor's loop; it must be
+quick and must not raise (an exception is logged and ignored)."""
 
 ShutdownPolicy = float | Literal["brutal_kill", "infinity"]
 

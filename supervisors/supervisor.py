@@ -28,6 +28,7 @@ from typing import Any
 from supervisors._children import (
     ChildDown,
     RestartIntensity,
+    report_restart,
     start_child,
     terminate_child,
     watch_child,
@@ -41,7 +42,15 @@ from supervisors.errors import (
 )
 from supervisors.exits import ExitReason
 from supervisors.ref import Monitor, Ref
-from supervisors.spec import ChildCounts, ChildInfo, ChildSpec, ChildType, Restart, Strategy
+from supervisors.spec import (
+    ChildCounts,
+    ChildInfo,
+    ChildSpec,
+    ChildType,
+    OnRestart,
+    Restart,
+    Strategy,
+)
 
 __all__ = ["Supervisor"]
 
@@ -83,6 +92,7 @@ class Supervisor(AsyncioActor):
         max_seconds: float = 5.0,
         name: str | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_restart: OnRestart | None = None,
     ) -> None:
         super().__init__()
         ids = [spec.id for spec in children]
@@ -93,6 +103,7 @@ class Supervisor(AsyncioActor):
         self.strategy = Strategy(strategy)
         self._children = [_Child(spec) for spec in children]
         self._intensity = RestartIntensity(self.name, max_restarts, max_seconds, clock)
+        self._on_restart = on_restart
 
     def __str__(self) -> str:
         return f"{self.name} ({self.actor_urn[9:17]})"
@@ -221,6 +232,7 @@ class Supervisor(AsyncioActor):
             if spec.restart is Restart.TEMPORARY:
                 self._children.remove(child)
             return
+        report_restart(self._on_restart, self, spec.id, reason)
         await self._restart(child)
 
     async def _restart(self, failed: _Child) -> None:

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import pykka
 from pykka import ActorRegistry
 
-from supervisors._envelopes import Envelope, ShutdownRequest, is_stop, reject
+from supervisors._envelopes import CrashRequest, Envelope, ShutdownRequest, is_stop, reject
 from supervisors._loop import current_binding
-from supervisors.exits import Crashed, ExitReason, Normal, Shutdown
+from supervisors.exits import Crashed, ExitReason, InjectedCrash, Normal, Shutdown
 from supervisors.future import NotifyingThreadingFuture
 from supervisors.ref import Ref
 
@@ -123,6 +123,8 @@ class ThreadActor(pykka.ThreadingActor):
                 return
             self._current = envelope
             try:
+                if type(message) is CrashRequest:
+                    raise InjectedCrash(message.cause)
                 result = self._handle_receive(message)
             except Exception as exc:
                 self._current = None

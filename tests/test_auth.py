@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import jwt
@@ -15,79 +16,79 @@ from whispr.auth import TokenVerifier, issue_token
 SECRET = "a-test-secret-that-is-long-enough-for-hs256"
 
 
-def refused(verifier: TokenVerifier, token: str | None, match: str) -> None:
+async def refused(verifier: TokenVerifier, token: str | None, match: str) -> None:
     with pytest.raises(WhisprError, match=match) as caught:
-        verifier.verify(token)
+        await verifier.verify(token)
     assert caught.value.reason is Reason.UNAUTHORIZED
 
 
-def test_a_token_issued_with_the_secret_gives_the_user_and_device() -> None:
+async def test_a_token_issued_with_the_secret_gives_the_user_and_device() -> None:
     verifier = TokenVerifier(secret=SECRET)
-    identity = verifier.verify(issue_token("alice", secret=SECRET, device_id="phone"))
+    identity = await verifier.verify(issue_token("alice", secret=SECRET, device_id="phone"))
     assert (identity.user_id, identity.device_id) == ("alice", "phone")
     assert identity.expires_at > time.time()
 
 
-def test_a_token_without_device_gets_a_connection_device_id() -> None:
-    identity = TokenVerifier(secret=SECRET).verify(issue_token("bob", secret=SECRET))
+async def test_a_token_without_device_gets_a_connection_device_id() -> None:
+    identity = await TokenVerifier(secret=SECRET).verify(issue_token("bob", secret=SECRET))
     assert identity.device_id.startswith("anon-")
 
 
-def test_expired_tokens_are_refused() -> None:
+async def test_expired_tokens_are_refused() -> None:
     token = issue_token("alice", secret=SECRET, ttl_s=60, now=time.time() - 3600)
-    refused(TokenVerifier(secret=SECRET), token, "expired")
+    await refused(TokenVerifier(secret=SECRET), token, "expired")
 
 
-def test_a_verified_token_is_not_verified_again_but_still_expires(
+async def test_a_verified_token_is_not_verified_again_but_still_expires(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     verifier = TokenVerifier(secret=SECRET, leeway_s=0)
     token = issue_token("alice", secret=SECRET, device_id="phone", ttl_s=1)
-    first = verifier.verify(token)
+    first = await verifier.verify(token)
     anonymous = issue_token("bob", secret=SECRET, ttl_s=60)
-    devices = {verifier.verify(anonymous).device_id}
+    devices = {(await verifier.verify(anonymous)).device_id}
 
     def no_second_check(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("verified again")
 
     with monkeypatch.context() as patched:
         patched.setattr(jwt, "decode", no_second_check)
-        assert verifier.verify(token) == first
-        devices.add(verifier.verify(anonymous).device_id)
+        assert await verifier.verify(token) == first
+        devices.add((await verifier.verify(anonymous)).device_id)
     assert len(devices) == 2  # still one device per connection
-    time.sleep(max(0.0, first.expires_at - time.time()) + 0.05)
-    refused(verifier, token, "expired")
+    await asyncio.sleep(max(0.0, first.expires_at - time.time()) + 0.05)
+    await refused(verifier, token, "expired")
 
 
-def test_tokens_signed_with_another_secret_are_refused() -> None:
+async def test_tokens_signed_with_another_secret_are_refused() -> None:
     token = issue_token("alice", secret="another-secret-another-secret-another")
-    refused(TokenVerifier(secret=SECRET), token, "invalid token")
+    await refused(TokenVerifier(secret=SECRET), token, "invalid token")
 
 
-def test_unsigned_tokens_are_refused() -> None:
+async def test_unsigned_tokens_are_refused() -> None:
     token = jwt.encode({"sub": "alice", "exp": int(time.time()) + 60}, None, algorithm="none")
-    refused(TokenVerifier(secret=SECRET), token, "invalid token")
+    await refused(TokenVerifier(secret=SECRET), token, "invalid token")
 
 
-def test_missing_and_garbage_tokens_are_refused() -> None:
+async def test_missing_and_garbage_tokens_are_refused() -> None:
     verifier = TokenVerifier(secret=SECRET)
-    refused(verifier, None, "required")
-    refused(verifier, "", "required")
-    refused(verifier, "not.a.jwt", "invalid token")
+    await refused(verifier, None, "required")
+    await refused(verifier, "", "required")
+    await refused(verifier, "not.a.jwt", "invalid token")
 
 
-def test_tokens_without_sub_or_exp_are_refused() -> None:
+async def test_tokens_without_sub_or_exp_are_refused() -> None:
     verifier = TokenVerifier(secret=SECRET)
-    refused(verifier, jwt.encode({"sub": "alice"}, SECRET, algorithm="HS256"), "exp")
+    await refused(verifier, jwt.encode({"sub": "alice"}, SECRET, algorithm="HS256"), "exp")
     no_sub = jwt.encode({"exp": int(time.time()) + 60}, SECRET, algorithm="HS256")
-    refused(verifier, no_sub, "sub")
+    await refused(verifier, no_sub, "sub")
     bad_device = jwt.encode(
         {"sub": "a", "exp": int(time.time()) + 60, "device": 5}, SECRET, algorithm="HS256"
     )
-    refused(verifier, bad_device, "device")
+    await refused(verifier, bad_device, "device")
 
 
-def test_es256_with_the_issuers_public_key() -> None:
+async def test_es256_with_the_issuers_public_key() -> None:
     private = ec.generate_private_key(ec.SECP256R1())
     public_pem = (
         private.public_key()
@@ -96,9 +97,10 @@ def test_es256_with_the_issuers_public_key() -> None:
     )
     verifier = TokenVerifier(public_key=public_pem, algorithm="ES256")
     claims = {"sub": "carol", "exp": int(time.time()) + 60}
-    assert verifier.verify(jwt.encode(claims, private, algorithm="ES256")).user_id == "carol"
+    identity = await verifier.verify(jwt.encode(claims, private, algorithm="ES256"))
+    assert identity.user_id == "carol"
     # An HS256 token "signed" with the public key text must not pass (algorithm confusion).
-    refused(verifier, jwt.encode(claims, "x" * 40, algorithm="HS256"), "invalid token")
+    await refused(verifier, jwt.encode(claims, "x" * 40, algorithm="HS256"), "invalid token")
 
 
 def test_configuration_mistakes_are_caught_at_start() -> None:

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import random
 
-from whispr.bench.chaos import FAULT_KINDS, ChaosScenario, _conversation_sizes, _plan
-from whispr.bench.chaos_check import Delivery, History, Send, check
+import pytest
+
+from whispr.bench.chaos import (
+    CRASH_SIGNALS,
+    FAULT_KINDS,
+    ChaosScenario,
+    _conversation_sizes,
+    _plan,
+    _plan_crashes,
+)
+from whispr.bench.chaos_check import Delivery, History, Send, Session, check
 
 TOPIC = "conversation:c1"
 
@@ -29,8 +38,8 @@ def _clean() -> History:
     )
 
 
-def _failed(history: History) -> set[str]:
-    result = check(history, send_bound_s=30.0)
+def _failed(history: History, delivery_bound_s: float = 10.0) -> set[str]:
+    result = check(history, send_bound_s=30.0, delivery_bound_s=delivery_bound_s)
     return {name for name, verdict in result["verdicts"].items() if not verdict["ok"]}
 
 
@@ -118,6 +127,17 @@ def test_the_plan_has_each_kind_then_the_random_ones_in_time_order() -> None:
     assert [(f.kind, f.planned_s) for f in again] == [(f.kind, f.planned_s) for f in plan]
 
 
+def test_actor_crashes_are_seeded_of_both_kinds_and_inside_the_run() -> None:
+    scenario = ChaosScenario(duration=100.0, actor_crashes=20, seed=3)
+    crashes = _plan_crashes(scenario, random.Random(scenario.seed))
+    assert len(crashes) == 20
+    assert {c.actor for c in crashes} == set(CRASH_SIGNALS)
+    assert all(5.0 <= c.planned_s <= 85.0 for c in crashes)
+    assert [c.planned_s for c in crashes] == sorted(c.planned_s for c in crashes)
+    again = _plan_crashes(scenario, random.Random(scenario.seed))
+    assert [(c.actor, c.planned_s) for c in again] == [(c.actor, c.planned_s) for c in crashes]
+
+
 def test_a_send_acknowledged_after_the_removal_is_flagged() -> None:
     history = _clean()
     history.stored[TOPIC].append((4, "system", "sys-1"))  # b removed: its system message
@@ -129,3 +149,78 @@ def test_a_send_acknowledged_after_the_removal_is_flagged() -> None:
     assert _failed(late) == {"nothing_acked_after_removal"}
     verdict = check(late, send_bound_s=30.0)["verdicts"]["nothing_acked_after_removal"]
     assert verdict["count"] == 2  # acknowledged after, and stored after
+
+
+def _timed() -> History:
+    """a sends seq 1 (acknowledged at 10.0) and seq 2 (at 20.0); b is joined throughout and
+    gets each 0.2 s later; the bound is 10 s."""
+    return History(
+        sends=[
+            Send(TOPIC, "a", "a-1", 9.9, 10.0, (1,)),
+            Send(TOPIC, "a", "a-2", 19.9, 20.0, (2,)),
+        ],
+        received={
+            ("a", TOPIC): [Delivery(1, 0, 10.0), Delivery(2, 0, 20.0)],
+            ("b", TOPIC): [Delivery(1, 0, 10.2), Delivery(2, 0, 20.2)],
+        },
+        joined_with={("a", TOPIC): [0], ("b", TOPIC): [0]},
+        stored={TOPIC: [(1, "a", "a-1"), (2, "a", "a-2")]},
+        sessions={("a", TOPIC): [Session(0.0, None)], ("b", TOPIC): [Session(0.0, None)]},
+        ended=60.0,
+    )
+
+
+def test_deliveries_within_the_bound_pass_and_their_lag_is_reported() -> None:
+    result = check(_timed(), send_bound_s=30.0, delivery_bound_s=10.0)
+    assert result["ok"], result["verdicts"]
+    lag = result["delivery_lag"]
+    assert lag["measured"] == 4
+    assert lag["max_s"] == pytest.approx(0.2)
+    assert lag["bound_s"] == 10.0
+
+
+def test_a_late_delivery_to_a_joined_client_fails_the_bound() -> None:
+    history = _timed()
+    history.received[("b", TOPIC)][1] = Delivery(2, 0, 31.0)  # 11 s while joined
+    assert _failed(history, delivery_bound_s=10.0) == {"no_client_missed_a_message_past_the_bound"}
+    result = check(history, send_bound_s=30.0, delivery_bound_s=10.0)
+    assert result["delivery_lag"]["max_s"] == pytest.approx(11.0)
+    assert (
+        "seq 2 received 11.0 s after"
+        in result["verdicts"]["no_client_missed_a_message_past_the_bound"]["examples"][0]
+    )
+
+
+def test_a_client_dropped_by_a_fault_is_exempt_until_it_rejoins() -> None:
+    history = _timed()
+    # b dropped at 19 s, back at 50 s, and caught up with seq 2 at 51 s: 31 s after the ack,
+    # but 1 s after it rejoined.
+    history.sessions[("b", TOPIC)] = [Session(0.0, 19.0), Session(50.0, None)]
+    history.joined_with[("b", TOPIC)] = [0, 1]
+    history.received[("b", TOPIC)][1] = Delivery(2, 1, 51.0)
+    assert _failed(history, delivery_bound_s=10.0) == set()
+    # Its catch-up is held to the bound from the rejoin.
+    history.received[("b", TOPIC)][1] = Delivery(2, 1, 61.0)
+    history.ended = 70.0
+    assert _failed(history, delivery_bound_s=10.0) == {"no_client_missed_a_message_past_the_bound"}
+
+
+def test_a_client_that_stays_joined_without_a_message_past_the_bound_fails_it() -> None:
+    history = _timed()
+    # b stayed joined from 20 s to 45 s without seq 2, then reconnected and caught up at once:
+    # the reconnect does not excuse the 25 s it went without while joined.
+    history.sessions[("b", TOPIC)] = [Session(0.0, 45.0), Session(45.5, None)]
+    history.joined_with[("b", TOPIC)] = [0, 1]
+    history.received[("b", TOPIC)][1] = Delivery(2, 1, 45.6)
+    assert _failed(history, delivery_bound_s=10.0) == {"no_client_missed_a_message_past_the_bound"}
+
+
+def test_the_bound_s_clock_stops_while_the_store_cannot_answer() -> None:
+    history = _timed()
+    history.received[("b", TOPIC)][1] = Delivery(2, 0, 45.0)  # 25 s after the ack...
+    history.store_down = [(21.0, 40.0)]  # ...19 of them without a store: 6 s counted
+    assert _failed(history, delivery_bound_s=10.0) == set()
+    result = check(history, send_bound_s=30.0, delivery_bound_s=10.0)
+    assert result["delivery_lag"]["max_s"] == pytest.approx(6.0)
+    history.store_down = [(21.0, 30.0)]  # 16 s counted
+    assert _failed(history, delivery_bound_s=10.0) == {"no_client_missed_a_message_past_the_bound"}

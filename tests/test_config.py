@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from whispr.config import (
     DEV_JWT_SECRET,
@@ -45,6 +47,7 @@ def test_defaults_are_the_embedded_development_node() -> None:
     assert settings.log_level == "info"
     assert settings.shutdown_deadline_s == 25
     assert settings.compression == "off"
+    assert settings.chaos_hooks is False
     assert settings.node_name.endswith(f"-{os.getpid()}")
 
 
@@ -192,10 +195,27 @@ def test_cross_field_rules_name_a_variable() -> None:
     assert caught.value.variable == "WHISPR_GRPC_PORT"
 
 
+def test_chaos_hooks_are_refused_on_a_node_reachable_from_elsewhere() -> None:
+    for host in ("127.0.0.1", "127.0.0.2", "::1", "localhost"):
+        assert load_settings(env={"WHISPR_HOST": host, "WHISPR_CHAOS_HOOKS": "true"}).chaos_hooks
+    for host in ("0.0.0.0", "10.0.0.1", "whispr.example"):
+        with pytest.raises(ConfigError, match="loopback") as caught:
+            load_settings(env={"WHISPR_HOST": host, "WHISPR_CHAOS_HOOKS": "1"})
+        assert caught.value.variable == "WHISPR_CHAOS_HOOKS"
+        assert not load_settings(env={"WHISPR_HOST": host, "WHISPR_CHAOS_HOOKS": "0"}).chaos_hooks
+    with pytest.raises(ConfigError, match="WHISPR_CHAOS_HOOKS"):
+        load_settings(env={"WHISPR_CHAOS_HOOKS": "sure"})
+
+
 def test_asymmetric_algorithm_with_a_key_is_accepted() -> None:
-    key = "-----BEGIN PUBLIC KEY-----\nMFkw...\n-----END PUBLIC KEY-----"
+    key = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     settings = load_settings(env={"WHISPR_JWT_ALGORITHM": "ES256", "WHISPR_JWT_PUBLIC_KEY": key})
-    assert settings.jwt_public_key == key
+    assert settings.jwt_public_key == key.strip()
     assert not settings.uses_dev_jwt_secret
 
 
@@ -259,11 +279,18 @@ VALID = {
     "store_breaker_failures": "2",
     "store_breaker_open_s": "5",
     "store_breaker_trials": "1",
+    "audit_retention_days": "7",
     "redis_url": "rediss://h:6380/0",
     "redis_prefix": "cluster-b",
     "jwt_secret": "k" * 32,
     "jwt_algorithm": "HS512",
     "jwt_public_key": "PEM",
+    "jwt_jwks_url": "https://b.example/jwks.json",
+    "jwt_jwks_cache_s": "60",
+    "jwt_jwks_cooldown_s": "5",
+    "jwt_issuer": "https://auth.example",
+    "jwt_audience": "whispr",
+    "allow_dev_secret": "1",
     "allowed_origins": "https://a.example",
     "max_content_bytes": "1",
     "rate_limit_per_minute": "1",
@@ -297,11 +324,33 @@ VALID = {
     "log_level": "error",
     "shutdown_deadline_s": "1",
     "compression": "deflate",
+    "chaos_hooks": "1",
+    "rate_limit_edit_per_minute": "7",
+    "rate_limit_react_per_minute": "7",
+    "rate_limit_typing_per_minute": "7",
+    "rate_limit_join_per_minute": "7",
+    "rate_limit_create_conversation_per_minute": "7",
+    "rate_limit_bundle_fetch_per_minute": "7",
+    "typing_timeout_s": "2.5",
+    "abuse_window_s": "30",
+    "abuse_duplicates": "2",
+    "abuse_creations": "2",
+    "abuse_joins": "2",
+    "abuse_refusals": "2",
+    "abuse_duplicates_response": "REPORT",
+    "abuse_creations_response": "disconnect",
+    "abuse_joins_response": "record",
+    "abuse_refusals_response": "throttle",
+    "abuse_throttle_s": "5",
 }
 
 
 # Fields that come in pairs: the environment each is changed from (the pair already set).
 COMPANIONS = {
+    "jwt_jwks_url": {
+        "WHISPR_JWT_ALGORITHM": "RS256",
+        "WHISPR_JWT_JWKS_URL": "https://a.example/jwks.json",
+    },
     "grpc_tls_cert": {"WHISPR_GRPC_TLS_CERT": "/other.crt", "WHISPR_GRPC_TLS_KEY": "/k"},
     "grpc_tls_key": {"WHISPR_GRPC_TLS_CERT": "/c", "WHISPR_GRPC_TLS_KEY": "/other.key"},
     "grpc_tls_client_ca": {"WHISPR_GRPC_TLS_CERT": "/c", "WHISPR_GRPC_TLS_KEY": "/k"},

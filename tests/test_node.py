@@ -18,6 +18,7 @@ from whispr.slot import NotStarted
 SERVICES = [
     "telemetry",
     "store",
+    "audit",
     "broker",
     "presence",
     "siblings",

@@ -164,6 +164,11 @@ class PhoenixClient:
         ref = str(next(self._refs))
         return await self._send(self._joins.get(topic), ref, topic, event, payload, timeout)
 
+    async def refresh_token(self, token: str, *, timeout: float = 10.0) -> dict[str, Any]:
+        """Send a fresh token on the open connection (``refresh_token`` on ``phoenix``)."""
+        ref = str(next(self._refs))
+        return await self._send(None, ref, "phoenix", "refresh_token", {"token": token}, timeout)
+
     def push_nowait(self, topic: str, event: str, payload: dict[str, Any]) -> asyncio.Future[Any]:
         """Push without waiting; the future resolves with the reply's response."""
         ref = str(next(self._refs))

@@ -31,6 +31,7 @@ arrays in TOML.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import socket
 import sys
@@ -40,6 +41,7 @@ from pathlib import Path
 from typing import Annotated, Any, Final, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
+import jwt
 import msgspec
 
 from actors.stream import POSITION_CHECK_S
@@ -52,7 +54,10 @@ __all__ = [
     "ConfigError",
     "Settings",
     "env_var",
+    "is_loopback",
     "load_settings",
+    "log_format_from_env",
+    "unknown_variables",
 ]
 
 ENV_PREFIX: Final = "WHISPR_"
@@ -67,6 +72,7 @@ LogFormat = Literal["console", "json"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 Compression = Literal["off", "deflate"]
 ModerationPolicy = Literal["fail_open", "fail_closed"]
+AbuseResponse = Literal["record", "throttle", "report", "disconnect"]
 JwtAlgorithm = Literal[
     "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "EdDSA"
 ]
@@ -81,6 +87,7 @@ _SECRET_FIELDS: Final = frozenset(
 # Fields whose values are case-insensitive words: normalised to lower case.
 _LOWERCASE_FIELDS: Final = frozenset(
     {"log_format", "log_level", "compression", "moderation_policy"}
+    | {f"abuse_{pattern}_response" for pattern in ("duplicates", "creations", "joins", "refusals")}
 )
 
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
@@ -117,11 +124,28 @@ def _default_node_name() -> str:
     return f"{host}-{os.getpid()}"
 
 
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only (``localhost``, 127.0.0.0/8, ``::1``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _default_log_format() -> LogFormat:
     # A person at a terminal reads colours and columns; a log collector
     # (anything that is not a terminal) parses one JSON object per line.
     stream = sys.stderr
     return "console" if stream is not None and stream.isatty() else "json"
+
+
+def log_format_from_env(env: Mapping[str, str]) -> LogFormat:
+    """The log format ``env`` asks for, for a message written before the settings could be
+    read (a configuration error): ``WHISPR_LOG_FORMAT`` when it is valid, else the default."""
+    raw = env.get(env_var("log_format"), "").strip().lower()
+    return "json" if raw == "json" else "console" if raw == "console" else _default_log_format()
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -150,6 +174,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """How long the store's open breaker refuses calls at once before trial calls."""
     store_breaker_trials: Positive = 3
     """Successful trial calls that close the store's half-open breaker."""
+    audit_retention_days: Annotated[int, msgspec.Meta(ge=0, le=36_500)] = 90
+    """Days audit records are kept in the store before the retention job deletes them;
+    0 keeps them forever (see :mod:`whispr.audit.retention`)."""
     redis_url: str | None = None
     """Redis URL for cross-node pub/sub; None uses the in-process broker."""
     redis_prefix: NonEmpty = "whispr"
@@ -159,7 +186,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     jwt_algorithm: JwtAlgorithm = "HS256"
     """The one algorithm accepted; never taken from the token itself."""
     jwt_public_key: str | None = None
-    """PEM public key for RS*/ES*/EdDSA tokens signed by the auth service."""
+    """PEM public key for RS*/ES*/EdDSA tokens signed by the auth service; checked at start."""
+    jwt_jwks_url: str | None = None
+    """The auth service's JWKS (``https://auth.example/.well-known/jwks.json``): the keys of
+    RS*/ES*/EdDSA tokens, chosen by each token's ``kid``; instead of ``jwt_public_key``."""
+    jwt_jwks_cache_s: Seconds = 300.0
+    """How long the JWKS is kept before it is fetched again."""
+    jwt_jwks_cooldown_s: Seconds = 30.0
+    """Least time between two fetches of the JWKS caused by a token whose ``kid`` is unknown (a
+    rotated key): at most one such fetch per period, however many such tokens arrive."""
+    jwt_issuer: str | None = None
+    """When set, every token must carry this ``iss`` claim."""
+    jwt_audience: str | None = None
+    """When set, every token must carry this ``aud`` claim (or a list holding it)."""
+    allow_dev_secret: bool = False
+    """Start on a non-loopback ``host`` with the built-in development secret anyway (for a
+    throwaway demo): without it such a node refuses to start."""
     allowed_origins: tuple[str, ...] = ()
     """Origins allowed to open a WebSocket (``https://app.example``); empty: any."""
     max_content_bytes: Positive = 10_000
@@ -232,6 +274,48 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """On SIGTERM, time allowed to drain and stop the tree before exiting anyway."""
     compression: Compression = "off"
     """WebSocket per-message compression; deflate costs memory per connection."""
+    chaos_hooks: bool = False
+    """Test only: SIGUSR1 crashes one random conversation actor, SIGUSR2 one random connection
+    actor (:mod:`whispr.chaos_hooks`), for the chaos run. Off, the signals are logged and
+    ignored. Refused unless ``host`` is a loopback address."""
+
+    # -- per-event rate limits and suspicious activity (whispr/gateway/limits.py, abuse.py) --
+    rate_limit_edit_per_minute: Positive = 60
+    """Edits, deletions and pins one user may make per minute, across devices."""
+    rate_limit_react_per_minute: Positive = 120
+    """Reactions one user may add or remove per minute, across devices."""
+    rate_limit_typing_per_minute: Positive = 120
+    """``typing_start`` and ``typing_stop`` events one user may send per minute."""
+    rate_limit_join_per_minute: Positive = 300
+    """Conversation joins one user may make per minute (a reconnect rejoins them all)."""
+    rate_limit_create_conversation_per_minute: Positive = 20
+    """Conversations one user may create per minute."""
+    rate_limit_bundle_fetch_per_minute: Positive = 60
+    """Key bundle fetches one user may make per minute (the budget is kept for them)."""
+    typing_timeout_s: Seconds = 6.0
+    """A ``typing_start`` not renewed within this time ends: members get ``typing`` false."""
+    abuse_window_s: Seconds = 60.0
+    """The window over which the suspicious patterns below are counted."""
+    abuse_duplicates: Positive = 5
+    """Distinct conversations the same content may be sent to within the window; one more
+    is suspicious."""
+    abuse_creations: Positive = 10
+    """Conversations one user may create within the window before it is suspicious."""
+    abuse_joins: Positive = 150
+    """Conversation joins within the window before it is suspicious."""
+    abuse_refusals: Positive = 20
+    """Refused actions (rate limits, rights) within the window before it is suspicious."""
+    abuse_duplicates_response: AbuseResponse = "throttle"
+    """What the node does when content is sent to too many conversations: ``record`` (the
+    audit record alone), ``throttle``, ``report`` (to the moderation service), ``disconnect``."""
+    abuse_creations_response: AbuseResponse = "throttle"
+    """The response to a conversation creation flood (as for duplicates)."""
+    abuse_joins_response: AbuseResponse = "throttle"
+    """The response to a join flood (as for duplicates)."""
+    abuse_refusals_response: AbuseResponse = "disconnect"
+    """The response to repeated refused actions (as for duplicates)."""
+    abuse_throttle_s: Seconds = 60.0
+    """How long a throttled user's limited events are all refused (``rate_limited``)."""
 
     def __post_init__(self) -> None:
         """Check the rules that involve several fields (each field is checked on load)."""
@@ -241,11 +325,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
                 f"must be greater than WHISPR_HEARTBEAT_INTERVAL_S "
                 f"({self.heartbeat_interval_s:g}), got {self.heartbeat_timeout_s:g}",
             )
-        if self.jwt_algorithm in _ASYMMETRIC_ALGORITHMS and not self.jwt_public_key:
+        if self.jwt_algorithm in _ASYMMETRIC_ALGORITHMS:
+            if not self.jwt_public_key and not self.jwt_jwks_url:
+                raise ConfigError(
+                    env_var("jwt_public_key"),
+                    f"is required when WHISPR_JWT_ALGORITHM is {self.jwt_algorithm} "
+                    "(the PEM public key of the token issuer), unless WHISPR_JWT_JWKS_URL is set",
+                )
+            if self.jwt_public_key:
+                _check_public_key(self.jwt_public_key, self.jwt_algorithm)
+        elif self.jwt_jwks_url:
             raise ConfigError(
-                env_var("jwt_public_key"),
-                f"is required when WHISPR_JWT_ALGORITHM is {self.jwt_algorithm} "
-                "(the PEM public key of the token issuer)",
+                env_var("jwt_jwks_url"),
+                f"needs an asymmetric WHISPR_JWT_ALGORITHM (RS256, ES256...), not "
+                f"{self.jwt_algorithm}: a JWKS publishes public keys",
             )
         if (self.grpc_tls_cert is None) != (self.grpc_tls_key is None):
             raise ConfigError(
@@ -256,6 +349,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             raise ConfigError(
                 env_var("grpc_tls_client_ca"),
                 "mTLS needs the server's own certificate: set WHISPR_GRPC_TLS_CERT and _KEY",
+            )
+        if self.chaos_hooks and not _is_loopback(self.host):
+            raise ConfigError(
+                env_var("chaos_hooks"),
+                f"is for tests on one machine: WHISPR_HOST must be a loopback address, "
+                f"got {self.host!r}",
             )
         if self.grpc_port and self.port and self.grpc_port == self.port:
             raise ConfigError(
@@ -291,9 +390,31 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             self.jwt_secret == DEV_JWT_SECRET
         )
 
-    def startup_warnings(self) -> list[str]:
-        """What an operator must hear about at start: unsafe but allowed settings."""
-        warnings: list[str] = []
+    def check_exposure(self) -> None:
+        """Refuse to serve tokens anyone can forge to anyone who can reach the node.
+
+        A node on a non-loopback ``host`` (its gateway, ``/metrics`` and gRPC all listen
+        there) with the built-in development secret accepts tokens anybody can sign, for any
+        user. Unless ``allow_dev_secret`` says the operator knows, that is an error at start.
+
+        Raises:
+            ConfigError: naming WHISPR_JWT_SECRET and what to do.
+        """
+        if self.uses_dev_jwt_secret and not self.allow_dev_secret and not is_loopback(self.host):
+            raise ConfigError(
+                env_var("jwt_secret"),
+                f"is not set, and the node would listen on {self.host} (WHISPR_HOST), not "
+                "loopback: anyone who reaches it could forge tokens with the built-in "
+                "development secret. Set WHISPR_JWT_SECRET (or WHISPR_JWT_ALGORITHM with "
+                "WHISPR_JWT_PUBLIC_KEY or WHISPR_JWT_JWKS_URL), or WHISPR_ALLOW_DEV_SECRET=1 "
+                "for a throwaway node",
+            )
+
+    def startup_warnings(self, env: Mapping[str, str] | None = None) -> list[str]:
+        """What an operator must hear about at start: unsafe but allowed settings, and
+        ``WHISPR_*`` variables that set nothing (misspelt ones, with a suggestion); ``env``
+        is the environment (``os.environ`` when None)."""
+        warnings: list[str] = unknown_variables(os.environ if env is None else env)
         if self.uses_dev_jwt_secret:
             warnings.append(
                 "WHISPR_JWT_SECRET is not set: tokens are checked with the built-in "
@@ -323,6 +444,67 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
 
 _FIELDS: Final = {info.name: info for info in msgspec.structs.fields(Settings)}
+
+#: ``WHISPR_*`` variables that are not settings, read by the tools around the node.
+_TOOL_VARIABLES: Final = frozenset(
+    {
+        CONFIG_ENV_VAR,
+        "WHISPR_REQUIRE_SERVICES",
+        "WHISPR_SERVICES_FIX_AUTH",
+        "WHISPR_TEST_DATABASE_URL",
+        "WHISPR_TEST_REDIS_URL",
+        "WHISPR_BENCH_DATABASE_URL",
+        "WHISPR_BENCH_REDIS_URL",
+        "WHISPR_PHOENIX_JS",
+    }
+)
+
+
+def unknown_variables(env: Mapping[str, str]) -> list[str]:
+    """A warning for each ``WHISPR_*`` variable of ``env`` that sets nothing, with the
+    closest setting's variable when one is close (a typo is the usual cause)."""
+    known = {env_var(name) for name in _FIELDS}
+    warnings = []
+    for variable in sorted(env):
+        if not variable.startswith(ENV_PREFIX) or variable in known | _TOOL_VARIABLES:
+            continue
+        close = difflib.get_close_matches(variable, sorted(known), n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        warnings.append(f"{variable} is not a setting and is ignored{hint}")
+    return warnings
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or a name) reaches only this machine: every address it
+    resolves to is a loopback one. An unresolvable name counts as not loopback."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError:
+        return False
+    addresses = {info[4][0] for info in infos}
+    return bool(addresses) and all(
+        ipaddress.ip_address(str(address).split("%", 1)[0]).is_loopback for address in addresses
+    )
+
+
+def _check_public_key(pem: str, algorithm: str) -> None:
+    """Raise a one-line :class:`ConfigError` unless ``pem`` is a public key for ``algorithm``."""
+    variable = env_var("jwt_public_key")
+    if "PRIVATE KEY" in pem:
+        raise ConfigError(variable, "is a private key; give the issuer's public key")
+    try:
+        jwt.get_algorithm_by_name(algorithm).prepare_key(pem)
+    except (ValueError, TypeError, jwt.InvalidKeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            variable, f"is not a PEM public key usable with {algorithm}: {first}"
+        ) from None
+
+
 # Fields that default to None ("not configured"): an empty value means None.
 _OPTIONAL_FIELDS: Final = frozenset(name for name, info in _FIELDS.items() if info.default is None)
 
@@ -393,6 +575,7 @@ def _check_origin(value: str) -> str | None:
 _EXTRA_CHECKS: Final[dict[str, Callable[[str], str | None]]] = {
     "database_url": _check_url(("postgresql", "postgres"), "PostgreSQL"),
     "redis_url": _check_url(("redis", "rediss", "unix"), "Redis"),
+    "jwt_jwks_url": _check_url(("https", "http"), "JWKS"),
 }
 
 

@@ -6,7 +6,7 @@ restarted too and picks up the new instance (the gateway last, so it accepts
 connections only when everything it needs is up)::
 
     Node (rest_for_one)
-      Telemetry, Store, Broker, Presence, Siblings,
+      Telemetry, Store, Audit, Broker, Presence, Siblings,
       Conversations (DynamicSupervisor), Messaging, Connections (DynamicSupervisor),
       Scheduler, GrpcServer, Gateway
 
@@ -32,14 +32,15 @@ tables need an owner, a dict on the event loop does not.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
-import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec
 
 import structlog
+from pykka import ActorDeadError
 
 from actors.broker import Broker
 from actors.messaging import Messaging
@@ -55,12 +56,20 @@ from supervisors import (
     run_until_signalled,
 )
 from supervisors.exits import Shutdown
-from whispr import gc_policy
+from whispr import chaos_hooks, gc_policy
+from whispr.audit import AuditLog
 from whispr.config import Settings
 from whispr.gateway.presence import Presence
 from whispr.gateway.server import Gateway, GatewayService
 from whispr.grpc.server import GrpcServer, GrpcService
+from whispr.node_metrics import (
+    actor_gauge,
+    conversation_actors,
+    live_conversations,
+    restart_reporter,
+)
 from whispr.services import (
+    AuditService,
     BrokerService,
     MessagingService,
     PresenceService,
@@ -70,43 +79,15 @@ from whispr.services import (
 )
 from whispr.siblings import Siblings
 from whispr.slot import Slot
-from whispr.telemetry import ObservedGauge
+from whispr.startup import HeldCrashReports, describe_start_failure
+from whispr.tracing import TelemetryService
+from whispr.user_presence import UserPresence
 
 __all__ = ["Node", "NodeService", "conversation_actors", "node_tree", "run_node"]
 
 log = structlog.get_logger("whispr.node")
 
 P = ParamSpec("P")
-
-
-def _live_conversations(registry: Registry) -> int:
-    """Conversation actors alive in ``registry`` (each registers as ``("conversation", id)``)."""
-    return sum(
-        1 for name in registry.names() if isinstance(name, tuple) and name[:1] == ("conversation",)
-    )
-
-
-_conversation_gauge: ObservedGauge[Registry] | None = None
-_conversation_gauge_lock = threading.Lock()
-
-
-def conversation_actors() -> ObservedGauge[Registry]:
-    """The process's gauge of live conversation actors (``whispr_conversation_actors``).
-
-    Read from the node's registry when ``/metrics`` is scraped, not counted at start and
-    stop: the registry already drops an actor's name when it exits (crash, passivation or
-    shutdown), so the gauge cannot drift from it. A soak run watches it for a leak.
-    """
-    global _conversation_gauge
-    with _conversation_gauge_lock:
-        if _conversation_gauge is None:
-            _conversation_gauge = ObservedGauge(
-                "whispr.actors",
-                "whispr_conversation_actors",
-                "conversation actors alive",
-                _live_conversations,
-            )
-        return _conversation_gauge
 
 
 @dataclass(frozen=True)
@@ -120,9 +101,13 @@ class Node:
     settings: Settings
     registry: Registry = field(default_factory=lambda: Registry("node"))
     store: Slot[StoreHandles] = field(default_factory=lambda: Slot("store"))
+    #: The audit log: every security event is recorded through it.
+    audit: Slot[AuditLog] = field(default_factory=lambda: Slot("audit"))
     broker: Slot[Broker] = field(default_factory=lambda: Slot("broker"))
     #: Who is online, cluster-wide.
     presence: Slot[Presence] = field(default_factory=lambda: Slot("presence"))
+    #: Users' presence (online, away, offline), cluster-wide; run by the presence service.
+    user_presence: Slot[UserPresence] = field(default_factory=lambda: Slot("user presence"))
     #: Clients of the sibling services.
     siblings: Slot[Siblings] = field(default_factory=lambda: Slot("siblings"))
     messaging: Slot[Messaging] = field(default_factory=lambda: Slot("messaging"))
@@ -133,6 +118,15 @@ class Node:
 
     def __post_init__(self) -> None:
         conversation_actors().watch(self.registry)
+        actor_gauge().watch(self)
+
+    def actor_counts(self) -> Mapping[str, int]:
+        """Live actors by kind, for ``whispr_actors`` (read when the metrics are scraped)."""
+        gateway = self.gateway.peek()
+        return {
+            "conversation": live_conversations(self.registry),
+            "connection": 0 if gateway is None else len(gateway.ctx.connections),
+        }
 
     def whereis(self, name: str) -> Ref[Any] | None:
         """The live service registered as ``name``."""
@@ -142,7 +136,7 @@ class Node:
 class NodeService(AsyncioActor):
     """A service of the node that logs its life; the base of the node's services.
 
-    Services not yet built beyond their place in the tree (telemetry, the scheduler)
+    Services not yet built beyond their place in the tree (the scheduler)
     run as plain ``NodeService`` instances, so the tree's shape, order and restart
     behaviour hold from the start.
     """
@@ -200,6 +194,7 @@ def _dynamic(
             name=name,
             child_max_restarts=child_max_restarts,
             child_max_seconds=child_max_seconds,
+            on_restart=restart_reporter(name),
         )
 
     return ChildSpec(id=name, start=node.registry.via(name, start), type=ChildType.SUPERVISOR)
@@ -213,13 +208,20 @@ def node_tree(node: Node) -> list[ChildSpec]:
     """
     settings, registry = node.settings, node.registry
     return [
-        _service(node, "telemetry"),
+        _service(node, "telemetry", lambda: _spawn(TelemetryService, settings)),
         _service(node, "store", lambda: _spawn(StoreService, settings, node.store)),
+        _service(
+            node,
+            "audit",
+            lambda: _spawn(AuditService, settings, node.store.get().audit, node.audit),
+        ),
         _service(node, "broker", lambda: _spawn(BrokerService, settings, node.broker)),
         _service(
             node,
             "presence",
-            lambda: _spawn(PresenceService, settings, node.broker.get(), node.presence),
+            lambda: _spawn(
+                PresenceService, settings, node.broker.get(), node.presence, node.user_presence
+            ),
         ),
         _service(node, "siblings", lambda: _spawn(SiblingsService, settings, node.siblings)),
         _dynamic(
@@ -239,6 +241,7 @@ def node_tree(node: Node) -> list[ChildSpec]:
                 broker=node.broker.get(),
                 presence=node.presence.peek,
                 siblings=node.siblings.get(),
+                audit=node.audit.get(),
                 out=node.messaging,
             ),
         ),
@@ -253,6 +256,9 @@ def node_tree(node: Node) -> list[ChildSpec]:
                 messaging=node.messaging.get(),
                 broker=node.broker.get(),
                 store=node.store.get().store,
+                audit=node.audit.get(),
+                accounts=node.store.get().accounts,
+                user_presence=node.user_presence.get(),
                 out=node.grpc,
             ),
         ),
@@ -268,6 +274,9 @@ def node_tree(node: Node) -> list[ChildSpec]:
                 broker=node.broker.get(),
                 presence=node.presence.get(),
                 siblings=node.siblings.get(),
+                audit=node.audit.get(),
+                accounts=node.store.get().accounts,
+                user_presence=node.user_presence.get(),
                 out=node.gateway,
             ),
         ),
@@ -282,14 +291,22 @@ def start_root(node: Node) -> Ref[Any]:
         max_restarts=3,
         max_seconds=5.0,
         name=f"node:{node.settings.node_name}",
+        on_restart=restart_reporter("root"),
     )
 
 
 async def run_node(settings: Settings) -> int:
-    """Run a node until SIGTERM/SIGINT; return the process exit status."""
+    """Run a node until SIGTERM/SIGINT; return the process exit status.
+
+    A node that cannot start logs one error naming the cause (:mod:`whispr.startup`) and
+    returns 1; the supervisors' crash reports of the failed start are left out when the
+    cause is a known one.
+    """
     node = Node(settings)
+    held = HeldCrashReports()
 
     def up(_root: Ref[Any]) -> None:
+        held.release()
         gc_policy.apply(settings.gc_thresholds)
         log.info(
             "node up",
@@ -299,11 +316,33 @@ async def run_node(settings: Settings) -> int:
             gc_thresholds=list(gc.get_threshold()),
         )
 
-    reason = await run_until_signalled(
-        lambda: start_root(node),
-        shutdown_deadline=settings.shutdown_deadline_s,
-        on_started=up,
+    # Before the tree starts, so that no signal finds the node without them; they look the
+    # actors up when a signal comes.
+    remove_hooks = chaos_hooks.install(
+        settings.chaos_hooks, node.registry, asyncio.get_running_loop()
     )
+    with held:
+        try:
+            reason = await run_until_signalled(
+                lambda: start_root(node),
+                shutdown_deadline=settings.shutdown_deadline_s,
+                on_started=up,
+            )
+        except ActorDeadError as exc:
+            failure = describe_start_failure(exc, settings)
+            if failure.known:
+                held.discard()
+                log.error(f"cannot start: {failure.message}", node=settings.node_name)
+            else:
+                held.release()
+                log.error(
+                    f"cannot start: {failure.message}",
+                    node=settings.node_name,
+                    exc_info=failure.cause,
+                )
+            return 1
+        finally:
+            remove_hooks()
     if isinstance(reason, Shutdown):
         log.info("node stopped", node=settings.node_name)
         return 0

@@ -10,6 +10,8 @@ constructed again with the new instance.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +27,11 @@ from actors.model import InsertResult, Message
 from actors.ports import Store
 from supervisors import AsyncioActor, ChildSpec, Ref, Registry
 from supervisors.batching import Batcher
+from whispr.accounts import AccountStore
+from whispr.audit import AuditLog, AuditStore
+from whispr.audit.retention import Retention
 from whispr.broker import open_broker
+from whispr.broker.metrics import broker_connected
 from whispr.config import Settings
 from whispr.gateway.presence import MemoryPresence, Presence, RedisPresence
 from whispr.hooks import PushDispatcher, screen_for
@@ -33,8 +39,11 @@ from whispr.siblings import Siblings
 from whispr.slot import Slot
 from whispr.store.breaker import BreakerStore
 from whispr.store.factory import open_store
+from whispr.store.metrics import store_breaker_state
+from whispr.user_presence import MemoryUserPresence, RedisUserPresence, UserPresence
 
 __all__ = [
+    "AuditService",
     "BrokerService",
     "MessagingService",
     "PresenceService",
@@ -56,6 +65,10 @@ class StoreHandles:
 
     store: Store
     commit: Batcher[Message, InsertResult]
+    #: The same database without the breaker, for the audit log (see whispr/audit/log.py).
+    audit: AuditStore
+    #: The same database, for token revocations and presence settings (whispr/accounts.py).
+    accounts: AccountStore
 
 
 class StoreService(AsyncioActor):
@@ -67,6 +80,7 @@ class StoreService(AsyncioActor):
         self.settings = settings
         self.out = out
         self.handles: StoreHandles | None = None
+        self._breaker_store: BreakerStore | None = None
 
     async def on_start(self) -> None:
         settings = self.settings
@@ -74,8 +88,9 @@ class StoreService(AsyncioActor):
         # Every data call, group commit's included, goes through the store's breaker: in an
         # outage they fail at once instead of each waiting for its timeout (see
         # whispr/store/breaker.py). Opening and migrating bypass it.
+        opened = open_store(settings.database_url, settings.sqlite_path)
         store = BreakerStore(
-            open_store(settings.database_url, settings.sqlite_path),
+            opened,
             backend,
             failures=settings.store_breaker_failures,
             open_s=settings.store_breaker_open_s,
@@ -94,17 +109,54 @@ class StoreService(AsyncioActor):
         commit = Batcher[Message, InsertResult](
             store.insert_messages, max_batch=1000, max_in_flight=1, name="group-commit"
         )
-        self.handles = StoreHandles(store, commit)
+        self.handles = StoreHandles(store, commit, opened, opened)
+        self._breaker_store = store
         self.out.set(self.handles)
         log.info("store open", backend=backend)
 
     async def on_stop(self) -> None:
         handles, self.handles = self.handles, None
         self.out.clear()
+        if self._breaker_store is not None:
+            store_breaker_state().unwatch(self._breaker_store)
+            self._breaker_store = None
         if handles is not None:
             await handles.commit.close()
             await handles.store.close()
         log.info("store closed")
+
+
+class AuditService(AsyncioActor):
+    """Runs the node's audit log (its background writer) and the retention job."""
+
+    def __init__(self, settings: Settings, store: AuditStore, out: Slot[AuditLog]) -> None:
+        super().__init__()
+        self.settings = settings
+        self.store = store
+        self.out = out
+        self.audit: AuditLog | None = None
+        self._retention: asyncio.Task[None] | None = None
+
+    def on_start(self) -> None:
+        settings = self.settings
+        audit = AuditLog(self.store, settings.node_name)
+        audit.start()
+        self.audit = audit
+        retention = Retention(self.store, settings.audit_retention_days)
+        self._retention = asyncio.get_running_loop().create_task(
+            retention.run(), name="audit-retention"
+        )
+        self.out.set(audit)
+
+    async def on_stop(self) -> None:
+        audit, self.audit = self.audit, None
+        self.out.clear()
+        if self._retention is not None:
+            self._retention.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retention
+        if audit is not None:
+            await audit.close()
 
 
 class BrokerService(AsyncioActor):
@@ -120,6 +172,7 @@ class BrokerService(AsyncioActor):
         settings = self.settings
         broker = open_broker(settings.redis_url, settings.node_name, settings.redis_prefix)
         await broker.open()
+        broker_connected().watch(broker)
         self.broker = broker
         self.out.set(broker)
         log.info("broker open", backend="redis" if settings.redis_url else "in-process")
@@ -128,19 +181,29 @@ class BrokerService(AsyncioActor):
         broker, self.broker = self.broker, None
         self.out.clear()
         if broker is not None:
+            broker_connected().unwatch(broker)
             await broker.close()
         log.info("broker closed")
 
 
 class PresenceService(AsyncioActor):
-    """Runs the node's presence (Redis with a broker on Redis, in memory otherwise)."""
+    """Runs the node's presence (Redis with a broker on Redis, in memory otherwise): per topic
+    (``out``) and per user (``users_out``, whispr/user_presence.py)."""
 
-    def __init__(self, settings: Settings, broker: Broker, out: Slot[Presence]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        broker: Broker,
+        out: Slot[Presence],
+        users_out: Slot[UserPresence] | None = None,
+    ) -> None:
         super().__init__()
         self.settings = settings
         self.broker = broker
         self.out = out
+        self.users_out = users_out
         self.presence: Presence | None = None
+        self.users: UserPresence | None = None
 
     async def on_start(self) -> None:
         settings, broker = self.settings, self.broker
@@ -154,10 +217,26 @@ class PresenceService(AsyncioActor):
         await presence.start()
         self.presence = presence
         self.out.set(presence)
+        if self.users_out is not None:
+            users: UserPresence = (
+                RedisUserPresence(
+                    settings.redis_url, broker, settings.node_name, prefix=settings.redis_prefix
+                )
+                if settings.redis_url
+                else MemoryUserPresence(broker)
+            )
+            await users.start()
+            self.users = users
+            self.users_out.set(users)
 
     async def on_stop(self) -> None:
         presence, self.presence = self.presence, None
+        users, self.users = self.users, None
         self.out.clear()
+        if self.users_out is not None:
+            self.users_out.clear()
+        if users is not None:
+            await users.stop()
         if presence is not None:
             await presence.stop()
 
@@ -203,11 +282,13 @@ class MessagingService(AsyncioActor):
         broker: Broker,
         presence: Callable[[], Presence | None],
         siblings: Siblings,
+        audit: AuditLog,
         out: Slot[Messaging],
     ) -> None:
         super().__init__()
         self.settings = settings
         self.registry = registry
+        self.audit = audit
         self.store = store
         self.broker = broker
         self.presence = presence
@@ -229,6 +310,7 @@ class MessagingService(AsyncioActor):
             commit=self.store.commit,
             max_content_bytes=settings.max_content_bytes,
             on_new_message=None if dispatcher is None else dispatcher.on_new_message,
+            on_membership_change=self.audit.membership_changed,
         )
 
         async def start_child(spec: ChildSpec) -> Ref[Any]:

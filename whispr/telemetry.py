@@ -59,7 +59,7 @@ from opentelemetry import metrics as otel_metrics
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from prometheus_client import (
     GC_COLLECTOR,
     PLATFORM_COLLECTOR,
@@ -74,11 +74,14 @@ from whispr.config import Settings
 
 __all__ = [
     "METRICS_CONTENT_TYPE",
+    "SECONDS_BUCKETS",
+    "LabelledGauge",
     "ObservedGauge",
     "configure_logging",
     "configure_metrics",
     "get_meter",
     "metrics_exposition",
+    "node_resource",
     "prometheus_registry",
 ]
 
@@ -86,6 +89,14 @@ __all__ = [
 METRICS_CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 
 _METER_NAME: Final = "whispr"
+
+#: The bucket bounds of every latency histogram of the node, in seconds (the unit every
+#: duration metric is exported in): from half a millisecond (a typing notice, a cached
+#: read) to 10 s (a deadline). OpenTelemetry's default bounds (0, 5, 10, ... 10000) are
+#: meant for milliseconds: on a seconds histogram every call lands in the first bucket.
+SECONDS_BUCKETS: Final = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
 
 
 class _WhisprHandler(logging.StreamHandler[TextIO]):
@@ -192,6 +203,22 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> No
         log.warning(warning)
 
 
+def node_resource(settings: Settings | None) -> Resource:
+    """What the node's metrics and traces say they come from: one rule for both.
+
+    ``service.name`` is ``whispr`` and ``service.instance.id`` the node's name
+    (``WHISPR_NODE_NAME``, the pod's name on Kubernetes) unless the operator says otherwise
+    with ``OTEL_SERVICE_NAME`` or ``OTEL_RESOURCE_ATTRIBUTES``, which win, as OpenTelemetry
+    specifies. Without ``settings`` (metrics recorded before a node's settings are known, in
+    tests), the instance id is the SDK's default, a random one.
+    """
+    attributes: dict[str, str] = {"service.name": "whispr", "service.version": __version__}
+    if settings is not None:
+        attributes["service.instance.id"] = settings.node_name
+    detected = OTELResourceDetector().detect().attributes  # OTEL_RESOURCE_ATTRIBUTES, _SERVICE_NAME
+    return Resource.create({**attributes, **detected})
+
+
 _metrics_lock = threading.Lock()
 _registry: CollectorRegistry | None = None
 _provider: MeterProvider | None = None
@@ -207,7 +234,9 @@ def configure_metrics(settings: Settings | None = None) -> MeterProvider:
     Args:
         settings: when given, its ``node_name`` becomes the
             ``service.instance.id`` resource attribute (the ``target_info``
-            metric), which tells the nodes of a cluster apart.
+            metric), which tells the nodes of a cluster apart (see
+            :func:`node_resource`). ``whispr serve`` calls it with the settings
+            before the node's modules make their instruments.
     """
     global _registry, _provider
     with _metrics_lock:
@@ -216,14 +245,8 @@ def configure_metrics(settings: Settings | None = None) -> MeterProvider:
         registry = CollectorRegistry(auto_describe=True)
         for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
             registry.register(collector)
-        attributes: dict[str, str] = {
-            "service.name": "whispr",
-            "service.version": __version__,
-        }
-        if settings is not None:
-            attributes["service.instance.id"] = settings.node_name
         reader = PrometheusMetricReader(registry=registry)
-        provider = MeterProvider(metric_readers=[reader], resource=Resource.create(attributes))
+        provider = MeterProvider(metric_readers=[reader], resource=node_resource(settings))
         otel_metrics.set_meter_provider(provider)
         _registry, _provider = registry, provider
         return provider
@@ -301,15 +324,33 @@ class TalliedCounter:
 _Watched = TypeVar("_Watched")
 
 
-class ObservedGauge(Generic[_Watched]):
+class _Watching(Generic[_Watched]):
+    """The live objects a gauge reads, held weakly so that a stopped node's drop out."""
+
+    def __init__(self) -> None:
+        self._watched: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def watch(self, obj: _Watched) -> None:
+        """Count ``obj`` from now on, for as long as it lives."""
+        self._watched.add(obj)
+
+    def unwatch(self, obj: _Watched) -> None:
+        """Stop counting ``obj`` (a service closed it but something may still hold it)."""
+        self._watched.discard(obj)
+
+    def _live(self) -> list[_Watched]:
+        return list(self._watched)
+
+
+class ObservedGauge(_Watching[_Watched]):
     """A gauge read from live objects when the metrics are collected, never written to.
 
     For a count some object already keeps (a registry's live actors, say): counting it again
     at every start and stop would be a second bookkeeping that can drift from the first. The
-    value is ``measure(obj)`` summed over the objects :meth:`watch` was given and that are
-    still alive (held weakly, so a stopped node's registry drops out). Exported as an
-    OpenTelemetry observable up-down counter (a Prometheus gauge). Like
-    :class:`TalliedCounter`, create each one once per process and share it.
+    value is ``measure(obj)`` over the objects :meth:`watch` was given and that are still
+    alive, combined by ``combine`` (summed by default; a state such as a breaker's takes the
+    worst, ``max``). Exported as an OpenTelemetry observable up-down counter (a Prometheus
+    gauge). Like :class:`TalliedCounter`, create each one once per process and share it.
     """
 
     def __init__(
@@ -318,20 +359,58 @@ class ObservedGauge(Generic[_Watched]):
         name: str,
         description: str,
         measure: Callable[[_Watched], int],
+        *,
+        combine: Callable[[list[int]], int] = sum,
     ) -> None:
+        super().__init__()
         self._measure = measure
-        self._watched: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._combine = combine
         get_meter(meter_name).create_observable_up_down_counter(
             name, callbacks=[self._observe], description=description
         )
 
-    def watch(self, obj: _Watched) -> None:
-        """Count ``obj`` from now on, for as long as it lives."""
-        self._watched.add(obj)
-
     def value(self) -> int:
-        """The current value: ``measure`` summed over the live watched objects."""
-        return sum(self._measure(obj) for obj in list(self._watched))
+        """The current value: ``measure`` combined over the live watched objects."""
+        return self._combine([self._measure(obj) for obj in self._live()])
 
     def _observe(self, _options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(self.value())]
+
+
+class LabelledGauge(_Watching[_Watched]):
+    """An :class:`ObservedGauge` with one label: ``measure(obj)`` maps label values to counts.
+
+    Each watched object gives a count per value of ``label`` (a node: its conversation and
+    connection actors; a breaker: its sibling's state); values given by several objects are
+    combined by ``combine``. The label's values must be few and fixed (kinds, sibling names),
+    never ids.
+    """
+
+    def __init__(
+        self,
+        meter_name: str,
+        name: str,
+        description: str,
+        label: str,
+        measure: Callable[[_Watched], Mapping[str, int]],
+        *,
+        combine: Callable[[list[int]], int] = sum,
+    ) -> None:
+        super().__init__()
+        self._label = label
+        self._measure = measure
+        self._combine = combine
+        get_meter(meter_name).create_observable_up_down_counter(
+            name, callbacks=[self._observe], description=description
+        )
+
+    def values(self) -> dict[str, int]:
+        """The current value of each label value seen on a live watched object."""
+        seen: dict[str, list[int]] = {}
+        for obj in self._live():
+            for key, count in self._measure(obj).items():
+                seen.setdefault(key, []).append(count)
+        return {key: self._combine(counts) for key, counts in seen.items()}
+
+    def _observe(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(count, {self._label: key}) for key, count in self.values().items()]

@@ -28,8 +28,22 @@ DOCUMENTED = {
         "typing_start",
         "typing_stop",
         "history",
+        # A member's own state (whispr/gateway/channels/member_state.py).
+        "update_member_settings",
+        "get_member_state",
+        "get_receipts",
+        "list_pins",
+        "list_thread",
+        # group administration (whispr/gateway/channels/admin.py)
+        "add_members",
+        "remove_member",
+        "leave",
+        "set_role",
+        "update_conversation",
+        "transfer_ownership",
+        "list_members",
     },
-    "user": {"create_conversation", "list_conversations"},
+    "user": {"create_conversation", "list_conversations", "update_presence"},
     "notification": set(),
 }
 

@@ -41,9 +41,22 @@ async def _pair_with_history(node: RunningNode, count: int) -> tuple[str, str]:
     return bob, f"conversation:{cid}"
 
 
+async def test_ready_reports_a_dependency_that_does_not_answer_without_failing(
+    node: RunningNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def silent() -> bool:
+        await asyncio.sleep(30)  # a database that does not answer at all
+        return True
+
+    monkeypatch.setattr(node.node.store.get().store, "ping", silent)
+    status, body = await asyncio.to_thread(_get, node.http + "/ready")
+    assert (status, body) == (200, "ready\nstore: unavailable\nbroker: ok\n")
+
+
 async def test_http_probes_answer_on_the_gateway_port(node: RunningNode) -> None:
     assert await asyncio.to_thread(_get, node.http + "/health") == (200, "ok\n")
-    assert await asyncio.to_thread(_get, node.http + "/ready") == (200, "ready\n")
+    ready = (200, "ready\nstore: ok\nbroker: ok\n")
+    assert await asyncio.to_thread(_get, node.http + "/ready") == ready
     ada = unique("ada")
     async with node.client(ada) as client:
         await client.join(f"user:{ada}")

@@ -16,6 +16,7 @@ from whispr.protocol.channels import (
     LeaveRequested,
     ProtocolViolation,
     PushReceived,
+    SocketPushReceived,
     error_response,
 )
 from whispr.protocol.frames import CloseCode, Reason
@@ -63,6 +64,26 @@ def test_heartbeat_replied() -> None:
         [b'[null,"5","phoenix","phx_reply",{"status":"ok","response":{}}]'],
         [],
     )
+
+
+def test_declared_socket_events_reach_the_application_and_others_stay_unmatched() -> None:
+    proto = ConnectionProtocol(socket_events=("refresh_token",))
+    out, events = feed(proto, msg(None, "7", "phoenix", "refresh_token", {"token": "t"}))
+    assert (out, events) == ([], [SocketPushReceived("refresh_token", "7", {"token": "t"})])
+    assert proto.socket_reply("7", "ok", {"expires_at": 1.5}) == (
+        b'[null,"7","phoenix","phx_reply",{"status":"ok","response":{"expires_at":1.5}}]'
+    )
+    assert proto.socket_reply("8", "error", Refusal()) == (
+        b'[null,"8","phoenix","phx_reply",{"status":"error","response":'
+        b'{"reason":"not_member","message":"not a member","conversation":"c1"}}]'
+    )
+    assert proto.socket_reply(None, "ok", {}) is None
+    # Not declared: as before, unmatched.
+    out, events = feed(ConnectionProtocol(), msg(None, "7", "phoenix", "refresh_token", {}))
+    assert events == []
+    assert UNMATCHED in out[0]
+    proto.connection_closed()
+    assert proto.socket_reply("9", "ok", {}) is None
 
 
 def test_tick_times_out_after_silence() -> None:

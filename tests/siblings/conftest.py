@@ -94,6 +94,11 @@ class _Moderation(moderation_pb2_grpc.ModerationServiceServicer):
             )
         return moderation_pb2.CheckContentResponse(verdict=moderation_pb2.VERDICT_ALLOW)
 
+    async def ReportActivity(self, request: Any, context: Any) -> Any:
+        await self.stand_in.moderation.enter(request, context)
+        self.stand_in.reports.append(request)
+        return moderation_pb2.ReportActivityResponse()
+
 
 @dataclass
 class StandIn:
@@ -107,6 +112,8 @@ class StandIn:
     unknown_users: set[str] = field(default_factory=set)
     bad_media: set[str] = field(default_factory=set)
     pushed: dict[str, Any] = field(default_factory=dict)
+    #: Suspicious-activity reports the moderation service received.
+    reports: list[Any] = field(default_factory=list)
     port: int = 0
     server: Any = None
 

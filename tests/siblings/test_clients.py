@@ -10,10 +10,12 @@ import pytest
 
 from actors.errors import Reason, WhisprError
 from actors.model import Attachment
+from tests.scrape import parse_samples, sample_values
 from tests.siblings.conftest import TOKEN, StandIn
 from whispr.bench.nodes import free_port
 from whispr.config import load_settings
 from whispr.siblings import PushRequest, Siblings
+from whispr.telemetry import metrics_exposition
 
 PHOTO = Attachment(id="media-1", mime_type="image/png", size=10, name="a.png")
 
@@ -131,6 +133,9 @@ async def test_a_failing_sibling_opens_the_breaker_which_closes_after_recovery(
     for n in range(5):
         assert await siblings.users.is_active(f"user-{n}")  # the fallback: active
     assert client.breaker.state == "open"
+    # The gauge shows the worst state among the process's live breakers of this sibling.
+    states = parse_samples(metrics_exposition().decode())
+    assert sample_values(states, "whispr_sibling_breaker_state", sibling="user") == [2.0]
     reached = len(stand_in.users.requests)
     assert reached >= 5  # each failed call reached the sibling (with gRPC's retries)
     assert await siblings.users.is_active("user-6")

@@ -13,6 +13,7 @@ import pytest
 from actors.errors import Reason, WhisprError
 from actors.model import InsertResult, Message, Unsequenced
 from actors.ports import Store
+from tests.scrape import parse_samples, sample_values
 from whispr.config import load_settings
 from whispr.services import StoreHandles, StoreService
 from whispr.slot import Slot
@@ -224,3 +225,41 @@ async def test_the_store_service_puts_group_commit_behind_the_breaker(tmp_path: 
         assert raised.value.message == OPEN
     finally:
         await service.on_stop()
+
+
+def _store_calls(operation: str, outcome: str) -> float:
+    samples = parse_samples(metrics_exposition().decode())
+    return sum(
+        sample_values(
+            samples, "whispr_store_call_seconds_count", operation=operation, outcome=outcome
+        )
+    )
+
+
+async def test_each_call_is_timed_by_operation_and_outcome() -> None:
+    inner = Flaky()
+    store = guarded(inner, name="timed")
+    outcomes = ("ok", "error", "unavailable")
+    before = {outcome: _store_calls("get_message", outcome) for outcome in outcomes}
+
+    await store.get_message("c1", 1)
+    inner.failure = WhisprError(Reason.NOT_FOUND, "no conversation")  # the store said no
+    with pytest.raises(WhisprError):
+        await store.get_message("c1", 1)
+    await open_breaker(store, inner)  # five outages, the fifth opening it
+    with pytest.raises(WhisprError):
+        await store.get_message("c1", 1)  # refused by the open breaker: no call made
+
+    after = {outcome: _store_calls("get_message", outcome) for outcome in outcomes}
+    assert {o: after[o] - before[o] for o in outcomes} == {"ok": 1, "error": 1, "unavailable": 6}
+
+
+async def test_the_breaker_state_is_a_gauge_worst_first() -> None:
+    inner = Flaky()
+    store = guarded(inner, name="gauged")
+    assert store.breaker.state_code == 0
+    await open_breaker(store, inner)
+    assert store.breaker.state_code == 2
+    samples = parse_samples(metrics_exposition().decode())
+    # Every live store of the process is read; the worst shows, and this one is open.
+    assert sample_values(samples, "whispr_store_breaker_state") == [2.0]

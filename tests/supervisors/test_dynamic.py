@@ -15,6 +15,7 @@ from supervisors import (
     ChildSpec,
     Crashed,
     DynamicSupervisor,
+    InjectedCrash,
     Killed,
     MaxChildrenReached,
     Ref,
@@ -337,3 +338,27 @@ async def _restart_then_kill(turns: int) -> list[Ref[Any]]:
     await within(sup.wait_exit())
     await yield_loop(50)
     return started
+
+
+@pytest.mark.parametrize("restart", list(Restart))
+async def test_an_injected_crash_runs_on_failure_and_restarts_per_restart_type(
+    restart: Restart,
+) -> None:
+    log: Log = []
+    sup, proxy = await start_dynamic(max_restarts=10)
+    child = await within(proxy.start_child(worker_spec("c", log, restart=restart)))
+    queued = child.ask_soon("ping")  # queued before the crash: answered first
+    child.crash("test")
+    assert await within(queued) == "c"
+    reason = await within(child.wait_exit())
+    assert isinstance(reason, Crashed)
+    assert isinstance(reason.exception, InjectedCrash)
+    assert str(reason.exception) == "test"
+    children = await live_refs(proxy)
+    if restart is Restart.TEMPORARY:
+        assert children == []
+    else:
+        assert len(children) == 1
+        assert children[0] is not child
+        assert await within(children[0].ask_async("ping")) == "c"
+    assert sup.is_alive()

@@ -36,6 +36,7 @@ SUITES: dict[str, str] = {
     "store": "whispr.bench.store:run_suite",
     "gateway": "whispr.bench.gateway:run_suite",
     "grpc": "whispr.bench.grpc:run_suite",
+    "tracing": "whispr.bench.tracing:run_suite",
 }
 
 

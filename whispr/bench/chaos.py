@@ -13,9 +13,15 @@ of random kinds at random times (``--seed``):
 * ``term``: SIGTERM a node (it drains), start it again after ``--restart-after`` s;
 * ``redis``: SIGKILL Redis, start it again (empty) after ``--outage-s`` s;
 * ``postgres``: stop PostgreSQL (immediate: as a crash), start it after ``--outage-s`` s;
+* ``redis-net``: between one node and Redis (its ``WHISPR_REDIS_URL`` names a
+  :class:`~whispr.bench.faultproxy.FaultProxy`), 500 ms of delay each way for
+  ``--net-fault-s`` s, then a partition (silence on open sockets) for as long, then healed;
 
-and, unless ``--no-removal``, a member of the largest conversation removed over gRPC at a
-seeded time, whose client is not told and goes on sending.
+and, beside them, ``--actor-crashes`` actor crashes at random times, each of one random
+conversation actor or connection actor of a random live node (SIGUSR1 or SIGUSR2, with
+``WHISPR_CHAOS_HOOKS=1``: :mod:`whispr.chaos_hooks`); and, unless ``--no-removal``, a member
+of the largest conversation removed over gRPC at a seeded time, whose client is not told and
+goes on sending.
 
 Then every client is brought back and caught up, and :mod:`whispr.bench.chaos_check` reads
 every acknowledgement, every client's received stream and the store. Writes ``chaos.json``
@@ -28,6 +34,7 @@ import argparse
 import asyncio
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -39,17 +46,24 @@ from pathlib import Path
 from typing import Any
 
 from actors.conversation import SYSTEM_SENDER
-from whispr.bench.chaos_check import History, Send, check
+from whispr.bench.chaos_check import History, Send, Session, check
 from whispr.bench.chaos_clients import PUSH_TIMEOUT_S, Journal, Member
 from whispr.bench.chaos_services import PrivatePostgres, PrivateRedis, services_missing
+from whispr.bench.faultproxy import FaultProxy
 from whispr.bench.gateway import _create_conversations, node_for
 from whispr.bench.nodes import NodeProcess, free_port, start_node_process
 from whispr.bench.report import machine, markdown_table, write_json, write_text
 
 __all__ = ["FAULT_KINDS", "ChaosScenario", "main", "run"]
 
-FAULT_KINDS = ("kill", "term", "redis", "postgres")
+FAULT_KINDS = ("kill", "term", "redis-net", "redis", "postgres")
 NODES = 3
+#: The node whose Redis traffic goes through the fault proxy.
+PROXIED_NODE = NODES - 1
+#: The delay each way in the first half of a ``redis-net`` fault.
+NET_DELAY_S = 0.5
+#: Which signal crashes which kind of actor (see whispr/chaos_hooks.py).
+CRASH_SIGNALS = {"conversation": signal.SIGUSR1, "connection": signal.SIGUSR2}
 #: What the run's own gRPC calls (the member removal) present to the nodes.
 GRPC_TOKEN = "chaos-run-token"
 
@@ -64,6 +78,8 @@ class ChaosScenario:
     clients: int = 120
     rate: float = 40.0
     random_faults: int = 2
+    net_fault_s: float = 10.0
+    actor_crashes: int = 8
     seed: int = 1
     removal: bool = True
     kinds: tuple[str, ...] = FAULT_KINDS
@@ -81,21 +97,49 @@ class _Fault:
     planned_s: float
     at_s: float | None = None
     restored_s: float | None = None
+    #: For ``redis-net``: when the delay gave way to the partition.
+    partitioned_s: float | None = None
+    measured: dict[str, float | int | None] = field(default_factory=dict)
+
+
+@dataclass
+class _Crash:
+    """One actor crash asked of a node through its chaos hook."""
+
+    actor: str
+    planned_s: float
+    node: int | None = None
+    at_s: float | None = None
+    #: The fault under way when it happened, whose drops and refusals mix with its own.
+    during: str | None = None
     measured: dict[str, float | int | None] = field(default_factory=dict)
 
 
 class _Cluster:
     """The three nodes, which come and go; clients ask it which are up."""
 
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = {**env, "WHISPR_GRPC_TOKENS": f"chaos={GRPC_TOKEN}"}
+    def __init__(self, env: dict[str, str], overrides: dict[int, dict[str, str]]) -> None:
+        self.env = {**env, "WHISPR_GRPC_TOKENS": f"chaos={GRPC_TOKEN}", "WHISPR_CHAOS_HOOKS": "1"}
+        self.overrides = overrides
         self.nodes: list[NodeProcess | None] = [None] * NODES
         self.grpc_ports = [0] * NODES
 
     async def start(self, index: int) -> None:
         self.grpc_ports[index] = free_port()
-        env = {**self.env, "WHISPR_GRPC_PORT": str(self.grpc_ports[index])}
+        env = {
+            **self.env,
+            **self.overrides.get(index, {}),
+            "WHISPR_GRPC_PORT": str(self.grpc_ports[index]),
+        }
         self.nodes[index] = await start_node_process(f"chaos-{index}", env)
+
+    def signal(self, index: int, sig: signal.Signals) -> bool:
+        """Send ``sig`` to node ``index``; False when it is not up."""
+        node = self.nodes[index]
+        if node is None or node.process.returncode is not None:
+            return False
+        node.process.send_signal(sig)
+        return True
 
     def grpc_addresses(self) -> list[str]:
         """The gRPC address of each live node."""
@@ -156,21 +200,40 @@ def _plan(scenario: ChaosScenario, rng: random.Random) -> list[_Fault]:
     return sorted(plan, key=lambda f: f.planned_s)
 
 
+@dataclass
+class _Rig:
+    """What faults act on: the nodes, the services, the proxy before one node's Redis."""
+
+    cluster: _Cluster
+    pg: PrivatePostgres
+    redis: PrivateRedis
+    proxy: FaultProxy
+
+
 async def _inject(
     fault: _Fault,
     scenario: ChaosScenario,
-    cluster: _Cluster,
-    pg: PrivatePostgres,
-    redis: PrivateRedis,
+    rig: _Rig,
     members: list[Member],
     began: float,
 ) -> None:
+    cluster = rig.cluster
     if fault.kind in ("kill", "term"):
         fault.node = _busiest(cluster, members)
+    elif fault.kind == "redis-net":
+        fault.node = PROXIED_NODE
     fault.at_s = time.monotonic() - began
     where = "" if fault.node is None else f" node {fault.node}"
     print(f"[chaos] {fault.at_s:6.1f} s  {fault.kind}{where}", file=sys.stderr)
-    if fault.node is not None:
+    if fault.kind == "redis-net":
+        rig.proxy.delay(NET_DELAY_S)
+        await asyncio.sleep(scenario.net_fault_s)
+        rig.proxy.partition()
+        fault.partitioned_s = time.monotonic() - began
+        print(f"[chaos] {fault.partitioned_s:6.1f} s  redis-net: partition", file=sys.stderr)
+        await asyncio.sleep(scenario.net_fault_s)
+        rig.proxy.heal()
+    elif fault.node is not None:
         if fault.kind == "kill":
             await cluster.kill(fault.node)
         else:
@@ -178,7 +241,7 @@ async def _inject(
         await asyncio.sleep(scenario.restart_after)
         await cluster.start(fault.node)
     else:
-        service: PrivatePostgres | PrivateRedis = pg if fault.kind == "postgres" else redis
+        service: PrivatePostgres | PrivateRedis = rig.pg if fault.kind == "postgres" else rig.redis
         await asyncio.to_thread(service.stop)
         await asyncio.sleep(scenario.outage_s)
         await asyncio.to_thread(service.start)
@@ -189,9 +252,7 @@ async def _inject(
 async def _faults(
     plan: list[_Fault],
     scenario: ChaosScenario,
-    cluster: _Cluster,
-    pg: PrivatePostgres,
-    redis: PrivateRedis,
+    rig: _Rig,
     members: list[Member],
     began: float,
 ) -> None:
@@ -206,7 +267,35 @@ async def _faults(
         if time.monotonic() - began > scenario.duration * 0.85:
             print(f"[chaos] skipped {fault.kind}: too late in the run", file=sys.stderr)
             continue
-        await _inject(fault, scenario, cluster, pg, redis, members, began)
+        await _inject(fault, scenario, rig, members, began)
+
+
+def _plan_crashes(scenario: ChaosScenario, rng: random.Random) -> list[_Crash]:
+    """``actor_crashes`` crashes at random times in the run, of random kinds, in time order."""
+    crashes = [
+        _Crash(rng.choice(sorted(CRASH_SIGNALS)), rng.uniform(0.05, 0.85) * scenario.duration)
+        for _ in range(scenario.actor_crashes)
+    ]
+    return sorted(crashes, key=lambda c: c.planned_s)
+
+
+async def _crash_actors(
+    crashes: list[_Crash], cluster: _Cluster, rng: random.Random, began: float
+) -> None:
+    """Each crash at its time, on a random live node (whatever other fault is under way)."""
+    for crash in crashes:
+        await asyncio.sleep(max(0.0, began + crash.planned_s - time.monotonic()))
+        live = [i for i, node in enumerate(cluster.nodes) if node is not None]
+        if not live:
+            continue
+        node = rng.choice(live)
+        if cluster.signal(node, CRASH_SIGNALS[crash.actor]):
+            crash.node = node
+            crash.at_s = time.monotonic() - began
+            print(
+                f"[chaos] {crash.at_s:6.1f} s  crash a {crash.actor} actor on node {node}",
+                file=sys.stderr,
+            )
 
 
 def _busiest(cluster: _Cluster, members: list[Member]) -> int:
@@ -217,10 +306,15 @@ def _busiest(cluster: _Cluster, members: list[Member]) -> int:
     return max(live, key=lambda i: load[f"chaos-{i}"])
 
 
-def _recovery(fault: _Fault, journal: Journal, began: float) -> dict[str, float | int | None]:
+def _recovery(
+    fault: _Fault, journal: Journal, began: float, next_fault: float
+) -> dict[str, float | int | None]:
     """Measured around ``fault``: from its restore to the first ack and cross-node delivery
     of a message sent after it; from the fault until the clients it dropped were joined again
-    (elsewhere, for a node fault); cross-node deliveries of messages sent during it, live.
+    (elsewhere, for a node fault; drops from ``next_fault`` on are not its); cross-node
+    deliveries of messages sent during it. For a
+    ``redis-net`` fault, per phase (delay, partition), the slowest delivery of a message sent
+    then from another node to the faulted node's clients, and from its clients to others'.
     """
     if fault.at_s is None or fault.restored_s is None:
         return {}
@@ -228,23 +322,67 @@ def _recovery(fault: _Fault, journal: Journal, began: float) -> dict[str, float 
     first_ack = min((t for t in journal.acks if t >= restored), default=None)
     # time.time() stamps from the sender; the shift to monotonic is constant within the run.
     shift = time.time() - time.monotonic()
-    first_cross = min(
-        (got for got, sent, cross in journal.deliveries if cross and sent - shift >= restored),
-        default=None,
-    )
-    drops = [(d, r) for _, d, r in journal.outages if at - 1 <= d <= restored + 5]
+    cross = [
+        (got, sent - shift, sender, receiver)
+        for got, sent, sender, receiver in journal.deliveries
+        if sender != receiver
+    ]
+    first_cross = min((got for got, sent, _, _ in cross if sent >= restored), default=None)
+    # Drops the next fault caused are its own.
+    drops = [(d, r) for _, d, r in journal.outages if at - 1 <= d <= min(restored + 5, next_fault)]
     back = sorted(r - at for _, r in drops if r is not None)
-    return {
+    measured: dict[str, float | int | None] = {
         "clients_dropped": len(drops),
         "clients_back_max_s": back[-1] if back else None,
         "clients_back_median_s": back[len(back) // 2] if back else None,
         "cross_node_deliveries_sent_during_fault": sum(
-            1 for _, sent, cross in journal.deliveries if cross and at <= sent - shift < restored
+            1 for _, sent, _, _ in cross if at <= sent < restored
         ),
         "ack_resumed_after_restore_s": None if first_ack is None else first_ack - restored,
         "cross_node_delivery_resumed_after_restore_s": (
             None if first_cross is None else first_cross - restored
         ),
+    }
+    if fault.kind == "redis-net" and fault.partitioned_s is not None:
+        node = f"chaos-{fault.node}"
+        partitioned = began + fault.partitioned_s
+        for phase, (start, end) in {
+            "delay": (at, partitioned),
+            "partition": (partitioned, restored),
+        }.items():
+            into = [got - sent for got, sent, _, to in cross if to == node and start <= sent < end]
+            out = [got - sent for got, sent, by, _ in cross if by == node and start <= sent < end]
+            measured[f"{phase}_deliveries_into_node"] = len(into)
+            measured[f"{phase}_slowest_into_node_s"] = max(into, default=None)
+            measured[f"{phase}_slowest_out_of_node_s"] = max(out, default=None)
+    return measured
+
+
+def _store_down(plan: list[_Fault], began: float, ended: float) -> list[tuple[float, float]]:
+    """When the store could not answer: each PostgreSQL outage, from its start until the first
+    acknowledgement after it (the store breaker stays open a while after the restart)."""
+    windows = []
+    for fault in plan:
+        if fault.kind != "postgres" or fault.at_s is None or fault.restored_s is None:
+            continue
+        resumed = fault.measured.get("ack_resumed_after_restore_s")
+        end = ended if resumed is None else began + fault.restored_s + float(resumed)
+        windows.append((began + fault.at_s, end))
+    return windows
+
+
+def _crash_effects(crash: _Crash, journal: Journal, began: float) -> dict[str, float | int | None]:
+    """What clients saw in the 3 s after an actor crash: connections dropped (a connection
+    actor's socket is closed with 1011) and how soon they were back, sends refused."""
+    if crash.at_s is None:
+        return {}
+    at = began + crash.at_s
+    drops = [(d, r) for _, d, r in journal.outages if at <= d <= at + 3]
+    back = sorted(r - at for _, r in drops if r is not None)
+    return {
+        "clients_dropped": len(drops),
+        "clients_back_max_s": back[-1] if back else None,
+        "send_failures_within_3_s": sum(1 for t, _ in journal.failures if at <= t <= at + 3),
     }
 
 
@@ -345,6 +483,9 @@ async def _measure(scenario: ChaosScenario, workdir: Path) -> dict[str, Any]:
     print(f"[chaos] PostgreSQL on :{pg.port}, Redis on :{redis.port}", file=sys.stderr)
     await asyncio.to_thread(pg.init)
     await asyncio.to_thread(redis.start)
+    proxy = FaultProxy("127.0.0.1", redis.port)
+    await proxy.start()
+    print(f"[chaos] node {PROXIED_NODE} reaches Redis through :{proxy.port}", file=sys.stderr)
     cluster = _Cluster(
         {
             "WHISPR_DATABASE_URL": pg.url,
@@ -353,25 +494,22 @@ async def _measure(scenario: ChaosScenario, workdir: Path) -> dict[str, Any]:
             "WHISPR_MAX_CONNECTIONS_PER_IP": "1000000",
             "WHISPR_RATE_LIMIT_PER_MINUTE": "1000000",
             "WHISPR_LOG_LEVEL": "error",
-        }
+        },
+        {PROXIED_NODE: {"WHISPR_REDIS_URL": f"redis://127.0.0.1:{proxy.port}/0"}},
     )
     try:
         for index in range(NODES):
             await cluster.start(index)
-        return await _traffic(scenario, rng, cluster, pg, redis)
+        return await _traffic(scenario, rng, _Rig(cluster, pg, redis, proxy))
     finally:
         await cluster.close()
+        await proxy.close()
         await asyncio.to_thread(redis.close)
         await asyncio.to_thread(pg.close)
 
 
-async def _traffic(
-    scenario: ChaosScenario,
-    rng: random.Random,
-    cluster: _Cluster,
-    pg: PrivatePostgres,
-    redis: PrivateRedis,
-) -> dict[str, Any]:
+async def _traffic(scenario: ChaosScenario, rng: random.Random, rig: _Rig) -> dict[str, Any]:
+    cluster = rig.cluster
     run_id = uuid.uuid4().hex[:6]
     sizes = _conversation_sizes(scenario.clients, rng)
     users = [f"chaos-{run_id}-{n}" for n in range(sum(sizes))]
@@ -397,10 +535,14 @@ async def _traffic(
     links = [asyncio.create_task(m.maintain(stop_links)) for m in members]
     await asyncio.wait_for(asyncio.gather(*(m.connected.wait() for m in members)), 60)
     plan = _plan(scenario, rng)
+    crashes = _plan_crashes(scenario, rng)
     began = time.monotonic()
     interval = len(members) / scenario.rate
     sends = [asyncio.create_task(m.send_loop(interval, stop_sends)) for m in members]
-    faults = asyncio.create_task(_faults(plan, scenario, cluster, pg, redis, members, began))
+    faults = asyncio.create_task(_faults(plan, scenario, rig, members, began))
+    crashing = asyncio.create_task(
+        _crash_actors(crashes, cluster, random.Random(scenario.seed + 1), began)
+    )
     removal = None
     if scenario.removal:
         # A plain member (not the owner) of the largest conversation, at a seeded time.
@@ -414,6 +556,7 @@ async def _traffic(
     await asyncio.sleep(scenario.duration)
     # A fault still under way heals first: the end state is a whole cluster.
     await faults
+    await crashing
     if removal is not None:
         await removing
     stop_sends.set()
@@ -424,19 +567,42 @@ async def _traffic(
     for task in sends:
         task.cancel()
     topics = sorted({m.topic for m in members})
-    stored = await _stored(pg.url, topics)
+    stored = await _stored(rig.pg.url, topics)
     newest = {topic: max((s for s, _, _ in rows), default=0) for topic, rows in stored.items()}
     settle_began = time.monotonic()
     await _settle(members, newest, timeout=90)
     settle_s = time.monotonic() - settle_began
     stop_links.set()
     await asyncio.gather(*links, return_exceptions=True)
+    ended = time.monotonic()
+    for index, fault in enumerate(plan):
+        later = [f.at_s for f in plan[index + 1 :] if f.at_s is not None]
+        fault.measured = _recovery(fault, journal, began, began + later[0] if later else ended)
+    for crash in crashes:
+        crash.measured = _crash_effects(crash, journal, began)
+        crash.during = next(
+            (
+                f.kind
+                for f in plan
+                if crash.at_s is not None
+                and f.at_s is not None
+                and f.restored_s is not None
+                and f.at_s - 1 <= crash.at_s <= f.restored_s + 5
+            ),
+            None,
+        )
     history = History(
         sends=[*journal.sends, *hung],
         received={(m.user, m.topic): list(m.deliveries) for m in members},
         joined_with={(m.user, m.topic): list(m.joins) for m in members},
         stored=stored,
         errors=journal.errors,
+        sessions={
+            (m.user, m.topic): [Session(joined, closed) for joined, closed in m.sessions]
+            for m in members
+        },
+        ended=ended,
+        store_down=_store_down(plan, began, ended),
     )
     if removal is not None and removal.acked_at is not None:
         topic = removal.member.topic
@@ -446,14 +612,14 @@ async def _traffic(
             max(system) if system else None,
         )
     result = check(history, send_bound_s=bound)
-    for fault in plan:
-        fault.measured = _recovery(fault, journal, began)
     return {
         "conversation_sizes": sizes,
         "duration_s": elapsed,
         "catch_up_at_end_s": settle_s,
         "send_bound_s": bound,
         "faults": [asdict(f) for f in plan],
+        "actor_crashes": [asdict(c) for c in crashes],
+        "store_down_s": [(low - began, high - began) for low, high in history.store_down],
         "removal": None
         if removal is None
         else {
@@ -522,12 +688,92 @@ def _markdown(report: dict[str, Any], command: str) -> str:
             ],
             fault_rows,
         )
+        + _net_table(report["faults"])
+        + _crash_table(report["actor_crashes"])
         + _removal_line(report.get("removal"))
+        + _lag_line(report["delivery_lag"], report["store_down_s"])
         + "\n## Verdicts\n\n"
         + markdown_table(["promise", "verdict", "violations", "examples"], verdict_rows)
         + "\n## Errors clients saw, by reason\n\n"
         + markdown_table(["reason", "count"], error_rows)
         + f"\nAll promises kept: {'yes' if report['ok'] else '**no**'}. Reproduce: `{command}`.\n"
+    )
+
+
+def _net_table(faults: list[dict[str, Any]]) -> str:
+    rows = [
+        [
+            f"{f['at_s']:.1f}",
+            f["node"],
+            phase,
+            f["measured"].get(f"{phase}_deliveries_into_node"),
+            f["measured"].get(f"{phase}_slowest_into_node_s"),
+            f["measured"].get(f"{phase}_slowest_out_of_node_s"),
+        ]
+        for f in faults
+        if f["kind"] == "redis-net" and f["partitioned_s"] is not None
+        for phase in ("delay", "partition")
+    ]
+    if not rows:
+        return ""
+    return (
+        f"\n## Network faults between a node and Redis ({NET_DELAY_S * 1000:.0f} ms delay, "
+        "then a partition)\n\nDeliveries of messages sent during each phase, between the "
+        "faulted node's clients and the others' (seconds from send to receipt):\n\n"
+        + markdown_table(
+            [
+                "fault at",
+                "node",
+                "phase",
+                "deliveries into the node",
+                "slowest into the node",
+                "slowest out of the node",
+            ],
+            rows,
+        )
+    )
+
+
+def _crash_table(crashes: list[dict[str, Any]]) -> str:
+    rows = [
+        [
+            c["actor"],
+            c["node"],
+            c["at_s"],
+            c["during"] or "",
+            c["measured"].get("clients_dropped"),
+            c["measured"].get("clients_back_max_s"),
+            c["measured"].get("send_failures_within_3_s"),
+        ]
+        for c in crashes
+        if c["at_s"] is not None
+    ]
+    if not rows:
+        return ""
+    return "\n## Actor crashes (a chaos hook signal to the node)\n\n" + markdown_table(
+        [
+            "actor",
+            "node",
+            "at",
+            "during fault",
+            "clients dropped within 3 s",
+            "all back after",
+            "sends refused within 3 s",
+        ],
+        rows,
+    )
+
+
+def _lag_line(lag: dict[str, Any], store_down: list[tuple[float, float]]) -> str:
+    if not lag["measured"]:
+        return ""
+    paused = ", ".join(f"{low:.1f}-{high:.1f} s" for low, high in store_down)
+    return (
+        f"\nDelivery lag (acknowledgement to receipt, while joined; {lag['measured']:,} "
+        f"measured): median {lag['median_s']:.3f} s, P99 {lag['p99_s']:.3f} s, max "
+        f"{lag['max_s']:.2f} s; bound {lag['bound_s']:g} s"
+        + (f", its clock stopped while the store could not answer ({paused})" if paused else "")
+        + ".\n"
     )
 
 
@@ -578,6 +824,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=defaults.clients)
     parser.add_argument("--rate", type=float, default=defaults.rate, help="messages/s in total")
     parser.add_argument("--random-faults", type=int, default=defaults.random_faults)
+    parser.add_argument(
+        "--net-fault-s",
+        type=float,
+        default=defaults.net_fault_s,
+        help="redis-net: seconds of delay, then as many of partition",
+    )
+    parser.add_argument(
+        "--actor-crashes",
+        type=int,
+        default=defaults.actor_crashes,
+        help="conversation/connection actor crashes at random times",
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument(
         "--no-removal",
@@ -597,8 +855,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--kinds: choose among {', '.join(FAULT_KINDS)}")
     if args.clients < 2 or args.rate <= 0 or args.duration <= 0 or args.outage_s < 0:
         parser.error("--clients >= 2, --rate and --duration > 0, --outage-s >= 0")
-    if args.random_faults < 0:
-        parser.error("--random-faults must not be negative")
+    if args.random_faults < 0 or args.actor_crashes < 0 or args.net_fault_s <= 0:
+        parser.error("--random-faults, --actor-crashes >= 0; --net-fault-s > 0")
     scenario = ChaosScenario(
         duration=args.duration,
         outage_s=args.outage_s,
@@ -606,6 +864,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         clients=args.clients,
         rate=args.rate,
         random_faults=args.random_faults,
+        net_fault_s=args.net_fault_s,
+        actor_crashes=args.actor_crashes,
         seed=args.seed,
         removal=args.removal,
         kinds=kinds,

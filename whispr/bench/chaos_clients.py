@@ -9,7 +9,9 @@ Each member behaves as a careful real client would under faults, and records wha
 * a send keeps its client id over every retry, so the server's deduplication is what stands
   between a lost reply and a duplicate; it is retried on any error until acknowledged or
   ``give_up_s`` after it began, then given up with the last error as its reason;
-* every delivery is kept, tagged with the connection (session) it came on.
+* every delivery is kept, tagged with the connection (session) it came on and when it came,
+  and each session with when its join was answered and when it ended (for the delivery
+  bound: a client is held to it only while joined).
 
 On the wire it is the load generator's own client (:class:`~whispr.bench.wsclient.BenchClient`).
 """
@@ -44,10 +46,12 @@ class Journal:
     errors: Counter[str] = field(default_factory=Counter)
     #: Monotonic times of acknowledgements.
     acks: list[float] = field(default_factory=list)
-    #: (received at, sent at, whether sender and receiver were on different nodes).
-    deliveries: list[tuple[float, float, bool]] = field(default_factory=list)
+    #: (received at, sent at, sender's node, receiver's node).
+    deliveries: list[tuple[float, float, str, str]] = field(default_factory=list)
     #: (member, dropped at, rejoined at or None).
     outages: list[tuple[str, float, float | None]] = field(default_factory=list)
+    #: (monotonic time, reason) of each refused or failed push of a send.
+    failures: list[tuple[float, str]] = field(default_factory=list)
 
 
 @dataclass(eq=False)
@@ -67,6 +71,8 @@ class Member:
     above: set[int] = field(default_factory=set)
     deliveries: list[Delivery] = field(default_factory=list)
     joins: list[int] = field(default_factory=list)
+    #: Per session (as ``joins``): [joined at or None, closed at or None].
+    sessions: list[list[float | None]] = field(default_factory=list)
     sent: int = 0
     #: Set once a removal of this member was acknowledged: from then on its errors are final.
     removed_at: float | None = None
@@ -79,11 +85,12 @@ class Member:
             return
         message = event.payload["message"]
         seq = int(message["seq"])
-        self.deliveries.append(Delivery(seq, len(self.joins) - 1))
+        now = time.monotonic()
+        self.deliveries.append(Delivery(seq, len(self.joins) - 1, now))
         metadata = message.get("metadata") or {}
         if "t" in metadata:
-            cross = metadata.get("node") != self.node
-            self.journal.deliveries.append((time.monotonic(), float(metadata["t"]), cross))
+            sent = (now, float(metadata["t"]), str(metadata.get("node")), self.node)
+            self.journal.deliveries.append(sent)
         if seq > self.below:
             self.above.add(seq)
         while self.below + 1 in self.above:
@@ -108,11 +115,15 @@ class Member:
             name, url = nodes[(self.home + attempt) % len(nodes)]
             attempt += 1
             self.joins.append(self.below)
+            session: list[float | None] = [None, None]
+            self.sessions.append(session)
             try:
                 self.client = await BenchClient.connect(url, self._token, self.on_event)
                 self.node = name
                 await self.client.join(self.topic, {"last_seq": self.below})
+                session[0] = time.monotonic()
             except Exception as exc:
+                session[1] = time.monotonic()
                 self.journal.errors[f"join: {_reason(exc)}"] += 1
                 await self._drop_client()
                 await asyncio.sleep(min(2.0, 0.2 * attempt) * random.uniform(0.5, 1.5))
@@ -126,6 +137,7 @@ class Member:
             await asyncio.wait([closed, stopping], return_when=asyncio.FIRST_COMPLETED)
             stopping.cancel()
             self.connected.clear()
+            session[1] = time.monotonic()
             if stop.is_set():
                 closed.cancel()
                 break
@@ -185,6 +197,7 @@ class Member:
             except Exception as exc:
                 reason = _reason(exc)
                 self.journal.errors[f"send: {reason}"] += 1
+                self.journal.failures.append((time.monotonic(), reason))
                 if self.removed_at is not None:
                     self._record(client_id, began, (), f"removed ({reason})")
                     return

@@ -20,6 +20,10 @@ this node's before it is unsubscribed, and the UNSUBSCRIBE waits for the
 publishes made meanwhile, so an event for another node is never skipped
 because of a subscription that was already gone.
 
+An event that carries a ``traceparent`` (a sampled message, ``actors/events.py``) is
+delivered here under a ``deliver`` span, a child of the publisher's ``publish`` span on the
+other node: one message's path is one trace across nodes.
+
 When Redis goes away, local delivery goes on, publishes to other nodes are
 dropped and counted (clients catch up from the store), and the subscriber
 reconnects with backoff and subscribes again to every topic it needs.
@@ -34,9 +38,12 @@ from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
+from opentelemetry.trace import SpanKind
 from redis.exceptions import RedisError
 
 from actors.broker import Handler
+from actors.events import trace_of
+from actors.tracing import TRACER, parent_of
 from whispr.broker.local import LocalFanout, _LocalSubscription
 
 __all__ = ["RedisBroker"]
@@ -136,6 +143,12 @@ class RedisBroker:
         if self._client is not None:
             with contextlib.suppress(Exception):
                 await self._client.aclose()
+
+    @property
+    def connected(self) -> bool:
+        """Whether the subscriber connection is up (``whispr_broker_connected``): the node
+        hears other nodes' events. Reconnects happen in the background."""
+        return self._connected.is_set()
 
     async def ping(self) -> bool:
         if self._client is None or not self._connected.is_set():
@@ -303,7 +316,19 @@ class RedisBroker:
         origin, _, payload = data.partition(_SEPARATOR)
         if origin == self._tag[:-1]:
             return  # delivered locally when it was published
-        self._fanout.deliver(channel[len(self.prefix) + 1 :], payload)
+        topic = channel[len(self.prefix) + 1 :]
+        trace = trace_of(payload)
+        if not trace:
+            self._fanout.deliver(topic, payload)
+            return
+        # A sampled event: its delivery here is a span of the publisher's trace.
+        with TRACER.start_as_current_span(
+            f"deliver {topic}",
+            context=parent_of(trace),
+            kind=SpanKind.CONSUMER,
+            attributes={"whispr.node": self.node_id},
+        ):
+            self._fanout.deliver(topic, payload)
 
     def _channel(self, topic: str) -> str:
         return f"{self.prefix}:{topic}"

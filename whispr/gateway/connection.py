@@ -27,6 +27,11 @@ commit would only add latency.
 
 A failure in a channel's handler crashes that channel only (``phx_error``; the client rejoins);
 a failure of the actor itself closes the socket with 1011.
+
+Each push and each join is a span (``push <event>``, ``join <kind>``), from its handling to its
+reply (a join's also covers its catch-up): the root of a message's trace. A sampled one is made
+the current span while it is handled, so the calls it makes carry it (``actors/tracing.py``);
+an unsampled one costs the sampling decision and nothing else.
 """
 
 from __future__ import annotations
@@ -38,13 +43,19 @@ from typing import Any, Final
 
 import msgspec
 import structlog
+from opentelemetry import context as otel_context
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from websockets.asyncio.server import ServerConnection
 
 from actors.errors import WhisprError
+from actors.tracing import TRACER, span_context
 from supervisors import AsyncioActor
+from whispr.audit import AuditKind
 from whispr.auth import Identity
 from whispr.gateway.channels import CHANNELS, TOPIC_PREFIXES, Channel
 from whispr.gateway.context import GatewayContext
+from whispr.gateway.limits import PHX_JOIN
+from whispr.gateway.refresh import REFRESH_TOKEN, refreshed_identity
 from whispr.protocol import (
     CloseCode,
     ConnectionProtocol,
@@ -52,6 +63,7 @@ from whispr.protocol import (
     LeaveRequested,
     ProtocolViolation,
     PushReceived,
+    SocketPushReceived,
     frames,
 )
 
@@ -97,6 +109,7 @@ class ConnectionActor(AsyncioActor):
             max_size=settings.max_frame_bytes,
             heartbeat_timeout=settings.heartbeat_timeout_s,
             topic_prefixes=TOPIC_PREFIXES,
+            socket_events=(REFRESH_TOKEN,),
         )
         #: Taken by the reader per message told, returned here once it is handled.
         self.credits = credits
@@ -121,6 +134,7 @@ class ConnectionActor(AsyncioActor):
 
     def on_start(self) -> None:
         self.ctx.presence.device_connected(self.user_id)
+        self.ctx.sessions.add(self)
 
     async def on_stop(self) -> None:
         await self._teardown()
@@ -132,6 +146,7 @@ class ConnectionActor(AsyncioActor):
 
     async def _teardown(self) -> None:
         self.ctx.presence.device_disconnected(self.user_id)
+        self.ctx.sessions.discard(self)
         self.proto.connection_closed()
         for channel in list(self._channels.values()):
             await self._end(channel.topic)
@@ -175,6 +190,16 @@ class ConnectionActor(AsyncioActor):
         """
         if self.identity.expires_at > time.time():
             return False
+        if not self._closing:
+            self.ctx.audit.record(
+                AuditKind.TOKEN_REFUSED,
+                user_id=self.user_id,
+                reason="token expired",
+                source="websocket",
+                peer=self._peer,
+                device_id=self.identity.device_id,
+                on="open connection",
+            )
         self.close(CloseCode.POLICY_VIOLATION, "token expired")
         return True
 
@@ -234,6 +259,8 @@ class ConnectionActor(AsyncioActor):
             elif isinstance(event, ProtocolViolation):
                 self.ctx.metrics.errors.add(1, {"reason": str(event.reason)})
                 self.close(event.code, event.message)
+            elif isinstance(event, SocketPushReceived):
+                await self._refresh_token(event)
 
     # -- sending --------------------------------------------------------------------------
 
@@ -323,14 +350,32 @@ class ConnectionActor(AsyncioActor):
     # -- routing --------------------------------------------------------------------------
 
     async def _join(self, join: JoinRequested) -> None:
+        kind = join.topic.partition(":")[0]
+        span = TRACER.start_span(f"join {kind}", kind=SpanKind.SERVER)
+        if not span.is_recording():
+            await self._join_channel(join, span)
+            return
+        span.set_attribute("whispr.topic", join.topic)
+        token = otel_context.attach(span_context(span))
+        try:
+            await self._join_channel(join, span)
+        finally:
+            otel_context.detach(token)
+            span.end()
+
+    async def _join_channel(self, join: JoinRequested, span: Span) -> None:
         kind, _, target = join.topic.partition(":")
         metrics = self.ctx.metrics
         channel = CHANNELS[kind](self, join.topic, target, join.join_ref)
         self._channels[join.topic] = channel
         try:
+            await self.ctx.limits.check(self.user_id, kind, PHX_JOIN)
+            await self.ctx.abuse.observe(self, kind, PHX_JOIN, target)
             response = await channel.join(join.payload)
         except WhisprError as exc:
             metrics.joins.add(1, {"kind": kind, "outcome": str(exc.reason)})
+            span.set_status(Status(StatusCode.ERROR, str(exc.reason)))
+            self._refused(exc, join.topic, "phx_join")
             self._forget(channel)
             self.send(self.proto.reject_join(join.topic, exc, join_ref=join.join_ref))
             return
@@ -348,6 +393,7 @@ class ConnectionActor(AsyncioActor):
             return
         metrics.joins.add(1, {"kind": kind, "outcome": "ok"})
         self.send(reply)
+        span.add_event("joined")  # what follows is the catch-up
         try:
             await channel.after_join()
         except Exception:
@@ -358,29 +404,79 @@ class ConnectionActor(AsyncioActor):
         channel = self._channels.get(push.topic)
         if channel is None or channel.join_ref != push.join_ref:
             return
+        # Unknown events share one label: a client cannot grow the metric's series or the
+        # spans' names.
+        event = push.event if channel.handles(push.event) else "unknown"
+        span = TRACER.start_span(f"push {event}", kind=SpanKind.SERVER)
+        if not span.is_recording():
+            await self._handle_push(channel, push, event, span)
+            return
+        span.set_attribute("whispr.topic", push.topic)
+        token = otel_context.attach(span_context(span))
+        try:
+            await self._handle_push(channel, push, event, span)
+        finally:
+            otel_context.detach(token)
+            span.end()  # the ack is queued: it goes out at the end of this loop turn
+
+    async def _handle_push(
+        self, channel: Channel, push: PushReceived, event: str, span: Span
+    ) -> None:
         metrics = self.ctx.metrics
         began = time.perf_counter()
         try:
             response = await channel.handle_in(push.event, push.payload)
         except WhisprError as exc:
             metrics.errors.add(1, {"reason": str(exc.reason)})
+            span.set_status(Status(StatusCode.ERROR, str(exc.reason)))
+            self._refused(exc, push.topic, push.event)
             if push.ref is not None:
                 self.send(
                     self.proto.reply(push.topic, push.ref, "error", exc, join_ref=push.join_ref)
                 )
             return
-        except Exception:
+        except Exception as exc:
             self._log.exception("channel crashed", topic=push.topic, push_event=push.event)
+            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
             await self._crash_channel(channel)
             return
         finally:
-            # Unknown events share one label: a client cannot grow the metric's series.
-            event = push.event if channel.handles(push.event) else "unknown"
             metrics.push_latency.record(time.perf_counter() - began, event)
         if push.ref is not None:
             self.send(
                 self.proto.reply(push.topic, push.ref, "ok", response or {}, join_ref=push.join_ref)
             )
+
+    async def _refresh_token(self, push: SocketPushReceived) -> None:
+        """``refresh_token`` on ``phoenix``: a fresh token moves this connection's expiry
+        (whispr/gateway/refresh.py); a bad one is refused and changes nothing."""
+        try:
+            self.identity = await refreshed_identity(self.ctx.verifier, self.identity, push.payload)
+        except WhisprError as exc:
+            self._refused(exc, "phoenix", push.event)
+            self.send(self.proto.socket_reply(push.ref, "error", exc))
+            return
+        reply = {"expires_at": self.identity.expires_at}
+        self.send(self.proto.socket_reply(push.ref, "ok", reply))
+
+    @property
+    def _peer(self) -> str | None:
+        """The client's address (read when needed: refusals are rare)."""
+        address = self.ws.remote_address
+        return str(address[0]) if address else None
+
+    def _refused(self, error: WhisprError, topic: str, event: str) -> None:
+        """Tell the audit log of a refusal sent to this client (it keeps the security ones)."""
+        self.ctx.audit.refused(
+            error,
+            source="websocket",
+            user_id=self.user_id,
+            peer=self._peer,
+            device_id=self.identity.device_id,
+            topic=topic,
+            event=event,
+        )
+        self.in_background(self.ctx.abuse.refused(self, error, event))
 
     async def _crash_channel(self, channel: Channel) -> None:
         self.ctx.metrics.errors.add(1, {"reason": "channel_crash"})

@@ -9,11 +9,16 @@ from typing import TYPE_CHECKING, Any
 
 from actors.broker import Broker
 from actors.messaging import Messaging
+from whispr.accounts import AccountStore
+from whispr.audit import AuditLog
 from whispr.auth import TokenVerifier
 from whispr.config import Settings
+from whispr.gateway.abuse import AbuseDetector
+from whispr.gateway.limits import EventLimits
 from whispr.gateway.metrics import GatewayMetrics
 from whispr.gateway.presence import Presence
-from whispr.gateway.ratelimit import MessageRateLimiter
+from whispr.gateway.sessions import Sessions
+from whispr.user_presence import UserPresence
 
 if TYPE_CHECKING:
     from supervisors import Ref
@@ -29,8 +34,13 @@ class GatewayContext:
     messaging: Messaging
     broker: Broker
     presence: Presence
-    limiter: MessageRateLimiter
+    #: The per-event rate limits (whispr/gateway/limits.py).
+    limits: EventLimits
     verifier: TokenVerifier
+    #: Where refused tokens, rights and rates are recorded (whispr/audit/).
+    audit: AuditLog
+    #: The watch for suspicious activity (whispr/gateway/abuse.py).
+    abuse: AbuseDetector
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
     #: Asked at connect whether the token's user may connect (the user service); None: all.
     is_user_active: Callable[[str], Awaitable[bool]] | None = None
@@ -40,3 +50,9 @@ class GatewayContext:
     per_ip: collections.Counter[str] = field(default_factory=collections.Counter)
     #: Set while the node drains: new connections are refused.
     draining: bool = False
+    #: Open connections by user, revoked tokens, the server API's orders (sessions.py).
+    sessions: Sessions = field(default_factory=Sessions)
+    #: Users' presence for contacts (whispr/user_presence.py); None: not kept.
+    user_presence: UserPresence | None = None
+    #: Contacts and presence settings (whispr/accounts.py); None with no user presence.
+    accounts: AccountStore | None = None

@@ -14,14 +14,12 @@ from typing import Final
 
 from prometheus_client import Histogram
 
-from whispr.telemetry import TalliedCounter, prometheus_registry
+from whispr.telemetry import SECONDS_BUCKETS, TalliedCounter, prometheus_registry
 
 __all__ = ["PUSH_LATENCY_BUCKETS", "GatewayMetrics", "PushLatency"]
 
 #: Seconds: a typing notice takes well under a millisecond, a send a commit (a few ms).
-PUSH_LATENCY_BUCKETS: Final = (
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-)  # fmt: skip
+PUSH_LATENCY_BUCKETS: Final = SECONDS_BUCKETS
 
 _histogram: Histogram | None = None
 _histogram_lock = threading.Lock()

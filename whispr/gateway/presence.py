@@ -27,7 +27,10 @@ of its users' device counts, updated in order by one writer task, and a read ask
 of the live nodes only, so a dead node's users count as offline at once.
 
 Presence is best effort: when Redis is unreachable, tracking fails quietly (logged) and joins
-still succeed; messages never depend on it.
+still succeed; messages never depend on it. A node whose Redis is unreachable when it starts
+starts all the same, and registers (liveness key, node set, device counts) at the first sweep
+that reaches Redis; after the broker reconnects it registers again, rewriting its device
+counts from its own tally, since the changes made while Redis was away were lost.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ import msgspec
 import redis.asyncio as aioredis
 import structlog
 from cachetools import TTLCache
+from redis.typing import EncodableT
 
 from actors.broker import Broker
 from actors.events import encode_event
@@ -59,6 +63,8 @@ NODE_TTL_S: Final = 15.0
 SWEEP_INTERVAL_S: Final = 5.0
 #: How long a node seen alive is taken as alive without asking Redis again.
 ALIVE_CACHE_S: Final = 1.0
+#: Queued among the device count changes: write this node's whole tally instead.
+_REWRITE: Final = ("", 0)
 
 
 # Each batch of writes is one script call. A pipeline of the same commands cost the node a
@@ -224,6 +230,12 @@ class RedisPresence:
         # overtake the increment it undoes).
         self._device_changes: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
         self._device_writer: asyncio.Task[None] | None = None
+        #: This node's connected devices by user: what its hash in Redis should hold.
+        self._devices: Counter[str] = Counter()
+        #: Whether this node's registration in Redis is known to be current.
+        self._registered = False
+        self._swept_own = False
+        broker.on_reconnect(self._reregister)
         self._track_script = self._redis.register_script(_TRACK)
         self._untrack_script = self._redis.register_script(_UNTRACK)
         self._count_devices = self._redis.register_script(_COUNT_DEVICES)
@@ -255,20 +267,43 @@ class RedisPresence:
         return f"{self._prefix}:devices:{node}"
 
     async def start(self) -> None:
-        await self._heartbeat()
-        # A previous life of this node under the same name left metas behind.
-        await self._sweep_node(self.node_id)
-        await self._redis.delete(self._devices_key(self.node_id))
-        await self._redis.sadd(f"{self._prefix}:nodes", self.node_id)
-        await self._heartbeat()
+        try:
+            await self._register()
+        except Exception as exc:
+            log.warning(
+                "presence: Redis unreachable at start; this node registers when it answers",
+                error=str(exc),
+            )
         loop = asyncio.get_running_loop()
         self._task = loop.create_task(self._run(), name="presence-sweep")
         self._device_writer = loop.create_task(self._write_devices(), name="presence-devices")
 
+    async def _register(self) -> None:
+        """Announce this node: liveness key, device counts, membership of the node set."""
+        await self._heartbeat()
+        if not self._swept_own:
+            # A previous life of this node under the same name left metas behind; the metas
+            # of this life (tracked since Redis came back, before this) stay.
+            await self._sweep_node(self.node_id, keep={ref for _topic, ref in self._tracked})
+            self._swept_own = True
+        self._device_changes.put_nowait(_REWRITE)
+        await self._redis.sadd(f"{self._prefix}:nodes", self.node_id)
+        await self._heartbeat()
+        self._registered = True
+
+    def _reregister(self) -> None:
+        # The broker is back after a loss: Redis may have lost this node's keys (a restart
+        # without persistence), and the device changes made meanwhile were not written.
+        self._registered = False
+
     def device_connected(self, user_id: str) -> None:
+        self._devices[user_id] += 1
         self._device_changes.put_nowait((user_id, 1))
 
     def device_disconnected(self, user_id: str) -> None:
+        self._devices[user_id] -= 1
+        if self._devices[user_id] <= 0:
+            del self._devices[user_id]
         self._device_changes.put_nowait((user_id, -1))
 
     async def online(self, user_ids: Sequence[str]) -> set[str]:
@@ -298,6 +333,10 @@ class RedisPresence:
             changes = [await self._device_changes.get()]
             while not self._device_changes.empty():
                 changes.append(self._device_changes.get_nowait())
+            if _REWRITE in changes:
+                # The tally already holds every change taken from the queue: write it whole.
+                await self._rewrite_devices(key, {user: n for user, n in self._devices.items()})
+                continue
             deltas: Counter[str] = Counter()
             for user_id, delta in changes:
                 deltas[user_id] += delta
@@ -313,6 +352,19 @@ class RedisPresence:
                 raise
             except Exception as exc:
                 log.warning("presence device count failed", error=str(exc), users=len(deltas))
+
+    async def _rewrite_devices(self, key: str, devices: dict[EncodableT, EncodableT]) -> None:
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(key)
+                if devices:
+                    pipe.hset(key, mapping=devices)
+                await pipe.execute()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._registered = False  # written again at the next registration
+            log.warning("presence device counts not written", error=str(exc))
 
     async def stop(self) -> None:
         for task in (self._task, self._device_writer):
@@ -434,7 +486,11 @@ class RedisPresence:
         while True:
             await asyncio.sleep(self.sweep_interval_s)
             try:
-                await self._heartbeat()
+                if self._registered:
+                    await self._heartbeat()
+                else:
+                    await self._register()
+                    log.info("presence: registered in Redis", node=self.node_id)
                 await self.sweep()
             except asyncio.CancelledError:
                 raise
@@ -452,15 +508,20 @@ class RedisPresence:
                 await self._redis.srem(f"{self._prefix}:nodes", node)
         return removed
 
-    async def _sweep_node(self, node: str) -> int:
+    async def _sweep_node(self, node: str, keep: set[str] | None = None) -> int:
+        """Remove ``node``'s metas but those whose ref is in ``keep`` (this node's own live
+        ones), broadcasting the leaves; return how many were removed."""
         removed = 0
         prefix = f"{node}|".encode()
+        kept = {f"{node}|{ref}".encode() for ref in keep or ()}
         topics = await self._members(self._topics_key(node))
         for topic in topics:
             fields: dict[bytes, bytes] = await self._hgetall(self._topic_key(topic))
             leaves: dict[str, list[Meta]] = {}
             for field, raw in fields.items():
                 # HDEL is atomic: of several nodes sweeping at once, one broadcasts each leave.
+                if field in kept:
+                    continue
                 if field.startswith(prefix) and await self._redis.hdel(
                     self._topic_key(topic), field
                 ):
@@ -469,7 +530,14 @@ class RedisPresence:
                     removed += 1
             if leaves:
                 self.broker.publish(topic, encode_event(PRESENCE_DIFF, _leave_diff(leaves)))
-        await self._redis.delete(self._topics_key(node), self._devices_key(node))
+        # The topics of kept metas stay listed, for a sweep after this node's death.
+        await self._redis.delete(
+            *(
+                (self._devices_key(node),)
+                if kept
+                else (self._topics_key(node), self._devices_key(node))
+            )
+        )
         if removed:
             log.info("presence of a dead node removed", node=node, metas=removed)
         return removed

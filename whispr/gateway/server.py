@@ -8,6 +8,7 @@ refuses bad upgrades before any WebSocket exists:
 - draining: 503;
 - more than ``max_connections_per_ip`` from one address: 429;
 - missing, expired, unsigned or wrongly signed token: 401 with the reason;
+- the token issuer's keys (JWKS) cannot be fetched: 503;
 - a user the user service says is not active (when it is configured): 403;
 - ``Origin`` not allowed (when origins are configured): 403, by ``websockets`` itself.
 
@@ -39,20 +40,28 @@ from websockets.http11 import Request, Response
 from websockets.typing import Origin, Subprotocol
 
 from actors.broker import Broker
-from actors.errors import WhisprError
+from actors.errors import Reason, WhisprError
 from actors.messaging import Messaging
 from actors.ports import Store
 from supervisors import AsyncioActor, ChildSpec, Ref, Registry, Restart
-from whispr.auth import Identity, TokenVerifier
+from whispr.accounts import AccountStore
+from whispr.audit import AuditLog
+from whispr.auth import Identity, TokenVerifier, claimed_user
 from whispr.config import Settings
+from whispr.gateway.abuse import AbuseDetector
 from whispr.gateway.connection import ConnectionActor, Inbound, Tick
 from whispr.gateway.context import GatewayContext
+from whispr.gateway.limits import EventLimits
 from whispr.gateway.presence import Presence
-from whispr.gateway.ratelimit import MessageRateLimiter
+from whispr.gateway.ratelimit import RateLimiter
+from whispr.gateway.sessions import Sessions
 from whispr.protocol import CloseCode
+from whispr.readiness import dependency_states, ready_answer
+from whispr.revocations import RevocationList
 from whispr.siblings import Siblings
 from whispr.slot import Slot
 from whispr.telemetry import metrics_exposition
+from whispr.user_presence import UserPresence
 
 __all__ = ["SOCKET_PATH", "Gateway", "GatewayService"]
 
@@ -71,8 +80,8 @@ StartConnection = Callable[
     [GatewayContext, ServerConnection, Identity, asyncio.Semaphore],
     Awaitable[Ref[ConnectionActor]],
 ]
-#: Whether the node is ready (``GET /ready``): the store and the broker answer.
-Ready = Callable[[], Awaitable[bool]]
+#: The state of each dependency, reported by ``GET /ready`` (see :mod:`whispr.readiness`).
+Dependencies = Callable[[], Awaitable[dict[str, bool]]]
 
 
 def _token(request: Request) -> str | None:
@@ -111,11 +120,11 @@ class Gateway:
     """The server and what its connections share; started and stopped by its service."""
 
     def __init__(
-        self, ctx: GatewayContext, start_connection: StartConnection, ready: Ready
+        self, ctx: GatewayContext, start_connection: StartConnection, dependencies: Dependencies
     ) -> None:
         self.ctx = ctx
         self._start_connection = start_connection
-        self._ready = ready
+        self._dependencies = dependencies
         self._identities: dict[int, Identity] = {}
         self.server: Server | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -159,7 +168,8 @@ class Gateway:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.server.wait_closed(), timeout)
         log.info("gateway drained", connections=len(self.ctx.connections))
-        await self.ctx.limiter.close()
+        await self.ctx.sessions.stop()
+        await self.ctx.limits.limiter.close()
 
     async def _tick(self) -> None:
         # Often enough that a silent connection is closed within a third of the timeout.
@@ -180,9 +190,8 @@ class Gateway:
         if path == "/health":
             return _text(HTTPStatus.OK, b"ok\n", "text/plain")
         if path == "/ready":
-            ready = not self.ctx.draining and await self._ready()
-            status = HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE
-            return _text(status, b"ready\n" if ready else b"not ready\n", "text/plain")
+            status, body = ready_answer(self.ctx.draining, await self._dependencies())
+            return _text(status, body, "text/plain")
         if path == "/metrics":
             body = metrics_exposition()
             return _text(HTTPStatus.OK, body, "text/plain; version=0.0.4; charset=utf-8")
@@ -193,22 +202,44 @@ class Gateway:
             metrics.connects.add(1, {"outcome": "draining"})
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "draining; retry\n")
         peer = _peer(connection)
+        audit = self.ctx.audit
         if self.ctx.per_ip[peer] >= self.ctx.settings.max_connections_per_ip:
             metrics.connects.add(1, {"outcome": "too_many_connections"})
             limit = self.ctx.settings.max_connections_per_ip
-            return connection.respond(
-                HTTPStatus.TOO_MANY_REQUESTS, f"at most {limit} connections per address\n"
+            refusal = WhisprError(
+                Reason.TOO_MANY_CONNECTIONS, f"at most {limit} connections per address"
             )
+            audit.refused(refusal, source="websocket", user_id=None, peer=peer, on="connect")
+            return connection.respond(HTTPStatus.TOO_MANY_REQUESTS, f"{refusal}\n")
+        token = _token(request)
         try:
-            identity = self.ctx.verifier.verify(_token(request))
+            identity = await self.ctx.verifier.verify(token)
         except WhisprError as exc:
+            if exc.reason is Reason.UNAVAILABLE:  # the issuer's keys cannot be fetched
+                metrics.connects.add(1, {"outcome": "unavailable"})
+                return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, f"{exc}\n")
             metrics.connects.add(1, {"outcome": "unauthorized"})
+            audit.refused(
+                exc, source="websocket", user_id=claimed_user(token), peer=peer, on="connect"
+            )
             return connection.respond(HTTPStatus.UNAUTHORIZED, f"{exc}\n")
         if self.ctx.is_user_active is not None and not await self.ctx.is_user_active(
             identity.user_id
         ):
             metrics.connects.add(1, {"outcome": "inactive"})
-            return connection.respond(HTTPStatus.FORBIDDEN, "this user is not active\n")
+            refusal = WhisprError(Reason.FORBIDDEN, "this user is not active")
+            audit.refused(
+                refusal, source="websocket", user_id=identity.user_id, peer=peer, on="connect"
+            )
+            return connection.respond(HTTPStatus.FORBIDDEN, f"{refusal}\n")
+        revoked = self.ctx.sessions.refused(identity)
+        if revoked is not None:
+            metrics.connects.add(1, {"outcome": "unauthorized"})
+            refusal = WhisprError(Reason.UNAUTHORIZED, revoked)
+            audit.refused(
+                refusal, source="websocket", user_id=identity.user_id, peer=peer, on="connect"
+            )
+            return connection.respond(HTTPStatus.UNAUTHORIZED, f"{refusal}\n")
         # Counted now, so that concurrent handshakes from one address cannot overshoot.
         self.ctx.per_ip[peer] += 1
         self._identities[id(connection)] = identity
@@ -262,9 +293,15 @@ class GatewayService(AsyncioActor):
         broker: Broker,
         presence: Presence,
         siblings: Siblings,
+        audit: AuditLog,
+        accounts: AccountStore | None = None,
+        user_presence: UserPresence | None = None,
         out: Slot[Gateway],
     ) -> None:
         super().__init__()
+        self.audit = audit
+        self.accounts = accounts
+        self.user_presence = user_presence
         self.settings = settings
         self.registry = registry
         self.messaging = messaging
@@ -278,21 +315,23 @@ class GatewayService(AsyncioActor):
     async def on_start(self) -> None:
         settings, registry, siblings = self.settings, self.registry, self.siblings
         store, broker = self.store, self.broker
+        limiter = RateLimiter(settings.redis_url, settings.redis_prefix)
         ctx = GatewayContext(
             settings=settings,
             messaging=self.messaging,
             broker=broker,
             presence=self.presence,
             is_user_active=siblings.users.is_active if siblings.users.configured else None,
-            limiter=MessageRateLimiter(
-                settings.rate_limit_per_minute, settings.redis_url, settings.redis_prefix
-            ),
-            verifier=TokenVerifier(
-                secret=settings.jwt_secret,
-                public_key=settings.jwt_public_key,
-                algorithm=settings.jwt_algorithm,
-            ),
+            limits=EventLimits(settings, limiter),
+            abuse=AbuseDetector(settings, limiter, self.audit, siblings.moderation),
+            verifier=TokenVerifier.from_settings(settings),
+            audit=self.audit,
+            sessions=Sessions(None if self.accounts is None else RevocationList(self.accounts)),
+            user_presence=self.user_presence,
+            accounts=self.accounts,
         )
+        # Revoked tokens are known before the first connection is accepted.
+        await ctx.sessions.start(broker)
 
         async def start_connection(
             ctx: GatewayContext,
@@ -313,10 +352,10 @@ class GatewayService(AsyncioActor):
             ref: Ref[ConnectionActor] = await supervisor.proxy().start_child(spec)
             return ref
 
-        async def ready() -> bool:
-            return bool(await store.ping() and await broker.ping())
+        async def dependencies() -> dict[str, bool]:
+            return await dependency_states({"store": store.ping, "broker": broker.ping})
 
-        self.gateway = Gateway(ctx, start_connection, ready)
+        self.gateway = Gateway(ctx, start_connection, dependencies)
         await self.gateway.start(settings.host, settings.port)
         self.out.set(self.gateway)
         log.info("gateway listening", host=settings.host, port=self.gateway.port)

@@ -3,17 +3,18 @@
 :class:`GrpcService` runs it as a service of the node's tree, after the
 messaging service (whose :class:`~actors.messaging.Messaging` it serves) and
 before the gateway. The standard health service (``grpc.health.v1``) follows
-the node's readiness, as ``GET /ready`` does: SERVING while the store and the
-broker answer, NOT_SERVING when either does not and while the node drains,
-so a Kubernetes gRPC probe or a client-side health check stops sending calls
-here. Health and reflection need no credentials (probes and tools have
-none); the messaging API does (:mod:`whispr.grpc.auth`).
+the node's readiness rule, as ``GET /ready`` does (:mod:`whispr.readiness`):
+SERVING while the server runs, NOT_SERVING once it stops, so a Kubernetes gRPC
+probe or a client-side health check stops sending calls to a node going away;
+an outage of the shared store or broker does not take every node out at once.
+Health and reflection need no credentials (probes and tools have none); the
+messaging API does (:mod:`whispr.grpc.auth`). Every call is a server span
+whose parent is the caller's ``traceparent`` metadata, when it sends one
+(``whispr/tracing.py``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -26,20 +27,31 @@ from actors.broker import Broker
 from actors.messaging import Messaging
 from actors.ports import Store
 from supervisors import AsyncioActor
+from whispr.accounts import AccountStore
+from whispr.audit import AuditLog
 from whispr.config import Settings
+from whispr.grpc.admin_service import ConversationAdminServicer
 from whispr.grpc.auth import CallerAuth, parse_tokens
+from whispr.grpc.gen.whispr.admin.v1 import admin_pb2, admin_pb2_grpc
+from whispr.grpc.gen.whispr.members.v1 import members_pb2_grpc
 from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2 as pb
 from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2_grpc as pb_grpc
+from whispr.grpc.gen.whispr.server.v1 import server_pb2_grpc
+from whispr.grpc.members_service import MEMBER_STATE_SERVICE, MemberStateServicer
+from whispr.grpc.server_service import SERVER_API, ServerApiServicer
 from whispr.grpc.service import MessagingServicer
+from whispr.server_api import ServerApi
 from whispr.slot import Slot
+from whispr.startup import ensure_bindable
+from whispr.tracing import server_interceptors
+from whispr.user_presence import UserPresence
 
 __all__ = ["MESSAGING_SERVICE", "GrpcServer", "GrpcService"]
 
 log = structlog.get_logger("whispr.grpc")
 
 MESSAGING_SERVICE = pb.DESCRIPTOR.services_by_name["MessagingService"].full_name
-#: How often readiness is checked for the health service.
-HEALTH_INTERVAL_S = 2.0
+ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["ConversationAdmin"].full_name
 
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -48,29 +60,63 @@ _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 class GrpcServer:
     """A started ``grpc.aio`` server with the messaging, health and reflection services."""
 
-    def __init__(self, settings: Settings, messaging: Messaging, broker: Broker, store: Store):
+    def __init__(
+        self,
+        settings: Settings,
+        messaging: Messaging,
+        broker: Broker,
+        store: Store,
+        audit: AuditLog,
+        server_api: ServerApi | None = None,
+    ):
         self.settings = settings
         self.store = store
         self.broker = broker
         self.auth = CallerAuth(
             parse_tokens(settings.grpc_tokens), mtls=settings.grpc_tls_client_ca is not None
         )
-        self.servicer = MessagingServicer(messaging, self.auth)
+        self.servicer = MessagingServicer(messaging, self.auth, audit=audit)
+        #: The server API for backends (whispr/server_api.py), when the node runs one.
+        self.server_api = (
+            None
+            if server_api is None
+            else ServerApiServicer(
+                server_api, self.auth, audit=audit, metrics=self.servicer.metrics
+            )
+        )
+        self.member_state = MemberStateServicer(
+            messaging, self.auth, self.servicer.metrics, audit=audit
+        )
+        self.admin = ConversationAdminServicer(
+            messaging, self.auth, self.servicer.metrics, audit=audit
+        )
         self.health = health.aio.HealthServicer()
         self.port = 0
         self._server: grpc.aio.Server | None = None
-        self._watch: asyncio.Task[None] | None = None
 
     async def start(self, host: str, port: int) -> None:
         # No SO_REUSEPORT: a port another process holds is an error at start,
         # not two servers silently sharing it.
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-        pb_grpc.add_MessagingServiceServicer_to_server(self.servicer, server)  # type: ignore[no-untyped-call]
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection(
-            (MESSAGING_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        server = grpc.aio.server(
+            interceptors=server_interceptors(), options=[("grpc.so_reuseport", 0)]
         )
+        pb_grpc.add_MessagingServiceServicer_to_server(self.servicer, server)  # type: ignore[no-untyped-call]
+        members_pb2_grpc.add_MemberStateServicer_to_server(self.member_state, server)  # type: ignore[no-untyped-call]
+        admin_pb2_grpc.add_ConversationAdminServicer_to_server(self.admin, server)  # type: ignore[no-untyped-call]
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        services = [
+            MESSAGING_SERVICE,
+            MEMBER_STATE_SERVICE,
+            ADMIN_SERVICE,
+            health.SERVICE_NAME,
+            reflection.SERVICE_NAME,
+        ]
+        if self.server_api is not None:
+            server_pb2_grpc.add_ServerApiServicer_to_server(self.server_api, server)  # type: ignore[no-untyped-call]
+            services.append(SERVER_API)
+        reflection.enable_server_reflection(services, server)
         address = f"{host}:{port}"
+        ensure_bindable(host, port)
         credentials = self._credentials()
         if credentials is None:
             self.port = server.add_insecure_port(address)
@@ -78,15 +124,17 @@ class GrpcServer:
             self.port = server.add_secure_port(address, credentials)
         await server.start()
         self._server = server
-        await self._set_health(await self._ready())
-        self._watch = asyncio.create_task(self._watch_readiness(), name="grpc-health")
+        # SERVING from now until the server stops, whatever the store and the broker do:
+        # the readiness rule of every listener of the node (whispr/readiness.py).
+        await self.health.set("", _SERVING)
+        await self.health.set(MESSAGING_SERVICE, _SERVING)
+        await self.health.set(MEMBER_STATE_SERVICE, _SERVING)
+        await self.health.set(ADMIN_SERVICE, _SERVING)
+        if self.server_api is not None:
+            await self.health.set(SERVER_API, _SERVING)
 
     async def stop(self, grace: float) -> None:
         """Say NOT_SERVING, then let calls in progress finish within ``grace`` seconds."""
-        if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
         await self.health.enter_graceful_shutdown()
         if self._server is not None:
             await self._server.stop(grace)
@@ -107,22 +155,6 @@ class GrpcServer:
             require_client_auth=client_ca is not None,
         )
 
-    async def _ready(self) -> bool:
-        try:
-            return bool(await self.store.ping() and await self.broker.ping())
-        except Exception:
-            return False
-
-    async def _set_health(self, ready: bool) -> None:
-        status = _SERVING if ready else _NOT_SERVING
-        await self.health.set("", status)
-        await self.health.set(MESSAGING_SERVICE, status)
-
-    async def _watch_readiness(self) -> None:
-        while True:
-            await asyncio.sleep(HEALTH_INTERVAL_S)
-            await self._set_health(await self._ready())
-
 
 class GrpcService(AsyncioActor):
     """Runs the node's :class:`GrpcServer` (``WHISPR_GRPC_PORT``; 0 disables it).
@@ -138,6 +170,9 @@ class GrpcService(AsyncioActor):
         messaging: Messaging,
         broker: Broker,
         store: Store,
+        audit: AuditLog,
+        accounts: AccountStore | None = None,
+        user_presence: UserPresence | None = None,
         out: Slot[GrpcServer],
     ) -> None:
         super().__init__()
@@ -145,6 +180,12 @@ class GrpcService(AsyncioActor):
         self.messaging = messaging
         self.broker = broker
         self.store = store
+        self.audit = audit
+        self.server_api = (
+            None
+            if accounts is None or user_presence is None
+            else ServerApi(messaging, broker, accounts, user_presence)
+        )
         self.out = out
         self.server: GrpcServer | None = None
 
@@ -153,7 +194,9 @@ class GrpcService(AsyncioActor):
         if not settings.grpc_port:
             log.info("grpc disabled", setting="WHISPR_GRPC_PORT=0")
             return
-        self.server = GrpcServer(settings, self.messaging, self.broker, self.store)
+        self.server = GrpcServer(
+            settings, self.messaging, self.broker, self.store, self.audit, self.server_api
+        )
         await self.server.start(settings.host, settings.grpc_port)
         self.out.set(self.server)
         if not self.server.auth.tokens and not self.server.auth.mtls:

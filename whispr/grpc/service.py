@@ -2,9 +2,10 @@
 
 Each RPC checks its arguments, calls :class:`~actors.messaging.Messaging`
 (the same rules and actors as the WebSocket path) and converts the answer.
-Every handler goes through :func:`_rpc` (or :func:`_stream`), which is the
+Every handler goes through :func:`rpc` (or :func:`_stream`), which is the
 one place where the caller is authenticated, a refusal becomes a status code
-(:mod:`whispr.grpc.status`), an unexpected failure becomes INTERNAL without
+(:mod:`whispr.grpc.status`) and, when it is a security event, an audit record
+(:mod:`whispr.audit`), an unexpected failure becomes INTERNAL without
 leaking its details, and each call is counted and timed.
 
 The calling service acts as itself: messages it sends are from
@@ -20,7 +21,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grpc
 import structlog
@@ -34,6 +35,7 @@ from actors.messaging import Messaging
 from actors.model import Message
 from actors.rules import MAX_PAGE
 from actors.stream import StreamItem
+from whispr.audit import AuditLog
 from whispr.grpc.auth import CallerAuth
 from whispr.grpc.convert import (
     conversation_to_pb,
@@ -46,9 +48,9 @@ from whispr.grpc.convert import (
 from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2 as pb
 from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2_grpc as pb_grpc
 from whispr.grpc.status import status_of, trailing_metadata
-from whispr.telemetry import get_meter
+from whispr.telemetry import SECONDS_BUCKETS, get_meter
 
-__all__ = ["MessagingServicer", "RpcMetrics"]
+__all__ = ["MessagingServicer", "RpcMetrics", "Served", "rpc"]
 
 log = structlog.get_logger("whispr.grpc")
 
@@ -72,26 +74,39 @@ class RpcMetrics:
     )
     duration: Histogram = field(
         default_factory=lambda: get_meter("whispr.grpc").create_histogram(
-            "whispr_grpc_call_seconds", unit="s", description="gRPC call durations, by method"
+            "whispr_grpc_call_seconds",
+            unit="s",
+            description="gRPC call durations, by method",
+            explicit_bucket_boundaries_advisory=SECONDS_BUCKETS,
         )
     )
 
 
-def _rpc(
+class Served(Protocol):
+    """What :func:`rpc` uses of a servicer: every service of the node's gRPC API has it."""
+
+    audit: AuditLog
+    metrics: RpcMetrics
+
+    def authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> str: ...
+
+
+S = TypeVar("S", bound=Served)
+
+
+def rpc(
     name: str,
 ) -> Callable[
-    [Callable[[MessagingServicer, str, Request], Awaitable[Response]]],
-    Callable[[MessagingServicer, Request, grpc.aio.ServicerContext[Any, Any]], Awaitable[Response]],
+    [Callable[[S, str, Request], Awaitable[Response]]],
+    Callable[[S, Request, grpc.aio.ServicerContext[Any, Any]], Awaitable[Response]],
 ]:
     """Authenticate, map refusals to status codes, count and time: for a unary RPC."""
 
     def decorate(
-        method: Callable[[MessagingServicer, str, Request], Awaitable[Response]],
-    ) -> Callable[
-        [MessagingServicer, Request, grpc.aio.ServicerContext[Any, Any]], Awaitable[Response]
-    ]:
+        method: Callable[[S, str, Request], Awaitable[Response]],
+    ) -> Callable[[S, Request, grpc.aio.ServicerContext[Any, Any]], Awaitable[Response]]:
         async def handler(
-            self: MessagingServicer, request: Request, context: grpc.aio.ServicerContext[Any, Any]
+            self: S, request: Request, context: grpc.aio.ServicerContext[Any, Any]
         ) -> Response:
             started = time.perf_counter()
             caller, code = "", grpc.StatusCode.OK
@@ -100,6 +115,14 @@ def _rpc(
                 return await method(self, caller, request)
             except WhisprError as error:
                 code = status_of(error)
+                self.audit.refused(
+                    error,
+                    source="grpc",
+                    user_id=_acting_user(request),
+                    actor=caller or None,
+                    peer=context.peer(),
+                    method=name,
+                )
                 await context.abort(code, error.message, trailing_metadata(error))
                 raise  # abort raises; this keeps type checkers sure of it
             except (asyncio.CancelledError, grpc.aio.AbortError):
@@ -130,10 +153,13 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
         auth: CallerAuth,
         metrics: RpcMetrics | None = None,
         *,
+        audit: AuditLog,
         follow_backlog: int = FOLLOW_BACKLOG,
     ) -> None:
         self.messaging = messaging
         self.auth = auth
+        #: Refused credentials, rights and rates are recorded here (whispr/audit/).
+        self.audit = audit
         self.metrics = metrics or RpcMetrics()
         self.follow_backlog = follow_backlog
 
@@ -143,7 +169,7 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
 
     # -- conversations -------------------------------------------------------------
 
-    @_rpc("CreateConversation")
+    @rpc("CreateConversation")
     async def CreateConversation(
         self, caller: str, request: pb.CreateConversationRequest
     ) -> pb.CreateConversationResponse:
@@ -173,7 +199,7 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
             members=[member_to_pb(m) for m in members],
         )
 
-    @_rpc("GetConversation")
+    @rpc("GetConversation")
     async def GetConversation(
         self, caller: str, request: pb.GetConversationRequest
     ) -> pb.GetConversationResponse:
@@ -184,7 +210,7 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
             members=[member_to_pb(m) for m in members],
         )
 
-    @_rpc("AddMembers")
+    @rpc("AddMembers")
     async def AddMembers(self, caller: str, request: pb.AddMembersRequest) -> pb.AddMembersResponse:
         conversation_id = _required(request.conversation_id, "conversation_id")
         user_ids = [u for u in request.user_ids if u]
@@ -198,7 +224,7 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
         )
         return pb.AddMembersResponse(added=[member_to_pb(m) for m in added])
 
-    @_rpc("RemoveMember")
+    @rpc("RemoveMember")
     async def RemoveMember(
         self, caller: str, request: pb.RemoveMemberRequest
     ) -> pb.RemoveMemberResponse:
@@ -215,7 +241,7 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
 
     # -- messages ---------------------------------------------------------------------
 
-    @_rpc("SendSystemMessage")
+    @rpc("SendSystemMessage")
     async def SendSystemMessage(
         self, caller: str, request: pb.SendSystemMessageRequest
     ) -> pb.SendMessageResponse:
@@ -234,7 +260,7 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
         )
         return pb.SendMessageResponse(message=message_to_pb(message))
 
-    @_rpc("SendServiceMessage")
+    @rpc("SendServiceMessage")
     async def SendServiceMessage(
         self, caller: str, request: pb.SendServiceMessageRequest
     ) -> pb.SendMessageResponse:
@@ -248,7 +274,7 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
         message = await self.messaging.send_as_service(_service_id(caller), conversation_id, draft)
         return pb.SendMessageResponse(message=message_to_pb(message))
 
-    @_rpc("ListMessages")
+    @rpc("ListMessages")
     async def ListMessages(
         self, caller: str, request: pb.ListMessagesRequest
     ) -> pb.ListMessagesResponse:
@@ -271,7 +297,7 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
         )
         return pb.ListMessagesResponse(messages=[message_to_pb(m) for m in messages])
 
-    @_rpc("GetUnreadCounts")
+    @rpc("GetUnreadCounts")
     async def GetUnreadCounts(
         self, caller: str, request: pb.GetUnreadCountsRequest
     ) -> pb.GetUnreadCountsResponse:
@@ -293,6 +319,14 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
                 yield event
         except WhisprError as error:
             code = status_of(error)
+            self.audit.refused(
+                error,
+                source="grpc",
+                user_id=None,
+                actor=caller or None,
+                peer=context.peer(),
+                method="FollowConversation",
+            )
             await context.abort(code, error.message, trailing_metadata(error))
         except (asyncio.CancelledError, grpc.aio.AbortError):
             code = grpc.StatusCode.CANCELLED
@@ -381,6 +415,12 @@ def _required(value: str, name: str) -> str:
     if not value:
         raise WhisprError(Reason.INVALID, f"{name} is required", field=name)
     return value
+
+
+def _acting_user(request: object) -> str | None:
+    """The user a call acts for (``acting_user_id``, in the calls that take one)."""
+    acting = getattr(request, "acting_user_id", None)
+    return acting if isinstance(acting, str) and acting else None
 
 
 def _service_id(caller: str) -> str:

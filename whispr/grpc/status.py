@@ -45,9 +45,11 @@ def status_of(error: WhisprError) -> grpc.StatusCode:
 
 
 def trailing_metadata(error: WhisprError) -> tuple[tuple[str, str], ...]:
-    """The metadata sent with a refusal: its reason, and its details' ``field`` if any."""
+    """The metadata sent with a refusal: its reason, and its details' ``field`` and ``right``
+    (the right a ``forbidden`` caller lacks, ``actors/permissions.py``) if any."""
     pairs = [(REASON_METADATA_KEY, str(error.reason))]
-    field = error.details.get("field")
-    if isinstance(field, str):
-        pairs.append(("whispr-field", field))
+    for detail in ("field", "right"):
+        value = error.details.get(detail)
+        if isinstance(value, str):
+            pairs.append((f"whispr-{detail}", value))
     return tuple(pairs)

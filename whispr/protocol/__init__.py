@@ -17,6 +17,7 @@ from whispr.protocol.channels import (
     LeaveRequested,
     ProtocolViolation,
     PushReceived,
+    SocketPushReceived,
     error_response,
 )
 from whispr.protocol.frames import CloseCode, Frame, ProtocolError, Reason
@@ -32,5 +33,6 @@ __all__ = [
     "ProtocolViolation",
     "PushReceived",
     "Reason",
+    "SocketPushReceived",
     "error_response",
 ]

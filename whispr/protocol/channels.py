@@ -23,6 +23,8 @@ previous instance is dropped instead of landing on the new one.
 What Phoenix does (``Phoenix.Socket.handle_in``) and this class copies:
 
 - ``heartbeat`` on topic ``phoenix``: ok reply, empty response, ``join_ref`` null;
+  other ``phoenix`` events the application declares (``socket_events``: Whispr's
+  ``refresh_token``) become :class:`SocketPushReceived`, answered by :meth:`socket_reply`;
 - a push to a topic not joined: error reply ``{"reason": "unmatched topic"}``, ``join_ref``
   null; a ``phx_leave`` of a topic not joined: ok reply;
 - a push or leave whose ``join_ref`` is set and stale (an earlier instance): ignored, no reply
@@ -86,6 +88,7 @@ __all__ = [
     "ProtocolViolation",
     "PushReceived",
     "Response",
+    "SocketPushReceived",
     "SupportsPayload",
     "error_response",
 ]
@@ -150,6 +153,16 @@ class PushReceived(msgspec.Struct, frozen=True, gc=False):
     payload: dict[str, Any] | bytes
 
 
+class SocketPushReceived(msgspec.Struct, frozen=True, gc=False):
+    """A push on the ``phoenix`` topic itself (the socket, not a channel) of an event the
+    application declared in ``socket_events``; answer with
+    :meth:`~ConnectionProtocol.socket_reply` when ``ref`` is set."""
+
+    event: str
+    ref: str | None
+    payload: dict[str, Any] | bytes
+
+
 class LeaveRequested(msgspec.Struct, frozen=True, gc=False):
     """The channel instance ``(topic, join_ref)`` is over: drop its subscriptions.
 
@@ -176,7 +189,9 @@ class ProtocolViolation(msgspec.Struct, frozen=True, gc=False):
     code: CloseCode
 
 
-Event: TypeAlias = JoinRequested | PushReceived | LeaveRequested | ProtocolViolation
+Event: TypeAlias = (
+    JoinRequested | PushReceived | LeaveRequested | ProtocolViolation | SocketPushReceived
+)
 
 
 @dataclass(slots=True)
@@ -210,6 +225,8 @@ class ConnectionProtocol:
     :param accept_binary: whether binary pushes are accepted; if not, a binary message closes
         the connection with 1003.
     :param clock: monotonic time source read when a message is received.
+    :param socket_events: events on the ``phoenix`` topic, besides ``heartbeat``, that the
+        application answers (:class:`SocketPushReceived`); any other gets ``unmatched topic``.
     """
 
     def __init__(
@@ -221,6 +238,7 @@ class ConnectionProtocol:
         topic_prefixes: Collection[str] | None = None,
         accept_binary: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        socket_events: Collection[str] = (),
     ) -> None:
         self.max_size = max_size
         self.max_topics = max_topics
@@ -228,6 +246,7 @@ class ConnectionProtocol:
         self._prefixes = None if topic_prefixes is None else tuple(topic_prefixes)
         self.accept_binary = accept_binary
         self._clock = clock
+        self._socket_events = frozenset(socket_events)
         self._channels: dict[str, _Channel] = {}
         self._events: list[Event] = []
         self._out: list[bytes] = []
@@ -301,6 +320,9 @@ class ConnectionProtocol:
         topic, event = frame.topic, frame.event
         if event == HEARTBEAT and topic == PHOENIX_TOPIC:
             self._out.append(frames.heartbeat_reply(frame.ref))
+            return
+        if topic == PHOENIX_TOPIC and event in self._socket_events:
+            self._events.append(SocketPushReceived(event, frame.ref, frame.payload))
             return
         if event == PHX_JOIN:
             self._join(frame)
@@ -431,6 +453,13 @@ class ConnectionProtocol:
         if type(response) is not dict and not isinstance(response, bytes | bytearray | memoryview):
             response = _response(response)
         return frames.reply(channel.join_ref, ref, topic, status, response)
+
+    def socket_reply(self, ref: str | None, status: Status, response: Response) -> bytes | None:
+        """Reply to a :class:`SocketPushReceived` ``ref`` (on ``phoenix``, ``join_ref`` null),
+        or ``None`` if there is nothing to answer (no ``ref``, or the protocol is closed)."""
+        if self.closed or ref is None:
+            return None
+        return frames.reply(None, ref, PHOENIX_TOPIC, status, _response(response))
 
     def push(
         self,

@@ -137,8 +137,11 @@ class Reason(enum.StrEnum):
 class CloseCode(enum.IntEnum):
     """WebSocket close codes used by the gateway (RFC 6455 section 7.4, IANA registry).
 
-    phoenix.js reconnects after every close whose code is not 1000, so the server closes with
-    1000 only when the client must *not* come back by itself.
+    phoenix.js 1.8 (the client the tests run, ``make phoenix-js``) reconnects after every
+    close it did not ask for, whatever the code, 1000 included; its ``onClose`` callbacks get
+    the code and reason. So a close that must not be followed by a reconnect says so with
+    :attr:`DISCONNECTED`, which the application's ``onClose`` answers with
+    ``socket.disconnect()`` (docs/protocol.md, "Disconnected by the server").
     """
 
     NORMAL = 1000
@@ -150,6 +153,9 @@ class CloseCode(enum.IntEnum):
     INTERNAL_ERROR = 1011
     SERVICE_RESTART = 1012
     TRY_AGAIN_LATER = 1013
+    #: A backend disconnected the user or device, or revoked its token: do not reconnect
+    #: with the same token (private range, RFC 6455 section 7.4.2).
+    DISCONNECTED = 4001
 
 
 _CLOSE_CODES: Final[Mapping[Reason, CloseCode]] = {

@@ -20,6 +20,7 @@ sibling working, and a cancelled call says nothing about it.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
 
@@ -29,8 +30,17 @@ import structlog
 from opentelemetry.metrics import Counter
 
 from whispr.siblings.metrics import SiblingMetrics
+from whispr.telemetry import LabelledGauge
 
-__all__ = ["FAILURE_CODES", "Breaker", "BreakerOpen", "SiblingBreaker", "is_failure"]
+__all__ = [
+    "FAILURE_CODES",
+    "STATE_CODES",
+    "Breaker",
+    "BreakerOpen",
+    "SiblingBreaker",
+    "is_failure",
+    "sibling_breaker_states",
+]
 
 log = structlog.get_logger("whispr.siblings")
 
@@ -48,6 +58,10 @@ FAILURE_CODES: Final = frozenset(
 )
 
 BreakerOpen = pybreaker.CircuitBreakerError
+
+#: A breaker's state as a gauge's value (``whispr_store_breaker_state``,
+#: ``whispr_sibling_breaker_state``): the larger, the worse.
+STATE_CODES: Final = {"closed": 0, "half-open": 1, "open": 2}
 
 
 def is_failure(exc: BaseException) -> bool:
@@ -120,6 +134,11 @@ class Breaker:
         """``closed``, ``open`` or ``half-open``."""
         return str(self._breaker.current_state)
 
+    @property
+    def state_code(self) -> int:
+        """:attr:`state` as a gauge's value (:data:`STATE_CODES`)."""
+        return STATE_CODES[self.state]
+
     async def call(self, attempt: Callable[[], Awaitable[T]]) -> T:
         """Run ``attempt()`` if the breaker lets it; record how it went.
 
@@ -160,3 +179,21 @@ class SiblingBreaker(Breaker):
             trials=trials,
         )
         self.sibling = sibling
+        sibling_breaker_states().watch(self)
+
+
+@functools.cache
+def sibling_breaker_states() -> LabelledGauge[SiblingBreaker]:
+    """The process's gauge of each sibling's breaker state (``whispr_sibling_breaker_state``).
+
+    Read from the live breakers when the metrics are scraped; where several breakers of one
+    sibling live in the process (nodes in a test), the worst state shows.
+    """
+    return LabelledGauge(
+        "whispr.siblings",
+        "whispr_sibling_breaker_state",
+        "circuit breaker state by sibling: 0 closed, 1 half-open, 2 open",
+        "sibling",
+        lambda breaker: {breaker.sibling: breaker.state_code},
+        combine=max,
+    )

@@ -4,6 +4,9 @@ Retries of idempotent calls are gRPC's (the channel's service config): up to 3
 attempts on UNAVAILABLE, with exponential backoff from 50 ms, within the call's
 deadline. Every call of Whispr's siblings is idempotent (push requests carry
 an idempotency key), so every method gets the policy.
+
+Each call is a client span carrying W3C ``traceparent`` in its metadata
+(``whispr/tracing.py``), so a sibling that traces joins the caller's trace.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any, Final
 import grpc
 
 from whispr.config import Settings
+from whispr.tracing import client_interceptors
 
 __all__ = ["RETRY_POLICY", "open_channel"]
 
@@ -47,5 +51,7 @@ def open_channel(target: str, service: str, settings: Settings) -> grpc.aio.Chan
         credentials = grpc.ssl_channel_credentials(
             root_certificates=Path(settings.sibling_tls_ca).read_bytes()
         )
-        return grpc.aio.secure_channel(target, credentials, options=options)
-    return grpc.aio.insecure_channel(target, options=options)
+        return grpc.aio.secure_channel(
+            target, credentials, options=options, interceptors=client_interceptors()
+        )
+    return grpc.aio.insecure_channel(target, options=options, interceptors=client_interceptors())

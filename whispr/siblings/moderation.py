@@ -49,6 +49,38 @@ class Moderator:
                 Reason.FORBIDDEN, f"refused by moderation: {response.reason or 'not allowed'}"
             )
 
+    async def report(
+        self,
+        user_id: str,
+        pattern: str,
+        reason: str,
+        *,
+        device_id: str,
+        node: str,
+        at: float,
+        details: dict[str, str],
+    ) -> bool:
+        """Report a user whose activity matched a suspicious pattern; whether the service
+        took it. Never raises: a report that cannot be sent is logged and counted by the
+        client (the audit record of the detection is kept either way)."""
+        if not self.client.configured:
+            return False
+        request = moderation_pb2.ReportActivityRequest(
+            user_id=user_id,
+            pattern=pattern,
+            reason=reason,
+            device_id=device_id,
+            node=node,
+            at=at,
+            details=details,
+        )
+        try:
+            await self.client.call("ReportActivity", request)
+        except (SiblingUnavailable, grpc.aio.AioRpcError):
+            self.client.fallback("report_dropped")
+            return False
+        return True
+
 
 SERVICE = moderation_pb2.DESCRIPTOR.services_by_name["ModerationService"].full_name
 STUB = moderation_pb2_grpc.ModerationServiceStub

@@ -17,6 +17,7 @@ from typing import Any, get_args
 
 from actors import rules
 from actors.errors import Reason, WhisprError
+from actors.member_settings import MAX_PIN_ORDER
 from actors.model import (
     Attachment,
     Conversation,
@@ -37,6 +38,7 @@ __all__ = [
     "direct_pair",
     "edit",
     "member_fields",
+    "member_view",
     "members",
     "messages",
     "name",
@@ -113,20 +115,37 @@ def member_fields(role: Any, notifications: Any, muted_until: Any) -> None:
     _time(muted_until, "muted_until", optional=True)
 
 
+def member_view(archived: Any, pin_order: Any) -> None:
+    """A member's own view of a conversation (``None`` for a field left unchanged)."""
+    if archived is not None and not isinstance(archived, bool):
+        raise WhisprError(Reason.INVALID, "archived must be true or false", field="archived")
+    if pin_order is not None and (
+        isinstance(pin_order, bool)
+        or not isinstance(pin_order, int)
+        or not 0 <= pin_order <= MAX_PIN_ORDER
+    ):
+        raise WhisprError(
+            Reason.INVALID,
+            f"pin_order must be an integer from 0 to {MAX_PIN_ORDER}",
+            field="pin_order",
+        )
+
+
 def members(items: Sequence[Member]) -> None:
     """New memberships: ids, a known role and notification setting, a sane cursor."""
     for m in items:
         name(m.conversation_id, "conversation_id")
         name(m.user_id, "user_id")
         member_fields(m.role, m.notifications, m.muted_until)
+        member_view(m.archived, m.pin_order)
         _time(m.joined_at, "joined_at")
         cursor(m.read_seq, "read_seq")
 
 
-def conversation_fields(title: Any, avatar: Any, settings: Any) -> None:
-    """The settable fields of a conversation; pass ``None`` for a title or avatar
-    cleared or left alone, and ``{}`` for settings left alone."""
-    for value, field in ((title, "title"), (avatar, "avatar")):
+def conversation_fields(title: Any, avatar: Any, settings: Any, description: Any = None) -> None:
+    """The settable fields of a conversation; pass ``None`` for a title, avatar or
+    description cleared or left alone, and ``{}`` for settings left alone."""
+    for value, field in ((title, "title"), (avatar, "avatar"), (description, "description")):
         if value is not None:
             if not isinstance(value, str):
                 raise WhisprError(Reason.INVALID, f"{field} must be a string or null", field=field)

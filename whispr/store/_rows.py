@@ -43,6 +43,7 @@ def conversation(row: Mapping[str, Any]) -> Conversation:
         kind=row["kind"],
         title=row["title"],
         avatar=row["avatar"],
+        description=row["description"],
         created_by=row["created_by"],
         created_at=row["created_at"],
         last_seq=row["last_seq"],
@@ -60,6 +61,8 @@ def member(row: Mapping[str, Any]) -> Member:
         muted_until=row["muted_until"],
         notifications=row["notifications"],
         read_seq=row["read_seq"],
+        archived=bool(row["archived"]),
+        pin_order=row["pin_order"],
     )
 
 
@@ -130,6 +133,8 @@ def member_params(m: Member) -> tuple[Any, ...]:
         m.muted_until,
         m.notifications,
         m.read_seq,
+        m.archived,
+        m.pin_order,
     )
 
 

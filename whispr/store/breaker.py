@@ -23,6 +23,7 @@ failure, and would count as a success of a trial).
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ParamSpec, TypeVar
 
@@ -40,6 +41,7 @@ from actors.model import (
 )
 from actors.ports import UNCHANGED, Store
 from whispr.siblings.breaker import Breaker, BreakerOpen
+from whispr.store.metrics import Outcome, StoreCallLatency, store_breaker_state
 from whispr.telemetry import get_meter
 
 __all__ = ["BreakerStore", "is_outage"]
@@ -94,14 +96,24 @@ class BreakerStore:
             trials=trials,
             logger=log,
         )
+        self._latency = StoreCallLatency()
+        store_breaker_state().watch(self)
 
     async def _call(
         self, method: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs
     ) -> T:
+        started = time.perf_counter()
+        outcome: Outcome = "ok"
         try:
             return await self.breaker.call(lambda: method(*args, **kwargs))
         except BreakerOpen as exc:
+            outcome = "unavailable"
             raise WhisprError(Reason.UNAVAILABLE, OPEN_MESSAGE) from exc
+        except BaseException as exc:
+            outcome = "unavailable" if is_outage(exc) else "error"
+            raise
+        finally:
+            self._latency.record(method.__name__, outcome, time.perf_counter() - started)
 
     # -- life and readiness: never behind the breaker --------------------------------
 
@@ -137,6 +149,7 @@ class BreakerStore:
         title: str | None = UNCHANGED,
         avatar: str | None = UNCHANGED,
         settings: dict[str, Any] = UNCHANGED,
+        description: str | None = UNCHANGED,
     ) -> Conversation:
         return await self._call(
             self.store.update_conversation,
@@ -144,6 +157,7 @@ class BreakerStore:
             title=title,
             avatar=avatar,
             settings=settings,
+            description=description,
         )
 
     async def list_members(self, conversation_id: str) -> list[Member]:
@@ -163,6 +177,8 @@ class BreakerStore:
         role: str = UNCHANGED,
         muted_until: float | None = UNCHANGED,
         notifications: str = UNCHANGED,
+        archived: bool = UNCHANGED,
+        pin_order: int | None = UNCHANGED,
     ) -> Member:
         return await self._call(
             self.store.update_member,
@@ -171,6 +187,8 @@ class BreakerStore:
             role=role,
             muted_until=muted_until,
             notifications=notifications,
+            archived=archived,
+            pin_order=pin_order,
         )
 
     async def list_user_conversations(
@@ -252,6 +270,24 @@ class BreakerStore:
     async def list_pinned(self, conversation_id: str) -> list[Message]:
         return await self._call(self.store.list_pinned, conversation_id)
 
+    async def list_thread(
+        self,
+        conversation_id: str,
+        root_seq: int,
+        *,
+        after_seq: int = 0,
+        limit: int = 50,
+        viewer_id: str | None = None,
+    ) -> list[Message]:
+        return await self._call(
+            self.store.list_thread,
+            conversation_id,
+            root_seq,
+            after_seq=after_seq,
+            limit=limit,
+            viewer_id=viewer_id,
+        )
+
     # -- cursors ---------------------------------------------------------------------
 
     async def mark_read(self, conversation_id: str, user_id: str, seq: int) -> int:
@@ -272,6 +308,9 @@ class BreakerStore:
 
     async def unread_counts(self, user_id: str) -> dict[str, int]:
         return await self._call(self.store.unread_counts, user_id)
+
+    async def mention_counts(self, user_id: str) -> dict[str, int]:
+        return await self._call(self.store.mention_counts, user_id)
 
 
 def _conforms(store: BreakerStore) -> Store:

@@ -51,7 +51,9 @@ from actors.model import (
 )
 from actors.ports import UNCHANGED
 from supervisors.batching import Batcher
-from whispr.store import _check, _isolate, _rows, migrations
+from whispr.audit.record import AuditCursor, AuditKind, AuditRecord
+from whispr.revocations import Revocation
+from whispr.store import _accounts, _audit, _check, _isolate, _rows, migrations
 
 __all__ = ["PostgresStore"]
 
@@ -63,7 +65,8 @@ _MESSAGE_COLUMNS = (
 )
 
 _CONVERSATION_COLUMNS = (
-    "id, kind, title, avatar, created_by, created_at, last_seq, last_message_at, settings::text"
+    "id, kind, title, avatar, created_by, created_at, last_seq, last_message_at, settings::text, "
+    "description"
 )
 
 
@@ -481,6 +484,7 @@ class PostgresStore:
         title: str | None = UNCHANGED,
         avatar: str | None = UNCHANGED,
         settings: dict[str, Any] = UNCHANGED,
+        description: str | None = UNCHANGED,
     ) -> Conversation:
         """One statement that sets only the fields named.
 
@@ -492,12 +496,14 @@ class PostgresStore:
             None if title is UNCHANGED else title,
             None if avatar is UNCHANGED else avatar,
             {} if settings is UNCHANGED else settings,
+            None if description is UNCHANGED else description,
         )
         row = await self._fetchrow(
             "UPDATE conversations SET "
             "title = CASE WHEN $2 THEN $3 ELSE title END, "
             "avatar = CASE WHEN $4 THEN $5 ELSE avatar END, "
-            "settings = CASE WHEN $6 THEN $7::jsonb ELSE settings END "
+            "settings = CASE WHEN $6 THEN $7::jsonb ELSE settings END, "
+            "description = CASE WHEN $8 THEN $9 ELSE description END "
             f"WHERE id = $1 RETURNING {_CONVERSATION_COLUMNS}",
             conversation_id,
             title is not UNCHANGED,
@@ -506,6 +512,8 @@ class PostgresStore:
             None if avatar is UNCHANGED else avatar,
             settings is not UNCHANGED,
             None if settings is UNCHANGED else _rows.dumps(settings),
+            description is not UNCHANGED,
+            None if description is UNCHANGED else description,
         )
         if row is None:
             raise WhisprError(Reason.NOT_FOUND, f"no conversation {conversation_id}")
@@ -546,6 +554,8 @@ class PostgresStore:
         role: str = UNCHANGED,
         muted_until: float | None = UNCHANGED,
         notifications: str = UNCHANGED,
+        archived: bool = UNCHANGED,
+        pin_order: int | None = UNCHANGED,
     ) -> Member:
         """One statement that sets only the fields named (see ``update_conversation``)."""
         _check.member_fields(
@@ -553,11 +563,17 @@ class PostgresStore:
             None if notifications is UNCHANGED else notifications,
             None if muted_until is UNCHANGED else muted_until,
         )
+        _check.member_view(
+            None if archived is UNCHANGED else archived,
+            None if pin_order is UNCHANGED else pin_order,
+        )
         row = await self._fetchrow(
             "UPDATE members SET "
             "role = CASE WHEN $3 THEN $4 ELSE role END, "
             "muted_until = CASE WHEN $5 THEN $6 ELSE muted_until END, "
-            "notifications = CASE WHEN $7 THEN $8 ELSE notifications END "
+            "notifications = CASE WHEN $7 THEN $8 ELSE notifications END, "
+            "archived = CASE WHEN $9 THEN $10::boolean ELSE archived END, "
+            "pin_order = CASE WHEN $11 THEN $12::integer ELSE pin_order END "
             "WHERE conversation_id = $1 AND user_id = $2 RETURNING *",
             conversation_id,
             user_id,
@@ -567,6 +583,10 @@ class PostgresStore:
             None if muted_until is UNCHANGED else muted_until,
             notifications is not UNCHANGED,
             None if notifications is UNCHANGED else notifications,
+            archived is not UNCHANGED,
+            None if archived is UNCHANGED else archived,
+            pin_order is not UNCHANGED,
+            None if pin_order is UNCHANGED else pin_order,
         )
         if row is None:
             raise WhisprError(Reason.NOT_FOUND, f"{user_id} is not a member")
@@ -605,7 +625,10 @@ class PostgresStore:
                 "m.role AS member_role, last.seq AS visible_seq, "
                 "(SELECT count(*) FROM messages x WHERE x.conversation_id = c.id "
                 " AND x.seq > m.read_seq AND x.sender_id <> m.user_id AND NOT x.deleted) "
-                "AS unread "
+                "AS unread, "
+                "(SELECT count(*) FROM messages x WHERE x.conversation_id = c.id "
+                " AND x.seq > m.read_seq AND x.sender_id <> m.user_id AND NOT x.deleted "
+                " AND x.metadata -> 'mentions' ? m.user_id) AS mentions "
                 "FROM members m JOIN conversations c ON c.id = m.conversation_id "
                 "LEFT JOIN LATERAL (SELECT x.seq FROM messages x WHERE x.conversation_id = c.id "
                 f" AND {_not_hidden('x', 'm.user_id')} ORDER BY x.seq DESC LIMIT 1) last ON true "
@@ -637,6 +660,7 @@ class PostgresStore:
                 role=row["member_role"],
                 last_message=last.get((row["id"], row["visible_seq"])),
                 unread_count=int(row["unread"]),
+                mention_count=int(row["mentions"]),
             )
             for row in rows
         ]
@@ -1022,6 +1046,29 @@ class PostgresStore:
             conversation_id,
         )
 
+    async def list_thread(
+        self,
+        conversation_id: str,
+        root_seq: int,
+        *,
+        after_seq: int = 0,
+        limit: int = 50,
+        viewer_id: str | None = None,
+    ) -> list[Message]:
+        _check.cursor(root_seq, "root_seq")
+        _check.cursor(after_seq, "after_seq")
+        return await self._messages(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages m WHERE conversation_id = $1 "
+            "AND reply_to = $2 AND seq > $3 "
+            f"AND ($4::text IS NULL OR {_not_hidden('m', '$4')}) ORDER BY seq LIMIT $5",
+            conversation_id,
+            conversation_id,
+            root_seq,
+            after_seq,
+            viewer_id,
+            rules.page_limit(limit),
+        )
+
     # -- cursors -------------------------------------------------------------------------
 
     async def mark_read(self, conversation_id: str, user_id: str, seq: int) -> int:
@@ -1081,6 +1128,105 @@ class PostgresStore:
         )
         return {r[0]: int(r[1]) for r in rows}
 
+    async def mention_counts(self, user_id: str) -> dict[str, int]:
+        rows = await self._fetch(
+            "SELECT m.conversation_id, (SELECT count(*) FROM messages x WHERE "
+            "x.conversation_id = m.conversation_id AND x.seq > m.read_seq AND "
+            "x.sender_id <> m.user_id AND NOT x.deleted AND x.metadata -> 'mentions' ? m.user_id) "
+            "FROM members m WHERE m.user_id = $1",
+            user_id,
+        )
+        return {r[0]: int(r[1]) for r in rows if r[1]}
+
+    # -- the audit log (whispr/audit/; not part of the actors' Store port) ----------------
+
+    async def append_audit(self, records: Sequence[AuditRecord]) -> None:
+        if not records:
+            return
+        columns = list(zip(*(_audit.params(r) for r in records), strict=True))
+        await self._execute(_AUDIT_INSERT, *columns)
+
+    async def audit_page(
+        self,
+        *,
+        since: float,
+        until: float,
+        user_id: str | None = None,
+        kinds: Sequence[AuditKind] = (),
+        after: AuditCursor | None = None,
+        limit: int = 100,
+    ) -> list[AuditRecord]:
+        sql, values = _audit.page_query(
+            _AUDIT_SELECT,
+            lambda n: f"${n}",
+            since=since,
+            until=until,
+            user_id=user_id,
+            kinds=kinds,
+            after=after,
+            limit=limit,
+        )
+        return [_audit.record(r) for r in await self._fetch(sql, *values)]
+
+    async def purge_audit(self, before: float) -> int:
+        total = 0
+        while True:
+            deleted = await self._fetchrow(_AUDIT_PURGE, before, _audit.PURGE_BATCH)
+            total += int(deleted[0])
+            if deleted[0] < _audit.PURGE_BATCH:
+                return total
+
+    # -- token revocations and presence settings (whispr/revocations.py,
+    # whispr/user_presence.py; not part of the actors' Store port) -------------------------
+
+    async def add_revocation(self, revocation: Revocation) -> None:
+        await self._execute(_accounts.INSERT_REVOCATION, *_accounts.params(revocation))
+
+    async def revocations_since(self, at: float, now: float) -> list[Revocation]:
+        rows = await self._fetch(_accounts.REVOCATIONS_SINCE, at, now)
+        return [_accounts.revocation(r) for r in rows]
+
+    async def contacts(self, user_id: str, limit: int) -> list[str]:
+        return [r[0] for r in await self._fetch(_accounts.CONTACTS, user_id, limit)]
+
+    async def hidden_last_seen(self, user_ids: Sequence[str]) -> set[str]:
+        rows = await self._fetch(
+            "SELECT user_id FROM presence_privacy WHERE user_id = ANY($1::text[]) "
+            "AND hide_last_seen",
+            list(user_ids),
+        )
+        return {r[0] for r in rows}
+
+    async def set_hide_last_seen(self, user_id: str, hide: bool) -> None:
+        await self._execute(
+            "INSERT INTO presence_privacy (user_id, hide_last_seen) VALUES ($1, $2) "
+            "ON CONFLICT (user_id) DO UPDATE SET hide_last_seen = EXCLUDED.hide_last_seen",
+            user_id,
+            hide,
+        )
+
+
+_AUDIT_INSERT = f"""
+INSERT INTO audit_log ({", ".join(_audit.COLUMNS)})
+SELECT id, at, kind, user_id, actor, reason, source, node, peer, details::jsonb
+FROM unnest($1::text[], $2::double precision[], $3::text[], $4::text[], $5::text[],
+    $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])
+    AS t({", ".join(_audit.COLUMNS)})
+ON CONFLICT (id) DO NOTHING
+"""
+_AUDIT_SELECT = (
+    "SELECT id, at, kind, user_id, actor, reason, source, node, peer, details::text FROM audit_log"
+)
+#: One batch of the retention job: the oldest rows past the limit, by the (at) index.
+_AUDIT_PURGE = """
+WITH gone AS (
+    DELETE FROM audit_log WHERE id IN (
+        SELECT id FROM audit_log WHERE at < $1 ORDER BY at LIMIT $2
+    ) RETURNING 1
+)
+SELECT count(*) FROM gone
+"""
+
 
 async def _insert_conversation(connection: Any, c: Conversation) -> None:
     await connection.execute(
@@ -1093,7 +1239,8 @@ async def _insert_conversation(connection: Any, c: Conversation) -> None:
 async def _insert_members(connection: Any, members: Sequence[Member]) -> None:
     await connection.executemany(
         "INSERT INTO members (conversation_id, user_id, role, joined_at, muted_until, "
-        "notifications, read_seq) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+        "notifications, read_seq, archived, pin_order) VALUES ($1, $2, $3, $4, $5, $6, $7, "
+        "$8, $9) "
         "ON CONFLICT (conversation_id, user_id) DO NOTHING",
         [_rows.member_params(m) for m in members],
     )

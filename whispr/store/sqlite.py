@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import re
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
@@ -33,7 +34,9 @@ from actors.model import (
     Unsequenced,
 )
 from actors.ports import UNCHANGED
-from whispr.store import _check, _isolate, _rows, migrations
+from whispr.audit.record import AuditCursor, AuditKind, AuditRecord
+from whispr.revocations import Revocation
+from whispr.store import _accounts, _audit, _check, _isolate, _rows, migrations
 
 __all__ = ["SqliteStore"]
 
@@ -213,7 +216,7 @@ class SqliteStore:
     async def _insert_members(self, members: Sequence[Member]) -> None:
         await self.db.executemany(
             "INSERT INTO members (conversation_id, user_id, role, joined_at, muted_until, "
-            "notifications, read_seq) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "notifications, read_seq, archived, pin_order) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (conversation_id, user_id) DO NOTHING",
             [_rows.member_params(m) for m in members],
         )
@@ -275,19 +278,23 @@ class SqliteStore:
         title: str | None = UNCHANGED,
         avatar: str | None = UNCHANGED,
         settings: dict[str, Any] = UNCHANGED,
+        description: str | None = UNCHANGED,
     ) -> Conversation:
         _check.conversation_fields(
             None if title is UNCHANGED else title,
             None if avatar is UNCHANGED else avatar,
             {} if settings is UNCHANGED else settings,
+            None if description is UNCHANGED else description,
         )
         current = await self._require_conversation(conversation_id)
         await self.db.execute(
-            "UPDATE conversations SET title = ?, avatar = ?, settings = ? WHERE id = ?",
+            "UPDATE conversations SET title = ?, avatar = ?, settings = ?, description = ? "
+            "WHERE id = ?",
             (
                 current.title if title is UNCHANGED else title,
                 current.avatar if avatar is UNCHANGED else avatar,
                 _rows.dumps(current.settings if settings is UNCHANGED else settings),
+                current.description if description is UNCHANGED else description,
                 conversation_id,
             ),
         )
@@ -326,20 +333,28 @@ class SqliteStore:
         role: str = UNCHANGED,
         muted_until: float | None = UNCHANGED,
         notifications: str = UNCHANGED,
+        archived: bool = UNCHANGED,
+        pin_order: int | None = UNCHANGED,
     ) -> Member:
         _check.member_fields(
             None if role is UNCHANGED else role,
             None if notifications is UNCHANGED else notifications,
             None if muted_until is UNCHANGED else muted_until,
         )
+        _check.member_view(
+            None if archived is UNCHANGED else archived,
+            None if pin_order is UNCHANGED else pin_order,
+        )
         current = await self._member(conversation_id, user_id)
         await self.db.execute(
-            "UPDATE members SET role = ?, muted_until = ?, notifications = ? "
-            "WHERE conversation_id = ? AND user_id = ?",
+            "UPDATE members SET role = ?, muted_until = ?, notifications = ?, archived = ?, "
+            "pin_order = ? WHERE conversation_id = ? AND user_id = ?",
             (
                 current.role if role is UNCHANGED else role,
                 current.muted_until if muted_until is UNCHANGED else muted_until,
                 current.notifications if notifications is UNCHANGED else notifications,
+                current.archived if archived is UNCHANGED else archived,
+                current.pin_order if pin_order is UNCHANGED else pin_order,
                 conversation_id,
                 user_id,
             ),
@@ -379,12 +394,14 @@ class SqliteStore:
             conversation = _rows.conversation(row)
             last = await self._last_visible(conversation.id, user_id)
             unread = await self._unread(conversation.id, user_id, row["member_read_seq"])
+            mentions = await self._unread_mentions(conversation.id, user_id, row["member_read_seq"])
             summaries.append(
                 ConversationSummary(
                     conversation=conversation,
                     role=row["member_role"],
                     last_message=last,
                     unread_count=unread,
+                    mention_count=mentions,
                 )
             )
         return summaries
@@ -398,6 +415,15 @@ class SqliteStore:
             "SELECT count(*) FROM messages WHERE conversation_id = ? AND seq > ? "
             "AND sender_id <> ? AND NOT deleted",
             (conversation_id, read_seq, user_id),
+        )
+        return int(rows[0][0])
+
+    async def _unread_mentions(self, conversation_id: str, user_id: str, read_seq: int) -> int:
+        rows = await self._all(
+            "SELECT count(*) FROM messages x WHERE conversation_id = ? AND seq > ? "
+            "AND sender_id <> ? AND NOT deleted AND EXISTS (SELECT 1 FROM "
+            "json_each(x.metadata, '$.mentions') j WHERE j.value = ?)",
+            (conversation_id, read_seq, user_id, user_id),
         )
         return int(rows[0][0])
 
@@ -721,6 +747,35 @@ class SqliteStore:
         reactions = await self._reactions(conversation_id, [r["seq"] for r in rows])
         return [_rows.message(r, reactions.get(r["seq"])) for r in rows]
 
+    @_serialized
+    async def list_thread(
+        self,
+        conversation_id: str,
+        root_seq: int,
+        *,
+        after_seq: int = 0,
+        limit: int = 50,
+        viewer_id: str | None = None,
+    ) -> list[Message]:
+        _check.cursor(root_seq, "root_seq")
+        _check.cursor(after_seq, "after_seq")
+        rows = await self._all(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? AND reply_to = ? "
+            "AND seq > ? AND (? IS NULL OR seq NOT IN (SELECT seq FROM hidden_messages "
+            "WHERE conversation_id = ? AND user_id = ?)) ORDER BY seq LIMIT ?",
+            (
+                conversation_id,
+                root_seq,
+                after_seq,
+                viewer_id,
+                conversation_id,
+                viewer_id,
+                rules.page_limit(limit),
+            ),
+        )
+        reactions = await self._reactions(conversation_id, [r["seq"] for r in rows])
+        return [_rows.message(r, reactions.get(r["seq"])) for r in rows]
+
     # -- cursors -------------------------------------------------------------------------
 
     @_serialized
@@ -781,6 +836,123 @@ class SqliteStore:
             (user_id,),
         )
         return {r[0]: int(r[1]) for r in rows}
+
+    @_serialized
+    async def mention_counts(self, user_id: str) -> dict[str, int]:
+        rows = await self._all(
+            "SELECT m.conversation_id, (SELECT count(*) FROM messages x WHERE "
+            "x.conversation_id = m.conversation_id AND x.seq > m.read_seq AND "
+            "x.sender_id <> m.user_id AND NOT x.deleted AND EXISTS (SELECT 1 FROM "
+            "json_each(x.metadata, '$.mentions') j WHERE j.value = m.user_id)) "
+            "FROM members m WHERE m.user_id = ?",
+            (user_id,),
+        )
+        return {r[0]: int(r[1]) for r in rows if r[1]}
+
+    # -- the audit log (whispr/audit/; not part of the actors' Store port) ----------------
+
+    @_serialized
+    async def append_audit(self, records: Sequence[AuditRecord]) -> None:
+        if not records:
+            return
+        db = self.db
+        await db.execute("BEGIN IMMEDIATE")  # one transaction, one fsync, for the batch
+        try:
+            await db.executemany(_AUDIT_INSERT, [_audit.params(r) for r in records])
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+
+    @_serialized
+    async def audit_page(
+        self,
+        *,
+        since: float,
+        until: float,
+        user_id: str | None = None,
+        kinds: Sequence[AuditKind] = (),
+        after: AuditCursor | None = None,
+        limit: int = 100,
+    ) -> list[AuditRecord]:
+        sql, values = _audit.page_query(
+            f"SELECT {', '.join(_audit.COLUMNS)} FROM audit_log",
+            lambda _n: "?",
+            since=since,
+            until=until,
+            user_id=user_id,
+            kinds=kinds,
+            after=after,
+            limit=limit,
+        )
+        return [_audit.record(r) for r in await self._all(sql, values)]
+
+    async def purge_audit(self, before: float) -> int:
+        # Batch by batch, each under the lock alone: sends wait for one batch at most.
+        total = 0
+        while True:
+            deleted = await self._purge_audit_batch(before)
+            total += deleted
+            if deleted < _audit.PURGE_BATCH:
+                return total
+
+    @_serialized
+    async def _purge_audit_batch(self, before: float) -> int:
+        cursor = await self.db.execute(_AUDIT_PURGE, (before, _audit.PURGE_BATCH))
+        return int(cursor.rowcount)
+
+    # -- token revocations and presence settings (whispr/revocations.py,
+    # whispr/user_presence.py; not part of the actors' Store port) -------------------------
+
+    @_serialized
+    async def add_revocation(self, revocation: Revocation) -> None:
+        await self.db.execute(_qmarks(_accounts.INSERT_REVOCATION), _accounts.params(revocation))
+
+    @_serialized
+    async def revocations_since(self, at: float, now: float) -> list[Revocation]:
+        rows = await self._all(_qmarks(_accounts.REVOCATIONS_SINCE), (at, now))
+        return [_accounts.revocation(r) for r in rows]
+
+    @_serialized
+    async def contacts(self, user_id: str, limit: int) -> list[str]:
+        rows = await self._all(_qmarks(_accounts.CONTACTS), (user_id, user_id, limit))
+        return [r[0] for r in rows]
+
+    @_serialized
+    async def hidden_last_seen(self, user_ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(user_ids), 500):  # SQLite's limit of bound values
+            chunk = list(user_ids[start : start + 500])
+            rows = await self._all(
+                "SELECT user_id FROM presence_privacy WHERE hide_last_seen AND user_id IN "
+                f"({', '.join('?' for _ in chunk)})",
+                chunk,
+            )
+            found.update(r[0] for r in rows)
+        return found
+
+    @_serialized
+    async def set_hide_last_seen(self, user_id: str, hide: bool) -> None:
+        await self.db.execute(
+            "INSERT INTO presence_privacy (user_id, hide_last_seen) VALUES (?, ?) "
+            "ON CONFLICT (user_id) DO UPDATE SET hide_last_seen = excluded.hide_last_seen",
+            (user_id, int(hide)),
+        )
+
+
+_AUDIT_INSERT = (
+    f"INSERT OR IGNORE INTO audit_log ({', '.join(_audit.COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _audit.COLUMNS)})"
+)
+#: One batch of the retention job: the oldest rows past the limit, by the (at) index.
+_AUDIT_PURGE = (
+    "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log WHERE at < ? ORDER BY at LIMIT ?)"
+)
+
+
+def _qmarks(sql: str) -> str:
+    """A statement of :mod:`whispr.store._accounts` with SQLite's placeholders."""
+    return re.sub(r"\$\d+", "?", sql)
 
 
 def _make_folder(path: str) -> None:

@@ -197,7 +197,12 @@ class Channel:
                 events=self.table.names(),
             )
         payload_type, handler = entry
-        return await handler(self, decode_payload(payload_type, payload), event)
+        decoded = decode_payload(payload_type, payload)
+        host = self.host
+        # Before anything is done: the event's rate limit, then the watch for abuse.
+        await host.ctx.limits.check(host.user_id, self.kind, event)
+        await host.ctx.abuse.observe(host, self.kind, event, self.target, decoded)
+        return await handler(self, decoded, event)
 
     def handles(self, event: str) -> bool:
         """Whether ``event`` is one of this kind's client events (a bounded metric label)."""

@@ -25,6 +25,7 @@ from actors.events import BrokerEvent, encode_event
 from actors.model import Message
 from actors.rules import MAX_PAGE
 from actors.stream import ConversationStream, StreamItem
+from whispr.gateway.channels import member_state
 from whispr.gateway.channels.base import (
     Channel,
     ChannelHost,
@@ -33,6 +34,7 @@ from whispr.gateway.channels.base import (
     Reply,
     decode_payload,
 )
+from whispr.gateway.channels.typing import TypingIndicator
 from whispr.gateway.fanout import broadcast_frame
 from whispr.protocol import CloseCode
 from whispr.protocol.presence import PRESENCE_STATE
@@ -52,9 +54,11 @@ __all__ = [
 
 
 class ConversationJoin(Payload):
-    """``phx_join`` of ``conversation:<id>``: ``last_seq`` asks for what was missed since."""
+    """``phx_join`` of ``conversation:<id>``: ``last_seq`` asks for what was missed since;
+    ``state`` for the member's receipts, pins and settings in the reply (``member_state.py``)."""
 
     last_seq: int | None = msgspec.field(default=None)
+    state: bool = False
 
 
 class SendMessage(Draft, frozen=True, forbid_unknown_fields=True):
@@ -132,6 +136,13 @@ class ConversationChannel(Channel):
         #: The first catch-up page, read by the join, sent after its reply.
         self._first_page: list[Message] | None = None
         self._presence_ref: str | None = None
+        #: This device's typing indicator, ended by the server (channels/typing.py).
+        self.typing_indicator = TypingIndicator(
+            self._publish_typing, host.ctx.settings.typing_timeout_s
+        )
+        #: Set while this channel's own push removes its member (``leave``): the channel is
+        #: then ended after that push's reply (whispr/gateway/channels/admin.py), not at once.
+        self.removal_pending = False
 
     # -- join -----------------------------------------------------------------------------
 
@@ -154,6 +165,8 @@ class ConversationChannel(Channel):
         # Subscribed (events held) before catch-up reads the store: nothing falls in between.
         await stream.subscribe()
         reply = {"conversation": msgspec.to_builtins(conversation)}
+        if params.state:
+            reply["state"] = await member_state.join_state(self)
         if since is None:
             # Where the channel starts: live events up to here are already history. A message
             # committed after ``head`` was read and published before the subscription shows as
@@ -218,15 +231,23 @@ class ConversationChannel(Channel):
         if event.name == "member_removed" and event.user_id == host.user_id:
             # Removed from the conversation: the channel ends for good (no rejoin).
             host.send(broadcast_frame(self.topic, event))
-            host.send(host.proto.close_channel(self.topic, join_ref=self.join_ref))
-            host.end_channel(self)
+            if not self.removal_pending:
+                self.close_for_good()
             return
         super().handle_out(event)
+
+    def close_for_good(self) -> None:
+        """``phx_close`` and the end of this channel (no rejoin follows); once only."""
+        host = self.host
+        if host.is_current(self):
+            host.send(host.proto.close_channel(self.topic, join_ref=self.join_ref))
+            host.end_channel(self)
 
     # -- end ------------------------------------------------------------------------------
 
     def drop(self) -> None:
         super().drop()
+        self.typing_indicator.end()
         if self.stream is not None:
             self.stream.close()
 
@@ -244,7 +265,6 @@ class ConversationChannel(Channel):
     @_events.on("send_message", SendMessage)
     async def send_message(self, draft: SendMessage, _event: str) -> Reply:
         ctx = self.host.ctx
-        await ctx.limiter.check(self.host.user_id)
         message = await ctx.messaging.send(self.host.user_id, self.target, draft)
         return {"id": message.id, "seq": message.seq, "created_at": message.created_at}
 
@@ -293,14 +313,16 @@ class ConversationChannel(Channel):
     @_events.on("typing_start", Typing)
     @_events.on("typing_stop", Typing)
     async def typing(self, _p: Typing, event: str) -> Reply:
-        host = self.host
-        payload = {
-            "user_id": host.user_id,
-            "device_id": host.identity.device_id,
-            "typing": event == "typing_start",
-        }
-        host.ctx.broker.publish(self.topic, encode_event("user_typing", payload))
+        if event == "typing_start":
+            self.typing_indicator.start()
+        else:
+            self.typing_indicator.stop()
         return {}
+
+    def _publish_typing(self, typing: bool) -> None:
+        host = self.host
+        payload = {"user_id": host.user_id, "device_id": host.identity.device_id, "typing": typing}
+        host.ctx.broker.publish(self.topic, encode_event("user_typing", payload))
 
     @_events.on("history", History)
     async def history(self, p: History, _event: str) -> Reply:
@@ -312,3 +334,7 @@ class ConversationChannel(Channel):
             limit=p.limit,
         )
         return {"messages": msgspec.to_builtins(messages)}
+
+
+# A member's own state (settings, receipts, pins, threads): whispr/gateway/channels/member_state.py
+member_state.register(_events)

@@ -17,7 +17,9 @@ import msgspec
 from actors.broker import Subscription
 from actors.errors import Reason, WhisprError
 from actors.events import BrokerEvent, conversation_topic, decode_event
+from actors.member_state import MemberStateReads
 from whispr.gateway.channels.base import Channel, ChannelHost, EventTable, Payload, Reply
+from whispr.gateway.channels.contacts import ContactPresence, UpdatePresence
 
 __all__ = ["NOTICE_CONVERSATIONS", "CreateConversation", "ListConversations", "UserChannel"]
 
@@ -57,12 +59,14 @@ class UserChannel(Channel):
         super().__init__(host, topic, target, join_ref)
         #: Conversation id -> the subscription announcing its new messages.
         self._notices: dict[str, Subscription] = {}
+        #: This device in user presence, and the contacts' presence (contacts.py).
+        self._contacts = ContactPresence(self)
 
     async def join(self, payload: dict[str, Any] | bytes) -> dict[str, Any]:
         self.require_own_topic()
         await self.subscribe(self.topic)
-        unread = await self.host.ctx.messaging.unread_counts(self.host.user_id)
-        return {"unread": unread}
+        state = await MemberStateReads(self.host.ctx.messaging.deps.store).unread(self.host.user_id)
+        return {"unread": state.unread, "mentions": state.mentions}
 
     async def after_join(self) -> None:
         self.release()
@@ -71,11 +75,13 @@ class UserChannel(Channel):
         )
         for summary in summaries:
             await self._watch(summary.conversation.id)
+        await self._contacts.start()
 
     def handle_out(self, event: BrokerEvent) -> None:
         if event.conversation_id:  # the user's conversation list changed: follow it
             if event.name == "conversation_added":
                 self.host.in_background(self._watch(event.conversation_id))
+                self.host.in_background(self._contacts.conversation_added(event.conversation_id))
             elif event.name == "conversation_removed":
                 subscription = self._notices.pop(event.conversation_id, None)
                 if subscription is not None:
@@ -87,6 +93,10 @@ class UserChannel(Channel):
         for subscription in self._notices.values():
             subscription.cancel()
         self._notices.clear()
+
+    async def leave(self) -> None:
+        await super().leave()
+        await self._contacts.stop()
 
     async def _watch(self, conversation_id: str) -> None:
         """Announce new messages of one conversation on this channel (metadata only)."""
@@ -135,3 +145,7 @@ class UserChannel(Channel):
             self.host.user_id, limit=p.limit, before=p.before, before_id=p.before_id
         )
         return {"conversations": msgspec.to_builtins(summaries)}
+
+    @_events.on("update_presence", UpdatePresence)
+    async def update_presence(self, p: UpdatePresence, _event: str) -> Reply:
+        return await self._contacts.update(p)

@@ -24,19 +24,27 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1emoderation/v1/moderation.proto\x12\rmoderation.v1\"^\n\x13\x43heckContentRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\"O\n\x14\x43heckContentResponse\x12\'\n\x07verdict\x18\x01 \x01(\x0e\x32\x16.moderation.v1.Verdict\x12\x0e\n\x06reason\x18\x02 \x01(\t*H\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x11\n\rVERDICT_ALLOW\x10\x01\x12\x11\n\rVERDICT_BLOCK\x10\x02\x32l\n\x11ModerationService\x12W\n\x0c\x43heckContent\x12\".moderation.v1.CheckContentRequest\x1a#.moderation.v1.CheckContentResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1emoderation/v1/moderation.proto\x12\rmoderation.v1\"^\n\x13\x43heckContentRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\"O\n\x14\x43heckContentResponse\x12\'\n\x07verdict\x18\x01 \x01(\x0e\x32\x16.moderation.v1.Verdict\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xea\x01\n\x15ReportActivityRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07pattern\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x11\n\tdevice_id\x18\x04 \x01(\t\x12\x0c\n\x04node\x18\x05 \x01(\t\x12\n\n\x02\x61t\x18\x06 \x01(\x01\x12\x42\n\x07\x64\x65tails\x18\x07 \x03(\x0b\x32\x31.moderation.v1.ReportActivityRequest.DetailsEntry\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x18\n\x16ReportActivityResponse*H\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x11\n\rVERDICT_ALLOW\x10\x01\x12\x11\n\rVERDICT_BLOCK\x10\x02\x32\xcb\x01\n\x11ModerationService\x12W\n\x0c\x43heckContent\x12\".moderation.v1.CheckContentRequest\x1a#.moderation.v1.CheckContentResponse\x12]\n\x0eReportActivity\x12$.moderation.v1.ReportActivityRequest\x1a%.moderation.v1.ReportActivityResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'moderation.v1.moderation_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_VERDICT']._serialized_start=226
-  _globals['_VERDICT']._serialized_end=298
+  _globals['_REPORTACTIVITYREQUEST_DETAILSENTRY']._loaded_options = None
+  _globals['_REPORTACTIVITYREQUEST_DETAILSENTRY']._serialized_options = b'8\001'
+  _globals['_VERDICT']._serialized_start=489
+  _globals['_VERDICT']._serialized_end=561
   _globals['_CHECKCONTENTREQUEST']._serialized_start=49
   _globals['_CHECKCONTENTREQUEST']._serialized_end=143
   _globals['_CHECKCONTENTRESPONSE']._serialized_start=145
   _globals['_CHECKCONTENTRESPONSE']._serialized_end=224
-  _globals['_MODERATIONSERVICE']._serialized_start=300
-  _globals['_MODERATIONSERVICE']._serialized_end=408
+  _globals['_REPORTACTIVITYREQUEST']._serialized_start=227
+  _globals['_REPORTACTIVITYREQUEST']._serialized_end=461
+  _globals['_REPORTACTIVITYREQUEST_DETAILSENTRY']._serialized_start=415
+  _globals['_REPORTACTIVITYREQUEST_DETAILSENTRY']._serialized_end=461
+  _globals['_REPORTACTIVITYRESPONSE']._serialized_start=463
+  _globals['_REPORTACTIVITYRESPONSE']._serialized_end=487
+  _globals['_MODERATIONSERVICE']._serialized_start=564
+  _globals['_MODERATIONSERVICE']._serialized_end=767
 # @@protoc_insertion_point(module_scope)

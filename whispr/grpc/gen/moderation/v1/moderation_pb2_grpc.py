@@ -39,6 +39,11 @@ class ModerationServiceStub:
                 request_serializer=moderation_dot_v1_dot_moderation__pb2.CheckContentRequest.SerializeToString,
                 response_deserializer=moderation_dot_v1_dot_moderation__pb2.CheckContentResponse.FromString,
                 _registered_method=True)
+        self.ReportActivity = channel.unary_unary(
+                '/moderation.v1.ModerationService/ReportActivity',
+                request_serializer=moderation_dot_v1_dot_moderation__pb2.ReportActivityRequest.SerializeToString,
+                response_deserializer=moderation_dot_v1_dot_moderation__pb2.ReportActivityResponse.FromString,
+                _registered_method=True)
 
 
 class ModerationServiceServicer:
@@ -50,6 +55,14 @@ class ModerationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportActivity(self, request, context):
+        """A user's activity matched a suspicious pattern; the service decides what follows.
+        Sent at most once per pattern, user and node per WHISPR_ABUSE_WINDOW_S.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModerationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -57,6 +70,11 @@ def add_ModerationServiceServicer_to_server(servicer, server):
                     servicer.CheckContent,
                     request_deserializer=moderation_dot_v1_dot_moderation__pb2.CheckContentRequest.FromString,
                     response_serializer=moderation_dot_v1_dot_moderation__pb2.CheckContentResponse.SerializeToString,
+            ),
+            'ReportActivity': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportActivity,
+                    request_deserializer=moderation_dot_v1_dot_moderation__pb2.ReportActivityRequest.FromString,
+                    response_serializer=moderation_dot_v1_dot_moderation__pb2.ReportActivityResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -86,6 +104,33 @@ class ModerationService:
             '/moderation.v1.ModerationService/CheckContent',
             moderation_dot_v1_dot_moderation__pb2.CheckContentRequest.SerializeToString,
             moderation_dot_v1_dot_moderation__pb2.CheckContentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportActivity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/moderation.v1.ModerationService/ReportActivity',
+            moderation_dot_v1_dot_moderation__pb2.ReportActivityRequest.SerializeToString,
+            moderation_dot_v1_dot_moderation__pb2.ReportActivityResponse.FromString,
             options,
             channel_credentials,
             insecure,
