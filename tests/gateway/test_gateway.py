@@ -846,3 +846,19 @@ async def test_create_conversation_refusals_name_the_payloads_field(node: Runnin
                 await a.push(f"user:{ada}", "create_conversation", payload)
             assert refused.value.reason == "invalid", payload
             assert refused.value.response["field"] == field, refused.value.response
+
+
+async def test_list_thread_and_a_group_name_the_payloads_fields(node: RunningNode) -> None:
+    ada, bob = unique("ada"), unique("bob")
+    topic = f"conversation:{await _group(node, ada, bob)}"
+    async with node.client(ada) as a:
+        await a.join(topic)
+        await a.join(f"user:{ada}")
+        with pytest.raises(ReplyError) as thread:
+            await a.push(topic, "list_thread", {"seq": 2**70})
+        assert thread.value.response["field"] == "seq"  # the payload's, not root_seq
+        with pytest.raises(ReplyError) as group:  # with_user is checked even where unused
+            await a.push(
+                f"user:{ada}", "create_conversation", {"kind": "group", "with_user": "\x00"}
+            )
+        assert group.value.response["field"] == "with_user"

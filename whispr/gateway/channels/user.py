@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Final, Literal
 
 import msgspec
 
+from actors import rules
 from actors.broker import Subscription
 from actors.errors import Reason, WhisprError
 from actors.events import BrokerEvent, conversation_topic, decode_event
@@ -127,6 +128,8 @@ class UserChannel(Channel):
     @_events.on("create_conversation", CreateConversation)
     async def create_conversation(self, p: CreateConversation, _event: str) -> Reply:
         messaging, user_id = self.host.ctx.messaging, self.host.user_id
+        if p.with_user is not None:  # valid text even where it is not used (a group)
+            rules.check_user_ids([p.with_user], "with_user")
         if p.kind == "direct":
             if not p.with_user:
                 raise WhisprError(
