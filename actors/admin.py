@@ -222,6 +222,7 @@ def _role_changed(actor: ConversationActor, member: Member, by: str) -> None:
 
 
 def _target(members: Mapping[str, Member], target_id: str) -> Member:
+    rules.check_user_ids([target_id], "user_id")
     target = members.get(target_id)
     if target is None:
         raise WhisprError(Reason.NOT_FOUND, f"{target_id} is not a member", field="user_id")

@@ -480,6 +480,7 @@ class ConversationActor(AsyncioActor):
         await self._fresh_members()
         conversation = self._conversation()
         actor_member = None if trusted else rules.require_member(self.members, user_id)
+        rules.check_user_ids([target_id], "user_id")
         target = self.members.get(target_id)
         if target is None:
             raise WhisprError(Reason.NOT_FOUND, f"{target_id} is not a member")

@@ -73,8 +73,13 @@ class WhisprError(Exception):
         return (_restore, (self.reason.value, self.message, self.details))
 
     def to_payload(self) -> dict[str, Any]:
-        """The error as a reply payload: ``{"reason", "message", **details}``."""
-        return {"reason": self.reason.value, "message": self.message, **self.details}
+        """The error as a reply payload: ``{"reason", "message", **details}``.
+
+        A message or detail that quotes a client's text holding a lone surrogate (which no
+        reply can encode) has it escaped (``\\udXXX``), so the refusal still goes out.
+        """
+        details = {k: _encodable(v) if isinstance(v, str) else v for k, v in self.details.items()}
+        return {"reason": self.reason.value, "message": _encodable(self.message), **details}
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> WhisprError:
@@ -185,6 +190,12 @@ _BY_REASON: dict[Reason, type[_Refusal]] = {
         TooManyConnections,
     )
 }
+
+
+def _encodable(text: str) -> str:
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _restore(reason: str, message: str, details: dict[str, Any]) -> WhisprError:

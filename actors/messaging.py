@@ -81,15 +81,26 @@ class Messaging:
     # -- conversations ---------------------------------------------------------------
 
     async def create_group(
-        self, creator_id: str, title: str | None, member_ids: Sequence[str]
+        self,
+        creator_id: str,
+        title: str | None,
+        member_ids: Sequence[str],
+        *,
+        field: str = "member_ids",
     ) -> Conversation:
-        """A new group owned by its creator, with the given members."""
+        """A new group owned by its creator, with the given members.
+
+        ``field`` is what the caller's API calls the members (``members`` on the WebSocket),
+        so that a refusal names the field the client sent.
+        """
         rules.check_title(title)
-        rules.check_user_ids(member_ids)
+        rules.check_user_ids(member_ids, field)
         others = [u for u in dict.fromkeys(member_ids) if u and u != creator_id]
         if len(others) + 1 > rules.MAX_GROUP_MEMBERS:
             raise WhisprError(
-                Reason.INVALID, f"a group has at most {rules.MAX_GROUP_MEMBERS} members"
+                Reason.INVALID,
+                f"a group has at most {rules.MAX_GROUP_MEMBERS} members",
+                field=field,
             )
         now = self.deps.clock()
         conversation = Conversation(
@@ -125,11 +136,17 @@ class Messaging:
         )
         return conversation
 
-    async def direct(self, user_id: str, other_id: str) -> Conversation:
-        """The one direct conversation between two users, created on first use."""
+    async def direct(self, user_id: str, other_id: str, *, field: str = "user_id") -> Conversation:
+        """The one direct conversation between two users, created on first use.
+
+        ``field`` is what the caller's API calls the other user (``with_user`` on the
+        WebSocket), so that a refusal names the field the client sent.
+        """
         if not other_id or other_id == user_id:
-            raise WhisprError(Reason.INVALID, "a direct conversation needs another user")
-        rules.check_user_ids([other_id], "user_id")
+            raise WhisprError(
+                Reason.INVALID, "a direct conversation needs another user", field=field
+            )
+        rules.check_user_ids([other_id], field)
         conversation = await self.deps.store.get_or_create_direct(
             user_id, other_id, self.deps.clock()
         )

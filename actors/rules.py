@@ -34,6 +34,7 @@ __all__ = [
     "MAX_ATTACHMENTS",
     "MAX_CLIENT_ID",
     "MAX_GROUP_MEMBERS",
+    "MAX_ID",
     "MAX_METADATA_BYTES",
     "MAX_METADATA_DEPTH",
     "MAX_PAGE",
@@ -42,6 +43,7 @@ __all__ = [
     "check_client_id",
     "check_content",
     "check_emoji",
+    "check_json_text",
     "check_metadata",
     "check_text",
     "check_title",
@@ -56,6 +58,8 @@ __all__ = [
 MAX_ATTACHMENTS = 10
 MAX_ATTACHMENT_BYTES = 2 * 1024**3
 MAX_CLIENT_ID = 64
+MAX_ID = 200
+"""The longest id a request may name (a user, a conversation): the stores hold no longer one."""
 MAX_TITLE = 200
 MAX_GROUP_MEMBERS = 1000
 MAX_METADATA_BYTES = 16 * 1024
@@ -108,6 +112,23 @@ def check_text(value: str, field: str) -> None:
         )
 
 
+def check_json_text(value: object, field: str) -> None:
+    """:func:`check_text` on every string of a JSON value (keys included), at any depth.
+
+    For a payload refused before its own checks ran (a decoder that cannot match a lone
+    surrogate against a field's allowed values): the refusal still names the field.
+    """
+    if isinstance(value, str):
+        check_text(value, field)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_json_text(key, field)
+            check_json_text(item, field)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            check_json_text(item, field)
+
+
 def _encodable(value: str) -> bool:
     if value.isascii():
         return True
@@ -142,10 +163,14 @@ def check_client_id(client_id: str) -> None:
 
 
 def check_user_ids(user_ids: Sequence[str], field: str = "user_ids") -> None:
-    """User ids given in a request (members to add, a direct conversation's other user)."""
+    """User ids given in a request (members to add or remove, a direct conversation's other
+    user): valid text of 1 to :data:`MAX_ID` characters, refused naming the request's
+    field before a store (which would name its own) or a message quoting the id sees one."""
     for user_id in user_ids:
-        if not isinstance(user_id, str):
-            raise WhisprError(Reason.INVALID, f"{field} must hold strings", field=field)
+        if not isinstance(user_id, str) or not 0 < len(user_id) <= MAX_ID:
+            raise WhisprError(
+                Reason.INVALID, f"{field} must hold ids of 1 to {MAX_ID} characters", field=field
+            )
         check_text(user_id, field)
 
 

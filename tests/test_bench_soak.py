@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
-from whispr.bench.sampler import METRICS
+from whispr.bench.nodes import free_port
+from whispr.bench.sampler import METRICS, Sampler
 from whispr.bench.soak import SoakScenario, main, run
 from whispr.bench.trend import Tolerance, judge, second_half, slope
 
@@ -86,3 +88,13 @@ def test_bad_arguments_are_refused_with_a_message(capsys: pytest.CaptureFixture[
     with pytest.raises(SystemExit):
         main(["--churn-fraction", "2"])
     assert "--churn-fraction" in capsys.readouterr().err
+
+
+async def test_a_node_that_does_not_answer_metrics_leaves_a_gap_not_a_failed_run() -> None:
+    # A port nothing listens on: /metrics cannot be read, the process figures still are.
+    sampler = Sampler([os.getpid()], [free_port()])
+    values = await sampler.sample()
+    assert values["connections"] is None
+    assert values["conversation_actors"] is None
+    assert values["rss_bytes"] is not None
+    assert values["rss_bytes"] > 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 
+import msgspec
 import pytest
 
 from actors import errors
@@ -45,3 +46,11 @@ def test_an_unknown_reason_reads_as_unavailable() -> None:
     error = WhisprError.from_payload({"reason": "quota_exceeded", "message": "later"})
     assert isinstance(error, Unavailable)
     assert error.message == "later"
+
+
+def test_a_refusal_quoting_a_lone_surrogate_can_still_be_sent() -> None:
+    error = WhisprError(Reason.NOT_FOUND, "b\udfff is not a member", field="user_id", who="b\udfff")
+    payload = error.to_payload()
+    assert payload["message"] == "b\\udfff is not a member"
+    assert payload["who"] == "b\\udfff"
+    msgspec.json.encode(payload)  # does not raise

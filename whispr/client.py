@@ -147,6 +147,10 @@ class PhoenixClient:
         self._queues.setdefault(topic, asyncio.Queue())
         return await self._send(ref, ref, topic, "phx_join", params or {}, timeout)
 
+    def join_ref(self, topic: str) -> str | None:
+        """The ``join_ref`` of ``topic``'s current join (None: not joined); for raw frames."""
+        return self._joins.get(topic)
+
     async def leave(self, topic: str, *, timeout: float = 10.0) -> dict[str, Any]:
         """Leave ``topic``."""
         join_ref = self._joins.pop(topic, None)

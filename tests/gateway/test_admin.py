@@ -242,3 +242,26 @@ async def test_a_member_removed_on_one_node_loses_the_channel_on_the_other(
         assert await b.push(topic, "remove_member", {"user_id": dee}) == {"user_id": dee}
         removals = [(await a.next_event(topic, "member_removed")).payload for _ in range(2)]
         assert removals == [{"user_id": cy, "by": ada}, {"user_id": dee, "by": bob}]
+
+
+async def test_a_target_id_that_is_not_valid_text_is_refused_naming_it(node: RunningNode) -> None:
+    # A user id with a lone surrogate was quoted into a not_found reply that could not be
+    # encoded: the connection actor crashed (close 1011). Now: invalid, naming user_id.
+    ada, bob = unique("ada"), unique("bob")
+    async with node.client(ada) as a:
+        topic = f"conversation:{await _group(a, ada, [bob])}"
+        await a.join(topic)
+        for n, event in enumerate(["remove_member", "transfer_ownership", "set_role"]):
+            extra = ',"role":"admin"' if event == "set_role" else ""
+            payload = f'{{"user_id":"b\\udfff"{extra}}}'
+            await a.send_raw(f'["{a.join_ref(topic)}","s{n}","{topic}","{event}",{payload}]')
+            reply = await a.next_event(topic, "phx_reply")
+            assert reply.payload["status"] == "error", event
+            assert reply.payload["response"]["reason"] == "invalid", reply.payload
+            assert reply.payload["response"]["field"] == "user_id", reply.payload
+        too_long = await _refused(a, topic, "remove_member", {"user_id": "x" * 201})
+        assert (too_long["reason"], too_long["field"]) == ("invalid", "user_id")
+        added = await _refused(a, topic, "add_members", {"user_ids": ["x" * 201]})
+        assert (added["reason"], added["field"]) == ("invalid", "user_ids")
+        assert a.closed is None
+        await a.push(topic, "send_message", {"client_id": "after", "content": "still here"})

@@ -13,6 +13,7 @@ from actors.errors import Reason, WhisprError
 from whispr.gateway.channels import CHANNELS, TOPIC_PREFIXES
 from whispr.gateway.channels.base import decode_payload
 from whispr.gateway.channels.conversation import SendMessage
+from whispr.gateway.channels.user import CreateConversation
 
 #: Every client event of the WebSocket API, by topic kind (docs/protocol.md lists the same).
 DOCUMENTED = {
@@ -76,6 +77,16 @@ def test_a_send_that_does_not_fit_is_refused_naming_the_field(
         decode_payload(SendMessage, payload)
     assert refused.value.reason is Reason.INVALID
     assert field in refused.value.message
+    assert refused.value.details["field"] == field
+
+
+def test_a_refused_value_quoted_in_the_message_can_be_sent_back() -> None:
+    # msgspec quotes a literal it refuses; one holding a lone surrogate made a reply that could
+    # not be encoded, and the channel crashed instead of answering.
+    with pytest.raises(WhisprError) as refused:
+        decode_payload(CreateConversation, {"kind": "\ud800"})
+    assert refused.value.details["field"] == "kind"
+    refused.value.message.encode("utf-8")  # does not raise
 
 
 def test_a_binary_payload_is_refused() -> None:

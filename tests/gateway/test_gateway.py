@@ -785,3 +785,80 @@ async def test_a_member_removed_while_the_event_was_lost_stops_following_at_the_
         await node.node.messaging.get().send(ada, cid, Draft(client_id="after", content="x"))
         with pytest.raises(TimeoutError):  # nothing more reaches the removed member
             await b.next_event(topic, "new_message", timeout=0.5)
+
+
+async def test_a_lone_surrogate_costs_an_error_reply_naming_the_field_not_the_connection(
+    node: RunningNode,
+) -> None:
+    # JSON.stringify writes a JavaScript string cut inside a surrogate pair as a "\ud800"
+    # escape; the frame was refused whole (close 1007) before the payload was looked at.
+    ada, bob = unique("ada"), unique("bob")
+    topic = f"conversation:{await _group(node, ada, bob)}"
+    async with node.client(ada) as a:
+        await a.join(topic)
+        await a.join(f"user:{ada}")
+        join_ref = a.join_ref(topic)
+        pushes = [
+            (topic, "send_message", '{"client_id":"c1","content":"cut \\ud83d"}', "content"),
+            (topic, "send_message", '{"client_id":"c\\udc00","content":"hi"}', "client_id"),
+            (
+                topic,
+                "send_message",
+                '{"client_id":"c2","content":"hi","metadata":{"\\ud800":1}}',
+                "metadata",
+            ),
+            (topic, "react", '{"seq":1,"emoji":"\\ud83d"}', "emoji"),
+            (f"user:{ada}", "create_conversation", '{"kind":"\\ud800"}', "kind"),
+            (
+                f"user:{ada}",
+                "create_conversation",
+                '{"kind":"direct","with_user":"b\\udfff"}',
+                "with_user",
+            ),
+        ]
+        for n, (where, event, payload, field) in enumerate(pushes):
+            ref = a.join_ref(where)
+            await a.send_raw(f'["{ref}","raw{n}","{where}","{event}",{payload}]')
+            reply = await a.next_event(where, "phx_reply")
+            assert reply.payload["status"] == "error", (event, payload)
+            assert reply.payload["response"]["reason"] == "invalid", reply.payload
+            assert reply.payload["response"]["field"] == field, reply.payload
+        assert a.closed is None
+        assert a.join_ref(topic) == join_ref
+        sent = await a.push(topic, "send_message", {"client_id": "c3", "content": "still here"})
+        assert sent["seq"] == 1  # nothing refused was written
+
+
+async def test_create_conversation_refusals_name_the_payloads_field(node: RunningNode) -> None:
+    ada = unique("ada")
+    async with node.client(ada) as a:
+        await a.join(f"user:{ada}")
+        cases = [
+            ({"kind": "direct"}, "with_user"),
+            ({"kind": "direct", "with_user": ada}, "with_user"),
+            ({"kind": "direct", "with_user": "b\x00b"}, "with_user"),
+            ({"kind": "group", "members": ["b\x00b"]}, "members"),
+            ({"kind": "group", "title": "t\x00"}, "title"),
+            ({"kind": "group", "members": "bob"}, "members"),
+        ]
+        for payload, field in cases:
+            with pytest.raises(ReplyError) as refused:
+                await a.push(f"user:{ada}", "create_conversation", payload)
+            assert refused.value.reason == "invalid", payload
+            assert refused.value.response["field"] == field, refused.value.response
+
+
+async def test_list_thread_and_a_group_name_the_payloads_fields(node: RunningNode) -> None:
+    ada, bob = unique("ada"), unique("bob")
+    topic = f"conversation:{await _group(node, ada, bob)}"
+    async with node.client(ada) as a:
+        await a.join(topic)
+        await a.join(f"user:{ada}")
+        with pytest.raises(ReplyError) as thread:
+            await a.push(topic, "list_thread", {"seq": 2**70})
+        assert thread.value.response["field"] == "seq"  # the payload's, not root_seq
+        with pytest.raises(ReplyError) as group:  # with_user is checked even where unused
+            await a.push(
+                f"user:{ada}", "create_conversation", {"kind": "group", "with_user": "\x00"}
+            )
+        assert group.value.response["field"] == "with_user"

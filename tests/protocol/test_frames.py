@@ -333,3 +333,30 @@ def test_reason_values_on_the_wire() -> None:
     assert Reason.TOO_MANY_CHANNELS.value == "too many channels joined"
     assert Reason.JOIN_CRASHED.value == "join crashed"
     assert msgspec.json.encode({"reason": Reason.INVALID}) == b'{"reason":"invalid"}'
+
+
+@pytest.mark.parametrize("escape", [b"\\ud800", b"\\udfff", b"x\\udbffy", b"\\udc00\\ud800"])
+def test_a_lone_surrogate_escape_in_the_payload_is_decoded(escape: bytes) -> None:
+    # JSON.stringify writes one for a string cut in the middle of a pair: the payload reaches
+    # its handler (which refuses the string naming its field), the connection stays open.
+    frame = frames.decode(b'["1","2","t","e",{"content":"' + escape + b'","n":[1.5]}]')
+    content = frame.payload["content"]
+    assert any(0xD800 <= ord(c) <= 0xDFFF for c in content)
+    assert frame.payload["n"] == [1.5]
+    assert (frame.ref, frame.topic, frame.event) == ("2", "t", "e")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'["1","\\ud800","t","e",{"k":"\\ud800"}]',  # in the ref, echoed by the reply
+        b'["1","2","t\\udc00","e",{}]',  # in the topic
+        b'["1","2","t","e",{"k":"\\ud800","n":NaN}]',  # and a constant JSON does not have
+        b'["1","2","t","e",{"k":"\\ud800","n":1e400}]',  # and a number out of range
+        b'["1","2","t","e",{"k":"\\ud800"}',  # and truncated
+    ],
+)
+def test_a_lone_surrogate_escape_elsewhere_is_still_invalid_json(data: bytes) -> None:
+    with pytest.raises(ProtocolError) as info:
+        frames.decode(data)
+    assert info.value.reason is Reason.INVALID_JSON

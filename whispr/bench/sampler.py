@@ -105,9 +105,15 @@ class Sampler:
         """One value per series of :data:`METRICS` (None: not measured in this setup)."""
         values: dict[str, float | None] = dict.fromkeys(METRICS)
         values.update(self._process())
-        for port in self.ports:
-            for name, value in (await asyncio.to_thread(_scrape, port)).items():
-                values[name] = (values[name] or 0.0) + value
+        try:
+            for port in self.ports:
+                for name, value in (await asyncio.to_thread(_scrape, port)).items():
+                    values[name] = (values[name] or 0.0) + value
+        except OSError:
+            # A node too busy to answer /metrics within the timeout (a loaded machine, a
+            # node being profiled): this sample has no gauges (a partial sum over the nodes
+            # would read as a drop); the run goes on and the trend skips the point.
+            values.update(dict.fromkeys(_GAUGES.values()))
         if self._database is not None:
             values["postgres_connections"] = await self._postgres()
         if self._redis is not None:

@@ -183,7 +183,7 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
                     "a direct conversation needs exactly one other user in member_ids",
                     field="member_ids",
                 )
-            conversation = await self.messaging.direct(creator, others[0])
+            conversation = await self.messaging.direct(creator, others[0], field="member_ids")
         elif kind == "group":
             conversation = await self.messaging.create_group(
                 creator, request.title or None, list(request.member_ids)

@@ -40,6 +40,8 @@ every ``ArrayBuffer`` to its binary decoder.
 from __future__ import annotations
 
 import enum
+import json
+import math
 from collections.abc import Mapping
 from typing import Annotated, Any, Final, Literal, TypeAlias
 
@@ -311,6 +313,49 @@ def _not_utf8(raw: bytes) -> ProtocolError | None:
     return None
 
 
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError("number out of range")
+    return value
+
+
+def _with_lone_surrogates(raw: bytes) -> Frame | None:
+    """The frame in ``raw`` if msgspec refused it only for lone UTF-16 surrogate escapes in the
+    payload's strings (``"\\ud800"``), else None.
+
+    RFC 8259 lets a JSON string hold such an escape, and ``JSON.stringify`` writes one for a
+    JavaScript string cut in the middle of a pair, so a client may send it; msgspec refuses the
+    whole message. Parsed again here, as strictly (no ``NaN``, no infinite numbers), the payload
+    reaches its event's handler, where ``actors.rules.check_text`` refuses the string ``invalid``
+    naming its field: one bad value costs an error reply, not the connection. In the envelope
+    (refs, topic, event, echoed in every reply) a lone surrogate stays ``invalid_json``.
+    """
+    if b"\\u" not in raw:
+        return None
+    try:
+        value = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite)
+        frame = msgspec.convert(value, Frame)
+    except (ValueError, RecursionError, msgspec.ValidationError):
+        return None
+    envelope = (frame.join_ref or "", frame.ref or "", frame.topic, frame.event)
+    if not all(_encodable(name) for name in envelope):
+        return None
+    return frame
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def decode(
     data: bytes | bytearray | memoryview | str, *, max_size: int = DEFAULT_MAX_SIZE
 ) -> Frame:
@@ -318,9 +363,10 @@ def decode(
 
     Accepts ``bytes`` (the cheap path: websockets ``recv(decode=False)`` skips its own UTF-8
     decoding, and msgspec validates UTF-8 while parsing) or ``str``. The size is checked before
-    anything is parsed. Reasons: ``too_large``, ``invalid_utf8``, ``invalid_json`` (also lone
-    UTF-16 surrogate escapes), ``invalid`` (not a 5-array of the right types, payload not an
-    object, topic or event empty or longer than 255 characters).
+    anything is parsed. Reasons: ``too_large``, ``invalid_utf8``, ``invalid_json`` (also a lone
+    UTF-16 surrogate escape in a ref, the topic or the event; in the payload's strings one is
+    decoded, see :func:`_with_lone_surrogates`), ``invalid`` (not a 5-array of the right
+    types, payload not an object, topic or event empty or longer than 255 characters).
     """
     raw = _check_size(data, max_size)
     try:
@@ -330,7 +376,11 @@ def decode(
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         # What counts as invalid UTF-8 is decided here, by Python's strict codec, not by the
         # wording or type of the JSON library's error (which differ between its versions).
-        raise _not_utf8(raw) or ProtocolError(Reason.INVALID_JSON, str(exc)) from None
+        problem = _not_utf8(raw)
+        frame = None if problem is not None else _with_lone_surrogates(raw)
+        if frame is not None:
+            return frame
+        raise problem or ProtocolError(Reason.INVALID_JSON, str(exc)) from None
     except RecursionError:
         raise ProtocolError(Reason.INVALID_JSON, "JSON nested too deeply") from None
     except (ValueError, TypeError) as exc:  # defensive: no other exception may escape

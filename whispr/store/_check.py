@@ -44,7 +44,7 @@ __all__ = [
     "name",
 ]
 
-MAX_ID_LENGTH = 200
+MAX_ID_LENGTH = rules.MAX_ID
 """Ids are the node's (``actors.ids``), user ids from the auth service, client keys: all short."""
 
 _MESSAGE_KINDS = frozenset(get_args(MessageKind))

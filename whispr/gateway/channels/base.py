@@ -15,11 +15,13 @@ this channel.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import msgspec
 
+from actors import rules
 from actors.broker import Subscription
 from actors.errors import Reason, WhisprError
 from actors.events import BrokerEvent, decode_event
@@ -50,13 +52,50 @@ class Payload(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 def decode_payload(kind: type[_P], payload: dict[str, Any] | bytes) -> _P:
-    """``payload`` (a decoded JSON object) as ``kind``; refusals are ``invalid`` errors."""
+    """``payload`` (a decoded JSON object) as ``kind``; refusals are ``invalid`` errors
+    naming the payload's field (``field``), as every other ``invalid`` reply does."""
     if isinstance(payload, bytes):
         raise WhisprError(Reason.INVALID, "this event takes a JSON payload")
     try:
         return msgspec.convert(payload, kind)
     except msgspec.ValidationError as exc:
-        raise WhisprError(Reason.INVALID, f"invalid payload: {exc}") from None
+        # msgspec quotes a refused value or unknown field's name, which may hold a lone
+        # surrogate that no reply could encode: escaped here, so the reply goes out.
+        message = _escaped(str(exc))
+        details = {"field": name} if (name := _field_of(message)) else {}
+        raise WhisprError(Reason.INVALID, f"invalid payload: {message}", **details) from None
+    except UnicodeEncodeError:
+        # msgspec encodes a string it matches against a field's allowed values (a Literal):
+        # a lone surrogate there fails before any of the rules' checks, which name the field.
+        for name, value in payload.items():
+            rules.check_json_text(name, "payload")
+            rules.check_json_text(value, name)
+        raise
+
+
+#: A msgspec validation error's path (``- at `$.attachments[0].size```): its first field.
+_PATH = re.compile(r"at `\$\.([^.\[`]+)")
+#: A missing or unknown field of the payload itself (``Object missing required field `seq```).
+_NAMED = re.compile(r"field `([^`]+)`")
+
+
+def _escaped(text: str) -> str:
+    """``text`` with any lone surrogate as a ``\\udXXX`` escape: encodable in a reply."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _field_of(message: str) -> str | None:
+    """The payload field a msgspec validation error is about (the outermost one).
+
+    msgspec says where a value failed only in its message (``- at `$.seq```, or the field's
+    name for a missing or unknown one); tests/gateway/test_channel_kinds.py pins the wording
+    of the locked version.
+    """
+    path = _PATH.search(message)
+    if path is not None:
+        return path.group(1)
+    named = _NAMED.search(message)
+    return named.group(1) if named is not None else None
 
 
 class ChannelHost(Protocol):

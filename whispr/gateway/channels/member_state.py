@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from actors import rules
 from actors.member_settings import SettingsChange
 from actors.member_state import MemberStateReads
 from whispr.gateway.channels.base import Channel, EventTable, Payload, Reply
@@ -82,6 +83,7 @@ async def list_pins(channel: Channel, _p: ListPins, _event: str) -> Reply:
 
 
 async def list_thread(channel: Channel, p: ListThread, _event: str) -> Reply:
+    rules.check_position(p.seq, "seq")  # refused naming the payload's field, not root_seq
     messages = await _reads(channel).thread(
         channel.host.user_id, channel.target, p.seq, after_seq=p.after_seq, limit=p.limit
     )

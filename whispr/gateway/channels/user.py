@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Final, Literal
 
 import msgspec
 
+from actors import rules
 from actors.broker import Subscription
 from actors.errors import Reason, WhisprError
 from actors.events import BrokerEvent, conversation_topic, decode_event
@@ -127,12 +128,18 @@ class UserChannel(Channel):
     @_events.on("create_conversation", CreateConversation)
     async def create_conversation(self, p: CreateConversation, _event: str) -> Reply:
         messaging, user_id = self.host.ctx.messaging, self.host.user_id
+        if p.with_user is not None:  # valid text even where it is not used (a group)
+            rules.check_user_ids([p.with_user], "with_user")
         if p.kind == "direct":
             if not p.with_user:
-                raise WhisprError(Reason.INVALID, "a direct conversation needs with_user")
-            conversation = await messaging.direct(user_id, p.with_user)
+                raise WhisprError(
+                    Reason.INVALID, "a direct conversation needs with_user", field="with_user"
+                )
+            conversation = await messaging.direct(user_id, p.with_user, field="with_user")
         else:
-            conversation = await messaging.create_group(user_id, p.title, p.members)
+            conversation = await messaging.create_group(
+                user_id, p.title, p.members, field="members"
+            )
         return {"conversation": msgspec.to_builtins(conversation)}
 
     @_events.on("list_conversations", ListConversations)
