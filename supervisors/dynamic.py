@@ -31,6 +31,7 @@ from supervisors._children import (
 )
 from supervisors.actor import AsyncioActor
 from supervisors.errors import (
+    AlreadyRegistered,
     ChildNotFound,
     MaxChildrenReached,
     RestartIntensityExceeded,
@@ -258,6 +259,13 @@ class DynamicSupervisor(AsyncioActor):
             try:
                 ref = await self._start(spec)
             except StartChildError as exc:
+                if isinstance(exc.__cause__, AlreadyRegistered):
+                    # The child's registered name is held by a live actor: another start
+                    # of the same child (a caller's, on demand) won the race after the
+                    # crash. The child runs; trying again would fail the same way until
+                    # the restart intensity shut this supervisor down.
+                    logger.info("%s: %r already restarted elsewhere: %s", self, spec.id, exc)
+                    return
                 logger.error("%s: restart of %r failed: %s", self, spec.id, exc)
                 continue
             if restarts is not None:

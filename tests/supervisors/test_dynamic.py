@@ -9,6 +9,7 @@ import pykka
 import pytest
 
 from supervisors import (
+    AlreadyRegistered,
     AsyncioActor,
     ChildCounts,
     ChildNotFound,
@@ -247,6 +248,31 @@ async def test_a_child_over_its_own_bound_is_given_up_on_alone() -> None:
         other = await replacement(proxy, other)
     assert sup.is_alive()
     assert bystander.is_alive()
+
+
+async def test_a_restart_that_finds_its_name_taken_leaves_the_holder_alone() -> None:
+    """A child started again by someone else (a caller, on demand) before its supervisor's
+    restart holds the child's name: the restart stops there, it does not retry until the
+    restart intensity shuts the supervisor down."""
+    log: Log = []
+    starts = [0]
+
+    def start() -> Ref[Any]:
+        starts[0] += 1
+        if starts[0] > 1:
+            raise AlreadyRegistered("c", "the caller's start")
+        return Worker.start("c", log)
+
+    sup, proxy = await start_dynamic(max_restarts=3, max_seconds=60)
+    bystander = await within(proxy.start_child(worker_spec("bystander", log)))
+    child = await within(
+        proxy.start_child(ChildSpec(id="c", start=start, restart=Restart.TRANSIENT))
+    )
+    await exit_child(child, "crash")
+    await asyncio.sleep(0.3)  # what a retrying restart would have done by now
+    assert starts[0] == 2  # one restart tried, none after it
+    assert sup.is_alive()
+    assert await live_refs(proxy) == [bystander]
 
 
 async def test_stop_terminates_children_concurrently() -> None:
