@@ -88,6 +88,14 @@ ReadMemberships = Callable[[Sequence[tuple[str, str]]], Awaitable[set[tuple[str,
 """Which of these ``(conversation_id, user_id)`` pairs are memberships, as the store has it."""
 
 
+def _closed_deliver(_item: StreamItem) -> None:
+    """What a closed stream delivers to: nothing (it delivers nothing once closed)."""
+
+
+def _nothing() -> None:
+    """What a closed stream calls back: nothing."""
+
+
 class ConversationStream:
     """One follower's position in one conversation; see the module's docstring.
 
@@ -189,9 +197,18 @@ class ConversationStream:
                 self._offer(event)
 
     def close(self) -> None:
-        """Stop: no more deliveries, the subscription and any gap fill cancelled."""
+        """Stop: no more deliveries, the subscription and any gap fill cancelled.
+
+        The follower's callbacks are let go: they are usually its bound methods, and the
+        follower holds this stream, so keeping them would leave the pair a reference cycle
+        that only the cyclic collector frees (rarely, with the node's thresholds:
+        whispr/gc_policy.py) instead of reference counting, as soon as the follower is gone.
+        """
         self._closed = True
         self._held = None
+        self._deliver = _closed_deliver
+        self._on_overflow = _nothing
+        self._on_revoked = None
         if self._positions is not None:
             self._positions.discard(self)
         if self._subscription is not None:
@@ -224,9 +241,10 @@ class ConversationStream:
         """The viewer is no longer a member: stop, and tell the follower."""
         if self._closed:
             return
+        on_revoked = self._on_revoked
         self.close()
-        if self._on_revoked is not None:
-            self._on_revoked()
+        if on_revoked is not None:
+            on_revoked()
 
     def _catch_up_to(self, head: int) -> None:
         self._check_timer = None

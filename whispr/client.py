@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import msgspec
@@ -75,6 +75,20 @@ class ServerEvent(msgspec.Struct, frozen=True):
     payload: dict[str, Any]
 
 
+async def _beat(ws: ClientConnection, refs: Iterator[int], interval: float) -> None:
+    """A client's heartbeats, until cancelled.
+
+    A function of the socket rather than a method of the client: the cancelled task keeps
+    its ``CancelledError``, whose traceback holds this frame, and a frame holding the client
+    (which holds the task) would leave every closed client a cycle for the collector.
+    """
+    while True:
+        await asyncio.sleep(interval)
+        ref = str(next(refs))
+        with contextlib.suppress(ConnectionClosed):
+            await ws.send(_encode([None, ref, "phoenix", "heartbeat", {}]).decode())
+
+
 class PhoenixClient:
     """One WebSocket connection speaking Phoenix Channels V2; see the module's docstring."""
 
@@ -96,7 +110,7 @@ class PhoenixClient:
         self._joins: dict[str, str] = {}
         self._queues: dict[str, asyncio.Queue[ServerEvent]] = {}
         self._reader = asyncio.get_running_loop().create_task(self._read())
-        self._heartbeat = asyncio.get_running_loop().create_task(self._beat(heartbeat_s))
+        self._heartbeat = asyncio.get_running_loop().create_task(_beat(ws, self._refs, heartbeat_s))
         #: Why the connection ended, once it has: ``(code, reason)``.
         self.closed: tuple[int | None, str] | None = None
 
@@ -218,13 +232,6 @@ class PhoenixClient:
                 return await future
         finally:
             self._pending.pop(ref, None)
-
-    async def _beat(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            ref = str(next(self._refs))
-            with contextlib.suppress(ConnectionClosed):
-                await self.ws.send(_encode([None, ref, "phoenix", "heartbeat", {}]).decode())
 
     async def _read(self) -> None:
         try:

@@ -20,8 +20,10 @@ Two measures, applied once the node is up:
   node at 10,000 msgs/s in pairs: P95 110 to 3,507 ms (5 runs, median 719) with
   ``10000,10,100``, 27 to 230 ms (8 runs, median about 100) with ``50000,20,100``.
 
-The price is memory: a cycle that reached the oldest generation (a connection's objects
-once it closes, say) is reclaimed at the next full collection, later than by default.
+The price is memory: a cycle that reached the oldest generation is reclaimed at the next
+full collection, later than by default. So the node's own objects should not form cycles:
+a closed connection leaves none (tests/gateway/test_reference_cycles.py), and is freed by
+reference counting at once.
 """
 
 from __future__ import annotations

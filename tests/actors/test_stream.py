@@ -8,6 +8,8 @@ live, in which order, and how often, as two nodes' actors and a node dying would
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import Sequence
 
 import pytest
@@ -279,3 +281,41 @@ async def test_the_check_leaves_an_event_on_its_way_to_arrive() -> None:
     assert f.reads == 0  # nothing read: the event came within the grace
     f.stream.close()
     f.positions.close()
+
+
+async def test_a_closed_stream_lets_go_of_its_followers_callbacks() -> None:
+    # A follower holds its stream and gives it its own bound methods: once the stream is
+    # closed, the follower must be freed by reference counting, not left a cycle for the
+    # collector (whispr/gc_policy.py makes its full collections rare).
+    class Owner:
+        def __init__(self, broker: MemoryBroker) -> None:
+            self.stream = ConversationStream(
+                broker,
+                CONVERSATION,
+                read_page=_no_page,
+                page_size=PAGE,
+                deliver=self.deliver,
+                on_overflow=self.overflow,
+                on_revoked=self.revoked,
+            )
+
+        def deliver(self, item: StreamItem) -> None: ...
+
+        def overflow(self) -> None: ...
+
+        def revoked(self) -> None: ...
+
+    owner = Owner(MemoryBroker())
+    await owner.stream.subscribe()
+    owner.stream.close()
+    gone = weakref.ref(owner)
+    gc.disable()
+    try:
+        del owner
+        assert gone() is None
+    finally:
+        gc.enable()
+
+
+async def _no_page(_after_seq: int) -> Sequence[Message]:
+    return []

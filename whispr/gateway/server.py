@@ -26,7 +26,7 @@ import asyncio
 import base64
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator
 from http import HTTPStatus
 from typing import Final
 from urllib.parse import parse_qs, urlsplit
@@ -89,21 +89,34 @@ def _token(request: Request) -> str | None:
     tokens = query.get("token")
     if tokens:
         return tokens[0]
-    for value in request.headers.get_all("Sec-WebSocket-Protocol"):
-        for offered in value.split(","):
-            offered = offered.strip()
-            if offered.startswith(_TOKEN_PROTOCOL):
-                encoded = offered[len(_TOKEN_PROTOCOL) :]
-                with contextlib.suppress(ValueError):
-                    return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
+    for offered in _offered(request):
+        if offered.startswith(_TOKEN_PROTOCOL):
+            encoded = offered[len(_TOKEN_PROTOCOL) :]
+            with contextlib.suppress(ValueError):
+                return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
     return None
 
 
+def _offered(request: Request) -> Iterator[str]:
+    """The subprotocols the client offers (``Sec-WebSocket-Protocol``), in order."""
+    for value in request.headers.get_all("Sec-WebSocket-Protocol"):
+        for offered in value.split(","):
+            yield offered.strip()
+
+
 def _select_subprotocol(
-    _connection: ServerConnection, offered: Sequence[Subprotocol]
-) -> Subprotocol | None:
-    """``phoenix`` when offered (phoenix.js's ``authToken``), else none: both are fine."""
-    return _PHOENIX if _PHOENIX in offered else None
+    _connection: ServerConnection, request: Request, response: Response
+) -> None:
+    """``phoenix`` when offered (phoenix.js's ``authToken``), else none: both are fine.
+
+    Chosen on the handshake's response (``process_response``), not with ``serve``'s
+    ``select_subprotocol``: websockets wraps that callback in a closure over each connection,
+    which the connection's protocol holds, so every connection would end as a reference
+    cycle (with its actor, channels and buffers) left for the cyclic collector, which the
+    node's thresholds make rare (whispr/gc_policy.py).
+    """
+    if response.status_code == HTTPStatus.SWITCHING_PROTOCOLS and _PHOENIX in _offered(request):
+        response.headers["Sec-WebSocket-Protocol"] = _PHOENIX
 
 
 def _peer(connection: ServerConnection) -> str:
@@ -140,7 +153,7 @@ class Gateway:
             port,
             process_request=self._process_request,
             origins=origins,
-            select_subprotocol=_select_subprotocol,
+            process_response=_select_subprotocol,
             max_size=settings.max_frame_bytes,
             ping_interval=None,  # the Phoenix heartbeat is the liveness check
             compression="deflate" if settings.compression == "deflate" else None,

@@ -22,6 +22,7 @@ costs one publish however many conversations they are in.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Sequence
 from typing import Any, Final, Literal
 
@@ -69,7 +70,10 @@ class ContactPresence:
     """One ``user:`` channel's part in user presence; see the module's docstring."""
 
     def __init__(self, channel: Channel) -> None:
-        self.channel = channel
+        #: The channel, which holds this: weakly, so that the pair is freed by reference
+        #: counting once the channel is gone, not left a cycle for the collector
+        #: (whispr/gc_policy.py makes its full collections rare).
+        self._channel = weakref.ref(channel)
         self.host: ChannelHost = channel.host
         self.topic = channel.topic
         host = self.host
@@ -209,6 +213,7 @@ class ContactPresence:
             joins[contact] = {"metas": [client_meta(new)]}
             if old is not None:
                 leaves[contact] = {"metas": [client_meta(old)]}
-        if joins and self.host.is_current(self.channel):
+        channel = self._channel()
+        if joins and channel is not None and self.host.is_current(channel):
             payload = {"joins": joins, "leaves": leaves}
             self.host.send(self.host.proto.push(self.topic, PRESENCE_DIFF, payload))

@@ -19,6 +19,10 @@ from collections.abc import Callable
 __all__ = ["TypingIndicator"]
 
 
+def _silent(_typing: bool) -> None:
+    """What an ended indicator publishes to: nothing."""
+
+
 class TypingIndicator:
     """One device's typing state on one conversation; ``publish(typing)`` tells the members."""
 
@@ -44,9 +48,15 @@ class TypingIndicator:
         self._publish(False)
 
     def end(self) -> None:
-        """The channel ends: if the device was typing, tell the members it stopped."""
+        """The channel ends: if the device was typing, tell the members it stopped.
+
+        Nothing is published after this, and ``publish`` (usually a bound method of the
+        channel, which holds this indicator) is let go, so the channel and its indicator are
+        freed by reference counting rather than left a cycle for the collector.
+        """
         if self._expiry is not None:
             self.stop()
+        self._publish = _silent
 
     def _expired(self) -> None:
         self._expiry = None
