@@ -294,7 +294,19 @@ async def open_session(node: RunningNode, user_id: str, client: PhoenixClient) -
 
 # -- the nodes ------------------------------------------------------------------------------
 
-NODE_ENV = {"WHISPR_RATE_LIMIT_PER_MINUTE": "1000000"}
+#: The payloads' checks alone: no rate limit and no abuse watch may answer first (a run
+#: creates and joins far more than a client would).
+NODE_ENV = {
+    "WHISPR_RATE_LIMIT_PER_MINUTE": "1000000",
+    **{
+        f"WHISPR_RATE_LIMIT_{name}_PER_MINUTE": "1000000"
+        for name in ("EDIT", "REACT", "TYPING", "JOIN", "CREATE_CONVERSATION")
+    },
+    **{
+        f"WHISPR_ABUSE_{pattern}": "1000000"
+        for pattern in ("DUPLICATES", "CREATIONS", "JOINS", "REFUSALS")
+    },
+}
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
