@@ -26,7 +26,14 @@ from whispr.grpc.auth import CallerAuth
 from whispr.grpc.convert import conversation_to_pb, member_to_pb
 from whispr.grpc.gen.whispr.admin.v1 import admin_pb2 as pb
 from whispr.grpc.gen.whispr.admin.v1 import admin_pb2_grpc as pb_grpc
-from whispr.grpc.service import RpcMetrics, rpc
+from whispr.grpc.service import (
+    RpcMetrics,
+    acting_party,
+    add_members,
+    remove_member,
+    required,
+    rpc,
+)
 
 __all__ = ["ConversationAdminServicer"]
 
@@ -51,42 +58,37 @@ class ConversationAdminServicer(pb_grpc.ConversationAdminServicer):
 
     @rpc("ConversationAdmin.AddMembers")
     async def AddMembers(self, caller: str, request: pb.AddMembersRequest) -> pb.AddMembersResponse:
-        conversation_id = _required(request.conversation_id, "conversation_id")
-        user_ids = [u for u in request.user_ids if u]
-        if not user_ids:
-            raise WhisprError(
-                Reason.INVALID, "user_ids must name at least one user", field="user_ids"
-            )
-        acting, trusted = _acting(caller, request.acting_user_id)
-        added = await self.messaging.add_members(acting, conversation_id, user_ids, trusted=trusted)
+        added = await add_members(
+            self.messaging,
+            caller,
+            request.conversation_id,
+            request.user_ids,
+            request.acting_user_id,
+        )
         return pb.AddMembersResponse(added=[member_to_pb(m) for m in added])
 
     @rpc("ConversationAdmin.RemoveMember")
     async def RemoveMember(
         self, caller: str, request: pb.RemoveMemberRequest
     ) -> pb.RemoveMemberResponse:
-        conversation_id = _required(request.conversation_id, "conversation_id")
-        user_id = _required(request.user_id, "user_id")
-        _, members, _ = await self.messaging.describe(conversation_id)
-        if all(m.user_id != user_id for m in members):
-            return pb.RemoveMemberResponse(removed=False)  # already out: nothing to do
-        acting, trusted = _acting(caller, request.acting_user_id)
-        await self.messaging.remove_member(acting, conversation_id, user_id, trusted=trusted)
-        return pb.RemoveMemberResponse(removed=True)
+        removed = await remove_member(
+            self.messaging, caller, request.conversation_id, request.user_id, request.acting_user_id
+        )
+        return pb.RemoveMemberResponse(removed=removed)
 
     @rpc("ConversationAdmin.Leave")
     async def Leave(self, caller: str, request: pb.LeaveRequest) -> pb.LeaveResponse:
-        conversation_id = _required(request.conversation_id, "conversation_id")
-        await self.messaging.leave(_required(request.user_id, "user_id"), conversation_id)
+        conversation_id = required(request.conversation_id, "conversation_id")
+        await self.messaging.leave(required(request.user_id, "user_id"), conversation_id)
         return pb.LeaveResponse()
 
     @rpc("ConversationAdmin.SetRole")
     async def SetRole(self, caller: str, request: pb.SetRoleRequest) -> pb.SetRoleResponse:
-        conversation_id = _required(request.conversation_id, "conversation_id")
-        user_id = _required(request.user_id, "user_id")
-        acting, trusted = _acting(caller, request.acting_user_id)
+        conversation_id = required(request.conversation_id, "conversation_id")
+        user_id = required(request.user_id, "user_id")
+        acting, trusted = acting_party(caller, request.acting_user_id)
         member = await self.messaging.set_role(
-            acting, conversation_id, user_id, _required(request.role, "role"), trusted=trusted
+            acting, conversation_id, user_id, required(request.role, "role"), trusted=trusted
         )
         return pb.SetRoleResponse(member=member_to_pb(member))
 
@@ -94,7 +96,7 @@ class ConversationAdminServicer(pb_grpc.ConversationAdminServicer):
     async def UpdateConversation(
         self, caller: str, request: pb.UpdateConversationRequest
     ) -> pb.UpdateConversationResponse:
-        conversation_id = _required(request.conversation_id, "conversation_id")
+        conversation_id = required(request.conversation_id, "conversation_id")
         changes: dict[str, Any] = {
             name: getattr(request, name) for name in _CLEARABLE if request.HasField(name)
         }
@@ -106,7 +108,7 @@ class ConversationAdminServicer(pb_grpc.ConversationAdminServicer):
             changes[name] = None
         if request.settings:
             changes["settings"] = dict(request.settings)
-        acting, trusted = _acting(caller, request.acting_user_id)
+        acting, trusted = acting_party(caller, request.acting_user_id)
         updated = await self.messaging.update_conversation(
             acting,
             conversation_id,
@@ -121,9 +123,9 @@ class ConversationAdminServicer(pb_grpc.ConversationAdminServicer):
     async def TransferOwnership(
         self, caller: str, request: pb.TransferOwnershipRequest
     ) -> pb.TransferOwnershipResponse:
-        conversation_id = _required(request.conversation_id, "conversation_id")
-        user_id = _required(request.user_id, "user_id")
-        acting, trusted = _acting(caller, request.acting_user_id)
+        conversation_id = required(request.conversation_id, "conversation_id")
+        user_id = required(request.user_id, "user_id")
+        acting, trusted = acting_party(caller, request.acting_user_id)
         heir, former = await self.messaging.transfer_ownership(
             acting, conversation_id, user_id, trusted=trusted
         )
@@ -134,8 +136,8 @@ class ConversationAdminServicer(pb_grpc.ConversationAdminServicer):
     async def ListMembers(
         self, caller: str, request: pb.ListMembersRequest
     ) -> pb.ListMembersResponse:
-        conversation_id = _required(request.conversation_id, "conversation_id")
-        acting, trusted = _acting(caller, request.acting_user_id)
+        conversation_id = required(request.conversation_id, "conversation_id")
+        acting, trusted = acting_party(caller, request.acting_user_id)
         page = await self.messaging.list_members(
             acting,
             conversation_id,
@@ -146,16 +148,3 @@ class ConversationAdminServicer(pb_grpc.ConversationAdminServicer):
         return pb.ListMembersResponse(
             members=[member_to_pb(m) for m in page.members], next=page.next or ""
         )
-
-
-def _acting(caller: str, acting_user_id: str) -> tuple[str, bool]:
-    """Who makes the change: the acting user, or the calling service itself (trusted)."""
-    if acting_user_id:
-        return acting_user_id, False
-    return f"service:{caller}", True
-
-
-def _required(value: str, name: str) -> str:
-    if not value:
-        raise WhisprError(Reason.INVALID, f"{name} is required", field=name)
-    return value

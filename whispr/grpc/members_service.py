@@ -25,7 +25,7 @@ from whispr.grpc.auth import CallerAuth
 from whispr.grpc.convert import message_to_pb
 from whispr.grpc.gen.whispr.members.v1 import members_pb2 as pb
 from whispr.grpc.gen.whispr.members.v1 import members_pb2_grpc as pb_grpc
-from whispr.grpc.service import RpcMetrics, rpc
+from whispr.grpc.service import RpcMetrics, required, rpc
 
 __all__ = ["MEMBER_STATE_SERVICE", "MemberStateServicer"]
 
@@ -119,22 +119,16 @@ class MemberStateServicer(pb_grpc.MemberStateServicer):
     async def GetUnreadState(
         self, caller: str, request: pb.GetUnreadStateRequest
     ) -> pb.GetUnreadStateResponse:
-        user_id = _required(request.user_id, "user_id")
+        user_id = required(request.user_id, "user_id")
         state = await self.reads.unread(user_id)
         return pb.GetUnreadStateResponse(unread=state.unread, mentions=state.mentions)
-
-
-def _required(value: str, name: str) -> str:
-    if not value:
-        raise WhisprError(Reason.INVALID, f"{name} is required", field=name)
-    return value
 
 
 def _member(request: Any) -> tuple[str, str]:
     """``(conversation_id, user_id)`` of a request about one member of one conversation."""
     return (
-        _required(request.conversation_id, "conversation_id"),
-        _required(request.user_id, "user_id"),
+        required(request.conversation_id, "conversation_id"),
+        required(request.user_id, "user_id"),
     )
 
 

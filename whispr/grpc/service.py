@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -32,7 +32,7 @@ from actors.conversation import Draft
 from actors.errors import Reason, WhisprError
 from actors.events import payload_of
 from actors.messaging import Messaging
-from actors.model import Message
+from actors.model import Member, Message
 from actors.rules import MAX_PAGE
 from actors.stream import StreamItem
 from whispr.audit import AuditLog
@@ -50,7 +50,16 @@ from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2_grpc as pb_grpc
 from whispr.grpc.status import status_of, trailing_metadata
 from whispr.telemetry import SECONDS_BUCKETS, get_meter
 
-__all__ = ["MessagingServicer", "RpcMetrics", "Served", "rpc"]
+__all__ = [
+    "MessagingServicer",
+    "RpcMetrics",
+    "Served",
+    "acting_party",
+    "add_members",
+    "remove_member",
+    "required",
+    "rpc",
+]
 
 log = structlog.get_logger("whispr.grpc")
 
@@ -173,7 +182,7 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
     async def CreateConversation(
         self, caller: str, request: pb.CreateConversationRequest
     ) -> pb.CreateConversationResponse:
-        creator = _required(request.creator_id, "creator_id")
+        creator = required(request.creator_id, "creator_id")
         kind = kind_from_pb(request.kind)
         if kind == "direct":
             others = [u for u in dict.fromkeys(request.member_ids) if u != creator]
@@ -203,7 +212,7 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
     async def GetConversation(
         self, caller: str, request: pb.GetConversationRequest
     ) -> pb.GetConversationResponse:
-        conversation_id = _required(request.conversation_id, "conversation_id")
+        conversation_id = required(request.conversation_id, "conversation_id")
         conversation, members, last_seq = await self.messaging.describe(conversation_id)
         return pb.GetConversationResponse(
             conversation=conversation_to_pb(conversation, last_seq),
@@ -212,15 +221,12 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
 
     @rpc("AddMembers")
     async def AddMembers(self, caller: str, request: pb.AddMembersRequest) -> pb.AddMembersResponse:
-        conversation_id = _required(request.conversation_id, "conversation_id")
-        user_ids = [u for u in request.user_ids if u]
-        if not user_ids:
-            raise WhisprError(
-                Reason.INVALID, "user_ids must name at least one user", field="user_ids"
-            )
-        acting = request.acting_user_id or _service_id(caller)
-        added = await self.messaging.add_members(
-            acting, conversation_id, user_ids, trusted=not request.acting_user_id
+        added = await add_members(
+            self.messaging,
+            caller,
+            request.conversation_id,
+            request.user_ids,
+            request.acting_user_id,
         )
         return pb.AddMembersResponse(added=[member_to_pb(m) for m in added])
 
@@ -228,16 +234,10 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
     async def RemoveMember(
         self, caller: str, request: pb.RemoveMemberRequest
     ) -> pb.RemoveMemberResponse:
-        conversation_id = _required(request.conversation_id, "conversation_id")
-        user_id = _required(request.user_id, "user_id")
-        _, members, _ = await self.messaging.describe(conversation_id)
-        if all(m.user_id != user_id for m in members):
-            return pb.RemoveMemberResponse(removed=False)  # already out: nothing to do
-        acting = request.acting_user_id or _service_id(caller)
-        await self.messaging.remove_member(
-            acting, conversation_id, user_id, trusted=not request.acting_user_id
+        removed = await remove_member(
+            self.messaging, caller, request.conversation_id, request.user_id, request.acting_user_id
         )
-        return pb.RemoveMemberResponse(removed=True)
+        return pb.RemoveMemberResponse(removed=removed)
 
     # -- messages ---------------------------------------------------------------------
 
@@ -245,8 +245,8 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
     async def SendSystemMessage(
         self, caller: str, request: pb.SendSystemMessageRequest
     ) -> pb.SendMessageResponse:
-        conversation_id = _required(request.conversation_id, "conversation_id")
-        event = _required(request.event, "event")
+        conversation_id = required(request.conversation_id, "conversation_id")
+        event = required(request.event, "event")
         if len(event) > MAX_EVENT_NAME or not event.replace("_", "").isalnum():
             raise WhisprError(
                 Reason.INVALID,
@@ -256,7 +256,7 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
         details = struct_to_dict(request.details)
         details.setdefault("service", caller)
         message = await self.messaging.send_system(
-            conversation_id, event, details, _required(request.client_id, "client_id")
+            conversation_id, event, details, required(request.client_id, "client_id")
         )
         return pb.SendMessageResponse(message=message_to_pb(message))
 
@@ -264,11 +264,11 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
     async def SendServiceMessage(
         self, caller: str, request: pb.SendServiceMessageRequest
     ) -> pb.SendMessageResponse:
-        conversation_id = _required(request.conversation_id, "conversation_id")
+        conversation_id = required(request.conversation_id, "conversation_id")
         draft = Draft(
-            client_id=_required(request.client_id, "client_id"),
+            client_id=required(request.client_id, "client_id"),
             kind="text",
-            content=_required(request.content, "content"),
+            content=required(request.content, "content"),
             metadata=struct_to_dict(request.metadata),
         )
         message = await self.messaging.send_as_service(_service_id(caller), conversation_id, draft)
@@ -278,7 +278,7 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
     async def ListMessages(
         self, caller: str, request: pb.ListMessagesRequest
     ) -> pb.ListMessagesResponse:
-        conversation_id = _required(request.conversation_id, "conversation_id")
+        conversation_id = required(request.conversation_id, "conversation_id")
         if request.before_seq and request.after_seq:
             raise WhisprError(
                 Reason.INVALID, "set before_seq or after_seq, not both", field="before_seq"
@@ -301,7 +301,7 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
     async def GetUnreadCounts(
         self, caller: str, request: pb.GetUnreadCountsRequest
     ) -> pb.GetUnreadCountsResponse:
-        user_id = _required(request.user_id, "user_id")
+        user_id = required(request.user_id, "user_id")
         counts = await self.messaging.unread_counts(user_id)
         return pb.GetUnreadCountsResponse(unread=counts)
 
@@ -346,7 +346,7 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
     async def _follow(
         self, request: pb.FollowConversationRequest
     ) -> AsyncIterator[pb.ConversationEvent]:
-        conversation_id = _required(request.conversation_id, "conversation_id")
+        conversation_id = required(request.conversation_id, "conversation_id")
         rules.check_position(request.after_seq, "after_seq")
         _, _, head = await self.messaging.describe(conversation_id)  # not_found first
         # Live events wait here for the stream to be read; None: this follower fell behind.
@@ -411,10 +411,55 @@ def _event(conversation_id: str, name: str, payload: Any) -> pb.ConversationEven
     return event
 
 
-def _required(value: str, name: str) -> str:
+def required(value: str, name: str) -> str:
+    """``value``, refused as ``invalid`` naming ``name`` when empty (proto3's unset)."""
     if not value:
         raise WhisprError(Reason.INVALID, f"{name} is required", field=name)
     return value
+
+
+def acting_party(caller: str, acting_user_id: str) -> tuple[str, bool]:
+    """Who makes a change, and whether it is trusted: the acting user (their role decides),
+    or, without one, the calling service itself (it needs no role)."""
+    if acting_user_id:
+        return acting_user_id, False
+    return _service_id(caller), True
+
+
+async def add_members(
+    messaging: Messaging,
+    caller: str,
+    conversation_id: str,
+    user_ids: Sequence[str],
+    acting_user_id: str,
+) -> list[Member]:
+    """``AddMembers`` of both ``MessagingService`` and ``ConversationAdmin``: the members
+    who were not in yet."""
+    conversation_id = required(conversation_id, "conversation_id")
+    wanted = [u for u in user_ids if u]
+    if not wanted:
+        raise WhisprError(Reason.INVALID, "user_ids must name at least one user", field="user_ids")
+    acting, trusted = acting_party(caller, acting_user_id)
+    return await messaging.add_members(acting, conversation_id, wanted, trusted=trusted)
+
+
+async def remove_member(
+    messaging: Messaging,
+    caller: str,
+    conversation_id: str,
+    user_id: str,
+    acting_user_id: str,
+) -> bool:
+    """``RemoveMember`` of both ``MessagingService`` and ``ConversationAdmin``: False when
+    the user was not a member (nothing to do)."""
+    conversation_id = required(conversation_id, "conversation_id")
+    user_id = required(user_id, "user_id")
+    _, members, _ = await messaging.describe(conversation_id)
+    if all(m.user_id != user_id for m in members):
+        return False
+    acting, trusted = acting_party(caller, acting_user_id)
+    await messaging.remove_member(acting, conversation_id, user_id, trusted=trusted)
+    return True
 
 
 def _acting_user(request: object) -> str | None:
