@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,22 +72,42 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-@pytest.fixture(params=["embedded", pytest.param("services", marks=pytest.mark.services)])
-async def node(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RunningNode]:
+#: The two stores a ``node`` fixture runs each test on.
+EACH_STORE = ["embedded", pytest.param("services", marks=pytest.mark.services)]
+
+
+@asynccontextmanager
+async def node_on_store(
+    request: pytest.FixtureRequest, tmp_path: Path, env: dict[str, str] | None = None
+) -> AsyncIterator[RunningNode]:
+    """One node with ``env`` on the store ``request.param`` names (a fixture parametrized
+    with :data:`EACH_STORE`): embedded SQLite, or a private PostgreSQL schema and Redis."""
+    env = env or {}
     if request.param == "embedded":
-        running = await start_node({"WHISPR_SQLITE_PATH": str(tmp_path / "node.db")})
-        yield running
-        await stop_tree(running.root, deadline=10)
+        running = await start_node({**env, "WHISPR_SQLITE_PATH": str(tmp_path / "node.db")})
+        try:
+            yield running
+        finally:
+            await stop_tree(running.root, deadline=10)
         return
     redis_url = request.getfixturevalue("redis_url")
     async with services.private_schema(request.getfixturevalue("postgres_url")) as schema:
         running = await start_node(
             {
+                **env,
                 "WHISPR_DATABASE_URL": schema.url,
                 "WHISPR_REDIS_URL": redis_url,
                 "WHISPR_REDIS_PREFIX": unique("t"),
                 "WHISPR_NODE_NAME": unique("node"),
             }
         )
+        try:
+            yield running
+        finally:
+            await stop_tree(running.root, deadline=10)
+
+
+@pytest.fixture(params=EACH_STORE)
+async def node(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RunningNode]:
+    async with node_on_store(request, tmp_path) as running:
         yield running
-        await stop_tree(running.root, deadline=10)

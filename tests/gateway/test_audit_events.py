@@ -17,9 +17,7 @@ import grpc
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from supervisors import stop_tree
-from tests import services
-from tests.gateway.conftest import RunningNode, start_node, unique
+from tests.gateway.conftest import EACH_STORE, RunningNode, node_on_store, unique
 from tests.grpc.conftest import TOKENS, grpc_env
 from whispr.audit import AuditKind, AuditRecord
 from whispr.client import PhoenixClient, ReplyError
@@ -29,28 +27,12 @@ from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2_grpc as pb_grpc
 RATE_LIMIT = 3
 
 
-@pytest.fixture(params=["embedded", pytest.param("services", marks=pytest.mark.services)])
+@pytest.fixture(params=EACH_STORE)
 async def node(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RunningNode]:
     """A node with gRPC callers and a low message rate limit."""
     env = grpc_env(WHISPR_RATE_LIMIT_PER_MINUTE=str(RATE_LIMIT))
-    if request.param == "embedded":
-        running = await start_node({**env, "WHISPR_SQLITE_PATH": str(tmp_path / "node.db")})
+    async with node_on_store(request, tmp_path, env) as running:
         yield running
-        await stop_tree(running.root, deadline=10)
-        return
-    redis_url = request.getfixturevalue("redis_url")
-    async with services.private_schema(request.getfixturevalue("postgres_url")) as schema:
-        running = await start_node(
-            {
-                **env,
-                "WHISPR_DATABASE_URL": schema.url,
-                "WHISPR_REDIS_URL": redis_url,
-                "WHISPR_REDIS_PREFIX": unique("t"),
-                "WHISPR_NODE_NAME": unique("node"),
-            }
-        )
-        yield running
-        await stop_tree(running.root, deadline=10)
 
 
 async def records_of(

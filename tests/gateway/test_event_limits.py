@@ -16,7 +16,7 @@ import pytest
 
 from supervisors import stop_tree
 from tests import services
-from tests.gateway.conftest import RunningNode, start_node, unique
+from tests.gateway.conftest import EACH_STORE, RunningNode, node_on_store, start_node, unique
 from whispr.client import ReplyError
 
 LIMIT = 3
@@ -33,27 +33,11 @@ LIMITS_ENV = {
 }
 
 
-@pytest.fixture(params=["embedded", pytest.param("services", marks=pytest.mark.services)])
+@pytest.fixture(params=EACH_STORE)
 async def node(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RunningNode]:
     """A node whose every limit is 3 per minute."""
-    if request.param == "embedded":
-        running = await start_node({**LIMITS_ENV, "WHISPR_SQLITE_PATH": str(tmp_path / "n.db")})
+    async with node_on_store(request, tmp_path, LIMITS_ENV) as running:
         yield running
-        await stop_tree(running.root, deadline=10)
-        return
-    redis_url = request.getfixturevalue("redis_url")
-    async with services.private_schema(request.getfixturevalue("postgres_url")) as schema:
-        running = await start_node(
-            {
-                **LIMITS_ENV,
-                "WHISPR_DATABASE_URL": schema.url,
-                "WHISPR_REDIS_URL": redis_url,
-                "WHISPR_REDIS_PREFIX": unique("t"),
-                "WHISPR_NODE_NAME": unique("node"),
-            }
-        )
-        yield running
-        await stop_tree(running.root, deadline=10)
 
 
 def _assert_rate_limited(error: ReplyError, event: str) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from supervisors import stop_tree
 from tests import services
-from tests.gateway.conftest import RunningNode, start_node, unique
+from tests.gateway.conftest import EACH_STORE, RunningNode, node_on_store, start_node, unique
 from whispr.client import PhoenixClient
 
 TIMEOUT_S = 1.0
@@ -103,27 +103,12 @@ async def test_typing_ends_when_the_typers_socket_goes(
         }
 
 
-@pytest.fixture(params=["embedded", pytest.param("services", marks=pytest.mark.services)])
+@pytest.fixture(params=EACH_STORE)
 async def node(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RunningNode]:
     """One node on either store, typing timeout of 1 s."""
     env = {"WHISPR_TYPING_TIMEOUT_S": str(TIMEOUT_S)}
-    if request.param == "embedded":
-        running = await start_node({**env, "WHISPR_SQLITE_PATH": str(tmp_path / "n.db")})
+    async with node_on_store(request, tmp_path, env) as running:
         yield running
-        await stop_tree(running.root, deadline=10)
-        return
-    redis_url = request.getfixturevalue("redis_url")
-    async with services.private_schema(request.getfixturevalue("postgres_url")) as schema:
-        running = await start_node(
-            {
-                **env,
-                "WHISPR_DATABASE_URL": schema.url,
-                "WHISPR_REDIS_URL": redis_url,
-                "WHISPR_REDIS_PREFIX": unique("t"),
-            }
-        )
-        yield running
-        await stop_tree(running.root, deadline=10)
 
 
 async def test_typing_stop_and_leave_end_it_on_either_store(node: RunningNode) -> None:

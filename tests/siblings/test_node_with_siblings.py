@@ -16,9 +16,7 @@ from pathlib import Path
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from supervisors import stop_tree
-from tests import services
-from tests.gateway.conftest import RunningNode, start_node, unique
+from tests.gateway.conftest import EACH_STORE, RunningNode, node_on_store, unique
 from tests.siblings.conftest import StandIn
 from whispr.client import PhoenixClient, ReplyError
 
@@ -33,29 +31,13 @@ def _sibling_env(stand_in: StandIn) -> dict[str, str]:
     }
 
 
-@pytest.fixture(params=["embedded", pytest.param("services", marks=pytest.mark.services)])
+@pytest.fixture(params=EACH_STORE)
 async def node(
     request: pytest.FixtureRequest, tmp_path: Path, stand_in: StandIn
 ) -> AsyncIterator[RunningNode]:
     env = _sibling_env(stand_in)
-    if request.param == "embedded":
-        running = await start_node({**env, "WHISPR_SQLITE_PATH": str(tmp_path / "node.db")})
+    async with node_on_store(request, tmp_path, env) as running:
         yield running
-        await stop_tree(running.root, deadline=10)
-        return
-    redis_url = request.getfixturevalue("redis_url")
-    async with services.private_schema(request.getfixturevalue("postgres_url")) as schema:
-        running = await start_node(
-            {
-                **env,
-                "WHISPR_DATABASE_URL": schema.url,
-                "WHISPR_REDIS_URL": redis_url,
-                "WHISPR_REDIS_PREFIX": unique("t"),
-                "WHISPR_NODE_NAME": unique("node"),
-            }
-        )
-        yield running
-        await stop_tree(running.root, deadline=10)
 
 
 async def test_pushes_go_to_offline_members_only(node: RunningNode, stand_in: StandIn) -> None:
