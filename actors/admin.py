@@ -26,7 +26,7 @@ import msgspec
 
 from actors import rules
 from actors.errors import Reason, WhisprError
-from actors.model import Conversation, Member, MembershipChange, Role
+from actors.model import Conversation, Member, Role
 from actors.permissions import Right, require
 
 if TYPE_CHECKING:
@@ -174,7 +174,7 @@ async def set_role(
     if target.role == role:
         return target
     updated = await actor.deps.store.update_member(actor.conversation_id, target_id, role=role)
-    _role_changed(actor, updated, user_id)
+    actor.role_changed(updated, user_id)
     await actor.post_event("role_changed", {"by": user_id, "user_id": target_id, "role": role})
     return updated
 
@@ -200,25 +200,11 @@ async def transfer_ownership(
     former = None
     if owner is not None:
         former = await store.update_member(actor.conversation_id, owner.user_id, role="admin")
-    _role_changed(actor, heir, user_id)
+    actor.role_changed(heir, user_id)
     if former is not None:
-        _role_changed(actor, former, user_id)
+        actor.role_changed(former, user_id)
     await actor.post_event("ownership_transferred", {"by": user_id, "user_id": target_id})
     return heir, former
-
-
-def _role_changed(actor: ConversationActor, member: Member, by: str) -> None:
-    actor.members[member.user_id] = member
-    actor.deps.membership_changed(
-        MembershipChange(
-            conversation_id=actor.conversation_id,
-            user_id=member.user_id,
-            change="role_changed",
-            by=by,
-            role=member.role,
-        )
-    )
-    actor.publish("member_updated", {"member": member, "by": by})
 
 
 def _target(members: Mapping[str, Member], target_id: str) -> Member:

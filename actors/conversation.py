@@ -559,6 +559,21 @@ class ConversationActor(AsyncioActor):
         """The conversation as this actor last read or changed it."""
         return self._conversation()
 
+    def role_changed(self, member: Member, by: str) -> None:
+        """``member``'s new role, stored already: kept here, reported as a membership
+        change, and told to every follower (``member_updated``)."""
+        self.members[member.user_id] = member
+        self.deps.membership_changed(
+            MembershipChange(
+                conversation_id=self.conversation_id,
+                user_id=member.user_id,
+                change="role_changed",
+                by=by,
+                role=member.role,
+            )
+        )
+        self._publish("member_updated", {"member": member, "by": by})
+
     def publish(self, event: str, payload: dict[str, Any]) -> None:
         """Tell every follower of the conversation (this actor's state already changed)."""
         self._publish(event, payload)
@@ -774,17 +789,7 @@ class ConversationActor(AsyncioActor):
         updated = await self.deps.store.update_member(
             self.conversation_id, heir.user_id, role="owner"
         )
-        self.members[heir.user_id] = updated
-        self.deps.membership_changed(
-            MembershipChange(
-                conversation_id=self.conversation_id,
-                user_id=heir.user_id,
-                change="role_changed",
-                by=SYSTEM_SENDER,
-                role=updated.role,
-            )
-        )
-        self._publish("member_updated", {"member": updated, "by": SYSTEM_SENDER})
+        self.role_changed(updated, SYSTEM_SENDER)
         await self._append(
             SYSTEM_SENDER,
             _system_draft(
