@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final, get_args
 
 import msgspec
 
-from actors import rules
+from actors import rules, search
 from actors.errors import Reason, WhisprError
 from actors.model import Conversation, Member, Role
 from actors.permissions import Right, require
@@ -52,6 +52,8 @@ MAX_AVATAR = 2048
 SETTING_VALUES: Final[Mapping[str, frozenset[str]]] = {
     "who_can_post": frozenset({"all", "admins"}),
     "who_can_add": frozenset({"all", "admins"}),
+    # The language its messages are indexed and searched in (actors/search.py).
+    search.LANGUAGE_SETTING: search.SEARCH_LANGUAGES,
 }
 _ROLES: Final = frozenset(get_args(Role))
 

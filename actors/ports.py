@@ -31,6 +31,7 @@ from actors.model import (
     Member,
     Message,
 )
+from actors.search import MessageFilters, SearchHit, SearchQuery
 
 __all__ = ["UNCHANGED", "Store"]
 
@@ -166,9 +167,17 @@ class Store(Protocol):
         after_seq: int | None = None,
         limit: int = 50,
         viewer_id: str | None = None,
+        filters: MessageFilters | None = None,
     ) -> list[Message]:
         """Ascending by seq: the newest ``limit`` before ``before_seq``, or the oldest after
-        ``after_seq``; messages the viewer hid are left out."""
+        ``after_seq``; messages the viewer hid are left out, and with ``filters`` those
+        they do not match (``actors/search.py``)."""
+        ...
+
+    async def search_messages(self, query: SearchQuery) -> list[SearchHit]:
+        """The best ``query.limit`` hits after ``query.after`` among the messages the viewer
+        can see (``actors/search.py``): best rank first, then conversation id, then seq
+        descending. Tombstones, hidden and end-to-end encrypted messages are never hits."""
         ...
 
     async def edit_message(

@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from actors.model import Attachment, Conversation, DeliveryCursor, Member, Message
+from actors.search import HIGHLIGHT_END, HIGHLIGHT_START, SearchHit, highlighted
 
 __all__ = [
     "conversation",
@@ -19,6 +20,7 @@ __all__ = [
     "member_params",
     "message",
     "reactions_by_seq",
+    "search_hit",
     "sequenced",
 ]
 
@@ -153,3 +155,12 @@ def sequenced(m: Message, seq: int) -> Message:
         created_at=m.created_at,
         metadata=m.metadata,
     )
+
+
+def search_hit(message: Message, rank: float, marked: str) -> SearchHit:
+    """A hit from a store's row: the snippet's marks turned into ranges. A message whose own
+    text holds a mark character gets no highlights rather than wrong ones."""
+    snippet, ranges = highlighted(marked)
+    if HIGHLIGHT_START in message.content or HIGHLIGHT_END in message.content:
+        ranges = ()
+    return SearchHit(message=message, rank=float(rank), snippet=snippet, highlights=ranges)

@@ -40,6 +40,7 @@ from actors.model import (
     Message,
 )
 from actors.ports import UNCHANGED, Store
+from actors.search import MessageFilters, SearchHit, SearchQuery
 from whispr.siblings.breaker import Breaker, BreakerOpen
 from whispr.store.metrics import Outcome, StoreCallLatency, store_breaker_state
 from whispr.telemetry import get_meter
@@ -233,6 +234,7 @@ class BreakerStore:
         after_seq: int | None = None,
         limit: int = 50,
         viewer_id: str | None = None,
+        filters: MessageFilters | None = None,
     ) -> list[Message]:
         return await self._call(
             self.store.page_messages,
@@ -241,7 +243,11 @@ class BreakerStore:
             after_seq=after_seq,
             limit=limit,
             viewer_id=viewer_id,
+            filters=filters,
         )
+
+    async def search_messages(self, query: SearchQuery) -> list[SearchHit]:
+        return await self._call(self.store.search_messages, query)
 
     async def edit_message(
         self, conversation_id: str, seq: int, content: str, edited_at: float

@@ -50,6 +50,14 @@ from actors.model import (
     Unsequenced,
 )
 from actors.ports import UNCHANGED
+from actors.search import (
+    MessageFilters,
+    SearchHit,
+    SearchQuery,
+    as_times,
+    check_filters,
+    check_query,
+)
 from supervisors.batching import Batcher
 from whispr.audit.record import AuditCursor, AuditKind, AuditRecord
 from whispr.revocations import Revocation
@@ -221,6 +229,60 @@ CROSS JOIN LATERAL (
     ORDER BY m.seq LIMIT q.size
 ) m
 ORDER BY q.i, m.seq
+"""
+
+
+#: Filters of a page or a search on the message row ``m`` (parameters $n to $n+3): sender,
+#: kind, since (included), until (excluded).
+def _filtered(n: int) -> str:
+    return (
+        f"(${n}::text IS NULL OR m.sender_id = ${n}) "
+        f"AND (${n + 1}::text IS NULL OR m.kind = ${n + 1}) "
+        f"AND (${n + 2}::float8 IS NULL OR m.created_at >= ${n + 2}) "
+        f"AND (${n + 3}::float8 IS NULL OR m.created_at < ${n + 3})"
+    )
+
+
+def _filter_args(filters: MessageFilters | None) -> tuple[Any, ...]:
+    if filters is None:
+        return (None, None, None, None)
+    return (filters.sender_id, filters.kind, *as_times(filters))
+
+
+#: A search (actors/search.py): the viewer's conversations grouped by language, each
+#: group's query parsed once in its language, the matches of each group found through the
+#: (conversation, words) GIN index, ranked, cut after the cursor; snippets only for the
+#: page's rows. $1 viewer, $2 one conversation or NULL, $3 text, $4-$7 filters, $8 has an
+#: attachment, $9-$11 the cursor (rank, conversation, seq), $12 the page size.
+_SEARCH = f"""
+WITH langs AS (
+    SELECT cfg, array_agg(id) AS ids, plainto_tsquery(cfg, $3) AS q
+    FROM (SELECT c.id,
+                 COALESCE((c.settings ->> 'search_language')::regconfig, 'simple') AS cfg
+          FROM members mb JOIN conversations c ON c.id = mb.conversation_id
+          WHERE mb.user_id = $1 AND ($2::text IS NULL OR mb.conversation_id = $2)) s
+    GROUP BY cfg
+), found AS (
+    SELECT * FROM (
+        SELECT m.conversation_id, m.seq, l.cfg, l.q,
+               ts_rank(m.search_vector, l.q)::float8 AS rank
+        FROM langs l JOIN messages m
+          ON m.conversation_id = ANY (l.ids) AND m.search_vector @@ l.q
+        WHERE {_filtered(4)}
+          AND ($8::bool IS NULL OR (m.attachments <> '[]'::jsonb) = $8)
+          AND {_not_hidden("m", "$1")}
+    ) r
+    WHERE $9::float8 IS NULL OR r.rank < $9 OR (r.rank = $9 AND (
+        r.conversation_id > $10 OR (r.conversation_id = $10 AND r.seq < $11)))
+    ORDER BY r.rank DESC, r.conversation_id, r.seq DESC
+    LIMIT $12
+)
+SELECT {", ".join("m." + c.strip() for c in _MESSAGE_COLUMNS.split(","))}, f.rank,
+       ts_headline(f.cfg, m.content, f.q,
+                   'StartSel=' || chr(57344) || ', StopSel=' || chr(57345)
+                   || ', MaxWords=30, MinWords=12, ShortWord=2') AS snippet
+FROM found f JOIN messages m ON m.conversation_id = f.conversation_id AND m.seq = f.seq
+ORDER BY f.rank DESC, f.conversation_id, f.seq DESC
 """
 
 #: The reactions of the messages ``($1[k], $2[k])``.
@@ -896,18 +958,21 @@ class PostgresStore:
         after_seq: int | None = None,
         limit: int = 50,
         viewer_id: str | None = None,
+        filters: MessageFilters | None = None,
     ) -> list[Message]:
         for bound, field in ((before_seq, "before_seq"), (after_seq, "after_seq")):
             if bound is not None:
                 _check.cursor(bound, field)
         page = rules.page_limit(limit)
-        if after_seq is not None and before_seq is None:
+        if filters is not None:
+            filters = None if check_filters(filters).empty else filters
+        if after_seq is not None and before_seq is None and filters is None:
             return await self._pages_after.submit((conversation_id, after_seq, page, viewer_id))
         order = "ASC" if after_seq is not None else "DESC"
         return await self._messages(
             f"SELECT {_MESSAGE_COLUMNS} FROM messages m WHERE conversation_id = $1 "
             "AND ($2::bigint IS NULL OR seq < $2) AND ($3::bigint IS NULL OR seq > $3) "
-            f"AND ($4::text IS NULL OR {_not_hidden('m', '$4')}) "
+            f"AND ($4::text IS NULL OR {_not_hidden('m', '$4')}) AND {_filtered(6)} "
             f"ORDER BY seq {order} LIMIT $5",
             conversation_id,
             conversation_id,
@@ -915,7 +980,30 @@ class PostgresStore:
             after_seq,
             viewer_id,
             page,
+            *_filter_args(filters),
         )
+
+    async def search_messages(self, query: SearchQuery) -> list[SearchHit]:
+        check_query(query)
+        after = query.after
+        async with self._connection() as c:
+            rows = await c.fetch(
+                _SEARCH,
+                query.viewer_id,
+                query.conversation_id,
+                query.text,
+                *_filter_args(query.filters),
+                query.has_attachment,
+                after.rank if after else None,
+                after.conversation_id if after else None,
+                after.seq if after else None,
+                rules.page_limit(query.limit),
+            )
+            messages = await _with_reactions(c, rows)
+        return [
+            _rows.search_hit(message, row["rank"], row["snippet"])
+            for row, message in zip(rows, messages, strict=True)
+        ]
 
     async def _read_pages_after(self, requests: Sequence[_PageAfter]) -> list[list[Message]]:
         """A batch of catch-up pages: the messages in one statement, their reactions in one."""

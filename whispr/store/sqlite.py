@@ -34,6 +34,16 @@ from actors.model import (
     Unsequenced,
 )
 from actors.ports import UNCHANGED
+from actors.search import (
+    HIGHLIGHT_END,
+    HIGHLIGHT_START,
+    MessageFilters,
+    SearchHit,
+    SearchQuery,
+    as_times,
+    check_filters,
+    check_query,
+)
 from whispr.audit.record import AuditCursor, AuditKind, AuditRecord
 from whispr.revocations import Revocation
 from whispr.store import _accounts, _audit, _check, _isolate, _rows, migrations
@@ -110,6 +120,56 @@ _MESSAGE_COLUMNS = (
     "conversation_id, seq, id, client_id, sender_id, kind, content, attachments, reply_to, "
     "created_at, edited_at, deleted, pinned, metadata"
 )
+
+
+#: Filters of a page or a search on the message row ``m``: sender, kind, since (included),
+#: until (excluded); each parameter given twice (NULL: no filter).
+_FILTERED = (
+    "(? IS NULL OR m.sender_id = ?) AND (? IS NULL OR m.kind = ?) "
+    "AND (? IS NULL OR m.created_at >= ?) AND (? IS NULL OR m.created_at < ?)"
+)
+
+
+def _filter_params(filters: MessageFilters | None) -> list[Any]:
+    if filters is None:
+        return [None] * 8
+    values = (filters.sender_id, filters.kind, *as_times(filters))
+    return [v for value in values for v in (value, value)]
+
+
+#: FTS5 tokens as its unicode61 tokenizer makes them: runs of letters and digits.
+_WORDS = re.compile(r"[^\W_]+")
+
+
+def _match(text: str) -> str:
+    """The FTS5 query for search text: every word, quoted (no FTS5 syntax from users), all
+    required, as PostgreSQL's ``plainto_tsquery``."""
+    return " ".join(f'"{word}"' for word in _WORDS.findall(text))
+
+
+#: A search (actors/search.py), ranked by bm25 (negated: higher is better, as on
+#: PostgreSQL). Materialized so that the cursor's condition on the rank runs on the ranked
+#: rows (an auxiliary function cannot be used in a WHERE).
+_SEARCH = f"""
+WITH hits AS MATERIALIZED (
+    SELECT m.rowid AS row_id, -bm25(messages_fts) AS rank,
+           snippet(messages_fts, 0, '{HIGHLIGHT_START}', '{HIGHLIGHT_END}', '…', 24) AS snippet
+    FROM messages_fts JOIN messages m ON m.rowid = messages_fts.rowid
+    WHERE messages_fts MATCH ?
+      AND m.conversation_id IN (SELECT conversation_id FROM members WHERE user_id = ?)
+      AND (? IS NULL OR m.conversation_id = ?)
+      AND {_FILTERED}
+      AND (? IS NULL OR (m.attachments <> '[]') = ?)
+      AND m.seq NOT IN (SELECT seq FROM hidden_messages h
+                        WHERE h.conversation_id = m.conversation_id AND h.user_id = ?)
+)
+SELECT {", ".join("m." + c.strip() for c in _MESSAGE_COLUMNS.split(","))}, h.rank, h.snippet
+FROM hits h JOIN messages m ON m.rowid = h.row_id
+WHERE ? IS NULL OR h.rank < ? OR (h.rank = ? AND (
+    m.conversation_id > ? OR (m.conversation_id = ? AND m.seq < ?)))
+ORDER BY h.rank DESC, m.conversation_id, m.seq DESC
+LIMIT ?
+"""
 
 
 class SqliteStore:
@@ -620,11 +680,14 @@ class SqliteStore:
         after_seq: int | None = None,
         limit: int = 50,
         viewer_id: str | None = None,
+        filters: MessageFilters | None = None,
     ) -> list[Message]:
         for bound, field in ((before_seq, "before_seq"), (after_seq, "after_seq")):
             if bound is not None:
                 _check.cursor(bound, field)
         limit = rules.page_limit(limit)
+        if filters is not None:
+            check_filters(filters)
         hidden = (
             "AND seq NOT IN (SELECT seq FROM hidden_messages WHERE conversation_id = ? "
             "AND user_id = ?)"
@@ -640,14 +703,53 @@ class SqliteStore:
         if viewer_id is not None:
             where += " " + hidden
             params += [conversation_id, viewer_id]
+        if filters is not None and not filters.empty:
+            where += " AND " + _FILTERED
+            params += _filter_params(filters)
         order = "ASC" if after_seq is not None else "DESC"
         rows = await self._all(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE {where} ORDER BY seq {order} LIMIT ?",
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages m WHERE {where} ORDER BY seq {order} LIMIT ?",
             (*params, limit),
         )
         rows = sorted(rows, key=lambda r: r["seq"])
         reactions = await self._reactions(conversation_id, [r["seq"] for r in rows])
         return [_rows.message(r, reactions.get(r["seq"])) for r in rows]
+
+    @_serialized
+    async def search_messages(self, query: SearchQuery) -> list[SearchHit]:
+        check_query(query)
+        match = _match(query.text)
+        if not match:
+            return []
+        after = query.after
+        cursor = (after.rank, after.conversation_id, after.seq) if after else (None, None, None)
+        has = query.has_attachment
+        rows = await self._all(
+            _SEARCH,
+            (
+                match,
+                query.viewer_id,
+                query.conversation_id,
+                query.conversation_id,
+                *_filter_params(query.filters),
+                has,
+                None if has is None else int(has),
+                query.viewer_id,
+                cursor[0],
+                cursor[0],
+                cursor[0],
+                cursor[1],
+                cursor[1],
+                cursor[2],
+                rules.page_limit(query.limit),
+            ),
+        )
+        hits = []
+        for row in rows:
+            reactions = await self._reactions(row["conversation_id"], [row["seq"]])
+            message = _rows.message(row, reactions.get(row["seq"]))
+            hits.append(_rows.search_hit(message, row["rank"], row["snippet"]))
+        return hits
 
     @_serialized
     async def edit_message(
@@ -960,7 +1062,15 @@ def _make_folder(path: str) -> None:
 
 
 async def _run_script(db: aiosqlite.Connection, sql: str) -> None:
-    """Run a migration's statements one by one inside the open transaction."""
-    for statement in sql.split(";"):
-        if statement.strip():
-            await db.execute(statement)
+    """Run a migration's statements one by one inside the open transaction.
+
+    A statement ends at the ``;`` that completes it (SQLite's own test): a trigger's body
+    holds statements of its own.
+    """
+    statement = ""
+    for piece in sql.split(";"):
+        statement += piece + ";"
+        if sqlite3.complete_statement(statement):
+            if statement.strip(" \n;"):
+                await db.execute(statement)
+            statement = ""
