@@ -40,6 +40,8 @@ from actors.ids import new_id
 from actors.member_settings import MemberSettings, SettingsChange
 from actors.model import Conversation, ConversationSummary, Member, MembershipChange, Message
 from actors.rules import MAX_PAGE
+from actors.search import CursorCodec, MessageFilters, check_filters
+from actors.search_reads import SearchReads
 from actors.stream import POSITION_CHECK_S, ConversationStream, Deliver, PositionCheck
 from actors.tracing import sampled_context
 from supervisors import ChildSpec, Ref, Registry, Restart, StartChildError
@@ -64,8 +66,12 @@ class Messaging:
         start_child: Callable[[ChildSpec], Awaitable[Ref[Any]]],
         screen: Callable[[str, str, Draft], Awaitable[None]] | None = None,
         position_check_s: float = POSITION_CHECK_S,
+        cursor_key: bytes = b"",
     ) -> None:
         self.deps = deps
+        #: Search cursors (actors/search.py), keyed with the node's secret so that any node
+        #: of the cluster takes a cursor another gave, and no client can make one up.
+        self.cursors = CursorCodec(cursor_key)
         self.registry = registry
         self._start_child = start_child
         #: The node's check of its followers' positions against the store (one for all).
@@ -415,8 +421,10 @@ class Messaging:
         before_seq: int | None = None,
         after_seq: int | None = None,
         limit: int = 50,
+        filters: MessageFilters | None = None,
     ) -> list[Message]:
-        """A page of messages, ascending: after_seq to catch up, before_seq to scroll back."""
+        """A page of messages, ascending: after_seq to catch up, before_seq to scroll back;
+        with ``filters``, only the messages that match them (``actors/search.py``)."""
         await self._require_member(user_id, conversation_id)
         return await self.deps.store.page_messages(
             conversation_id,
@@ -424,7 +432,13 @@ class Messaging:
             after_seq=after_seq,
             limit=rules.page_limit(limit),
             viewer_id=user_id,
+            filters=None if filters is None else check_filters(filters),
         )
+
+    @property
+    def searches(self) -> SearchReads:
+        """Searches and exports (``actors/search_reads.py``)."""
+        return SearchReads(self.deps.store, self.cursors)
 
     async def mark_read(self, user_id: str, conversation_id: str, seq: int) -> int:
         """Move the user's read cursor forward; the user's other devices are told."""

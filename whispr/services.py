@@ -327,6 +327,7 @@ class MessagingService(AsyncioActor):
                 start_child=start_child,
                 screen=screen_for(siblings, settings.max_content_bytes),
                 position_check_s=settings.position_check_s,
+                cursor_key=settings.jwt_secret.encode(),
             )
         )
 

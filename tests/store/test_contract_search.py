@@ -85,9 +85,7 @@ async def test_filters_narrow_a_search(two_groups: Store) -> None:
         ("g1", 2)
     ]
     assert await found(store, "alice", "fox", filters=MessageFilters(sender_id="alice")) == []
-    assert await found(store, "alice", "blue", filters=MessageFilters(kind="media")) == [
-        ("g1", 4)
-    ]
+    assert await found(store, "alice", "blue", filters=MessageFilters(kind="media")) == [("g1", 4)]
     assert await found(store, "alice", "blue", has_attachment=True) == [("g1", 4)]
     assert sorted(await found(store, "alice", "blue", has_attachment=False)) == [
         ("g1", 1),

@@ -22,10 +22,11 @@ import msgspec
 from actors import rules
 from actors.conversation import Draft
 from actors.events import BrokerEvent, encode_event
-from actors.model import Message
+from actors.model import Message, MessageKind
 from actors.rules import MAX_PAGE
+from actors.search import MessageFilters
 from actors.stream import ConversationStream, StreamItem
-from whispr.gateway.channels import member_state
+from whispr.gateway.channels import member_state, search
 from whispr.gateway.channels.base import (
     Channel,
     ChannelHost,
@@ -112,11 +113,17 @@ class Typing(Payload):
 
 
 class History(Payload):
-    """``history``: a page of messages, ascending, before or after a seq (at most 200)."""
+    """``history``: a page of messages, ascending, before or after a seq (at most 200);
+    optionally only those of one ``sender_id``, of one ``kind``, or created from ``since``
+    (included) to ``until`` (excluded), in seconds since the epoch."""
 
     before_seq: int | None = None
     after_seq: int | None = None
     limit: int = 50
+    sender_id: str | None = None
+    kind: MessageKind | None = None
+    since: float | None = None
+    until: float | None = None
 
 
 _events: EventTable[ConversationChannel] = EventTable()
@@ -332,9 +339,14 @@ class ConversationChannel(Channel):
             before_seq=p.before_seq,
             after_seq=p.after_seq,
             limit=p.limit,
+            filters=MessageFilters(
+                sender_id=p.sender_id, kind=p.kind, since=p.since, until=p.until
+            ),
         )
         return {"messages": msgspec.to_builtins(messages)}
 
 
 # A member's own state (settings, receipts, pins, threads): whispr/gateway/channels/member_state.py
 member_state.register(_events)
+# Full-text search of this conversation: whispr/gateway/channels/search.py
+search.register_conversation(_events)

@@ -1,0 +1,87 @@
+"""``search`` on ``conversation:<id>`` and ``user:<id>``: full-text search of what the user
+can see (``actors/search.py``, ``actors/search_reads.py``).
+
+On a conversation's channel it searches that conversation; on the user's own channel, every
+conversation of the user, or the one ``conversation_id`` names. The reply is a page of hits,
+best first, and a ``cursor`` for the next page (null on the last): pass it back with the
+same query and filters, or it is refused ``invalid`` (field ``cursor``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from actors.model import MessageKind
+from actors.search import MessageFilters, SearchPage
+from whispr.gateway.channels.base import Channel, EventTable, Payload, Reply
+
+__all__ = ["Search", "SearchAll", "register_conversation", "register_user"]
+
+
+class Search(Payload):
+    """``search`` on ``conversation:<id>``: ``query`` (1 to 256 characters; every word must
+    match), optional filters (``sender_id``, ``kind``, ``has_attachment``, ``since``
+    included and ``until`` excluded in seconds since the epoch), ``limit`` (at most 200)
+    and the previous page's ``cursor``."""
+
+    query: str
+    sender_id: str | None = None
+    kind: MessageKind | None = None
+    has_attachment: bool | None = None
+    since: float | None = None
+    until: float | None = None
+    limit: int = 20
+    cursor: str | None = None
+
+    def filters(self) -> MessageFilters:
+        return MessageFilters(
+            sender_id=self.sender_id, kind=self.kind, since=self.since, until=self.until
+        )
+
+
+class SearchAll(Search):
+    """``search`` on ``user:<id>``: as on a conversation, across all of the user's
+    conversations, or in the one ``conversation_id`` names."""
+
+    conversation_id: str | None = None
+
+
+def page_reply(page: SearchPage) -> Reply:
+    """The reply to a search: ``{"hits": [{"message", "rank", "snippet", "highlights"}],
+    "cursor"}``."""
+    result: dict[str, Any] = msgspec.to_builtins(page)
+    return result
+
+
+async def _search(channel: Channel, p: Search, conversation_id: str | None) -> Reply:
+    host = channel.host
+    page = await host.ctx.messaging.searches.search(
+        host.user_id,
+        p.query,
+        conversation_id=conversation_id,
+        filters=p.filters(),
+        has_attachment=p.has_attachment,
+        limit=p.limit,
+        cursor=p.cursor,
+    )
+    return page_reply(page)
+
+
+async def search_conversation(channel: Channel, p: Search, _event: str) -> Reply:
+    return await _search(channel, p, channel.target)
+
+
+async def search_all(channel: Channel, p: SearchAll, _event: str) -> Reply:
+    return await _search(channel, p, p.conversation_id)
+
+
+def register_conversation(table: EventTable[Any]) -> None:
+    """Add ``search`` to the conversation channel's table."""
+    table.on("search", Search)(search_conversation)
+
+
+def register_user(table: EventTable[Any]) -> None:
+    """Add ``search`` to the user channel's table."""
+    table.on("search", SearchAll)(search_all)
