@@ -14,6 +14,7 @@ from actors.model import Attachment, Message
 from actors.ports import Store
 from actors.search import MessageFilters, SearchPosition, SearchQuery
 from tests.store.test_contract import NOW, group, message
+from whispr.store.postgres import PostgresStore
 
 
 def text(conversation_id: str, seq: int, content: str, sender: str = "alice") -> Message:
@@ -182,3 +183,28 @@ async def test_fts_syntax_and_extreme_values_are_words_not_errors(two_groups: St
         SearchQuery(viewer_id="alice", text="blue", after=huge, limit=1000)
     )
     assert len(page) == 4
+
+
+async def test_a_conversations_language_decides_its_words(store: Store) -> None:
+    """Words as written match on both stores; PostgreSQL stems in the conversation's language
+    (SQLite indexes every language as ``simple``), and indexes its messages again when the
+    language changes."""
+    conversation, members = group("g1")
+    english = msgspec.structs.replace(conversation, settings={"search_language": "english"})
+    await store.create_conversation(english, members)
+    french, others = group("g2")
+    french = msgspec.structs.replace(french, settings={"search_language": "french"})
+    await store.create_conversation(french, others)
+    await store.insert_messages(
+        [text("g1", 1, "the whales were singing"), text("g2", 1, "elles chantaient")]
+    )
+    assert await found(store, "alice", "singing whales") == [("g1", 1)]
+    assert await found(store, "alice", "chantaient") == [("g2", 1)]
+    if not isinstance(store, PostgresStore):
+        assert await found(store, "alice", "sing whale") == []
+        return
+    assert await found(store, "alice", "sing whale") == [("g1", 1)]
+    assert await found(store, "alice", "chanter") == [("g2", 1)]
+    await store.update_conversation("g1", settings={"search_language": "simple"})
+    assert await found(store, "alice", "sing whale") == []
+    assert await found(store, "alice", "singing whales") == [("g1", 1)]
