@@ -33,9 +33,17 @@ from actors.search import (
     check_query_text,
 )
 
-__all__ = ["ExportPlan", "SearchReads"]
+__all__ = ["ExportPlan", "SearchReads", "json_line"]
 
 _CONVERSATIONS_PAGE = 200
+_encoder = msgspec.json.Encoder()
+
+
+def json_line(message: Message) -> bytes:
+    """One line of an export: the message as the WebSocket API sends it (reactions, edit
+    time, attachments' references, metadata), as JSON without a newline (the caller adds
+    one). JSON escapes every control character, so a line never holds a newline of its own."""
+    return _encoder.encode(message)
 
 
 class ExportPlan(msgspec.Struct, frozen=True, kw_only=True):

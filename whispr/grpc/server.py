@@ -36,8 +36,10 @@ from whispr.grpc.gen.whispr.admin.v1 import admin_pb2, admin_pb2_grpc
 from whispr.grpc.gen.whispr.members.v1 import members_pb2_grpc
 from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2 as pb
 from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2_grpc as pb_grpc
+from whispr.grpc.gen.whispr.search.v1 import search_pb2_grpc
 from whispr.grpc.gen.whispr.server.v1 import server_pb2_grpc
 from whispr.grpc.members_service import MEMBER_STATE_SERVICE, MemberStateServicer
+from whispr.grpc.search_service import SEARCH_SERVICE, MessageSearchServicer
 from whispr.grpc.server_service import SERVER_API, ServerApiServicer
 from whispr.grpc.service import MessagingServicer
 from whispr.server_api import ServerApi
@@ -90,6 +92,9 @@ class GrpcServer:
         self.admin = ConversationAdminServicer(
             messaging, self.auth, self.servicer.metrics, audit=audit
         )
+        self.search = MessageSearchServicer(
+            messaging, self.auth, self.servicer.metrics, audit=audit
+        )
         self.health = health.aio.HealthServicer()
         self.port = 0
         self._server: grpc.aio.Server | None = None
@@ -103,11 +108,13 @@ class GrpcServer:
         pb_grpc.add_MessagingServiceServicer_to_server(self.servicer, server)  # type: ignore[no-untyped-call]
         members_pb2_grpc.add_MemberStateServicer_to_server(self.member_state, server)  # type: ignore[no-untyped-call]
         admin_pb2_grpc.add_ConversationAdminServicer_to_server(self.admin, server)  # type: ignore[no-untyped-call]
+        search_pb2_grpc.add_MessageSearchServicer_to_server(self.search, server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         services = [
             MESSAGING_SERVICE,
             MEMBER_STATE_SERVICE,
             ADMIN_SERVICE,
+            SEARCH_SERVICE,
             health.SERVICE_NAME,
             reflection.SERVICE_NAME,
         ]
@@ -130,6 +137,7 @@ class GrpcServer:
         await self.health.set(MESSAGING_SERVICE, _SERVING)
         await self.health.set(MEMBER_STATE_SERVICE, _SERVING)
         await self.health.set(ADMIN_SERVICE, _SERVING)
+        await self.health.set(SEARCH_SERVICE, _SERVING)
         if self.server_api is not None:
             await self.health.set(SERVER_API, _SERVING)
 

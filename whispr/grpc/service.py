@@ -2,7 +2,7 @@
 
 Each RPC checks its arguments, calls :class:`~actors.messaging.Messaging`
 (the same rules and actors as the WebSocket path) and converts the answer.
-Every handler goes through :func:`rpc` (or :func:`_stream`), which is the
+Every handler goes through :func:`rpc` (or :func:`stream_rpc`), which is the
 one place where the caller is authenticated, a refusal becomes a status code
 (:mod:`whispr.grpc.status`) and, when it is a security event, an audit record
 (:mod:`whispr.audit`), an unexpected failure becomes INTERNAL without
@@ -59,6 +59,7 @@ __all__ = [
     "remove_member",
     "required",
     "rpc",
+    "stream_rpc",
 ]
 
 log = structlog.get_logger("whispr.grpc")
@@ -142,6 +143,56 @@ def rpc(
                 log.exception("grpc call failed", method=name, caller=caller)
                 await context.abort(code, "internal error")
                 raise
+            finally:
+                self.metrics.calls.add(1, {"method": name, "caller": caller, "code": code.name})
+                self.metrics.duration.record(time.perf_counter() - started, {"method": name})
+
+        handler.__name__ = handler.__qualname__ = name
+        handler.__doc__ = method.__doc__
+        return handler
+
+    return decorate
+
+
+def stream_rpc(
+    name: str,
+) -> Callable[
+    [Callable[[S, str, Request], AsyncIterator[Response]]],
+    Callable[[S, Request, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Response]],
+]:
+    """:func:`rpc` for a server-streaming RPC: a refusal before or during the stream ends it
+    with its status code (and trailing metadata), as a unary call's would."""
+
+    def decorate(
+        method: Callable[[S, str, Request], AsyncIterator[Response]],
+    ) -> Callable[[S, Request, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Response]]:
+        async def handler(
+            self: S, request: Request, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Response]:
+            started = time.perf_counter()
+            caller, code = "", grpc.StatusCode.OK
+            try:
+                caller = self.authenticate(context)
+                async for item in method(self, caller, request):
+                    yield item
+            except WhisprError as error:
+                code = status_of(error)
+                self.audit.refused(
+                    error,
+                    source="grpc",
+                    user_id=_acting_user(request),
+                    actor=caller or None,
+                    peer=context.peer(),
+                    method=name,
+                )
+                await context.abort(code, error.message, trailing_metadata(error))
+            except (asyncio.CancelledError, grpc.aio.AbortError):
+                code = grpc.StatusCode.CANCELLED
+                raise
+            except Exception:
+                code = grpc.StatusCode.INTERNAL
+                log.exception("grpc stream failed", method=name, caller=caller)
+                await context.abort(code, "internal error")
             finally:
                 self.metrics.calls.add(1, {"method": name, "caller": caller, "code": code.name})
                 self.metrics.duration.record(time.perf_counter() - started, {"method": name})
@@ -307,41 +358,13 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
 
     # -- following a conversation --------------------------------------------------------
 
+    @stream_rpc("FollowConversation")
     async def FollowConversation(
-        self, request: pb.FollowConversationRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self, caller: str, request: pb.FollowConversationRequest
     ) -> AsyncIterator[pb.ConversationEvent]:
         """Replay after ``after_seq``, then live events; see the proto file."""
-        started = time.perf_counter()
-        caller, code = "", grpc.StatusCode.OK
-        try:
-            caller = self.authenticate(context)
-            async for event in self._follow(request):
-                yield event
-        except WhisprError as error:
-            code = status_of(error)
-            self.audit.refused(
-                error,
-                source="grpc",
-                user_id=None,
-                actor=caller or None,
-                peer=context.peer(),
-                method="FollowConversation",
-            )
-            await context.abort(code, error.message, trailing_metadata(error))
-        except (asyncio.CancelledError, grpc.aio.AbortError):
-            code = grpc.StatusCode.CANCELLED
-            raise
-        except Exception:
-            code = grpc.StatusCode.INTERNAL
-            log.exception("grpc stream failed", method="FollowConversation", caller=caller)
-            await context.abort(code, "internal error")
-        finally:
-            self.metrics.calls.add(
-                1, {"method": "FollowConversation", "caller": caller, "code": code.name}
-            )
-            self.metrics.duration.record(
-                time.perf_counter() - started, {"method": "FollowConversation"}
-            )
+        async for event in self._follow(request):
+            yield event
 
     async def _follow(
         self, request: pb.FollowConversationRequest
