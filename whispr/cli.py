@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, BinaryIO
 
 import structlog
 
@@ -50,6 +50,24 @@ def _parser() -> argparse.ArgumentParser:
         help="only records of this kind (repeat for several)",
     )
     audit.add_argument("--limit", type=int, help="print at most this many records")
+    export = commands.add_parser(
+        "export",
+        help="write history from the store as JSON Lines (one message per line), "
+        "with a progress bar",
+    )
+    export.add_argument(
+        "--user", help="what this user sees: their conversations (or the one named)"
+    )
+    export.add_argument("--conversation", help="only this conversation (alone: all of it)")
+    export.add_argument(
+        "--output", "-o", default="-", help="the file to write (default: standard output)"
+    )
+    export.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show the progress bar on stderr (default: when stderr is a terminal)",
+    )
     commands.add_parser("version", help="print the version")
     commands.add_parser(
         "bench",
@@ -116,6 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_loop(_migrate(settings))
     if args.command == "audit":
         return _run_loop(_audit(settings, args))
+    if args.command == "export":
+        return _export(settings, args)
     if args.command == "serve":
         # Before the node's modules are imported: their instruments are made at import, and
         # the provider's resource (the node's name) is fixed when it is created.
@@ -216,6 +236,45 @@ async def _audit(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     finally:
         await store.close()
+    return 0
+
+
+def _export(settings: Settings, args: argparse.Namespace) -> int:
+    if not args.user and not args.conversation:
+        print("whispr export: name --user, --conversation or both", file=sys.stderr)
+        return 2
+    if args.output == "-":
+        return _run_loop(_export_to(settings, args, sys.stdout.buffer))
+    try:
+        out = open(args.output, "wb")  # noqa: SIM115 - closed below, after the loop
+    except OSError as exc:
+        print(f"whispr export: cannot write {args.output}: {exc}", file=sys.stderr)
+        return 1
+    with out:
+        return _run_loop(_export_to(settings, args, out))
+
+
+async def _export_to(settings: Settings, args: argparse.Namespace, out: BinaryIO) -> int:
+    from actors.errors import WhisprError
+    from whispr.export import export_history
+    from whispr.store.factory import open_store
+
+    store = open_store(settings.database_url, settings.sqlite_path)
+    try:
+        await store.open()
+        written = await export_history(
+            store,
+            out,
+            user_id=args.user,
+            conversation_id=args.conversation,
+            progress=args.progress,
+        )
+    except WhisprError as exc:  # unknown, not a member, unreachable: one line, not a trace
+        print(f"whispr export: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await store.close()
+    print(f"whispr export: {written} messages", file=sys.stderr)
     return 0
 
 
