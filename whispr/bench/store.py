@@ -6,6 +6,8 @@
 ``single_insert_msgs_per_s``     the same load with one insert per message (batches of one)
 ``conversation_actor_bytes``     resident memory of an active conversation actor with 100
                                  cached messages
+``search_p95_ms``, ``index_overhead_pct``, ``export_msgs_per_s``  search, indexing and
+                                 export: see ``whispr/bench/search.py``
 ``catch_up_1000_pages_ms``       1,000 catch-up pages (the last 10 messages of a conversation,
                                  for one of its members) asked for at once, as 1,000 clients
                                  reconnecting do: the time until the last is read, and
@@ -48,6 +50,7 @@ from actors.model import InsertResult, Message
 from supervisors import ChildSpec, DynamicSupervisor, Ref, Registry
 from supervisors.batching import Batcher
 from whispr.bench.report import machine, markdown_table, write_json, write_text
+from whispr.bench.search import measure_search
 from whispr.broker import MemoryBroker
 from whispr.store.postgres import PostgresStore
 
@@ -80,7 +83,7 @@ async def _stack(store: PostgresStore, max_batch: int) -> tuple[Messaging, Ref[A
     return Messaging(deps, registry=Registry(), start_child=start_child), supervisor
 
 
-async def _throughput(
+async def throughput(
     store: PostgresStore,
     *,
     max_batch: int,
@@ -165,7 +168,7 @@ async def _actor_bytes(store: PostgresStore, actors: int) -> float:
     return (after - before) / actors
 
 
-async def _measure(url: str, quick: bool) -> dict[str, Any]:
+async def _measure(url: str, quick: bool, search_messages: int) -> dict[str, Any]:
     schema = f"bench_{uuid.uuid4().hex[:10]}"
     admin = await asyncpg.connect(url)
     await admin.execute(f'CREATE SCHEMA "{schema}"')
@@ -177,9 +180,9 @@ async def _measure(url: str, quick: bool) -> dict[str, Any]:
         shape = {"conversations": CONVERSATIONS, "senders": SENDERS}
         per_sender = messages // (CONVERSATIONS * SENDERS)
         print("[store] group commit...", flush=True)
-        grouped, groups = await _throughput(store, max_batch=1000, per_sender=per_sender, **shape)
+        grouped, groups = await throughput(store, max_batch=1000, per_sender=per_sender, **shape)
         print(f"[store] group commit: {grouped:,.0f} msgs/s; one sender each...", flush=True)
-        one_sender, _ = await _throughput(
+        one_sender, _ = await throughput(
             store,
             max_batch=1000,
             conversations=CONVERSATIONS,
@@ -189,12 +192,14 @@ async def _measure(url: str, quick: bool) -> dict[str, Any]:
         print(
             f"[store] one sender: {one_sender:,.0f} msgs/s; one insert per message...", flush=True
         )
-        single, _ = await _throughput(store, max_batch=1, per_sender=per_sender, **shape)
+        single, _ = await throughput(store, max_batch=1, per_sender=per_sender, **shape)
         print(f"[store] single inserts: {single:,.0f} msgs/s; catch-up pages...", flush=True)
         catch_up_ms, catch_up_cpu_ms = await _catch_up(store, groups, 1000)
         print(f"[store] 1,000 catch-up pages: {catch_up_ms:,.0f} ms; actor memory...", flush=True)
         actor_bytes = await _actor_bytes(store, 200 if quick else 1000)
+        search = await measure_search(url, search_messages, per_sender)
         return {
+            **search,
             "group_commit_msgs_per_s": grouped,
             "group_commit_1_sender_msgs_per_s": one_sender,
             "single_insert_msgs_per_s": single,
@@ -216,11 +221,19 @@ def run_suite(out: Path, quick: bool = False) -> dict[str, Any]:
     import uvloop
 
     url = os.environ.get("WHISPR_BENCH_DATABASE_URL", DEFAULT_URL)
-    figures = uvloop.run(_measure(url, quick))
+    search_messages = int(
+        os.environ.get("WHISPR_BENCH_SEARCH_MESSAGES", 20_000 if quick else 1_000_000)
+    )
+    figures = uvloop.run(_measure(url, quick, search_messages))
     report = {
         **figures,
         "machine": machine(),
-        "targets": {"group_commit_msgs_per_s": ">= 20000", "conversation_actor_bytes": "< 100000"},
+        "targets": {
+            "group_commit_msgs_per_s": ">= 20000",
+            "conversation_actor_bytes": "< 100000",
+            "search_p95_ms": "< 50",
+            "index_overhead_pct": "< 15",
+        },
     }
     write_json(out / "store.json", report)
     rows = [
@@ -245,6 +258,16 @@ def run_suite(out: Path, quick: bool = False) -> dict[str, Any]:
             "< 100,000",
             figures["conversation_actor_bytes"] < 100_000,
         ],
+        ["search_p95_ms", figures["search_p95_ms"], "< 50", figures["search_p95_ms"] < 50],
+        ["search_p50_ms", figures["search_p50_ms"], "", None],
+        [
+            "index_overhead_pct",
+            figures["index_overhead_pct"],
+            "< 15",
+            figures["index_overhead_pct"] < 15,
+        ],
+        ["index_overhead_batch_write_pct", figures["index_overhead_batch_write_pct"], "", None],
+        ["export_msgs_per_s", figures["export_msgs_per_s"], "", None],
     ]
     text = (
         "# Store: sends through conversation actors into PostgreSQL\n\n"
@@ -253,6 +276,9 @@ def run_suite(out: Path, quick: bool = False) -> dict[str, Any]:
         "each for the `1_sender` line), each client's next message once the last is "
         f"acknowledged (durable); {figures['messages']:,} messages per run.\n\n"
         + markdown_table(["figure", "value", "target", "met"], rows)
+        + f"\nSearch: {figures['search_messages']:,} messages, a user in "
+        f"{figures['search_user_conversations']} conversations, {figures['search_queries']} "
+        f"queries (loaded in {figures['search_load_s']:,.0f} s).\n"
         + "\nReproduce: `make bench BENCH_ARGS=store`.\n"
     )
     write_text(out / "store.md", text)

@@ -23,21 +23,29 @@ ALTER TABLE messages ADD COLUMN search_vector tsvector GENERATED ALWAYS AS (
 CREATE EXTENSION IF NOT EXISTS btree_gin WITH SCHEMA public;
 CREATE INDEX messages_search ON messages USING gin (conversation_id, search_vector);
 
--- A message takes its conversation's language when it is written. The
--- conversation's row is already locked by the writer (append_messages), so a
--- language change and a batch are ordered.
+-- A message takes its conversation's language when it is written: one
+-- statement per insert statement (a batch), not a lookup per row, and it
+-- writes only the rows of conversations searched in another language than
+-- 'simple' (the column's default), so the common case costs a join of the
+-- batch with its conversations. A batch of sends holds its conversations'
+-- rows locked (append_messages), so a language change and a batch are
+-- ordered.
 CREATE FUNCTION messages_search_config() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    SELECT COALESCE((c.settings ->> 'search_language')::regconfig, 'simple')
-    INTO NEW.search_config FROM conversations c WHERE c.id = NEW.conversation_id;
-    IF NEW.search_config IS NULL THEN
-        NEW.search_config := 'simple';
+    IF EXISTS (SELECT 1 FROM written w JOIN conversations c ON c.id = w.conversation_id
+               WHERE COALESCE(c.settings ->> 'search_language', 'simple') <> 'simple') THEN
+        UPDATE messages m
+        SET search_config = (c.settings ->> 'search_language')::regconfig
+        FROM written w JOIN conversations c ON c.id = w.conversation_id
+        WHERE m.conversation_id = w.conversation_id AND m.seq = w.seq
+          AND COALESCE(c.settings ->> 'search_language', 'simple') <> 'simple';
     END IF;
-    RETURN NEW;
+    RETURN NULL;
 END $$;
-CREATE TRIGGER messages_search_config BEFORE INSERT ON messages
-    FOR EACH ROW EXECUTE FUNCTION messages_search_config();
+CREATE TRIGGER messages_search_config AFTER INSERT ON messages
+    REFERENCING NEW TABLE AS written
+    FOR EACH STATEMENT EXECUTE FUNCTION messages_search_config();
 
 -- A conversation whose language changes has its messages indexed again in
 -- the new one (the generated vector follows search_config).
