@@ -52,7 +52,6 @@ QUERIES = 300
 VOCABULARY = 5000
 USER = "searcher"
 _BATCHES = 40  # per schema and round of the overhead measure
-_ROUNDS = 5
 _BATCH = 200  # sends per batch, over 20 conversations
 
 
@@ -146,7 +145,7 @@ async def _batch_ms(store: PostgresStore, groups: list[str], rounds: int) -> lis
     return times
 
 
-async def _overhead(url: str, per_sender: int) -> tuple[float, float]:
+async def _overhead(url: str, per_sender: int, rounds: int) -> tuple[float, float]:
     """Percent more cost per message with the search index than without: of group commit
     through the actors (the store benchmark's ``group_commit`` load, messages per second),
     and of the batch write alone (median milliseconds per batch)."""
@@ -173,7 +172,7 @@ async def _overhead(url: str, per_sender: int) -> tuple[float, float]:
         batches: dict[str, list[float]] = {"with": [], "without": []}
         for name in stores:  # warm both (plans, caches)
             await _batch_ms(stores[name], groups, 5)
-        for _ in range(_ROUNDS):  # back to back, alternating
+        for _ in range(rounds):  # back to back, alternating
             for name, store in stores.items():
                 rate, _ = await throughput(
                     store,
@@ -206,7 +205,9 @@ def _queries(rng: random.Random, words: list[str]) -> list[SearchQuery]:
     return queries
 
 
-async def measure_search(url: str, messages: int, per_sender: int = 20) -> dict[str, Any]:
+async def measure_search(
+    url: str, messages: int, per_sender: int = 20, rounds: int = 5
+) -> dict[str, Any]:
     """The figures of this module's docstring, on a fresh schema dropped afterwards."""
     rng = random.Random(20)
     words = _vocabulary(rng)
@@ -253,7 +254,7 @@ async def measure_search(url: str, messages: int, per_sender: int = 20) -> dict[
         if exported != plan.total:
             raise AssertionError(f"exported {exported} of {plan.total} messages")
         print(f"[store] export: {exported / export_s:,.0f} msgs/s; index overhead...", flush=True)
-        overhead, batch_overhead = await _overhead(url, per_sender)
+        overhead, batch_overhead = await _overhead(url, per_sender, rounds)
         print(
             f"[store] index overhead: {overhead:.1f}% of group commit, "
             f"{batch_overhead:.1f}% of the batch write",
