@@ -330,6 +330,7 @@ VALID = {
     "rate_limit_typing_per_minute": "7",
     "rate_limit_join_per_minute": "7",
     "rate_limit_create_conversation_per_minute": "7",
+    "rate_limit_search_per_minute": "7",
     "rate_limit_bundle_fetch_per_minute": "7",
     "typing_timeout_s": "2.5",
     "abuse_window_s": "30",

@@ -290,6 +290,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Conversation joins one user may make per minute (a reconnect rejoins them all)."""
     rate_limit_create_conversation_per_minute: Positive = 20
     """Conversations one user may create per minute."""
+    rate_limit_search_per_minute: Positive = 60
+    """Searches one user may make per minute, across devices (each is a full-text query)."""
     rate_limit_bundle_fetch_per_minute: Positive = 60
     """Key bundle fetches one user may make per minute (the budget is kept for them)."""
     typing_timeout_s: Seconds = 6.0

@@ -24,7 +24,7 @@ from whispr.gateway.ratelimit import RateLimiter
 __all__ = ["LIMITS", "PHX_JOIN", "EventLimit", "EventLimits", "LimitName"]
 
 LimitName = Literal[
-    "send", "edit", "react", "typing", "join", "create_conversation", "bundle_fetch"
+    "send", "edit", "react", "typing", "join", "create_conversation", "search", "bundle_fetch"
 ]
 
 #: The pseudo-event a join is counted as (the protocol's own name for it).
@@ -73,6 +73,12 @@ LIMITS: Final[tuple[EventLimit, ...]] = (
         "rate_limit_create_conversation_per_minute",
         "new conversations",
         (("user", "create_conversation"),),
+    ),
+    EventLimit(
+        "search",
+        "rate_limit_search_per_minute",
+        "searches",
+        (("conversation", "search"), ("user", "search")),
     ),
     EventLimit("bundle_fetch", "rate_limit_bundle_fetch_per_minute", "key bundle fetches", ()),
 )
