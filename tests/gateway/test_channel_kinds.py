@@ -42,8 +42,10 @@ DOCUMENTED = {
         "update_conversation",
         "transfer_ownership",
         "list_members",
+        # full-text search (whispr/gateway/channels/search.py)
+        "search",
     },
-    "user": {"create_conversation", "list_conversations", "update_presence"},
+    "user": {"create_conversation", "list_conversations", "update_presence", "search"},
     "notification": set(),
 }
 
