@@ -250,10 +250,12 @@ def _filter_args(filters: MessageFilters | None) -> tuple[Any, ...]:
 
 
 #: A search (actors/search.py): the viewer's conversations grouped by language, each
-#: group's query parsed once in its language, the matches of each group found through the
-#: (conversation, words) GIN index, ranked, cut after the cursor; snippets only for the
-#: page's rows. $1 viewer, $2 one conversation or NULL, $3 text, $4-$7 filters, $8 has an
-#: attachment, $9-$11 the cursor (rank, conversation, seq), $12 the page size.
+#: group's query parsed once in its language, each conversation's matches found through the
+#: (conversation, words) GIN index of its one partition (a lateral join: with all the ids
+#: at once, every partition's index would be probed for every conversation), ranked, cut
+#: after the cursor; snippets only for the page's rows. $1 viewer, $2 one conversation or
+#: NULL, $3 text, $4-$7 filters, $8 has an attachment, $9-$11 the cursor (rank,
+#: conversation, seq), $12 the page size.
 _SEARCH = f"""
 WITH langs AS (
     SELECT cfg, array_agg(id) AS ids, plainto_tsquery(cfg, $3) AS q
@@ -266,8 +268,10 @@ WITH langs AS (
     SELECT * FROM (
         SELECT m.conversation_id, m.seq, l.cfg, l.q,
                ts_rank(m.search_vector, l.q)::float8 AS rank
-        FROM langs l JOIN messages m
-          ON m.conversation_id = ANY (l.ids) AND m.search_vector @@ l.q
+        FROM langs l CROSS JOIN unnest(l.ids) AS i(id)
+        JOIN LATERAL (
+            SELECT * FROM messages m WHERE m.conversation_id = i.id AND m.search_vector @@ l.q
+        ) m ON true
         WHERE {_filtered(4)}
           AND ($8::bool IS NULL OR (m.attachments <> '[]'::jsonb) = $8)
           AND {_not_hidden("m", "$1")}
