@@ -53,13 +53,12 @@ from actors.ids import new_id, system_client_id
 from actors.member_settings import SettingsChange
 from actors.mentions import mention_metadata
 from actors.model import (
-    Attachment,
     Conversation,
+    Draft,
     InsertResult,
     Member,
     MembershipChange,
     Message,
-    MessageKind,
     Unsequenced,
 )
 from actors.ports import Store
@@ -102,21 +101,6 @@ class ConversationDeps:
         """Tell :attr:`on_membership_change` of ``change``, if anyone listens."""
         if self.on_membership_change is not None:
             self.on_membership_change(change)
-
-
-class Draft(msgspec.Struct, frozen=True, kw_only=True):
-    """A message as a client sends it, before the server gives it a seq.
-
-    The WebSocket API's ``send_message`` payload is this struct (a subclass that refuses
-    unknown fields and the ``system`` kind), so a client's send reaches the actor as is.
-    """
-
-    client_id: str
-    kind: MessageKind = "text"
-    content: str = ""
-    attachments: tuple[Attachment, ...] = ()
-    reply_to: int | None = None
-    metadata: dict[str, Any] = {}
 
 
 class _Remote:
