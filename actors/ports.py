@@ -187,7 +187,7 @@ class Store(Protocol):
 
     async def expire_message(self, conversation_id: str, seq: int) -> bool:
         """A disappearing message's end, for good and in one transaction: its content,
-        attachments' references, metadata, reactions, hidden marks and expiry row go; a stub
+        attachments' references, metadata, reactions and hidden marks go; a stub
         keeps its seq and client id (a retried send stays a duplicate) and no read returns
         it again (pages, threads, pins, ``get_message``, conversation lists). True if it
         expired now; False if it had already (idempotent) or never existed."""
@@ -287,6 +287,10 @@ class ScheduleStore(Protocol):
 
     async def claim_expiries(self, now: float, lease_s: float, limit: int) -> list[Expiry]:
         """Up to ``limit`` messages due to expire at ``now``, each claimed for ``lease_s``."""
+        ...
+
+    async def finish_expiry(self, conversation_id: str, seq: int) -> None:
+        """A claimed expiry was carried out and announced: it is dropped."""
         ...
 
     async def next_due(self) -> float | None:

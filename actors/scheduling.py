@@ -25,6 +25,7 @@ from typing import Any, Final
 import msgspec
 
 from actors.errors import Reason, WhisprError
+from actors.events import encode_event
 from actors.model import Draft
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "MAX_TTL_S",
     "RESERVED_METADATA",
     "SCHEDULED",
+    "SCHEDULER_TOPIC",
     "Expiry",
     "Schedule",
     "check_disappearing",
@@ -45,6 +47,8 @@ __all__ = [
     "dispatch_client_id",
     "expires_at",
     "scheduled_mark",
+    "timer_event",
+    "with_server_metadata",
 ]
 
 #: The most pending schedules one member may hold in one conversation.
@@ -62,6 +66,8 @@ DISAPPEARING_SETTING: Final = "disappearing_s"
 EXPIRES_AT: Final = "expires_at"
 #: The metadata key recording that a message was scheduled (``{"id", "send_at", "late"}``).
 SCHEDULED: Final = "scheduled"
+#: The cluster-wide broker topic on which a new due time is announced to every scheduler.
+SCHEDULER_TOPIC: Final = "scheduler"
 #: Metadata keys only the server sets: a client's message carrying one is refused.
 RESERVED_METADATA: Final = frozenset({EXPIRES_AT, SCHEDULED})
 
@@ -102,6 +108,26 @@ def scheduled_mark(schedule: Schedule, sent_at: float) -> dict[str, Any]:
         "send_at": schedule.send_at,
         "late": sent_at - schedule.send_at > LATE_AFTER_S,
     }
+
+
+def timer_event(at: float) -> bytes:
+    """The broker event telling every node's scheduler that something is due at ``at``."""
+    return encode_event("timer", {"at": at})
+
+
+def with_server_metadata(
+    draft: Draft, created_at: float, settings: dict[str, Any], scheduled: dict[str, Any] | None
+) -> Draft:
+    """The draft with the keys only the server sets: its expiry, and its schedule's mark."""
+    extra: dict[str, Any] = {}
+    at = expires_at(created_at, draft.ttl, settings)
+    if at is not None:
+        extra[EXPIRES_AT] = at
+    if scheduled is not None:
+        extra[SCHEDULED] = scheduled
+    if not extra:
+        return draft
+    return msgspec.structs.replace(draft, metadata={**draft.metadata, **extra})
 
 
 def check_send_at(send_at: object, now: float) -> float:

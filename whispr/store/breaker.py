@@ -354,6 +354,9 @@ class BreakerSchedules:
     async def claim_expiries(self, now: float, lease_s: float, limit: int) -> list[Expiry]:
         return await self._call(self.store.claim_expiries, now, lease_s, limit)
 
+    async def finish_expiry(self, conversation_id: str, seq: int) -> None:
+        await self._call(self.store.finish_expiry, conversation_id, seq)
+
     async def next_due(self) -> float | None:
         return await self._call(self.store.next_due)
 

@@ -1222,8 +1222,8 @@ class PostgresStore:
     # -- scheduled messages and expiries (actors/scheduling.py) ------------------------------
 
     async def expire_message(self, conversation_id: str, seq: int) -> bool:
-        """One statement: the message becomes a stub, its reactions, hidden marks and expiry
-        row go (atomic, whoever else writes)."""
+        """One statement: the message becomes a stub, its reactions and hidden marks go
+        (atomic, whoever else writes)."""
         _check.name(conversation_id, "conversation_id")
         _check.cursor(seq)
         row = await self._fetchrow(_EXPIRE, conversation_id, seq)
@@ -1339,6 +1339,13 @@ class PostgresStore:
         )
         return sorted((_schedules.expiry(row) for row in rows), key=lambda e: e.expires_at)
 
+    async def finish_expiry(self, conversation_id: str, seq: int) -> None:
+        await self._execute(
+            "DELETE FROM message_expiries WHERE conversation_id = $1 AND seq = $2",
+            conversation_id,
+            seq,
+        )
+
     async def next_due(self) -> float | None:
         row = await self._fetchrow(
             "SELECT LEAST((SELECT due_at FROM scheduled_messages ORDER BY due_at LIMIT 1), "
@@ -1354,8 +1361,7 @@ WITH stub AS (
         metadata = '{}', pinned = false, edited_at = NULL
     WHERE conversation_id = $1 AND seq = $2 AND NOT expired RETURNING seq
 ), r AS (DELETE FROM reactions WHERE conversation_id = $1 AND seq = $2),
-h AS (DELETE FROM hidden_messages WHERE conversation_id = $1 AND seq = $2),
-x AS (DELETE FROM message_expiries WHERE conversation_id = $1 AND seq = $2)
+h AS (DELETE FROM hidden_messages WHERE conversation_id = $1 AND seq = $2)
 SELECT count(*) FROM stub
 """
 _SCHEDULE_INSERT = "id, conversation_id, sender_id, client_id, draft, send_at, created_at, due_at"

@@ -975,7 +975,7 @@ class SqliteStore:
                 "WHERE conversation_id = ? AND seq = ? AND NOT expired",
                 key,
             )
-            for table in ("reactions", "hidden_messages", "message_expiries"):
+            for table in ("reactions", "hidden_messages"):
                 await db.execute(f"DELETE FROM {table} WHERE conversation_id = ? AND seq = ?", key)
             await db.execute("COMMIT")
         except BaseException:
@@ -1092,6 +1092,13 @@ class SqliteStore:
             (now, lease_s, now, limit),
         )
         return sorted((_schedules.expiry(row) for row in rows), key=lambda e: e.expires_at)
+
+    @_serialized
+    async def finish_expiry(self, conversation_id: str, seq: int) -> None:
+        await self.db.execute(
+            "DELETE FROM message_expiries WHERE conversation_id = ? AND seq = ?",
+            (conversation_id, seq),
+        )
 
     @_serialized
     async def next_due(self) -> float | None:
