@@ -273,6 +273,7 @@ def node_tree(node: Node) -> list[ChildSpec]:
                 audit=node.audit.get(),
                 accounts=node.store.get().accounts,
                 user_presence=node.user_presence.get(),
+                schedules=node.schedules.get(),
                 out=node.grpc,
             ),
         ),
