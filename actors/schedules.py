@@ -30,7 +30,6 @@ import structlog
 from actors import rules
 from actors.errors import Reason, WhisprError
 from actors.events import conversation_topic, encode_event, user_topic
-from actors.ids import new_id
 from actors.messaging import Messaging
 from actors.model import Attachment, Draft, Message, MessageKind
 from actors.ports import ScheduleStore
@@ -41,6 +40,7 @@ from actors.scheduling import (
     Schedule,
     check_send_at,
     dispatch_client_id,
+    schedule_id_for,
     scheduled_mark,
     timer_event,
 )
@@ -106,7 +106,7 @@ class Schedules:
             )
         kept = await self.store.add_schedule(
             Schedule(
-                id=new_id(),
+                id=schedule_id_for(conversation_id, user_id, draft.client_id),
                 conversation_id=conversation_id,
                 sender_id=user_id,
                 draft=draft,

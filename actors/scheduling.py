@@ -19,6 +19,7 @@ content as long as one member never reads it.)
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Any, Final
 
@@ -46,6 +47,7 @@ __all__ = [
     "check_ttl",
     "dispatch_client_id",
     "expires_at",
+    "schedule_id_for",
     "scheduled_mark",
     "timer_event",
     "with_server_metadata",
@@ -94,6 +96,14 @@ class Expiry(msgspec.Struct, frozen=True, kw_only=True):
     conversation_id: str
     seq: int
     expires_at: float
+
+
+def schedule_id_for(conversation_id: str, sender_id: str, client_id: str) -> str:
+    """A schedule's id: derived from its author's client id, so that a ``schedule_message``
+    retried after the first one was sent (and its schedule dropped) makes a schedule whose
+    message has the same client id as the one sent: a duplicate, never a second message."""
+    key = "\x1f".join((conversation_id, sender_id, client_id)).encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(key, digest_size=16).hexdigest()
 
 
 def dispatch_client_id(schedule_id: str) -> str:
