@@ -42,6 +42,12 @@ DOCUMENTED = {
         "update_conversation",
         "transfer_ownership",
         "list_members",
+        # scheduled and disappearing messages (whispr/gateway/channels/scheduled.py)
+        "schedule_message",
+        "list_scheduled",
+        "update_scheduled",
+        "cancel_scheduled",
+        "set_disappearing",
     },
     "user": {"create_conversation", "list_conversations", "update_presence"},
     "notification": set(),
