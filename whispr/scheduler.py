@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import time
 from collections.abc import Callable, Sequence
@@ -38,6 +39,7 @@ from typing import Final
 
 import msgspec
 import structlog
+from opentelemetry.metrics import Counter, Histogram
 
 from actors.broker import Broker, Subscription
 from actors.errors import WhisprError
@@ -49,6 +51,7 @@ from actors.scheduling import SCHEDULER_TOPIC, Expiry, Schedule
 from supervisors import AsyncioActor
 from whispr.config import Settings
 from whispr.slot import Slot
+from whispr.telemetry import SECONDS_BUCKETS, get_meter
 
 __all__ = ["BATCH", "Scheduler", "SchedulerService"]
 
@@ -56,6 +59,28 @@ log = structlog.get_logger("whispr.scheduler")
 
 #: Entries of each queue claimed at a time.
 BATCH: Final = 100
+
+
+@functools.cache
+def _metrics() -> tuple[Counter, Histogram, Counter]:
+    """The process's scheduler metrics (created on first use)."""
+    meter = get_meter("whispr.scheduler")
+    return (
+        meter.create_counter(
+            "whispr_scheduled_messages",
+            description="scheduled messages served, by outcome (sent, refused, retried)",
+        ),
+        meter.create_histogram(
+            "whispr_schedule_lateness_seconds",
+            unit="s",
+            description="how long after its send_at a scheduled message was sent (durable)",
+            explicit_bucket_boundaries_advisory=SECONDS_BUCKETS,
+        ),
+        meter.create_counter(
+            "whispr_messages_expired",
+            description="disappearing messages expired, by outcome (expired, retried)",
+        ),
+    )
 
 
 class _Timer(msgspec.Struct):
@@ -96,7 +121,7 @@ class Scheduler:
         self._again = False
         self._subscription: Subscription | None = None
         self._closed = False
-        #: How late each schedule was sent (seconds after its send_at), for the benchmark.
+        #: Told how late each schedule was sent (seconds after its send_at): the benchmark.
         self.on_sent: Callable[[Schedule, float], None] | None = None
 
     async def start(self) -> None:
@@ -187,23 +212,34 @@ class Scheduler:
 
     async def _send_in_order(self, schedules: Sequence[Schedule]) -> None:
         """One conversation's due schedules, one after the other in ``send_at`` order."""
+        served, lateness, _ = _metrics()
         for schedule in schedules:
             try:
-                await self.schedules.dispatch(schedule)
+                message = await self.schedules.dispatch(schedule)
             except WhisprError as exc:  # unavailable: served again when its lease ends
+                served.add(1, {"outcome": "retried"})
                 log.warning(
                     "scheduled message not sent; retried after its lease",
                     schedule_id=schedule.id,
                     reason=exc.reason.value,
                 )
                 return
+            if message is None:
+                served.add(1, {"outcome": "refused"})
+                continue
+            late = self.clock() - schedule.send_at
+            served.add(1, {"outcome": "sent"})
+            lateness.record(max(0.0, late))
             if self.on_sent is not None:
-                self.on_sent(schedule, self.clock() - schedule.send_at)
+                self.on_sent(schedule, late)
 
     async def _expire(self, expiry: Expiry) -> None:
+        expired = _metrics()[2]
         try:
             await self.schedules.expire(expiry)
+            expired.add(1, {"outcome": "expired"})
         except WhisprError as exc:
+            expired.add(1, {"outcome": "retried"})
             log.warning(
                 "expiry not done; retried after its lease",
                 conversation_id=expiry.conversation_id,
