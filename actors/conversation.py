@@ -44,22 +44,21 @@ import pykka
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from actors import permissions, rules
+from actors import permissions, rules, scheduling
 from actors.broker import Broker, Subscription
 from actors.calls import DEFERRED, Call, Deferred
 from actors.errors import Reason, WhisprError
-from actors.events import conversation_topic, decode_event, encode_event
+from actors.events import conversation_topic, decode_event, encode_event, payload_of
 from actors.ids import new_id, system_client_id
 from actors.member_settings import SettingsChange
 from actors.mentions import mention_metadata
 from actors.model import (
-    Attachment,
     Conversation,
+    Draft,
     InsertResult,
     Member,
     MembershipChange,
     Message,
-    MessageKind,
     Unsequenced,
 )
 from actors.ports import Store
@@ -104,21 +103,6 @@ class ConversationDeps:
             self.on_membership_change(change)
 
 
-class Draft(msgspec.Struct, frozen=True, kw_only=True):
-    """A message as a client sends it, before the server gives it a seq.
-
-    The WebSocket API's ``send_message`` payload is this struct (a subclass that refuses
-    unknown fields and the ``system`` kind), so a client's send reaches the actor as is.
-    """
-
-    client_id: str
-    kind: MessageKind = "text"
-    content: str = ""
-    attachments: tuple[Attachment, ...] = ()
-    reply_to: int | None = None
-    metadata: dict[str, Any] = {}
-
-
 class _Remote:
     """A membership event published by another node's actor."""
 
@@ -126,6 +110,15 @@ class _Remote:
 
     def __init__(self, event: str) -> None:
         self.event = event
+
+
+class _Expired:
+    """A message of this conversation expired (``message_expired``): drop it from the cache."""
+
+    __slots__ = ("seq",)
+
+    def __init__(self, seq: int) -> None:
+        self.seq = seq
 
 
 class _Pending:
@@ -249,6 +242,8 @@ class ConversationActor(AsyncioActor):
             return self._idle_check()
         if isinstance(message, _Remote):
             return self._apply_remote(message)
+        if isinstance(message, _Expired):
+            return self._forget(message)
         return super().on_receive(message)
 
     # -- reads (no I/O but a member list older than members_max_age_s) -------------------
@@ -297,8 +292,14 @@ class ConversationActor(AsyncioActor):
 
     # -- writes -------------------------------------------------------------------------
 
-    def send(self, sender_id: str, draft: Draft) -> Message | Deferred[Message]:
+    def send(
+        self, sender_id: str, draft: Draft, scheduled: dict[str, Any] | None = None
+    ) -> Message | Deferred[Message]:
         """Queue the draft, answer once it is durable; idempotent by client id.
+
+        ``scheduled``: the draft is a schedule's, sent now by the scheduler on its author's
+        behalf (the mark it records, ``metadata.scheduled``). A message that is to disappear
+        gets ``metadata.expires_at`` here (actors/scheduling.py).
 
         The reply is deferred: the actor goes on with its next message while
         this one commits, so the sends it takes meanwhile form its next chunk
@@ -310,12 +311,13 @@ class ConversationActor(AsyncioActor):
         if time.monotonic() - self._members_at > self.deps.members_max_age_s:
             self._refresh_members_soon()  # sends are not held for it: the store checks too
         rules.require_can_post(conversation, self.members, sender_id)
-        rules.check_client_id(draft.client_id)
-        rules.check_content(draft.content, self.deps.max_content_bytes)
-        rules.check_attachments(draft.kind, draft.content, draft.attachments)
+        rules.check_draft(draft, self.deps.max_content_bytes)
         metadata = mention_metadata(draft.content, draft.metadata, self.members, sender_id)
         if metadata is not None:  # actors/mentions.py
             draft = msgspec.structs.replace(draft, metadata=metadata)
+        draft = scheduling.with_server_metadata(
+            draft, self.deps.clock(), conversation.settings, scheduled
+        )
         rules.check_metadata(draft.metadata)
         if draft.reply_to is not None and not 1 <= draft.reply_to <= self.last_seq:
             raise WhisprError(
@@ -343,10 +345,11 @@ class ConversationActor(AsyncioActor):
         applies, idempotency by client id included.
         """
         self._touch()
-        self._conversation()
-        rules.check_client_id(draft.client_id)
-        rules.check_content(draft.content, self.deps.max_content_bytes)
-        rules.check_attachments(draft.kind, draft.content, draft.attachments)
+        conversation = self._conversation()
+        rules.check_draft(draft, self.deps.max_content_bytes)
+        draft = scheduling.with_server_metadata(
+            draft, self.deps.clock(), conversation.settings, None
+        )
         rules.check_metadata(draft.metadata)
         known = self._by_client.get((service_id, draft.client_id))
         if known is not None and known in self._recent:
@@ -732,6 +735,7 @@ class ConversationActor(AsyncioActor):
                 self.reply(reply, message)
             if entry.span is not None and message.id not in traced:
                 entry.traced_end()  # a duplicate: nothing published
+        self._announce_expiries(inserted)
         on_new_message = self.deps.on_new_message
         for message in inserted:
             sampled = traced.get(message.id) if traced else None
@@ -741,6 +745,17 @@ class ConversationActor(AsyncioActor):
                 self._publish_traced(sampled, message)
             if on_new_message is not None:
                 on_new_message(self._conversation(), self.members, message)
+
+    def _announce_expiries(self, inserted: Sequence[Message]) -> None:
+        """Tell every node's scheduler the earliest expiry of these messages, if any: the
+        store has their expiry rows already (written with them), this only wakes a timer."""
+        due = [
+            at
+            for m in inserted
+            if m.metadata and isinstance(at := m.metadata.get(scheduling.EXPIRES_AT), float | int)
+        ]
+        if due:
+            self.deps.broker.publish(scheduling.SCHEDULER_TOPIC, scheduling.timer_event(min(due)))
 
     def _publish_traced(self, entry: _Pending, message: Message) -> None:
         """Publish a sampled message under a ``publish`` span whose context the event carries."""
@@ -838,6 +853,15 @@ class ConversationActor(AsyncioActor):
             return
         if event.name.startswith(_REMOTE_PREFIXES) and self.actor_ref.is_alive():
             self.actor_ref.tell(_Remote(event.name))
+        elif event.name == "message_expired" and self.actor_ref.is_alive():
+            self.actor_ref.tell(_Expired(int(payload_of(event)["seq"])))
+
+    def _forget(self, expired: _Expired) -> None:
+        """A message expired (whichever node's scheduler did it): its content leaves the
+        cache; a retried send of its client id now finds the store's stub."""
+        old = self._recent.pop(expired.seq, None)
+        if old is not None:
+            self._by_client.pop((old.sender_id, old.client_id), None)
 
     async def _apply_remote(self, _event: _Remote) -> None:
         # Reload from the store rather than trusting the payload: the store is

@@ -31,7 +31,7 @@ from typing import Any, Concatenate, ParamSpec, TypeAlias, TypeVar, overload
 
 import pykka
 
-from actors import admin, rules
+from actors import admin, disappearing, rules
 from actors.calls import Call, Deferred
 from actors.conversation import ConversationActor, ConversationDeps, Draft
 from actors.errors import Reason, WhisprError
@@ -239,16 +239,36 @@ class Messaging:
 
     # -- writes, through the conversation's actor ----------------------------------------
 
-    async def send(self, user_id: str, conversation_id: str, draft: Draft) -> Message:
+    async def send(
+        self,
+        user_id: str,
+        conversation_id: str,
+        draft: Draft,
+        *,
+        scheduled: dict[str, Any] | None = None,
+    ) -> Message:
         """Send a message; returns it once durable (the original one on a retried client id).
 
         With screening, the sender's right to post is asked first: the sibling
-        services see only drafts the conversation would take.
+        services see only drafts the conversation would take. ``scheduled``: the scheduler
+        sends a schedule's draft on its author's behalf (actors/schedules.py), with the
+        same checks, asked now.
         """
         if self.screen is not None:
             await self._ask(conversation_id, ConversationActor.check_can_post, user_id)
             await self.screen(user_id, conversation_id, draft)
-        return await self._ask(conversation_id, ConversationActor.send, user_id, draft)
+        return await self._ask(conversation_id, ConversationActor.send, user_id, draft, scheduled)
+
+    async def check_can_post(self, user_id: str, conversation_id: str) -> None:
+        """Refuse (``not_member``, ``forbidden``) a user who may not post here now."""
+        await self._ask(conversation_id, ConversationActor.check_can_post, user_id)
+
+    async def set_disappearing(
+        self, user_id: str, conversation_id: str, seconds: object
+    ) -> Conversation:
+        """Make the conversation's new messages disappear ``seconds`` after they are sent
+        (None or 0: never); see actors/disappearing.py."""
+        return await self._ask(conversation_id, disappearing.set_disappearing, user_id, seconds)
 
     async def send_system(
         self, conversation_id: str, event: str, details: dict[str, Any], client_id: str

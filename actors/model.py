@@ -16,6 +16,7 @@ __all__ = [
     "Conversation",
     "ConversationSummary",
     "DeliveryCursor",
+    "Draft",
     "InsertResult",
     "Member",
     "MembershipChange",
@@ -105,6 +106,24 @@ class Message(msgspec.Struct, frozen=True, kw_only=True):
     reactions: dict[str, tuple[str, ...]] = {}
     pinned: bool = False
     metadata: dict[str, Any] = {}
+
+
+class Draft(msgspec.Struct, frozen=True, kw_only=True):
+    """A message as a client sends it, before the server gives it a seq.
+
+    The WebSocket API's ``send_message`` payload is this struct (a subclass that refuses
+    unknown fields and the ``system`` kind), so a client's send reaches the actor as is.
+    """
+
+    client_id: str
+    kind: MessageKind = "text"
+    content: str = ""
+    attachments: tuple[Attachment, ...] = ()
+    reply_to: int | None = None
+    metadata: dict[str, Any] = {}
+    #: Seconds the message lives before it disappears for everyone (actors/scheduling.py);
+    #: None: as long as the conversation's setting says (forever without one).
+    ttl: int | None = None
 
 
 class Unsequenced(Message, frozen=True, kw_only=True, omit_defaults=True):

@@ -23,6 +23,7 @@ for plain members (:data:`SETTING_GRANTS`): ``who_can_post`` (``all``, the defau
 | ``remove_owner`` | no | no (the owner leaves or transfers) | no | no |
 | ``update_info`` (title, avatar, description) | no | yes | yes | no |
 | ``update_settings`` | no | yes | yes | no |
+| ``set_disappearing`` (the conversation's disappearing messages) | yes | yes | yes | no |
 | ``set_role`` | no | yes | no | no |
 | ``transfer_ownership`` | no | yes | no | no |
 """
@@ -63,12 +64,15 @@ class Right(enum.StrEnum):
     REMOVE_OWNER = "remove_owner"
     UPDATE_INFO = "update_info"
     UPDATE_SETTINGS = "update_settings"
+    SET_DISAPPEARING = "set_disappearing"
     SET_ROLE = "set_role"
     TRANSFER_OWNERSHIP = "transfer_ownership"
 
 
 #: Both members of a direct conversation hold these; its membership and profile never change.
-DIRECT_RIGHTS: Final = frozenset({Right.POST, Right.PIN, Right.LIST_MEMBERS})
+DIRECT_RIGHTS: Final = frozenset(
+    {Right.POST, Right.PIN, Right.LIST_MEMBERS, Right.SET_DISAPPEARING}
+)
 
 _MEMBER = frozenset({Right.POST, Right.LIST_MEMBERS, Right.LEAVE})
 _ADMIN = _MEMBER | {
@@ -78,6 +82,7 @@ _ADMIN = _MEMBER | {
     Right.REMOVE_MEMBER,
     Right.UPDATE_INFO,
     Right.UPDATE_SETTINGS,
+    Right.SET_DISAPPEARING,
 }
 _OWNER = _ADMIN | {Right.REMOVE_ADMIN, Right.SET_ROLE, Right.TRANSFER_OWNERSHIP}
 

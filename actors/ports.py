@@ -27,13 +27,15 @@ from actors.model import (
     Conversation,
     ConversationSummary,
     DeliveryCursor,
+    Draft,
     InsertResult,
     Member,
     Message,
 )
+from actors.scheduling import Expiry, Schedule
 from actors.search import MessageFilters, SearchHit, SearchQuery
 
-__all__ = ["UNCHANGED", "Store"]
+__all__ = ["UNCHANGED", "ScheduleStore", "Store"]
 
 
 class _Unchanged:
@@ -192,6 +194,14 @@ class Store(Protocol):
         """Delete for oneself."""
         ...
 
+    async def expire_message(self, conversation_id: str, seq: int) -> bool:
+        """A disappearing message's end, for good and in one transaction: its content,
+        attachments' references, metadata, reactions and hidden marks go; a stub
+        keeps its seq and client id (a retried send stays a duplicate) and no read returns
+        it again (pages, threads, pins, ``get_message``, conversation lists). True if it
+        expired now; False if it had already (idempotent) or never existed."""
+        ...
+
     async def add_reaction(
         self, conversation_id: str, seq: int, user_id: str, emoji: str
     ) -> Message: ...
@@ -242,4 +252,57 @@ class Store(Protocol):
     async def mention_counts(self, user_id: str) -> dict[str, int]:
         """Per conversation of the user, the unread messages (as ``unread_counts`` counts them)
         whose ``metadata.mentions`` names the user; conversations without one left out."""
+        ...
+
+
+class ScheduleStore(Protocol):
+    """Durable timers: scheduled messages and messages' expiries (actors/scheduling.py).
+
+    Each is a queue ordered by its due time. Schedulers read only its head
+    (:meth:`next_due`) and claim due entries for a lease (:meth:`claim_schedules`,
+    :meth:`claim_expiries`): a claimed entry's due time moves to the lease's end, so an entry
+    whose claimer died is claimed again then, and two schedulers never claim one entry at
+    the same moment. What a claim leads to is idempotent (a send by its client id, an
+    expiry), so a second claim after a lost one repeats nothing.
+    """
+
+    async def add_schedule(self, schedule: Schedule) -> Schedule:
+        """Keep a schedule; idempotent by the draft's client id (the stored one comes back)."""
+        ...
+
+    async def get_schedule(self, schedule_id: str) -> Schedule | None: ...
+
+    async def list_schedules(self, conversation_id: str, sender_id: str) -> list[Schedule]:
+        """One author's pending schedules in one conversation, by ``send_at``."""
+        ...
+
+    async def update_schedule(
+        self, schedule_id: str, *, draft: Draft | None = None, send_at: float | None = None
+    ) -> Schedule:
+        """Change a schedule not yet claimed: ``not_found`` if gone, ``conflict`` if claimed."""
+        ...
+
+    async def cancel_schedule(self, schedule_id: str) -> None:
+        """Drop a schedule not yet claimed: ``not_found`` if gone, ``conflict`` if claimed."""
+        ...
+
+    async def claim_schedules(self, now: float, lease_s: float, limit: int) -> list[Schedule]:
+        """Up to ``limit`` schedules due at ``now``, by due time, each claimed for ``lease_s``."""
+        ...
+
+    async def finish_schedule(self, schedule_id: str) -> None:
+        """A claimed schedule was sent (or refused for good): it is dropped."""
+        ...
+
+    async def claim_expiries(self, now: float, lease_s: float, limit: int) -> list[Expiry]:
+        """Up to ``limit`` messages due to expire at ``now``, each claimed for ``lease_s``."""
+        ...
+
+    async def finish_expiry(self, conversation_id: str, seq: int) -> None:
+        """A claimed expiry was carried out and announced: it is dropped."""
+        ...
+
+    async def next_due(self) -> float | None:
+        """The earliest due time of either queue (claimed entries at their lease's end), or
+        None when both are empty: two reads of an index's first entry."""
         ...

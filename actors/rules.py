@@ -26,9 +26,9 @@ from typing import Any
 import emoji
 import msgspec
 
-from actors import permissions
+from actors import permissions, scheduling
 from actors.errors import Reason, WhisprError
-from actors.model import Attachment, Conversation, Member, Message
+from actors.model import Attachment, Conversation, Draft, Member, Message
 
 __all__ = [
     "MAX_ATTACHMENTS",
@@ -42,6 +42,7 @@ __all__ = [
     "check_attachments",
     "check_client_id",
     "check_content",
+    "check_draft",
     "check_emoji",
     "check_json_text",
     "check_metadata",
@@ -255,6 +256,19 @@ def _attachment_problem(item: Attachment) -> str | None:
     if not item.name or len(item.name) > 255 or "/" in item.name:
         return "name must be 1 to 255 characters, without '/'"
     return None
+
+
+def check_draft(draft: Draft, max_content_bytes: int) -> None:
+    """What a member's or service's draft must be, wherever it is sent or scheduled: a
+    client id, content within the limit, attachments matching the kind, no metadata key only
+    the server sets, and a ``ttl`` in range (:mod:`actors.scheduling`). The metadata's own
+    checks (:func:`check_metadata`) run once the server added its keys."""
+    check_client_id(draft.client_id)
+    check_content(draft.content, max_content_bytes)
+    check_attachments(draft.kind, draft.content, draft.attachments)
+    scheduling.check_no_reserved_metadata(draft.metadata)
+    if draft.ttl is not None:
+        scheduling.check_ttl(draft.ttl)
 
 
 def check_emoji(value: str) -> None:

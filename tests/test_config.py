@@ -303,6 +303,8 @@ VALID = {
     "outbound_buffer_bytes": "4096",
     "inbound_credits": "4",
     "position_check_s": "0.5",
+    "scheduler_lease_s": "3",
+    "scheduler_max_sleep_s": "30",
     "grpc_port": "2",
     "grpc_tokens": "users=t1,moderation=t2",
     "grpc_tls_cert": "/etc/whispr/tls.crt",

@@ -232,6 +232,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """How often the node checks the conversations its clients follow against the store: the
     longest a member waits for a committed message whose live event was lost (its node died
     between commit and publish, or Redis was away) when no later message reveals it."""
+    scheduler_lease_s: Seconds = 30.0
+    """How long a node's claim on a due scheduled message or expiry lasts: the longest one
+    waits for another node when the node that claimed it died (whispr/scheduler.py)."""
+    scheduler_max_sleep_s: Seconds = 60.0
+    """The longest the scheduler's timer sleeps before reading the queues' heads again, in case
+    the broker lost the announcement of a new due time."""
     grpc_port: Port = 50051
     """gRPC port for sibling services; 0 disables the gRPC server."""
     grpc_tokens: tuple[str, ...] = ()

@@ -44,6 +44,7 @@ from pykka import ActorDeadError
 
 from actors.broker import Broker
 from actors.messaging import Messaging
+from actors.schedules import Schedules
 from supervisors import (
     AsyncioActor,
     ChildSpec,
@@ -68,6 +69,7 @@ from whispr.node_metrics import (
     live_conversations,
     restart_reporter,
 )
+from whispr.scheduler import SchedulerService
 from whispr.services import (
     AuditService,
     BrokerService,
@@ -111,6 +113,8 @@ class Node:
     #: Clients of the sibling services.
     siblings: Slot[Siblings] = field(default_factory=lambda: Slot("siblings"))
     messaging: Slot[Messaging] = field(default_factory=lambda: Slot("messaging"))
+    #: Scheduled messages' API, published by the scheduler service (whispr/scheduler.py).
+    schedules: Slot[Schedules] = field(default_factory=lambda: Slot("scheduler"))
     #: The running gRPC server, for its bound port (empty when it is disabled).
     grpc: Slot[GrpcServer] = field(default_factory=lambda: Slot("grpc"))
     #: The running gateway, for its bound port and state.
@@ -136,9 +140,8 @@ class Node:
 class NodeService(AsyncioActor):
     """A service of the node that logs its life; the base of the node's services.
 
-    Services not yet built beyond their place in the tree (the scheduler)
-    run as plain ``NodeService`` instances, so the tree's shape, order and restart
-    behaviour hold from the start.
+    A service not yet built beyond its place in the tree runs as a plain ``NodeService``
+    instance, so the tree's shape, order and restart behaviour hold from the start.
     """
 
     def __init__(self, name: str) -> None:
@@ -246,7 +249,18 @@ def node_tree(node: Node) -> list[ChildSpec]:
             ),
         ),
         _dynamic(node, "connections", max_children=None),
-        _service(node, "scheduler"),
+        _service(
+            node,
+            "scheduler",
+            lambda: _spawn(
+                SchedulerService,
+                settings,
+                messaging=node.messaging.get(),
+                store=node.store.get().schedules,
+                broker=node.broker.get(),
+                out=node.schedules,
+            ),
+        ),
         _service(
             node,
             "grpc",
@@ -259,6 +273,7 @@ def node_tree(node: Node) -> list[ChildSpec]:
                 audit=node.audit.get(),
                 accounts=node.store.get().accounts,
                 user_presence=node.user_presence.get(),
+                schedules=node.schedules.get(),
                 out=node.grpc,
             ),
         ),
@@ -277,6 +292,7 @@ def node_tree(node: Node) -> list[ChildSpec]:
                 audit=node.audit.get(),
                 accounts=node.store.get().accounts,
                 user_presence=node.user_presence.get(),
+                schedules=node.schedules.get(),
                 out=node.gateway,
             ),
         ),

@@ -44,6 +44,8 @@ RESERVED_EVENTS: Final = frozenset(
         "conversation_added",
         "conversation_removed",
         "read",
+        "message_expired",
+        "schedule_failed",
     }
 )
 #: The longest close reason (a WebSocket close frame holds 123 bytes of reason).

@@ -24,7 +24,7 @@ from actors.conversation import ConversationDeps
 from actors.errors import Reason, WhisprError
 from actors.messaging import Messaging
 from actors.model import InsertResult, Message
-from actors.ports import Store
+from actors.ports import ScheduleStore, Store
 from supervisors import AsyncioActor, ChildSpec, Ref, Registry
 from supervisors.batching import Batcher
 from whispr.accounts import AccountStore
@@ -37,7 +37,7 @@ from whispr.gateway.presence import MemoryPresence, Presence, RedisPresence
 from whispr.hooks import PushDispatcher, screen_for
 from whispr.siblings import Siblings
 from whispr.slot import Slot
-from whispr.store.breaker import BreakerStore
+from whispr.store.breaker import BreakerSchedules, BreakerStore
 from whispr.store.factory import open_store
 from whispr.store.metrics import store_breaker_state
 from whispr.user_presence import MemoryUserPresence, RedisUserPresence, UserPresence
@@ -69,6 +69,8 @@ class StoreHandles:
     audit: AuditStore
     #: The same database, for token revocations and presence settings (whispr/accounts.py).
     accounts: AccountStore
+    #: The same database's timer queues, behind the same breaker (whispr/scheduler.py).
+    schedules: ScheduleStore
 
 
 class StoreService(AsyncioActor):
@@ -109,7 +111,7 @@ class StoreService(AsyncioActor):
         commit = Batcher[Message, InsertResult](
             store.insert_messages, max_batch=1000, max_in_flight=1, name="group-commit"
         )
-        self.handles = StoreHandles(store, commit, opened, opened)
+        self.handles = StoreHandles(store, commit, opened, opened, BreakerSchedules(opened, store))
         self._breaker_store = store
         self.out.set(self.handles)
         log.info("store open", backend=backend)

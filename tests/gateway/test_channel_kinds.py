@@ -44,6 +44,12 @@ DOCUMENTED = {
         "list_members",
         # full-text search (whispr/gateway/channels/search.py)
         "search",
+        # scheduled and disappearing messages (whispr/gateway/channels/scheduled.py)
+        "schedule_message",
+        "list_scheduled",
+        "update_scheduled",
+        "cancel_scheduled",
+        "set_disappearing",
     },
     "user": {"create_conversation", "list_conversations", "update_presence", "search"},
     "notification": set(),

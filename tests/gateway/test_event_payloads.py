@@ -136,6 +136,10 @@ BASELINES: dict[str, dict[str, Any]] = {
     "create_conversation": {"kind": "group", "title": "t", "members": ["bob"]},
     "list_conversations": {},
     "phx_join": {"last_seq": 0},
+    "schedule_message": {"client_id": "c-1", "content": "hi", "send_at": 1.0},
+    "update_scheduled": {"schedule_id": "s-1", "content": "changed"},
+    "cancel_scheduled": {"schedule_id": "s-1"},
+    "set_disappearing": {"seconds": 0},
 }
 #: A valid value of each struct nested in a payload, by the struct's name.
 NESTED = {"Attachment": {"id": "a1", "mime_type": "image/png", "size": 10, "name": "a.png"}}

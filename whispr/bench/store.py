@@ -12,6 +12,9 @@
                                  for one of its members) asked for at once, as 1,000 clients
                                  reconnecting do: the time until the last is read, and
                                  ``catch_up_1000_pages_cpu_ms`` this process's CPU for them
+``schedule_dispatch_p99_ms``     scheduled messages' lateness under the group-commit load, and
+                                 the scheduler's idle cost with 100,000 pending
+                                 (``whispr/bench/schedules.py``)
 
 Load shape. 200 group conversations with 5 members sending at once (1,000
 clients), each client sending its next message once the last one is
@@ -49,6 +52,7 @@ from actors.messaging import Messaging
 from actors.model import InsertResult, Message
 from supervisors import ChildSpec, DynamicSupervisor, Ref, Registry
 from supervisors.batching import Batcher
+from whispr.bench import schedules as schedules_bench
 from whispr.bench.report import machine, markdown_table, write_json, write_text
 from whispr.bench.search import measure_search
 from whispr.broker import MemoryBroker
@@ -197,9 +201,16 @@ async def _measure(url: str, quick: bool, search_messages: int) -> dict[str, Any
         catch_up_ms, catch_up_cpu_ms = await _catch_up(store, groups, 1000)
         print(f"[store] 1,000 catch-up pages: {catch_up_ms:,.0f} ms; actor memory...", flush=True)
         actor_bytes = await _actor_bytes(store, 200 if quick else 1000)
+        print("[store] scheduled messages under the group-commit load...", flush=True)
+        scheduled = await schedules_bench.measure(
+            store,
+            lambda: throughput(store, max_batch=1000, per_sender=per_sender, **shape),
+            quick,
+        )
         search = await measure_search(url, search_messages, per_sender)
         return {
             **search,
+            **scheduled,
             "group_commit_msgs_per_s": grouped,
             "group_commit_1_sender_msgs_per_s": one_sender,
             "single_insert_msgs_per_s": single,
@@ -233,6 +244,7 @@ def run_suite(out: Path, quick: bool = False) -> dict[str, Any]:
             "conversation_actor_bytes": "< 100000",
             "search_p95_ms": "< 50",
             "index_overhead_pct": "< 15",
+            "schedule_dispatch_p99_ms": "<= 1000",
         },
     }
     write_json(out / "store.json", report)
@@ -252,6 +264,7 @@ def run_suite(out: Path, quick: bool = False) -> dict[str, Any]:
         ["single_insert_msgs_per_s", figures["single_insert_msgs_per_s"], "", None],
         ["catch_up_1000_pages_ms", figures["catch_up_1000_pages_ms"], "", None],
         ["catch_up_1000_pages_cpu_ms", figures["catch_up_1000_pages_cpu_ms"], "", None],
+        *schedules_bench.rows(figures),
         [
             "conversation_actor_bytes",
             figures["conversation_actor_bytes"],

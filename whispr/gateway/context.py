@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from actors.broker import Broker
+from actors.errors import Reason, WhisprError
 from actors.messaging import Messaging
+from actors.schedules import Schedules
 from whispr.accounts import AccountStore
 from whispr.audit import AuditLog
 from whispr.auth import TokenVerifier
@@ -56,3 +58,11 @@ class GatewayContext:
     user_presence: UserPresence | None = None
     #: Contacts and presence settings (whispr/accounts.py); None with no user presence.
     accounts: AccountStore | None = None
+    #: Scheduled messages (actors/schedules.py); None: the node has no scheduler.
+    schedules: Schedules | None = None
+
+    def scheduling(self) -> Schedules:
+        """The scheduled messages' API, or ``unavailable`` on a node without a scheduler."""
+        if self.schedules is None:
+            raise WhisprError(Reason.UNAVAILABLE, "scheduled messages are not served here")
+        return self.schedules

@@ -49,7 +49,12 @@ class EventLimit:
 #: The one table of limits. ``bundle_fetch`` counts nothing yet: it is the budget the key
 #: bundle fetches of end-to-end encryption will take.
 LIMITS: Final[tuple[EventLimit, ...]] = (
-    EventLimit("send", "rate_limit_per_minute", "messages", (("conversation", "send_message"),)),
+    EventLimit(
+        "send",
+        "rate_limit_per_minute",
+        "messages",
+        (("conversation", "send_message"), ("conversation", "schedule_message")),
+    ),
     EventLimit(
         "edit",
         "rate_limit_edit_per_minute",
@@ -58,6 +63,8 @@ LIMITS: Final[tuple[EventLimit, ...]] = (
             ("conversation", "edit_message"),
             ("conversation", "delete_message"),
             ("conversation", "pin"),
+            ("conversation", "update_scheduled"),
+            ("conversation", "cancel_scheduled"),
         ),
     ),
     EventLimit("react", "rate_limit_react_per_minute", "reactions", (("conversation", "react"),)),

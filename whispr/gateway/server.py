@@ -43,6 +43,7 @@ from actors.broker import Broker
 from actors.errors import Reason, WhisprError
 from actors.messaging import Messaging
 from actors.ports import Store
+from actors.schedules import Schedules
 from supervisors import AsyncioActor, ChildSpec, Ref, Registry, Restart
 from whispr.accounts import AccountStore
 from whispr.audit import AuditLog
@@ -309,10 +310,12 @@ class GatewayService(AsyncioActor):
         audit: AuditLog,
         accounts: AccountStore | None = None,
         user_presence: UserPresence | None = None,
+        schedules: Schedules | None = None,
         out: Slot[Gateway],
     ) -> None:
         super().__init__()
         self.audit = audit
+        self.schedules = schedules
         self.accounts = accounts
         self.user_presence = user_presence
         self.settings = settings
@@ -342,6 +345,7 @@ class GatewayService(AsyncioActor):
             sessions=Sessions(None if self.accounts is None else RevocationList(self.accounts)),
             user_presence=self.user_presence,
             accounts=self.accounts,
+            schedules=self.schedules,
         )
         # Revoked tokens are known before the first connection is accepted.
         await ctx.sessions.start(broker)

@@ -26,6 +26,7 @@ from grpc_reflection.v1alpha import reflection
 from actors.broker import Broker
 from actors.messaging import Messaging
 from actors.ports import Store
+from actors.schedules import Schedules
 from supervisors import AsyncioActor
 from whispr.accounts import AccountStore
 from whispr.audit import AuditLog
@@ -36,9 +37,11 @@ from whispr.grpc.gen.whispr.admin.v1 import admin_pb2, admin_pb2_grpc
 from whispr.grpc.gen.whispr.members.v1 import members_pb2_grpc
 from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2 as pb
 from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2_grpc as pb_grpc
+from whispr.grpc.gen.whispr.schedules.v1 import schedules_pb2, schedules_pb2_grpc
 from whispr.grpc.gen.whispr.search.v1 import search_pb2_grpc
 from whispr.grpc.gen.whispr.server.v1 import server_pb2_grpc
 from whispr.grpc.members_service import MEMBER_STATE_SERVICE, MemberStateServicer
+from whispr.grpc.schedules_service import ScheduledMessagesServicer
 from whispr.grpc.search_service import SEARCH_SERVICE, MessageSearchServicer
 from whispr.grpc.server_service import SERVER_API, ServerApiServicer
 from whispr.grpc.service import MessagingServicer
@@ -54,6 +57,7 @@ log = structlog.get_logger("whispr.grpc")
 
 MESSAGING_SERVICE = pb.DESCRIPTOR.services_by_name["MessagingService"].full_name
 ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["ConversationAdmin"].full_name
+SCHEDULES_SERVICE = schedules_pb2.DESCRIPTOR.services_by_name["ScheduledMessages"].full_name
 
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -70,6 +74,7 @@ class GrpcServer:
         store: Store,
         audit: AuditLog,
         server_api: ServerApi | None = None,
+        schedules: Schedules | None = None,
     ):
         self.settings = settings
         self.store = store
@@ -95,6 +100,9 @@ class GrpcServer:
         self.search = MessageSearchServicer(
             messaging, self.auth, self.servicer.metrics, audit=audit
         )
+        self.scheduled = ScheduledMessagesServicer(
+            messaging, schedules, self.auth, self.servicer.metrics, audit=audit
+        )
         self.health = health.aio.HealthServicer()
         self.port = 0
         self._server: grpc.aio.Server | None = None
@@ -109,12 +117,14 @@ class GrpcServer:
         members_pb2_grpc.add_MemberStateServicer_to_server(self.member_state, server)  # type: ignore[no-untyped-call]
         admin_pb2_grpc.add_ConversationAdminServicer_to_server(self.admin, server)  # type: ignore[no-untyped-call]
         search_pb2_grpc.add_MessageSearchServicer_to_server(self.search, server)  # type: ignore[no-untyped-call]
+        schedules_pb2_grpc.add_ScheduledMessagesServicer_to_server(self.scheduled, server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         services = [
             MESSAGING_SERVICE,
             MEMBER_STATE_SERVICE,
             ADMIN_SERVICE,
             SEARCH_SERVICE,
+            SCHEDULES_SERVICE,
             health.SERVICE_NAME,
             reflection.SERVICE_NAME,
         ]
@@ -138,6 +148,7 @@ class GrpcServer:
         await self.health.set(MEMBER_STATE_SERVICE, _SERVING)
         await self.health.set(ADMIN_SERVICE, _SERVING)
         await self.health.set(SEARCH_SERVICE, _SERVING)
+        await self.health.set(SCHEDULES_SERVICE, _SERVING)
         if self.server_api is not None:
             await self.health.set(SERVER_API, _SERVING)
 
@@ -181,9 +192,11 @@ class GrpcService(AsyncioActor):
         audit: AuditLog,
         accounts: AccountStore | None = None,
         user_presence: UserPresence | None = None,
+        schedules: Schedules | None = None,
         out: Slot[GrpcServer],
     ) -> None:
         super().__init__()
+        self.schedules = schedules
         self.settings = settings
         self.messaging = messaging
         self.broker = broker
@@ -203,7 +216,13 @@ class GrpcService(AsyncioActor):
             log.info("grpc disabled", setting="WHISPR_GRPC_PORT=0")
             return
         self.server = GrpcServer(
-            settings, self.messaging, self.broker, self.store, self.audit, self.server_api
+            settings,
+            self.messaging,
+            self.broker,
+            self.store,
+            self.audit,
+            self.server_api,
+            self.schedules,
         )
         await self.server.start(settings.host, settings.grpc_port)
         self.out.set(self.server)

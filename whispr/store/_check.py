@@ -29,6 +29,7 @@ from actors.model import (
     Role,
     Unsequenced,
 )
+from actors.scheduling import EXPIRES_AT
 
 __all__ = [
     "MAX_ID_LENGTH",
@@ -42,6 +43,7 @@ __all__ = [
     "members",
     "messages",
     "name",
+    "time",
 ]
 
 MAX_ID_LENGTH = rules.MAX_ID
@@ -77,6 +79,11 @@ def _time(value: Any, field: str, *, optional: bool = False) -> None:
         raise WhisprError(
             Reason.INVALID, f"{field} must be a finite number of seconds", field=field
         )
+
+
+def time(value: Any, field: str) -> None:
+    """A finite number of seconds (a schedule's time)."""
+    _time(value, field)
 
 
 def _seq(value: Any, field: str, minimum: int) -> None:
@@ -230,6 +237,8 @@ def messages(batch: Sequence[Message]) -> None:
         if not isinstance(m.metadata, dict):
             raise WhisprError(Reason.INVALID, "metadata must be an object", field="metadata")
         rules.check_metadata(m.metadata)
+        if EXPIRES_AT in m.metadata:  # read by the store as a number (its expiry row)
+            _time(m.metadata[EXPIRES_AT], "metadata")
         _attachments(m.attachments)
 
 

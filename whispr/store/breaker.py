@@ -35,17 +35,19 @@ from actors.model import (
     Conversation,
     ConversationSummary,
     DeliveryCursor,
+    Draft,
     InsertResult,
     Member,
     Message,
 )
-from actors.ports import UNCHANGED, Store
+from actors.ports import UNCHANGED, ScheduleStore, Store
+from actors.scheduling import Expiry, Schedule
 from actors.search import MessageFilters, SearchHit, SearchQuery
 from whispr.siblings.breaker import Breaker, BreakerOpen
 from whispr.store.metrics import Outcome, StoreCallLatency, store_breaker_state
 from whispr.telemetry import get_meter
 
-__all__ = ["BreakerStore", "is_outage"]
+__all__ = ["BreakerSchedules", "BreakerStore", "is_outage"]
 
 log = structlog.get_logger("whispr.store")
 
@@ -260,6 +262,9 @@ class BreakerStore:
     async def hide_message(self, conversation_id: str, seq: int, user_id: str) -> None:
         await self._call(self.store.hide_message, conversation_id, seq, user_id)
 
+    async def expire_message(self, conversation_id: str, seq: int) -> bool:
+        return await self._call(self.store.expire_message, conversation_id, seq)
+
     async def add_reaction(
         self, conversation_id: str, seq: int, user_id: str, emoji: str
     ) -> Message:
@@ -317,6 +322,53 @@ class BreakerStore:
 
     async def mention_counts(self, user_id: str) -> dict[str, int]:
         return await self._call(self.store.mention_counts, user_id)
+
+
+class BreakerSchedules:
+    """The :class:`actors.ports.ScheduleStore` ``store``, each call under ``guard``'s breaker
+    (the same database: one breaker for all of it)."""
+
+    def __init__(self, store: ScheduleStore, guard: BreakerStore) -> None:
+        self.store = store
+        self._call = guard._call
+
+    async def add_schedule(self, schedule: Schedule) -> Schedule:
+        return await self._call(self.store.add_schedule, schedule)
+
+    async def get_schedule(self, schedule_id: str) -> Schedule | None:
+        return await self._call(self.store.get_schedule, schedule_id)
+
+    async def list_schedules(self, conversation_id: str, sender_id: str) -> list[Schedule]:
+        return await self._call(self.store.list_schedules, conversation_id, sender_id)
+
+    async def update_schedule(
+        self, schedule_id: str, *, draft: Draft | None = None, send_at: float | None = None
+    ) -> Schedule:
+        return await self._call(
+            self.store.update_schedule, schedule_id, draft=draft, send_at=send_at
+        )
+
+    async def cancel_schedule(self, schedule_id: str) -> None:
+        await self._call(self.store.cancel_schedule, schedule_id)
+
+    async def claim_schedules(self, now: float, lease_s: float, limit: int) -> list[Schedule]:
+        return await self._call(self.store.claim_schedules, now, lease_s, limit)
+
+    async def finish_schedule(self, schedule_id: str) -> None:
+        await self._call(self.store.finish_schedule, schedule_id)
+
+    async def claim_expiries(self, now: float, lease_s: float, limit: int) -> list[Expiry]:
+        return await self._call(self.store.claim_expiries, now, lease_s, limit)
+
+    async def finish_expiry(self, conversation_id: str, seq: int) -> None:
+        await self._call(self.store.finish_expiry, conversation_id, seq)
+
+    async def next_due(self) -> float | None:
+        return await self._call(self.store.next_due)
+
+
+def _conforms_schedules(store: BreakerSchedules) -> ScheduleStore:
+    return store  # mypy checks here that BreakerSchedules implements the protocol
 
 
 def _conforms(store: BreakerStore) -> Store:

@@ -44,12 +44,14 @@ from actors.model import (
     Conversation,
     ConversationSummary,
     DeliveryCursor,
+    Draft,
     InsertResult,
     Member,
     Message,
     Unsequenced,
 )
 from actors.ports import UNCHANGED
+from actors.scheduling import Expiry, Schedule
 from actors.search import (
     MessageFilters,
     SearchHit,
@@ -61,7 +63,7 @@ from actors.search import (
 from supervisors.batching import Batcher
 from whispr.audit.record import AuditCursor, AuditKind, AuditRecord
 from whispr.revocations import Revocation
-from whispr.store import _accounts, _audit, _check, _isolate, _rows, migrations
+from whispr.store import _accounts, _audit, _check, _isolate, _rows, _schedules, migrations
 
 __all__ = ["PostgresStore"]
 
@@ -224,7 +226,7 @@ SELECT q.i, m.* FROM unnest($1::text[], $2::bigint[], $3::int[], $4::text[])
     WITH ORDINALITY AS q(conversation_id, after_seq, size, viewer_id, i)
 CROSS JOIN LATERAL (
     SELECT {_MESSAGE_COLUMNS} FROM messages m
-    WHERE m.conversation_id = q.conversation_id AND m.seq > q.after_seq
+    WHERE m.conversation_id = q.conversation_id AND m.seq > q.after_seq AND NOT m.expired
     AND (q.viewer_id IS NULL OR {_not_hidden("m", "q.viewer_id")})
     ORDER BY m.seq LIMIT q.size
 ) m
@@ -697,6 +699,7 @@ class PostgresStore:
                 " AND x.metadata -> 'mentions' ? m.user_id) AS mentions "
                 "FROM members m JOIN conversations c ON c.id = m.conversation_id "
                 "LEFT JOIN LATERAL (SELECT x.seq FROM messages x WHERE x.conversation_id = c.id "
+                "AND NOT x.expired "
                 f" AND {_not_hidden('x', 'm.user_id')} ORDER BY x.seq DESC LIMIT 1) last ON true "
                 "WHERE m.user_id = $1 AND ($2::double precision IS NULL "
                 " OR COALESCE(c.last_message_at, c.created_at) < $2 "
@@ -891,11 +894,21 @@ class PostgresStore:
             sender_id,
             client_id,
         )
-        return await self.get_message(conversation_id, seq[0]) if seq is not None else None
+        if seq is None:
+            return None
+        # An expired message's stub too: a retried send is its duplicate, never a new one.
+        page = await self._messages(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND seq = $2",
+            conversation_id,
+            conversation_id,
+            seq[0],
+        )
+        return page[0] if page else None
 
     async def get_message(self, conversation_id: str, seq: int) -> Message | None:
         page = await self._messages(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND seq = $2",
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND seq = $2 "
+            "AND NOT expired",
             conversation_id,
             conversation_id,
             seq,
@@ -975,7 +988,8 @@ class PostgresStore:
         order = "ASC" if after_seq is not None else "DESC"
         return await self._messages(
             f"SELECT {_MESSAGE_COLUMNS} FROM messages m WHERE conversation_id = $1 "
-            "AND ($2::bigint IS NULL OR seq < $2) AND ($3::bigint IS NULL OR seq > $3) "
+            "AND NOT expired AND ($2::bigint IS NULL OR seq < $2) "
+            "AND ($3::bigint IS NULL OR seq > $3) "
             f"AND ($4::text IS NULL OR {_not_hidden('m', '$4')}) AND {_filtered(6)} "
             f"ORDER BY seq {order} LIMIT $5",
             conversation_id,
@@ -1151,7 +1165,7 @@ class PostgresStore:
         _check.cursor(after_seq, "after_seq")
         return await self._messages(
             f"SELECT {_MESSAGE_COLUMNS} FROM messages m WHERE conversation_id = $1 "
-            "AND reply_to = $2 AND seq > $3 "
+            "AND reply_to = $2 AND seq > $3 AND NOT expired "
             f"AND ($4::text IS NULL OR {_not_hidden('m', '$4')}) ORDER BY seq LIMIT $5",
             conversation_id,
             conversation_id,
@@ -1296,6 +1310,156 @@ class PostgresStore:
             user_id,
             hide,
         )
+
+    # -- scheduled messages and expiries (actors/scheduling.py) ------------------------------
+
+    async def expire_message(self, conversation_id: str, seq: int) -> bool:
+        """One statement: the message becomes a stub, its reactions and hidden marks go
+        (atomic, whoever else writes)."""
+        _check.name(conversation_id, "conversation_id")
+        _check.cursor(seq)
+        row = await self._fetchrow(_EXPIRE, conversation_id, seq)
+        return bool(row[0])
+
+    async def add_schedule(self, schedule: Schedule) -> Schedule:
+        _schedules.check_schedule(schedule)
+        row = await self._fetchrow(
+            f"INSERT INTO scheduled_messages ({_SCHEDULE_INSERT}) "
+            "VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $6) "
+            "ON CONFLICT (conversation_id, sender_id, client_id) DO NOTHING "
+            f"RETURNING {_SCHEDULE_SELECT}",
+            schedule.id,
+            schedule.conversation_id,
+            schedule.sender_id,
+            schedule.draft.client_id,
+            _schedules.draft_json(schedule.draft),
+            schedule.send_at,
+            schedule.created_at,
+        )
+        if row is None:  # the same client id again: the stored schedule
+            row = await self._fetchrow(
+                f"SELECT {_SCHEDULE_SELECT} FROM scheduled_messages WHERE conversation_id = $1 "
+                "AND sender_id = $2 AND client_id = $3",
+                schedule.conversation_id,
+                schedule.sender_id,
+                schedule.draft.client_id,
+            )
+            if row is None:  # taken and sent between the two statements
+                raise WhisprError(Reason.CONFLICT, "this schedule was already sent")
+        return _schedules.schedule(row)
+
+    async def get_schedule(self, schedule_id: str) -> Schedule | None:
+        _check.name(schedule_id, "schedule_id")
+        row = await self._fetchrow(
+            f"SELECT {_SCHEDULE_SELECT} FROM scheduled_messages WHERE id = $1", schedule_id
+        )
+        return None if row is None else _schedules.schedule(row)
+
+    async def list_schedules(self, conversation_id: str, sender_id: str) -> list[Schedule]:
+        rows = await self._fetch(
+            f"SELECT {_SCHEDULE_SELECT} FROM scheduled_messages WHERE conversation_id = $1 "
+            "AND sender_id = $2 ORDER BY send_at, id",
+            conversation_id,
+            sender_id,
+        )
+        return [_schedules.schedule(row) for row in rows]
+
+    async def update_schedule(
+        self, schedule_id: str, *, draft: Draft | None = None, send_at: float | None = None
+    ) -> Schedule:
+        current = await self.get_schedule(schedule_id)
+        if current is None:
+            raise WhisprError(Reason.NOT_FOUND, f"no schedule {schedule_id}", field="schedule_id")
+        if draft is not None:
+            _schedules.check_draft(
+                draft, current.conversation_id, current.sender_id, current.created_at
+            )
+        if send_at is not None:
+            _schedules.check_times(send_at)
+        row = await self._fetchrow(
+            "UPDATE scheduled_messages SET draft = COALESCE($2::jsonb, draft), "
+            "send_at = COALESCE($3, send_at), due_at = COALESCE($3, due_at) "
+            f"WHERE id = $1 AND attempts = 0 RETURNING {_SCHEDULE_SELECT}",
+            schedule_id,
+            None if draft is None else _schedules.draft_json(draft),
+            send_at,
+        )
+        if row is None:
+            raise await self._schedule_refusal(schedule_id)
+        return _schedules.schedule(row)
+
+    async def cancel_schedule(self, schedule_id: str) -> None:
+        _check.name(schedule_id, "schedule_id")
+        status = await self._execute(
+            "DELETE FROM scheduled_messages WHERE id = $1 AND attempts = 0", schedule_id
+        )
+        if status.endswith(" 0"):
+            raise await self._schedule_refusal(schedule_id)
+
+    async def _schedule_refusal(self, schedule_id: str) -> WhisprError:
+        """Why a schedule could not change: gone (``not_found``) or claimed (``conflict``)."""
+        if await self.get_schedule(schedule_id) is None:
+            return WhisprError(Reason.NOT_FOUND, f"no schedule {schedule_id}", field="schedule_id")
+        return _schedules.conflict(schedule_id)
+
+    async def claim_schedules(self, now: float, lease_s: float, limit: int) -> list[Schedule]:
+        rows = await self._fetch(
+            "UPDATE scheduled_messages s SET due_at = $1 + $2, attempts = s.attempts + 1 "
+            "FROM (SELECT id FROM scheduled_messages WHERE due_at <= $1 ORDER BY due_at, id "
+            "LIMIT $3 FOR UPDATE SKIP LOCKED) d WHERE s.id = d.id "
+            f"RETURNING {', '.join('s.' + c for c in _SCHEDULE_SELECT.split(', '))}",
+            now,
+            lease_s,
+            limit,
+        )
+        claimed = [_schedules.schedule(row) for row in rows]
+        return sorted(claimed, key=lambda s: (s.send_at, s.id))
+
+    async def finish_schedule(self, schedule_id: str) -> None:
+        await self._execute("DELETE FROM scheduled_messages WHERE id = $1", schedule_id)
+
+    async def claim_expiries(self, now: float, lease_s: float, limit: int) -> list[Expiry]:
+        rows = await self._fetch(
+            "UPDATE message_expiries e SET due_at = $1 + $2 "
+            "FROM (SELECT conversation_id, seq FROM message_expiries WHERE due_at <= $1 "
+            "ORDER BY due_at, conversation_id, seq LIMIT $3 FOR UPDATE SKIP LOCKED) d "
+            "WHERE e.conversation_id = d.conversation_id AND e.seq = d.seq "
+            "RETURNING e.conversation_id, e.seq, e.expires_at",
+            now,
+            lease_s,
+            limit,
+        )
+        return sorted((_schedules.expiry(row) for row in rows), key=lambda e: e.expires_at)
+
+    async def finish_expiry(self, conversation_id: str, seq: int) -> None:
+        await self._execute(
+            "DELETE FROM message_expiries WHERE conversation_id = $1 AND seq = $2",
+            conversation_id,
+            seq,
+        )
+
+    async def next_due(self) -> float | None:
+        row = await self._fetchrow(
+            "SELECT LEAST((SELECT due_at FROM scheduled_messages ORDER BY due_at LIMIT 1), "
+            "(SELECT due_at FROM message_expiries ORDER BY due_at LIMIT 1))"
+        )
+        return None if row[0] is None else float(row[0])
+
+
+#: An expiry in one statement: the stub, and what else of the message goes.
+_EXPIRE = """
+WITH stub AS (
+    UPDATE messages SET expired = true, deleted = true, content = '', attachments = '[]',
+        metadata = '{}', pinned = false, edited_at = NULL
+    WHERE conversation_id = $1 AND seq = $2 AND NOT expired RETURNING seq
+), r AS (DELETE FROM reactions WHERE conversation_id = $1 AND seq = $2),
+h AS (DELETE FROM hidden_messages WHERE conversation_id = $1 AND seq = $2)
+SELECT count(*) FROM stub
+"""
+_SCHEDULE_INSERT = "id, conversation_id, sender_id, client_id, draft, send_at, created_at, due_at"
+_SCHEDULE_SELECT = (
+    "id, conversation_id, sender_id, draft::text AS draft, send_at, created_at, attempts"
+)
 
 
 _AUDIT_INSERT = f"""

@@ -28,12 +28,14 @@ from actors.model import (
     Conversation,
     ConversationSummary,
     DeliveryCursor,
+    Draft,
     InsertResult,
     Member,
     Message,
     Unsequenced,
 )
 from actors.ports import UNCHANGED
+from actors.scheduling import Expiry, Schedule
 from actors.search import (
     HIGHLIGHT_END,
     HIGHLIGHT_START,
@@ -46,7 +48,7 @@ from actors.search import (
 )
 from whispr.audit.record import AuditCursor, AuditKind, AuditRecord
 from whispr.revocations import Revocation
-from whispr.store import _accounts, _audit, _check, _isolate, _rows, migrations
+from whispr.store import _accounts, _audit, _check, _isolate, _rows, _schedules, migrations
 
 __all__ = ["SqliteStore"]
 
@@ -529,6 +531,7 @@ class SqliteStore:
                     ),
                 )
                 if cursor.rowcount == 1:
+                    await self._note_expiry(m)
                     await db.execute(
                         "UPDATE conversations SET last_seq = max(last_seq, ?), "
                         "last_message_at = max(COALESCE(last_message_at, 0), ?) WHERE id = ?",
@@ -587,6 +590,7 @@ class SqliteStore:
                 _rows.dumps(message.metadata),
             ),
         )
+        await self._note_expiry(message)
         await self.db.execute(
             "UPDATE conversations SET last_seq = ?, "
             "last_message_at = max(COALESCE(last_message_at, 0), ?) WHERE id = ?",
@@ -603,12 +607,17 @@ class SqliteStore:
             "AND client_id = ?",
             (conversation_id, sender_id, client_id),
         )
-        return await self.get_message(conversation_id, rows[0][0]) if rows else None
+        # An expired message's stub too: a retried send is its duplicate, never a new one.
+        return await self._get_message(conversation_id, rows[0][0], "") if rows else None
 
     @_serialized
     async def get_message(self, conversation_id: str, seq: int) -> Message | None:
+        return await self._get_message(conversation_id, seq, " AND NOT expired")
+
+    async def _get_message(self, conversation_id: str, seq: int, where: str) -> Message | None:
         rows = await self._all(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? AND seq = ?",
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? AND seq = ?"
+            + where,
             (conversation_id, seq),
         )
         if not rows:
@@ -693,7 +702,7 @@ class SqliteStore:
             "AND user_id = ?)"
         )
         params: list[Any] = [conversation_id]
-        where = "conversation_id = ?"
+        where = "conversation_id = ? AND NOT expired"
         if before_seq is not None:
             where += " AND seq < ?"
             params.append(before_seq)
@@ -863,7 +872,8 @@ class SqliteStore:
         _check.cursor(after_seq, "after_seq")
         rows = await self._all(
             f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? AND reply_to = ? "
-            "AND seq > ? AND (? IS NULL OR seq NOT IN (SELECT seq FROM hidden_messages "
+            "AND seq > ? AND NOT expired "
+            "AND (? IS NULL OR seq NOT IN (SELECT seq FROM hidden_messages "
             "WHERE conversation_id = ? AND user_id = ?)) ORDER BY seq LIMIT ?",
             (
                 conversation_id,
@@ -1040,6 +1050,166 @@ class SqliteStore:
             "ON CONFLICT (user_id) DO UPDATE SET hide_last_seen = excluded.hide_last_seen",
             (user_id, int(hide)),
         )
+
+    # -- scheduled messages and expiries (actors/scheduling.py) ------------------------------
+
+    async def _note_expiry(self, message: Message) -> None:
+        """A disappearing message's expiry row, in the batch's transaction (PostgreSQL's
+        trigger does the same there)."""
+        at = _schedules.expires_at_of(message)
+        if at is not None:
+            await self.db.execute(
+                "INSERT INTO message_expiries VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (message.conversation_id, message.seq, at, at),
+            )
+
+    @_serialized
+    async def expire_message(self, conversation_id: str, seq: int) -> bool:
+        _check.name(conversation_id, "conversation_id")
+        _check.cursor(seq)
+        db = self.db
+        key = (conversation_id, seq)
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            cursor = await db.execute(
+                "UPDATE messages SET expired = 1, deleted = 1, content = '', attachments = '[]', "
+                "metadata = '{}', pinned = 0, edited_at = NULL "
+                "WHERE conversation_id = ? AND seq = ? AND NOT expired",
+                key,
+            )
+            for table in ("reactions", "hidden_messages"):
+                await db.execute(f"DELETE FROM {table} WHERE conversation_id = ? AND seq = ?", key)
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+        return cursor.rowcount == 1
+
+    @_serialized
+    async def add_schedule(self, schedule: Schedule) -> Schedule:
+        _schedules.check_schedule(schedule)
+        await self.db.execute(
+            "INSERT INTO scheduled_messages (id, conversation_id, sender_id, client_id, draft, "
+            "send_at, created_at, due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (conversation_id, sender_id, client_id) DO NOTHING",
+            (
+                schedule.id,
+                schedule.conversation_id,
+                schedule.sender_id,
+                schedule.draft.client_id,
+                _schedules.draft_json(schedule.draft),
+                schedule.send_at,
+                schedule.created_at,
+                schedule.send_at,
+            ),
+        )
+        rows = await self._all(
+            f"SELECT {_schedules.SCHEDULE_COLUMNS} FROM scheduled_messages "
+            "WHERE conversation_id = ? AND sender_id = ? AND client_id = ?",
+            (schedule.conversation_id, schedule.sender_id, schedule.draft.client_id),
+        )
+        if not rows:  # taken and sent between the two statements
+            raise WhisprError(Reason.CONFLICT, "this schedule was already sent")
+        return _schedules.schedule(rows[0])
+
+    @_serialized
+    async def get_schedule(self, schedule_id: str) -> Schedule | None:
+        _check.name(schedule_id, "schedule_id")
+        rows = await self._all(
+            f"SELECT {_schedules.SCHEDULE_COLUMNS} FROM scheduled_messages WHERE id = ?",
+            (schedule_id,),
+        )
+        return _schedules.schedule(rows[0]) if rows else None
+
+    @_serialized
+    async def list_schedules(self, conversation_id: str, sender_id: str) -> list[Schedule]:
+        rows = await self._all(
+            f"SELECT {_schedules.SCHEDULE_COLUMNS} FROM scheduled_messages "
+            "WHERE conversation_id = ? AND sender_id = ? ORDER BY send_at, id",
+            (conversation_id, sender_id),
+        )
+        return [_schedules.schedule(row) for row in rows]
+
+    @_serialized
+    async def update_schedule(
+        self, schedule_id: str, *, draft: Draft | None = None, send_at: float | None = None
+    ) -> Schedule:
+        current = await self.get_schedule(schedule_id)
+        if current is None:
+            raise WhisprError(Reason.NOT_FOUND, f"no schedule {schedule_id}", field="schedule_id")
+        if draft is not None:
+            _schedules.check_draft(
+                draft, current.conversation_id, current.sender_id, current.created_at
+            )
+        if send_at is not None:
+            _schedules.check_times(send_at)
+        if current.attempts:
+            raise _schedules.conflict(schedule_id)
+        await self.db.execute(
+            "UPDATE scheduled_messages SET draft = COALESCE(?, draft), "
+            "send_at = COALESCE(?, send_at), due_at = COALESCE(?, due_at) "
+            "WHERE id = ? AND attempts = 0",
+            (
+                None if draft is None else _schedules.draft_json(draft),
+                send_at,
+                send_at,
+                schedule_id,
+            ),
+        )
+        updated = await self.get_schedule(schedule_id)
+        assert updated is not None  # writes are serialized: nothing took it meanwhile
+        return updated
+
+    @_serialized
+    async def cancel_schedule(self, schedule_id: str) -> None:
+        current = await self.get_schedule(schedule_id)
+        if current is None:
+            raise WhisprError(Reason.NOT_FOUND, f"no schedule {schedule_id}", field="schedule_id")
+        if current.attempts:
+            raise _schedules.conflict(schedule_id)
+        await self.db.execute("DELETE FROM scheduled_messages WHERE id = ?", (schedule_id,))
+
+    @_serialized
+    async def claim_schedules(self, now: float, lease_s: float, limit: int) -> list[Schedule]:
+        rows = await self._all(
+            "UPDATE scheduled_messages SET due_at = ? + ?, attempts = attempts + 1 "
+            "WHERE id IN (SELECT id FROM scheduled_messages WHERE due_at <= ? "
+            f"ORDER BY due_at, id LIMIT ?) RETURNING {_schedules.SCHEDULE_COLUMNS}",
+            (now, lease_s, now, limit),
+        )
+        claimed = [_schedules.schedule(row) for row in rows]
+        return sorted(claimed, key=lambda s: (s.send_at, s.id))
+
+    @_serialized
+    async def finish_schedule(self, schedule_id: str) -> None:
+        await self.db.execute("DELETE FROM scheduled_messages WHERE id = ?", (schedule_id,))
+
+    @_serialized
+    async def claim_expiries(self, now: float, lease_s: float, limit: int) -> list[Expiry]:
+        rows = await self._all(
+            "UPDATE message_expiries SET due_at = ? + ? WHERE (conversation_id, seq) IN "
+            "(SELECT conversation_id, seq FROM message_expiries WHERE due_at <= ? "
+            "ORDER BY due_at, conversation_id, seq LIMIT ?) "
+            "RETURNING conversation_id, seq, expires_at",
+            (now, lease_s, now, limit),
+        )
+        return sorted((_schedules.expiry(row) for row in rows), key=lambda e: e.expires_at)
+
+    @_serialized
+    async def finish_expiry(self, conversation_id: str, seq: int) -> None:
+        await self.db.execute(
+            "DELETE FROM message_expiries WHERE conversation_id = ? AND seq = ?",
+            (conversation_id, seq),
+        )
+
+    @_serialized
+    async def next_due(self) -> float | None:
+        rows = await self._all(
+            "SELECT (SELECT due_at FROM scheduled_messages ORDER BY due_at LIMIT 1), "
+            "(SELECT due_at FROM message_expiries ORDER BY due_at LIMIT 1)"
+        )
+        due = [value for value in rows[0] if value is not None]
+        return float(min(due)) if due else None
 
 
 _AUDIT_INSERT = (

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Final
 
 from whispr.gateway.channels import admin as _admin  # noqa: F401  (its events)
+from whispr.gateway.channels import scheduled as _scheduled  # noqa: F401  (its events)
 from whispr.gateway.channels.base import Channel, ChannelHost
 from whispr.gateway.channels.conversation import ConversationChannel
 from whispr.gateway.channels.notification import NotificationChannel

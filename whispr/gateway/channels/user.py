@@ -17,7 +17,7 @@ import msgspec
 from actors import rules
 from actors.broker import Subscription
 from actors.errors import Reason, WhisprError
-from actors.events import BrokerEvent, conversation_topic, decode_event
+from actors.events import BrokerEvent, conversation_topic, decode_event, payload_of
 from actors.member_state import MemberStateReads
 from whispr.gateway.channels import search
 from whispr.gateway.channels.base import Channel, ChannelHost, EventTable, Payload, Reply
@@ -107,7 +107,12 @@ class UserChannel(Channel):
             return
 
         def on_event(_topic: str, data: bytes) -> None:
-            head = decode_event(data).head
+            event = decode_event(data)
+            head = event.head
+            if event.name == "message_expired" and host.is_current(self):
+                # Every device of the member hears it, joined to the conversation or not.
+                host.send(host.proto.push(self.topic, "message_expired", payload_of(event)))
+                return
             if head is None or not host.is_current(self):
                 return
             notice = {
