@@ -47,6 +47,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from actors import permissions, rules
 from actors.broker import Broker, Subscription
 from actors.calls import DEFERRED, Call, Deferred
+from actors.e2e.model import Envelope
 from actors.errors import Reason, WhisprError
 from actors.events import conversation_topic, decode_event, encode_event
 from actors.ids import new_id, system_client_id
@@ -117,6 +118,18 @@ class Draft(msgspec.Struct, frozen=True, kw_only=True):
     attachments: tuple[Attachment, ...] = ()
     reply_to: int | None = None
     metadata: dict[str, Any] = {}
+    #: End to end: one ciphertext per recipient device (actors/e2e/), checked and stored by
+    #: ``Messaging.send`` before the actor sees the draft; carried by the live event only.
+    envelopes: tuple[Envelope, ...] = ()
+    #: End to end: blind-index tokens of the message's words (actors/e2e/blind.py).
+    blind_tokens: tuple[bytes, ...] = ()
+
+
+def _new_message(message: Message, envelopes: tuple[Envelope, ...]) -> dict[str, Any]:
+    """A ``new_message`` event's payload: the message, and its envelopes when end to end."""
+    if envelopes:
+        return {"message": message, "envelopes": envelopes}
+    return {"message": message}
 
 
 class _Remote:
@@ -131,7 +144,7 @@ class _Remote:
 class _Pending:
     """A send on its way to the store, everyone waiting for it, and its spans if sampled."""
 
-    __slots__ = ("commit_span", "key", "message", "replies", "span")
+    __slots__ = ("commit_span", "envelopes", "key", "message", "replies", "span")
 
     def __init__(
         self,
@@ -139,9 +152,12 @@ class _Pending:
         message: Unsequenced,
         reply: pykka.Future[Any] | None,
         span: Span | None = None,
+        envelopes: tuple[Envelope, ...] = (),
     ) -> None:
         self.key = key
         self.message = message
+        #: The per-device ciphertexts its live event carries (each device takes its own).
+        self.envelopes = envelopes
         self.replies = [reply]
         #: ``conversation send``, for a send whose call was sampled.
         self.span = span
@@ -626,7 +642,7 @@ class ConversationActor(AsyncioActor):
             metadata=draft.metadata,
             trusted_sender=trusted,
         )
-        entry = _Pending(key, message, reply, self._send_span(message))
+        entry = _Pending(key, message, reply, self._send_span(message), draft.envelopes)
         self._pending[key] = entry
         self._queued.append(entry)
         # The chunk goes when the actor has handled what is in its mailbox
@@ -702,7 +718,7 @@ class ConversationActor(AsyncioActor):
         # sender on the next loop turn and a broadcast is written at its end, so a sender
         # on this node gets both in one write (see ConnectionActor.send).
         pending = self._pending
-        inserted: list[Message] = []
+        inserted: list[tuple[Message, _Pending]] = []
         traced: dict[str, _Pending] = {}
         for entry, result in zip(chunk, results, strict=True):
             del pending[entry.key]
@@ -717,7 +733,7 @@ class ConversationActor(AsyncioActor):
                 if message.seq > self.last_seq:
                     self.last_seq = message.seq
                 self._remember(message)
-                inserted.append(message)
+                inserted.append((message, entry))
             elif result.status == "duplicate":
                 self._remember(message)
             else:
@@ -733,10 +749,10 @@ class ConversationActor(AsyncioActor):
             if entry.span is not None and message.id not in traced:
                 entry.traced_end()  # a duplicate: nothing published
         on_new_message = self.deps.on_new_message
-        for message in inserted:
+        for message, sent in inserted:
             sampled = traced.get(message.id) if traced else None
             if sampled is None:
-                self._publish("new_message", {"message": message})
+                self._publish("new_message", _new_message(message, sent.envelopes))
             else:
                 self._publish_traced(sampled, message)
             if on_new_message is not None:
@@ -752,7 +768,7 @@ class ConversationActor(AsyncioActor):
             attributes={"whispr.seq": message.seq},
         )
         try:
-            self._publish("new_message", {"message": message}, traceparent(span))
+            self._publish("new_message", _new_message(message, entry.envelopes), traceparent(span))
         finally:
             span.end()
             entry.traced_end()

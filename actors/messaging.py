@@ -34,6 +34,9 @@ import pykka
 from actors import admin, rules
 from actors.calls import Call, Deferred
 from actors.conversation import ConversationActor, ConversationDeps, Draft
+from actors.e2e import rules as e2e_rules
+from actors.e2e.delivery import attach_envelopes
+from actors.e2e.directory import KeyDirectory
 from actors.errors import Reason, WhisprError
 from actors.events import conversation_topic, encode_event, user_topic
 from actors.ids import new_id
@@ -64,8 +67,11 @@ class Messaging:
         start_child: Callable[[ChildSpec], Awaitable[Ref[Any]]],
         screen: Callable[[str, str, Draft], Awaitable[None]] | None = None,
         position_check_s: float = POSITION_CHECK_S,
+        e2e: KeyDirectory | None = None,
     ) -> None:
         self.deps = deps
+        #: The key directory, for end-to-end sends and their delivery (actors/e2e/).
+        self.e2e = e2e
         self.registry = registry
         self._start_child = start_child
         #: The node's check of its followers' positions against the store (one for all).
@@ -174,6 +180,7 @@ class Messaging:
         deliver: Deliver,
         on_overflow: Callable[[], None],
         on_revoked: Callable[[], None] | None = None,
+        device: tuple[str, str] | None = None,
     ) -> ConversationStream:
         """A follower's stream of one conversation, once the caller knows it may read it.
 
@@ -182,12 +189,25 @@ class Messaging:
         follower joined; a removal ends the follower by its ``member_removed`` event, or, if
         that event was lost, at the next position check (``on_revoked``).
         """
-        store = self.deps.store
+        store, e2e, clock = self.deps.store, self.e2e, self.deps.clock
 
         def read_page(after_seq: int) -> Awaitable[list[Message]]:
             return store.page_messages(
                 conversation_id, after_seq=after_seq, limit=MAX_PAGE, viewer_id=viewer_id
             )
+
+        if device is not None and e2e is not None:
+            # A registered device's pages: its end-to-end messages with its own envelopes.
+            plain = read_page
+            user_id, device_id = device
+
+            async def read_device_page(after_seq: int) -> list[Message]:
+                page = await plain(after_seq)
+                return await attach_envelopes(
+                    e2e.keys, conversation_id, user_id, device_id, page, clock()
+                )
+
+            read_page = read_device_page
 
         return ConversationStream(
             self.deps.broker,
@@ -233,16 +253,97 @@ class Messaging:
 
     # -- writes, through the conversation's actor ----------------------------------------
 
-    async def send(self, user_id: str, conversation_id: str, draft: Draft) -> Message:
+    async def send(
+        self, user_id: str, conversation_id: str, draft: Draft, *, device_id: str | None = None
+    ) -> Message:
         """Send a message; returns it once durable (the original one on a retried client id).
 
         With screening, the sender's right to post is asked first: the sibling
-        services see only drafts the conversation would take.
+        services see only drafts the conversation would take. A draft with envelopes (end
+        to end) is checked against the members' devices and its envelopes stored first
+        (:meth:`_prepare_e2e`); ``device_id`` is the sending device.
         """
+        if draft.envelopes or draft.blind_tokens:
+            original = await self._prepare_e2e(user_id, conversation_id, draft, device_id)
+            if original is not None:
+                return original
         if self.screen is not None:
             await self._ask(conversation_id, ConversationActor.check_can_post, user_id)
             await self.screen(user_id, conversation_id, draft)
         return await self._ask(conversation_id, ConversationActor.send, user_id, draft)
+
+    async def _prepare_e2e(
+        self, user_id: str, conversation_id: str, draft: Draft, device_id: str | None
+    ) -> Message | None:
+        """Check an end-to-end draft and store its envelopes and blind tokens before it is
+        sent; returns the original message when this is a retry of a stored one.
+
+        Refused, nothing stored: ``mismatched_devices`` / ``stale_devices`` when the
+        envelopes do not match the members' current devices (actors/e2e/rules.py). Stored
+        before the message, so that no follower ever reads the message without them.
+        """
+        e2e = self.e2e
+        if e2e is None:
+            raise WhisprError(Reason.INVALID, "end-to-end envelopes are not served here")
+        if draft.metadata.get("e2e") is not True:
+            raise WhisprError(
+                Reason.INVALID,
+                "envelopes and blind tokens need metadata.e2e true",
+                field="metadata",
+            )
+        if draft.content:
+            raise WhisprError(
+                Reason.INVALID,
+                "an end-to-end message carries its ciphertext in envelopes, not content",
+                field="content",
+            )
+        if not draft.envelopes:
+            raise WhisprError(Reason.INVALID, "blind tokens come with envelopes", field="envelopes")
+        rules.check_client_id(draft.client_id)
+        e2e_rules.check_blind_tokens(draft.blind_tokens, "blind_tokens", e2e_rules.MAX_BLIND_TOKENS)
+        _, members, _ = await self._ask(conversation_id, ConversationActor.snapshot)
+        member_ids = [m.user_id for m in members]
+        rules.require_member({m.user_id: m for m in members}, user_id)
+        try:
+            await e2e.check_envelopes(user_id, device_id, member_ids, draft.envelopes)
+        except WhisprError as error:
+            if error.reason in (Reason.MISMATCHED_DEVICES, Reason.STALE_DEVICES):
+                # A retry of a send stored before the devices changed: its original.
+                original = await self.deps.store.find_by_client_id(
+                    conversation_id, user_id, draft.client_id
+                )
+                if original is not None:
+                    return original
+            raise
+        await e2e.keep_envelopes(conversation_id, user_id, draft.client_id, draft.envelopes)
+        await e2e.keys.put_blind_tokens(
+            conversation_id, user_id, draft.client_id, draft.blind_tokens
+        )
+        return None
+
+    async def search_blind(
+        self,
+        user_id: str,
+        conversation_id: str,
+        tokens: Sequence[bytes],
+        *,
+        before_seq: int | None = None,
+        limit: int = 50,
+    ) -> list[int]:
+        """Blind-index search: the seqs of the messages carrying every token, newest first,
+        that the member can see (not deleted, not hidden by them)."""
+        e2e = self.e2e
+        if e2e is None:
+            raise WhisprError(Reason.INVALID, "blind-index search is not served here")
+        if not tokens:
+            raise WhisprError(Reason.INVALID, "name at least one token", field="blind_tokens")
+        e2e_rules.check_blind_tokens(tokens, "blind_tokens", e2e_rules.MAX_SEARCH_TOKENS)
+        if before_seq is not None:
+            rules.check_position(before_seq, "before_seq")
+        await self._require_member(user_id, conversation_id)
+        return await e2e.keys.search_blind(
+            conversation_id, user_id, tokens, before_seq, rules.page_limit(limit)
+        )
 
     async def send_system(
         self, conversation_id: str, event: str, details: dict[str, Any], client_id: str
@@ -446,6 +547,10 @@ class Messaging:
         cursor = await self.deps.store.mark_delivered(
             conversation_id, user_id, device_id, min(seq, last_seq)
         )
+        if self.e2e is not None:  # the device has them: its envelopes up to here go
+            await self.e2e.keys.delete_delivered_envelopes(
+                conversation_id, user_id, device_id, cursor
+            )
         payload = {
             "conversation_id": conversation_id,
             "user_id": user_id,

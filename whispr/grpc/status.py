@@ -35,6 +35,8 @@ STATUS_BY_REASON: Final[Mapping[Reason, grpc.StatusCode]] = MappingProxyType(
         Reason.TOO_MANY_CONNECTIONS: grpc.StatusCode.RESOURCE_EXHAUSTED,
         Reason.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
         Reason.UNAUTHORIZED: grpc.StatusCode.UNAUTHENTICATED,
+        Reason.MISMATCHED_DEVICES: grpc.StatusCode.FAILED_PRECONDITION,
+        Reason.STALE_DEVICES: grpc.StatusCode.FAILED_PRECONDITION,
     }
 )
 

@@ -37,6 +37,7 @@ from actors.ports import UNCHANGED
 from whispr.audit.record import AuditCursor, AuditKind, AuditRecord
 from whispr.revocations import Revocation
 from whispr.store import _accounts, _audit, _check, _isolate, _rows, migrations
+from whispr.store.e2e_sqlite import SqliteKeys
 
 __all__ = ["SqliteStore"]
 
@@ -112,8 +113,11 @@ _MESSAGE_COLUMNS = (
 )
 
 
-class SqliteStore:
-    """The :class:`actors.ports.Store` on one SQLite file."""
+class SqliteStore(SqliteKeys):
+    """The :class:`actors.ports.Store` on one SQLite file (and the end-to-end
+    :class:`actors.e2e.ports.KeyStore`, :mod:`whispr.store.e2e_sqlite`)."""
+
+    _translate_error = staticmethod(_translate)
 
     def __init__(self, path: str) -> None:
         self.path = path

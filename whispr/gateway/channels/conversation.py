@@ -21,6 +21,7 @@ import msgspec
 
 from actors import rules
 from actors.conversation import Draft
+from actors.e2e.delivery import live_frame
 from actors.events import BrokerEvent, encode_event
 from actors.model import Message
 from actors.rules import MAX_PAGE
@@ -48,6 +49,7 @@ __all__ = [
     "MarkCursor",
     "PinMessage",
     "React",
+    "SearchBlind",
     "SendMessage",
     "Typing",
 ]
@@ -111,6 +113,15 @@ class Typing(Payload):
     """``typing_start`` / ``typing_stop``: no payload fields; broadcast as ``user_typing``."""
 
 
+class SearchBlind(Payload):
+    """``search`` with ``blind_tokens`` (base64): the seqs of the end-to-end messages carrying
+    all of them, newest first, before ``before_seq`` if given (docs/e2e.md)."""
+
+    blind_tokens: tuple[bytes, ...]
+    before_seq: int | None = None
+    limit: int = 50
+
+
 class History(Payload):
     """``history``: a page of messages, ascending, before or after a seq (at most 200)."""
 
@@ -160,6 +171,7 @@ class ConversationChannel(Channel):
             deliver=self._deliver,
             on_overflow=self._overflow,
             on_revoked=self._revoked,
+            device=(host.user_id, host.identity.device_id),
         )
         self.stream = stream
         # Subscribed (events held) before catch-up reads the store: nothing falls in between.
@@ -228,6 +240,10 @@ class ConversationChannel(Channel):
         host = self.host
         if event.name == "user_typing" and event.user_id == host.user_id:
             return  # not echoed to the typer
+        if event.envelopes:  # end to end: this device's own envelope only
+            frame = live_frame(event, host.user_id, host.identity.device_id)
+            host.send(host.proto.push(self.topic, "new_message", frame, join_ref=self.join_ref))
+            return
         if event.name == "member_removed" and event.user_id == host.user_id:
             # Removed from the conversation: the channel ends for good (no rejoin).
             host.send(broadcast_frame(self.topic, event))
@@ -265,7 +281,10 @@ class ConversationChannel(Channel):
     @_events.on("send_message", SendMessage)
     async def send_message(self, draft: SendMessage, _event: str) -> Reply:
         ctx = self.host.ctx
-        message = await ctx.messaging.send(self.host.user_id, self.target, draft)
+        host = self.host
+        message = await ctx.messaging.send(
+            host.user_id, self.target, draft, device_id=host.identity.device_id
+        )
         return {"id": message.id, "seq": message.seq, "created_at": message.created_at}
 
     @_events.on("edit_message", EditMessage)
@@ -334,6 +353,20 @@ class ConversationChannel(Channel):
             limit=p.limit,
         )
         return {"messages": msgspec.to_builtins(messages)}
+
+
+@_events.on("search", SearchBlind)
+async def search(channel: ConversationChannel, p: SearchBlind, _event: str) -> Reply:
+    return await search_blind(channel, p)
+
+
+async def search_blind(channel: ConversationChannel, p: SearchBlind) -> Reply:
+    """Blind-index search on this conversation: ``{"seqs"}``."""
+    host = channel.host
+    seqs = await host.ctx.messaging.search_blind(
+        host.user_id, channel.target, p.blind_tokens, before_seq=p.before_seq, limit=p.limit
+    )
+    return {"seqs": seqs}
 
 
 # A member's own state (settings, receipts, pins, threads): whispr/gateway/channels/member_state.py

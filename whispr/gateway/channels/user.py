@@ -19,6 +19,7 @@ from actors.broker import Subscription
 from actors.errors import Reason, WhisprError
 from actors.events import BrokerEvent, conversation_topic, decode_event
 from actors.member_state import MemberStateReads
+from whispr.gateway.channels import keys
 from whispr.gateway.channels.base import Channel, ChannelHost, EventTable, Payload, Reply
 from whispr.gateway.channels.contacts import ContactPresence, UpdatePresence
 
@@ -152,3 +153,7 @@ class UserChannel(Channel):
     @_events.on("update_presence", UpdatePresence)
     async def update_presence(self, p: UpdatePresence, _event: str) -> Reply:
         return await self._contacts.update(p)
+
+
+# The end-to-end key directory's events: whispr/gateway/channels/keys.py
+keys.register(_events)
