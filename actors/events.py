@@ -82,7 +82,7 @@ class MessageHead(msgspec.Struct, frozen=True, gc=False):
 class _NewMessage(msgspec.Struct, gc=False):
     message: MessageHead
     #: An end-to-end message's envelopes, left as JSON (only their devices' followers read it).
-    envelopes: msgspec.Raw | None = None
+    envelopes: msgspec.Raw = msgspec.Raw(b"")
 
 
 class _ConversationRef(msgspec.Struct, gc=False):
@@ -144,7 +144,7 @@ def decode_event(data: bytes) -> BrokerEvent:
     if name == "new_message":
         new = _decode_new(payload)
         head = new.message
-        if new.envelopes is not None:
+        if new.envelopes:
             envelopes = bytes(new.envelopes)
     user_id = conversation_id = ""
     if name in _ABOUT:

@@ -56,6 +56,12 @@ R = TypeVar("R")
 Handler: TypeAlias = Callable[Concatenate[ConversationActor, P], R]
 
 
+def _envelope_send(draft: Draft) -> bool:
+    """An end-to-end draft without content: its ciphertext is in envelopes (maybe none yet,
+    which the device check then refuses as ``mismatched_devices``)."""
+    return draft.metadata.get("e2e") is True and not draft.content and draft.kind == "text"
+
+
 class Messaging:
     """Conversations and messages for one node; thread: the node's event loop."""
 
@@ -263,7 +269,7 @@ class Messaging:
         to end) is checked against the members' devices and its envelopes stored first
         (:meth:`_prepare_e2e`); ``device_id`` is the sending device.
         """
-        if draft.envelopes or draft.blind_tokens:
+        if draft.envelopes or draft.blind_tokens or _envelope_send(draft):
             original = await self._prepare_e2e(user_id, conversation_id, draft, device_id)
             if original is not None:
                 return original
@@ -297,8 +303,6 @@ class Messaging:
                 "an end-to-end message carries its ciphertext in envelopes, not content",
                 field="content",
             )
-        if not draft.envelopes:
-            raise WhisprError(Reason.INVALID, "blind tokens come with envelopes", field="envelopes")
         rules.check_client_id(draft.client_id)
         e2e_rules.check_blind_tokens(draft.blind_tokens, "blind_tokens", e2e_rules.MAX_BLIND_TOKENS)
         _, members, _ = await self._ask(conversation_id, ConversationActor.snapshot)

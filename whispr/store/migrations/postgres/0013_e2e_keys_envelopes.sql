@@ -12,7 +12,7 @@ CREATE TABLE e2e_devices (
 );
 
 -- Signed prekeys (kind 'ec') and post-quantum last-resort prekeys (kind 'kem'): the current
--- one has superseded_at NULL; the one before it stays until superseded_at + the grace period.
+-- one has superseded_at NULL, the one before it stays until superseded_at + the grace period.
 CREATE TABLE e2e_signed_prekeys (
     user_id       text NOT NULL,
     device_id     text NOT NULL,
@@ -36,7 +36,7 @@ CREATE TABLE e2e_one_time_prekeys (
 );
 
 -- One ciphertext per recipient device, keyed by the message's sender and client id (written
--- before the message, so a message is never visible without its envelopes); deleted when the
+-- before the message, so a message is never visible without its envelopes), deleted when the
 -- device acknowledges delivery, or at expires_at.
 CREATE TABLE e2e_envelopes (
     conversation_id text NOT NULL,
