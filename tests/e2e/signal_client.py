@@ -233,7 +233,8 @@ class Device:
             header=RatchetHeader(wire.ratchet_pub, wire.pn, wire.n), ciphertext=wire.ciphertext
         )
         if kind == "prekey":
-            assert wire.identity_key is not None and wire.ephemeral_key is not None
+            assert wire.identity_key is not None
+            assert wire.ephemeral_key is not None
             assert wire.signed_pre_key is not None
             header = x3dh.Header(
                 identity_key=wire.identity_key,

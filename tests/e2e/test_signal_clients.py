@@ -166,7 +166,8 @@ async def test_two_users_two_devices_each_through_two_nodes(
         await b2.client.join(f"conversation:{conversation_id}", {"last_seq": 0})
         for seq, _sender, _text in sent:
             message = await _next_message(b2, conversation_id)
-            assert message["seq"] == seq and message["envelope"] is None
+            assert message["seq"] == seq
+            assert message["envelope"] is None
 
         # b2 replies; everyone (a1, a2, b1) decrypts it.
         online.append(b2)
@@ -194,7 +195,8 @@ async def test_two_users_two_devices_each_through_two_nodes(
                 {"blind_tokens": [b64(t) for t in blind_tokens(search_key, query)]},
             )
             assert found["seqs"] == expected, query
-        assert expected == [] and sent  # the last query matched nothing
+        assert expected == []
+        assert sent
 
 
 async def test_mismatched_and_stale_devices_are_refused_and_nothing_is_stored(
@@ -293,7 +295,8 @@ async def test_one_time_prekeys_are_handed_out_once_under_concurrency(
 
         results = await asyncio.gather(*(fetch(u, c) for u, c in clients))
         handed = [k["key_id"] for batch in results for k in batch if k is not None]
-        assert len(handed) == 20 and len(set(handed)) == 20  # 30 fetches, 20 keys, once each
+        assert len(handed) == 20
+        assert len(set(handed)) == 20
         assert sum(k is None for batch in results for k in batch) == 10
         # The owner was told it runs low.
         assert owner.client is not None
@@ -314,7 +317,9 @@ async def test_a_removed_device_receives_nothing_more(
             await _online(stack, node, device)
             await device.register()
             await device.upload()
-        assert a1.client is not None and b1.client is not None and b2.client is not None
+        assert a1.client is not None
+        assert b1.client is not None
+        assert b2.client is not None
         created = await a1.client.push(
             a1.topic, "create_conversation", {"kind": "group", "title": "t", "members": [bob]}
         )

@@ -42,8 +42,20 @@ DOCUMENTED = {
         "update_conversation",
         "transfer_ownership",
         "list_members",
+        # blind-index search of end-to-end messages (docs/e2e.md)
+        "search",
     },
-    "user": {"create_conversation", "list_conversations", "update_presence"},
+    "user": {
+        "create_conversation",
+        "list_conversations",
+        "update_presence",
+        # the end-to-end key directory (whispr/gateway/channels/keys.py)
+        "register_device",
+        "list_devices",
+        "remove_device",
+        "upload_keys",
+        "get_bundles",
+    },
     "notification": set(),
 }
 

@@ -33,10 +33,12 @@ from whispr.config import Settings
 from whispr.grpc.admin_service import ConversationAdminServicer
 from whispr.grpc.auth import CallerAuth, parse_tokens
 from whispr.grpc.gen.whispr.admin.v1 import admin_pb2, admin_pb2_grpc
+from whispr.grpc.gen.whispr.keys.v1 import keys_pb2_grpc
 from whispr.grpc.gen.whispr.members.v1 import members_pb2_grpc
 from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2 as pb
 from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2_grpc as pb_grpc
 from whispr.grpc.gen.whispr.server.v1 import server_pb2_grpc
+from whispr.grpc.keys_service import KEY_DIRECTORY_SERVICE, KeyDirectoryServicer
 from whispr.grpc.members_service import MEMBER_STATE_SERVICE, MemberStateServicer
 from whispr.grpc.server_service import SERVER_API, ServerApiServicer
 from whispr.grpc.service import MessagingServicer
@@ -90,6 +92,7 @@ class GrpcServer:
         self.admin = ConversationAdminServicer(
             messaging, self.auth, self.servicer.metrics, audit=audit
         )
+        self.keys = KeyDirectoryServicer(messaging, self.auth, self.servicer.metrics, audit=audit)
         self.health = health.aio.HealthServicer()
         self.port = 0
         self._server: grpc.aio.Server | None = None
@@ -103,11 +106,13 @@ class GrpcServer:
         pb_grpc.add_MessagingServiceServicer_to_server(self.servicer, server)  # type: ignore[no-untyped-call]
         members_pb2_grpc.add_MemberStateServicer_to_server(self.member_state, server)  # type: ignore[no-untyped-call]
         admin_pb2_grpc.add_ConversationAdminServicer_to_server(self.admin, server)  # type: ignore[no-untyped-call]
+        keys_pb2_grpc.add_KeyDirectoryServicer_to_server(self.keys, server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         services = [
             MESSAGING_SERVICE,
             MEMBER_STATE_SERVICE,
             ADMIN_SERVICE,
+            KEY_DIRECTORY_SERVICE,
             health.SERVICE_NAME,
             reflection.SERVICE_NAME,
         ]
@@ -130,6 +135,7 @@ class GrpcServer:
         await self.health.set(MESSAGING_SERVICE, _SERVING)
         await self.health.set(MEMBER_STATE_SERVICE, _SERVING)
         await self.health.set(ADMIN_SERVICE, _SERVING)
+        await self.health.set(KEY_DIRECTORY_SERVICE, _SERVING)
         if self.server_api is not None:
             await self.health.set(SERVER_API, _SERVING)
 
