@@ -384,6 +384,14 @@ class ConversationActor(AsyncioActor):
             raise WhisprError(Reason.FORBIDDEN, "only the sender may edit a message")
         if original.deleted or original.kind == "system":
             raise WhisprError(Reason.INVALID, "this message cannot be edited")
+        if original.metadata.get("e2e") is True and not original.content:
+            # Its text is in envelopes: a plain edit would put it in the clear. The edit is a
+            # new end-to-end message instead (docs/e2e.md), under the same envelope rule.
+            raise WhisprError(
+                Reason.INVALID,
+                "an end-to-end message is edited by a new end-to-end message",
+                field="content",
+            )
         if original.kind == "text" and not content:
             raise WhisprError(Reason.INVALID, "a text message needs content", field="content")
         edited = await self.deps.store.edit_message(

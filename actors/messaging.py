@@ -380,7 +380,13 @@ class Messaging:
         return await self._ask(conversation_id, ConversationActor.edit, user_id, seq, content)
 
     async def delete(self, user_id: str, conversation_id: str, seq: int) -> Message:
-        return await self._ask(conversation_id, ConversationActor.delete, user_id, seq)
+        deleted = await self._ask(conversation_id, ConversationActor.delete, user_id, seq)
+        if self.e2e is not None and deleted.metadata.get("e2e") is True:
+            # Deleted for everyone: its envelopes and blind tokens go with its content.
+            await self.e2e.keys.forget_message(
+                conversation_id, deleted.sender_id, deleted.client_id
+            )
+        return deleted
 
     async def hide(self, user_id: str, conversation_id: str, seq: int) -> None:
         """Delete for oneself: the message disappears from this user's history only."""

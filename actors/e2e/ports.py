@@ -99,6 +99,10 @@ class KeyStore(Protocol):
         """Delete up to ``limit`` envelopes expired at ``now``; how many (the TTL backstop)."""
         ...
 
+    async def forget_message(self, conversation_id: str, sender_id: str, client_id: str) -> None:
+        """Delete a message's envelopes and blind tokens (it was deleted for everyone)."""
+        ...
+
     async def put_blind_tokens(
         self, conversation_id: str, sender_id: str, client_id: str, tokens: Sequence[bytes]
     ) -> None:

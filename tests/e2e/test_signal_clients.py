@@ -98,7 +98,7 @@ _sender_device: dict[str, str] = {}
 
 
 async def test_two_users_two_devices_each_through_two_nodes(
-    nodes: tuple[RunningNode, RunningNode],
+    nodes: tuple[RunningNode, RunningNode], capsys: pytest.CaptureFixture[str]
 ) -> None:
     first, second = nodes
     alice, bob = unique("alice"), unique("bob")
@@ -195,8 +195,22 @@ async def test_two_users_two_devices_each_through_two_nodes(
                 {"blind_tokens": [b64(t) for t in blind_tokens(search_key, query)]},
             )
             assert found["seqs"] == expected, query
-        assert expected == []
-        assert sent
+            assert b64(blind_tokens(search_key, query)[0]) not in capsys.readouterr().out
+        assert expected == []  # the last query matched nothing
+
+        # Edits, deletes: a plain edit would put the text in the clear, so it is refused; a
+        # message deleted for everyone leaves the search with its tokens.
+        topic = f"conversation:{conversation_id}"
+        first_seq, _s, first_text = sent[0]
+        assert "hello" in normalized_words(first_text)
+        with pytest.raises(ReplyError) as refused:
+            await a1.client.push(topic, "edit_message", {"seq": first_seq, "content": "clear"})
+        assert refused.value.reason == "invalid"
+        await a1.client.push(topic, "delete_message", {"seq": first_seq})
+        found = await b1.client.push(
+            topic, "search", {"blind_tokens": [b64(t) for t in blind_tokens(search_key, "hello")]}
+        )
+        assert found["seqs"] == []
 
 
 async def test_mismatched_and_stale_devices_are_refused_and_nothing_is_stored(

@@ -374,6 +374,17 @@ class PostgresKeys:
             )
         return int(str(status).rsplit(" ", 1)[-1])
 
+    async def forget_message(self, conversation_id: str, sender_id: str, client_id: str) -> None:
+        async with self._connection() as c, c.transaction():
+            for table in ("e2e_envelopes", "e2e_blind_tokens"):
+                await c.execute(
+                    f"DELETE FROM {table} WHERE conversation_id = $1 AND sender_id = $2 "
+                    "AND client_id = $3",
+                    conversation_id,
+                    sender_id,
+                    client_id,
+                )
+
     async def put_blind_tokens(
         self, conversation_id: str, sender_id: str, client_id: str, tokens: Sequence[bytes]
     ) -> None:

@@ -385,6 +385,16 @@ class SqliteKeys:
         return cursor.rowcount
 
     @_serialized
+    async def forget_message(self, conversation_id: str, sender_id: str, client_id: str) -> None:
+        async with self._immediate():
+            for table in ("e2e_envelopes", "e2e_blind_tokens"):
+                await self.db.execute(
+                    f"DELETE FROM {table} WHERE conversation_id = ? AND sender_id = ? "
+                    "AND client_id = ?",
+                    (conversation_id, sender_id, client_id),
+                )
+
+    @_serialized
     async def put_blind_tokens(
         self, conversation_id: str, sender_id: str, client_id: str, tokens: Sequence[bytes]
     ) -> None:
