@@ -360,3 +360,43 @@ async def test_a_removed_device_receives_nothing_more(
             while event.event != "new_message":
                 event = await again.next_event(f"conversation:{conversation_id}", timeout=10)
             assert event.payload["message"]["envelope"] is None
+
+
+async def test_contacts_hear_of_new_devices_and_identity_changes(
+    nodes: tuple[RunningNode, RunningNode],
+) -> None:
+    first, second = nodes
+    alice, bob = unique("alice"), unique("bob")
+    a1, b1 = Device(alice, "a1"), Device(bob, "b1")
+    async with AsyncExitStack() as stack:
+        await _online(stack, first, a1)
+        await _online(stack, second, b1)
+        assert a1.client is not None
+        assert b1.client is not None
+        await a1.client.push(a1.topic, "create_conversation", {"kind": "direct", "with_user": bob})
+        await b1.register()
+        await b1.upload()
+
+        async def next_named(name: str) -> dict[str, Any]:
+            assert a1.client is not None
+            while True:
+                event = await a1.client.next_event(a1.topic, timeout=10)
+                if event.event == name:
+                    payload: dict[str, Any] = event.payload
+                    return payload
+
+        assert await next_named("devices_changed") == {
+            "user_id": bob,
+            "device_id": "b1",
+            "change": "added",
+        }
+        # b1 is reinstalled with a new identity: alice's client shows the safety-number change.
+        b1.state = Device(bob, "b1").state
+        await b1.upload()
+        changed = await next_named("identity_changed")
+        assert changed["user_id"] == bob
+        assert changed["device_id"] == "b1"
+        assert base64.b64decode(changed["identity_key"]) == b1.state.bundle.identity_key
+        # Bundles now carry the new identity and its new signed prekey.
+        [bundle] = (await a1.client.push(a1.topic, "get_bundles", {"user_id": bob}))["bundles"]
+        assert base64.b64decode(bundle["identity_key"]) == b1.state.bundle.identity_key
