@@ -305,9 +305,10 @@ class Messaging:
             )
         rules.check_client_id(draft.client_id)
         e2e_rules.check_blind_tokens(draft.blind_tokens, "blind_tokens", e2e_rules.MAX_BLIND_TOKENS)
-        _, members, _ = await self._ask(conversation_id, ConversationActor.snapshot)
+        conversation, members, _ = await self._ask(conversation_id, ConversationActor.snapshot)
         member_ids = [m.user_id for m in members]
-        rules.require_member({m.user_id: m for m in members}, user_id)
+        # Nothing is stored for a sender who may not post here.
+        rules.require_can_post(conversation, {m.user_id: m for m in members}, user_id)
         try:
             await e2e.check_envelopes(user_id, device_id, member_ids, draft.envelopes)
         except WhisprError as error:
