@@ -400,3 +400,36 @@ async def test_contacts_hear_of_new_devices_and_identity_changes(
         # Bundles now carry the new identity and its new signed prekey.
         [bundle] = (await a1.client.push(a1.topic, "get_bundles", {"user_id": bob}))["bundles"]
         assert base64.b64decode(bundle["identity_key"]) == b1.state.bundle.identity_key
+
+
+async def test_a_device_added_later_gets_no_envelope_of_earlier_messages(
+    nodes: tuple[RunningNode, RunningNode],
+) -> None:
+    first, second = nodes
+    alice, bob = unique("alice"), unique("bob")
+    a1, b1, b3 = Device(alice, "a1"), Device(bob, "b1"), Device(bob, "b3")
+    async with AsyncExitStack() as stack:
+        for device, node in ((a1, first), (b1, second)):
+            await _online(stack, node, device)
+            await device.register()
+            await device.upload()
+        assert a1.client is not None
+        created = await a1.client.push(
+            a1.topic, "create_conversation", {"kind": "group", "title": "t", "members": [bob]}
+        )
+        conversation_id = created["conversation"]["id"]
+        await a1.client.join(f"conversation:{conversation_id}")
+        _sender_device["early"] = "a1"
+        early = await a1.send(conversation_id, "early", "before b3 existed")
+        await _online(stack, second, b3)
+        await b3.register()
+        await b3.upload()
+        _sender_device["late"] = "a1"
+        late = await a1.send(conversation_id, "late", "after b3 came")  # fetches b3's bundle
+        assert b3.client is not None
+        await b3.client.join(f"conversation:{conversation_id}", {"last_seq": 0})
+        message = await _next_message(b3, conversation_id)
+        assert (message["seq"], message["envelope"]) == (early["seq"], None)
+        message = await _next_message(b3, conversation_id)
+        assert message["seq"] == late["seq"]
+        assert await _decrypt(b3, message) == "after b3 came"
