@@ -313,19 +313,33 @@ class ConversationActor(AsyncioActor):
 
     # -- writes -------------------------------------------------------------------------
 
-    def send(self, sender_id: str, draft: Draft) -> Message | Deferred[Message]:
+    def send(
+        self, sender_id: str, draft: Draft, *, members: frozenset[str] | None = None
+    ) -> Message | Deferred[Message]:
         """Queue the draft, answer once it is durable; idempotent by client id.
 
         The reply is deferred: the actor goes on with its next message while
         this one commits, so the sends it takes meanwhile form its next chunk
         (see "the engine" below). A refusal is raised at once; a client id
         already in the cache is answered at once with the original.
+
+        ``members``: the members an end-to-end draft's envelopes were checked against
+        (``Messaging.send``); refused ``conflict`` with ``members_changed`` unless they are
+        this actor's members now. Membership changes go through this actor one at a time,
+        so a member added after this turn comes after the message in its order.
         """
         self._touch()
         conversation = self._conversation()
         if time.monotonic() - self._members_at > self.deps.members_max_age_s:
             self._refresh_members_soon()  # sends are not held for it: the store checks too
         rules.require_can_post(conversation, self.members, sender_id)
+        if members is not None and members != self.members.keys():
+            raise WhisprError(
+                Reason.CONFLICT,
+                "the members changed while the envelopes were checked; send again",
+                field="envelopes",
+                members_changed=True,
+            )
         rules.check_client_id(draft.client_id)
         rules.check_content(draft.content, self.deps.max_content_bytes)
         # End to end, a text's content is in its envelopes (checked by Messaging.send).

@@ -55,6 +55,9 @@ R = TypeVar("R")
 #: One of the conversation actor's methods, as ``_ask`` takes it: ``ConversationActor.send``.
 Handler: TypeAlias = Callable[Concatenate[ConversationActor, P], R]
 
+#: Times an end-to-end send is checked again when the members changed meanwhile.
+E2E_SEND_ATTEMPTS = 3
+
 
 def _envelope_send(draft: Draft) -> bool:
     """An end-to-end draft without content: its ciphertext is in envelopes (maybe none yet,
@@ -270,19 +273,63 @@ class Messaging:
         (:meth:`_prepare_e2e`); ``device_id`` is the sending device.
         """
         if draft.envelopes or draft.blind_tokens or _envelope_send(draft):
-            original = await self._prepare_e2e(user_id, conversation_id, draft, device_id)
-            if original is not None:
-                return original
+            return await self._send_e2e(user_id, conversation_id, draft, device_id)
         if self.screen is not None:
             await self._ask(conversation_id, ConversationActor.check_can_post, user_id)
             await self.screen(user_id, conversation_id, draft)
         return await self._ask(conversation_id, ConversationActor.send, user_id, draft)
 
+    async def _send_e2e(
+        self, user_id: str, conversation_id: str, draft: Draft, device_id: str | None
+    ) -> Message:
+        """An end-to-end send: envelopes checked and stored, then the draft to the actor.
+
+        The devices are checked against the members the actor had when asked; the actor
+        takes the draft only if its members are still those (``members_changed``), in the
+        same turn as it queues it, so no member is added between the check and the
+        message's place in the conversation's order without its devices being checked.
+        On that refusal the check runs again on the new members (a member with devices
+        makes it ``mismatched_devices``). Whatever refuses the send once its envelopes are
+        stored, they are deleted: nothing is kept for a message that was not.
+        """
+        for attempt in range(1, E2E_SEND_ATTEMPTS + 1):
+            prepared = await self._prepare_e2e(user_id, conversation_id, draft, device_id)
+            if isinstance(prepared, Message):
+                return prepared  # a retry of a message already stored
+            try:
+                if self.screen is not None:
+                    await self._ask(conversation_id, ConversationActor.check_can_post, user_id)
+                    await self.screen(user_id, conversation_id, draft)
+                return await self._ask(
+                    conversation_id, ConversationActor.send, user_id, draft, members=prepared
+                )
+            except WhisprError as error:
+                await self._drop_unsent(conversation_id, user_id, draft.client_id, error)
+                if not error.details.get("members_changed") or attempt == E2E_SEND_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _drop_unsent(
+        self, conversation_id: str, user_id: str, client_id: str, error: WhisprError
+    ) -> None:
+        """Delete the envelopes and blind tokens of a send refused after they were stored.
+
+        Not after ``unavailable``: the message may have been written (a crash, a lost
+        answer), and its retry must still find them. Nor when a message with this client
+        id is stored (a concurrent retry of it won).
+        """
+        e2e = self.e2e
+        if e2e is None or error.reason is Reason.UNAVAILABLE:
+            return
+        if await self.deps.store.find_by_client_id(conversation_id, user_id, client_id) is None:
+            await e2e.keys.forget_message(conversation_id, user_id, client_id)
+
     async def _prepare_e2e(
         self, user_id: str, conversation_id: str, draft: Draft, device_id: str | None
-    ) -> Message | None:
+    ) -> Message | frozenset[str]:
         """Check an end-to-end draft and store its envelopes and blind tokens before it is
-        sent; returns the original message when this is a retry of a stored one.
+        sent; returns the members it was checked against, or the original message when
+        this is a retry of a stored one.
 
         Refused, nothing stored: ``mismatched_devices`` / ``stale_devices`` when the
         envelopes do not match the members' current devices (actors/e2e/rules.py). Stored
@@ -324,7 +371,7 @@ class Messaging:
         await e2e.keys.put_blind_tokens(
             conversation_id, user_id, draft.client_id, draft.blind_tokens
         )
-        return None
+        return frozenset(member_ids)
 
     async def search_blind(
         self,
