@@ -1,8 +1,10 @@
 """The ``whispr.keys.v1.KeyDirectory`` servicer: the end-to-end key directory for services.
 
 The calls mirror the ``user:<id>`` events of ``whispr/gateway/channels/keys.py`` and call the
-same :class:`~actors.e2e.directory.KeyDirectory`; authentication, status codes, audit records
-and metrics are the messaging API's, through the same :func:`~whispr.grpc.service.rpc`.
+same :class:`~actors.e2e.directory.KeyDirectory`, and ``SendEndToEndMessage`` the same
+``Messaging.send`` as ``send_message`` with envelopes (one device check for both);
+authentication, status codes, audit records and metrics are the messaging API's, through
+the same :func:`~whispr.grpc.service.rpc`.
 A calling service acts for the user (and device) each request names.
 """
 
@@ -10,12 +12,22 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from actors.conversation import Draft
 from actors.e2e.directory import KeyDirectory
-from actors.e2e.model import Bundle, Device, KeyUpload, OneTimePreKey, SignedPreKey
+from actors.e2e.model import (
+    Bundle,
+    Device,
+    Envelope,
+    EnvelopeType,
+    KeyUpload,
+    OneTimePreKey,
+    SignedPreKey,
+)
 from actors.errors import Reason, WhisprError
 from actors.messaging import Messaging
 from whispr.audit import AuditLog
 from whispr.grpc.auth import CallerAuth
+from whispr.grpc.convert import struct_to_dict
 from whispr.grpc.gen.whispr.keys.v1 import keys_pb2 as pb
 from whispr.grpc.gen.whispr.keys.v1 import keys_pb2_grpc as pb_grpc
 from whispr.grpc.service import RpcMetrics, required, rpc
@@ -100,6 +112,47 @@ class KeyDirectoryServicer(pb_grpc.KeyDirectoryServicer):
             required(request.user_id, "user_id"), list(request.device_ids) or None
         )
         return pb.GetBundlesResponse(bundles=[_bundle_to_pb(b) for b in bundles])
+
+    @rpc("SendEndToEndMessage")
+    async def SendEndToEndMessage(
+        self, caller: str, request: pb.SendEndToEndMessageRequest
+    ) -> pb.SendEndToEndMessageResponse:
+        draft = Draft(
+            client_id=required(request.client_id, "client_id"),
+            metadata={**struct_to_dict(request.metadata), "e2e": True},
+            envelopes=tuple(_envelope(e) for e in request.envelopes),
+            blind_tokens=tuple(request.blind_tokens),
+        )
+        message = await self.messaging.send(
+            required(request.user_id, "user_id"),
+            required(request.conversation_id, "conversation_id"),
+            draft,
+            device_id=required(request.device_id, "device_id"),
+        )
+        return pb.SendEndToEndMessageResponse(
+            id=message.id, seq=message.seq, created_at=message.created_at
+        )
+
+
+_ENVELOPE_TYPES: Final[dict[int, EnvelopeType]] = {
+    pb.ENVELOPE_TYPE_PREKEY: "prekey",
+    pb.ENVELOPE_TYPE_MESSAGE: "message",
+}
+
+
+def _envelope(envelope: pb.Envelope) -> Envelope:
+    kind = _ENVELOPE_TYPES.get(envelope.type)
+    if kind is None:
+        raise WhisprError(
+            Reason.INVALID, "an envelope's type is PREKEY or MESSAGE", field="envelopes"
+        )
+    return Envelope(
+        user_id=envelope.user_id,
+        device_id=envelope.device_id,
+        registration_id=envelope.registration_id,
+        type=kind,
+        ciphertext=envelope.ciphertext,
+    )
 
 
 def _signed(request: pb.UploadKeysRequest, name: str) -> SignedPreKey | None:

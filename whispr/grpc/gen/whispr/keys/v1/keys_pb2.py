@@ -22,41 +22,50 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19whispr/keys/v1/keys.proto\x12\x0ewhispr.keys.v1\"E\n\x0cSignedPreKey\x12\x0e\n\x06key_id\x18\x01 \x01(\r\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\"3\n\rOneTimePreKey\x12\x0e\n\x06key_id\x18\x01 \x01(\r\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\"\xcb\x01\n\x06\x44\x65vice\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x17\n\x0fregistration_id\x18\x03 \x01(\r\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x12\n\ncreated_at\x18\x05 \x01(\x01\x12\x14\n\x0cidentity_key\x18\x06 \x01(\x0c\x12\x18\n\x10one_time_prekeys\x18\x07 \x01(\r\x12\x1d\n\x10signed_prekey_id\x18\x08 \x01(\rH\x00\x88\x01\x01\x42\x13\n\x11_signed_prekey_id\"b\n\x15RegisterDeviceRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x17\n\x0fregistration_id\x18\x03 \x01(\r\x12\x0c\n\x04name\x18\x04 \x01(\t\"%\n\x12ListDevicesRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\">\n\x13ListDevicesResponse\x12\'\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x16.whispr.keys.v1.Device\"9\n\x13RemoveDeviceRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\"\x16\n\x14RemoveDeviceResponse\"\x83\x02\n\x11UploadKeysRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x19\n\x0cidentity_key\x18\x03 \x01(\x0cH\x00\x88\x01\x01\x12\x33\n\rsigned_prekey\x18\x04 \x01(\x0b\x32\x1c.whispr.keys.v1.SignedPreKey\x12\x37\n\x10one_time_prekeys\x18\x05 \x03(\x0b\x32\x1d.whispr.keys.v1.OneTimePreKey\x12\x30\n\nkem_prekey\x18\x06 \x01(\x0b\x32\x1c.whispr.keys.v1.SignedPreKeyB\x0f\n\r_identity_key\".\n\x12UploadKeysResponse\x12\x18\n\x10one_time_prekeys\x18\x01 \x01(\r\"\xfa\x01\n\x06\x42undle\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x17\n\x0fregistration_id\x18\x03 \x01(\r\x12\x14\n\x0cidentity_key\x18\x04 \x01(\x0c\x12\x33\n\rsigned_prekey\x18\x05 \x01(\x0b\x32\x1c.whispr.keys.v1.SignedPreKey\x12\x36\n\x0fone_time_prekey\x18\x06 \x01(\x0b\x32\x1d.whispr.keys.v1.OneTimePreKey\x12\x30\n\nkem_prekey\x18\x07 \x01(\x0b\x32\x1c.whispr.keys.v1.SignedPreKey\"8\n\x11GetBundlesRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\ndevice_ids\x18\x02 \x03(\t\"=\n\x12GetBundlesResponse\x12\'\n\x07\x62undles\x18\x01 \x03(\x0b\x32\x16.whispr.keys.v1.Bundle2\xbc\x03\n\x0cKeyDirectory\x12O\n\x0eRegisterDevice\x12%.whispr.keys.v1.RegisterDeviceRequest\x1a\x16.whispr.keys.v1.Device\x12V\n\x0bListDevices\x12\".whispr.keys.v1.ListDevicesRequest\x1a#.whispr.keys.v1.ListDevicesResponse\x12Y\n\x0cRemoveDevice\x12#.whispr.keys.v1.RemoveDeviceRequest\x1a$.whispr.keys.v1.RemoveDeviceResponse\x12S\n\nUploadKeys\x12!.whispr.keys.v1.UploadKeysRequest\x1a\".whispr.keys.v1.UploadKeysResponse\x12S\n\nGetBundles\x12!.whispr.keys.v1.GetBundlesRequest\x1a\".whispr.keys.v1.GetBundlesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19whispr/keys/v1/keys.proto\x12\x0ewhispr.keys.v1\x1a\x1cgoogle/protobuf/struct.proto\"E\n\x0cSignedPreKey\x12\x0e\n\x06key_id\x18\x01 \x01(\r\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\"3\n\rOneTimePreKey\x12\x0e\n\x06key_id\x18\x01 \x01(\r\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\"\xcb\x01\n\x06\x44\x65vice\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x17\n\x0fregistration_id\x18\x03 \x01(\r\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x12\n\ncreated_at\x18\x05 \x01(\x01\x12\x14\n\x0cidentity_key\x18\x06 \x01(\x0c\x12\x18\n\x10one_time_prekeys\x18\x07 \x01(\r\x12\x1d\n\x10signed_prekey_id\x18\x08 \x01(\rH\x00\x88\x01\x01\x42\x13\n\x11_signed_prekey_id\"b\n\x15RegisterDeviceRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x17\n\x0fregistration_id\x18\x03 \x01(\r\x12\x0c\n\x04name\x18\x04 \x01(\t\"%\n\x12ListDevicesRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\">\n\x13ListDevicesResponse\x12\'\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x16.whispr.keys.v1.Device\"9\n\x13RemoveDeviceRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\"\x16\n\x14RemoveDeviceResponse\"\x83\x02\n\x11UploadKeysRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x19\n\x0cidentity_key\x18\x03 \x01(\x0cH\x00\x88\x01\x01\x12\x33\n\rsigned_prekey\x18\x04 \x01(\x0b\x32\x1c.whispr.keys.v1.SignedPreKey\x12\x37\n\x10one_time_prekeys\x18\x05 \x03(\x0b\x32\x1d.whispr.keys.v1.OneTimePreKey\x12\x30\n\nkem_prekey\x18\x06 \x01(\x0b\x32\x1c.whispr.keys.v1.SignedPreKeyB\x0f\n\r_identity_key\".\n\x12UploadKeysResponse\x12\x18\n\x10one_time_prekeys\x18\x01 \x01(\r\"\xfa\x01\n\x06\x42undle\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x17\n\x0fregistration_id\x18\x03 \x01(\r\x12\x14\n\x0cidentity_key\x18\x04 \x01(\x0c\x12\x33\n\rsigned_prekey\x18\x05 \x01(\x0b\x32\x1c.whispr.keys.v1.SignedPreKey\x12\x36\n\x0fone_time_prekey\x18\x06 \x01(\x0b\x32\x1d.whispr.keys.v1.OneTimePreKey\x12\x30\n\nkem_prekey\x18\x07 \x01(\x0b\x32\x1c.whispr.keys.v1.SignedPreKey\"8\n\x11GetBundlesRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\ndevice_ids\x18\x02 \x03(\t\"=\n\x12GetBundlesResponse\x12\'\n\x07\x62undles\x18\x01 \x03(\x0b\x32\x16.whispr.keys.v1.Bundle\"\x87\x01\n\x08\x45nvelope\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x17\n\x0fregistration_id\x18\x03 \x01(\r\x12*\n\x04type\x18\x04 \x01(\x0e\x32\x1c.whispr.keys.v1.EnvelopeType\x12\x12\n\nciphertext\x18\x05 \x01(\x0c\"\xda\x01\n\x1aSendEndToEndMessageRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x11\n\tdevice_id\x18\x04 \x01(\t\x12+\n\tenvelopes\x18\x05 \x03(\x0b\x32\x18.whispr.keys.v1.Envelope\x12\x14\n\x0c\x62lind_tokens\x18\x06 \x03(\x0c\x12)\n\x08metadata\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\"J\n\x1bSendEndToEndMessageResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12\x12\n\ncreated_at\x18\x03 \x01(\x01*b\n\x0c\x45nvelopeType\x12\x1d\n\x19\x45NVELOPE_TYPE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x45NVELOPE_TYPE_PREKEY\x10\x01\x12\x19\n\x15\x45NVELOPE_TYPE_MESSAGE\x10\x02\x32\xac\x04\n\x0cKeyDirectory\x12O\n\x0eRegisterDevice\x12%.whispr.keys.v1.RegisterDeviceRequest\x1a\x16.whispr.keys.v1.Device\x12V\n\x0bListDevices\x12\".whispr.keys.v1.ListDevicesRequest\x1a#.whispr.keys.v1.ListDevicesResponse\x12Y\n\x0cRemoveDevice\x12#.whispr.keys.v1.RemoveDeviceRequest\x1a$.whispr.keys.v1.RemoveDeviceResponse\x12S\n\nUploadKeys\x12!.whispr.keys.v1.UploadKeysRequest\x1a\".whispr.keys.v1.UploadKeysResponse\x12S\n\nGetBundles\x12!.whispr.keys.v1.GetBundlesRequest\x1a\".whispr.keys.v1.GetBundlesResponse\x12n\n\x13SendEndToEndMessage\x12*.whispr.keys.v1.SendEndToEndMessageRequest\x1a+.whispr.keys.v1.SendEndToEndMessageResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'whispr.keys.v1.keys_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SIGNEDPREKEY']._serialized_start=45
-  _globals['_SIGNEDPREKEY']._serialized_end=114
-  _globals['_ONETIMEPREKEY']._serialized_start=116
-  _globals['_ONETIMEPREKEY']._serialized_end=167
-  _globals['_DEVICE']._serialized_start=170
-  _globals['_DEVICE']._serialized_end=373
-  _globals['_REGISTERDEVICEREQUEST']._serialized_start=375
-  _globals['_REGISTERDEVICEREQUEST']._serialized_end=473
-  _globals['_LISTDEVICESREQUEST']._serialized_start=475
-  _globals['_LISTDEVICESREQUEST']._serialized_end=512
-  _globals['_LISTDEVICESRESPONSE']._serialized_start=514
-  _globals['_LISTDEVICESRESPONSE']._serialized_end=576
-  _globals['_REMOVEDEVICEREQUEST']._serialized_start=578
-  _globals['_REMOVEDEVICEREQUEST']._serialized_end=635
-  _globals['_REMOVEDEVICERESPONSE']._serialized_start=637
-  _globals['_REMOVEDEVICERESPONSE']._serialized_end=659
-  _globals['_UPLOADKEYSREQUEST']._serialized_start=662
-  _globals['_UPLOADKEYSREQUEST']._serialized_end=921
-  _globals['_UPLOADKEYSRESPONSE']._serialized_start=923
-  _globals['_UPLOADKEYSRESPONSE']._serialized_end=969
-  _globals['_BUNDLE']._serialized_start=972
-  _globals['_BUNDLE']._serialized_end=1222
-  _globals['_GETBUNDLESREQUEST']._serialized_start=1224
-  _globals['_GETBUNDLESREQUEST']._serialized_end=1280
-  _globals['_GETBUNDLESRESPONSE']._serialized_start=1282
-  _globals['_GETBUNDLESRESPONSE']._serialized_end=1343
-  _globals['_KEYDIRECTORY']._serialized_start=1346
-  _globals['_KEYDIRECTORY']._serialized_end=1790
+  _globals['_ENVELOPETYPE']._serialized_start=1810
+  _globals['_ENVELOPETYPE']._serialized_end=1908
+  _globals['_SIGNEDPREKEY']._serialized_start=75
+  _globals['_SIGNEDPREKEY']._serialized_end=144
+  _globals['_ONETIMEPREKEY']._serialized_start=146
+  _globals['_ONETIMEPREKEY']._serialized_end=197
+  _globals['_DEVICE']._serialized_start=200
+  _globals['_DEVICE']._serialized_end=403
+  _globals['_REGISTERDEVICEREQUEST']._serialized_start=405
+  _globals['_REGISTERDEVICEREQUEST']._serialized_end=503
+  _globals['_LISTDEVICESREQUEST']._serialized_start=505
+  _globals['_LISTDEVICESREQUEST']._serialized_end=542
+  _globals['_LISTDEVICESRESPONSE']._serialized_start=544
+  _globals['_LISTDEVICESRESPONSE']._serialized_end=606
+  _globals['_REMOVEDEVICEREQUEST']._serialized_start=608
+  _globals['_REMOVEDEVICEREQUEST']._serialized_end=665
+  _globals['_REMOVEDEVICERESPONSE']._serialized_start=667
+  _globals['_REMOVEDEVICERESPONSE']._serialized_end=689
+  _globals['_UPLOADKEYSREQUEST']._serialized_start=692
+  _globals['_UPLOADKEYSREQUEST']._serialized_end=951
+  _globals['_UPLOADKEYSRESPONSE']._serialized_start=953
+  _globals['_UPLOADKEYSRESPONSE']._serialized_end=999
+  _globals['_BUNDLE']._serialized_start=1002
+  _globals['_BUNDLE']._serialized_end=1252
+  _globals['_GETBUNDLESREQUEST']._serialized_start=1254
+  _globals['_GETBUNDLESREQUEST']._serialized_end=1310
+  _globals['_GETBUNDLESRESPONSE']._serialized_start=1312
+  _globals['_GETBUNDLESRESPONSE']._serialized_end=1373
+  _globals['_ENVELOPE']._serialized_start=1376
+  _globals['_ENVELOPE']._serialized_end=1511
+  _globals['_SENDENDTOENDMESSAGEREQUEST']._serialized_start=1514
+  _globals['_SENDENDTOENDMESSAGEREQUEST']._serialized_end=1732
+  _globals['_SENDENDTOENDMESSAGERESPONSE']._serialized_start=1734
+  _globals['_SENDENDTOENDMESSAGERESPONSE']._serialized_end=1808
+  _globals['_KEYDIRECTORY']._serialized_start=1911
+  _globals['_KEYDIRECTORY']._serialized_end=2467
 # @@protoc_insertion_point(module_scope)

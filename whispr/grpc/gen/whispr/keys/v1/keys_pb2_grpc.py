@@ -59,6 +59,11 @@ class KeyDirectoryStub:
                 request_serializer=whispr_dot_keys_dot_v1_dot_keys__pb2.GetBundlesRequest.SerializeToString,
                 response_deserializer=whispr_dot_keys_dot_v1_dot_keys__pb2.GetBundlesResponse.FromString,
                 _registered_method=True)
+        self.SendEndToEndMessage = channel.unary_unary(
+                '/whispr.keys.v1.KeyDirectory/SendEndToEndMessage',
+                request_serializer=whispr_dot_keys_dot_v1_dot_keys__pb2.SendEndToEndMessageRequest.SerializeToString,
+                response_deserializer=whispr_dot_keys_dot_v1_dot_keys__pb2.SendEndToEndMessageResponse.FromString,
+                _registered_method=True)
 
 
 class KeyDirectoryServicer:
@@ -101,6 +106,19 @@ class KeyDirectoryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SendEndToEndMessage(self, request, context):
+        """An end-to-end message from one of the user's devices, as the WebSocket
+        `send_message` with `envelopes`: no content, one envelope per device of
+        every member (the sender's other devices included), checked against the
+        members' current devices by the same rule. Refused FAILED_PRECONDITION with
+        `whispr-reason` `mismatched_devices` (metadata `whispr-missing` and
+        `whispr-extra`: JSON objects, user id -> device ids) or `stale_devices`
+        (`whispr-stale`); nothing is stored then. Idempotent by `client_id`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_KeyDirectoryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -128,6 +146,11 @@ def add_KeyDirectoryServicer_to_server(servicer, server):
                     servicer.GetBundles,
                     request_deserializer=whispr_dot_keys_dot_v1_dot_keys__pb2.GetBundlesRequest.FromString,
                     response_serializer=whispr_dot_keys_dot_v1_dot_keys__pb2.GetBundlesResponse.SerializeToString,
+            ),
+            'SendEndToEndMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.SendEndToEndMessage,
+                    request_deserializer=whispr_dot_keys_dot_v1_dot_keys__pb2.SendEndToEndMessageRequest.FromString,
+                    response_serializer=whispr_dot_keys_dot_v1_dot_keys__pb2.SendEndToEndMessageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -265,6 +288,33 @@ class KeyDirectory:
             '/whispr.keys.v1.KeyDirectory/GetBundles',
             whispr_dot_keys_dot_v1_dot_keys__pb2.GetBundlesRequest.SerializeToString,
             whispr_dot_keys_dot_v1_dot_keys__pb2.GetBundlesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendEndToEndMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/whispr.keys.v1.KeyDirectory/SendEndToEndMessage',
+            whispr_dot_keys_dot_v1_dot_keys__pb2.SendEndToEndMessageRequest.SerializeToString,
+            whispr_dot_keys_dot_v1_dot_keys__pb2.SendEndToEndMessageResponse.FromString,
             options,
             channel_credentials,
             insecure,
