@@ -393,17 +393,13 @@ class ConversationActor(AsyncioActor):
         await self._fresh_members()
         rules.require_member(self.members, user_id)
         rules.check_content(content, self.deps.max_content_bytes)
-        original = await self._message(seq)
-        if original.sender_id != user_id:
-            raise WhisprError(Reason.FORBIDDEN, "only the sender may edit a message")
-        if original.deleted or original.kind == "system":
-            raise WhisprError(Reason.INVALID, "this message cannot be edited")
-        if original.metadata.get("e2e") is True and not original.content:
-            # Its text is in envelopes: a plain edit would put it in the clear. The edit is a
-            # new end-to-end message instead (docs/e2e.md), under the same envelope rule.
+        original = await self._editable(user_id, seq)
+        if _in_envelopes(original):
+            # Its text is in envelopes: a plain edit would put it in the clear. The edit
+            # carries envelopes instead (Messaging.edit_e2e, docs/e2e.md).
             raise WhisprError(
                 Reason.INVALID,
-                "an end-to-end message is edited by a new end-to-end message",
+                "an end-to-end message is edited with envelopes, not content",
                 field="content",
             )
         if original.kind == "text" and not content:
@@ -414,6 +410,29 @@ class ConversationActor(AsyncioActor):
         self._changed(edited)
         self._publish("message_edited", {"message": edited})
         return edited
+
+    async def check_e2e_edit(self, user_id: str, seq: int) -> None:
+        """Refuse an edit with envelopes of anything but one's own end-to-end message (one
+        whose text is in envelopes), as :meth:`edit` refuses a plain edit of one."""
+        self._touch()
+        await self._fresh_members()
+        rules.require_member(self.members, user_id)
+        original = await self._editable(user_id, seq)
+        if not _in_envelopes(original):
+            raise WhisprError(
+                Reason.INVALID,
+                "only an end-to-end message is edited with envelopes",
+                field="envelopes",
+            )
+
+    async def _editable(self, user_id: str, seq: int) -> Message:
+        """The message ``seq`` if ``user_id`` may edit it: their own, not deleted, not system."""
+        original = await self._message(seq)
+        if original.sender_id != user_id:
+            raise WhisprError(Reason.FORBIDDEN, "only the sender may edit a message")
+        if original.deleted or original.kind == "system":
+            raise WhisprError(Reason.INVALID, "this message cannot be edited")
+        return original
 
     async def delete(self, user_id: str, seq: int) -> Message:
         """Delete for everyone: the sender, or the owner and admins of a group."""
@@ -913,6 +932,11 @@ class ConversationActor(AsyncioActor):
             return
         self._idle_timer = None
         self.stop()
+
+
+def _in_envelopes(message: Message) -> bool:
+    """Sent end to end with its text in per-device envelopes (no content of its own)."""
+    return message.metadata.get("e2e") is True and not message.content
 
 
 def _system_draft(event: str, details: dict[str, Any], client_id: str) -> Draft:

@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeAlias, TypeVar, overload
 
+import msgspec
 import pykka
 
 from actors import admin, rules
@@ -57,6 +58,8 @@ Handler: TypeAlias = Callable[Concatenate[ConversationActor, P], R]
 
 #: Times an end-to-end send is checked again when the members changed meanwhile.
 E2E_SEND_ATTEMPTS = 3
+#: The metadata key of an end-to-end edit: the seq of the message it edits (set by the server).
+EDIT_OF = "edit_of"
 
 
 def _envelope_send(draft: Draft) -> bool:
@@ -273,6 +276,10 @@ class Messaging:
         (:meth:`_prepare_e2e`); ``device_id`` is the sending device.
         """
         if draft.envelopes or draft.blind_tokens or _envelope_send(draft):
+            if EDIT_OF in draft.metadata:
+                raise WhisprError(
+                    Reason.INVALID, f"{EDIT_OF} is set by edit_message", field="metadata"
+                )
             return await self._send_e2e(user_id, conversation_id, draft, device_id)
         if self.screen is not None:
             await self._ask(conversation_id, ConversationActor.check_can_post, user_id)
@@ -426,6 +433,32 @@ class Messaging:
                 user_id, conversation_id, Draft(client_id=f"edit-{seq}", content=content)
             )
         return await self._ask(conversation_id, ConversationActor.edit, user_id, seq, content)
+
+    async def edit_e2e(
+        self,
+        user_id: str,
+        conversation_id: str,
+        seq: int,
+        draft: Draft,
+        *,
+        device_id: str | None = None,
+    ) -> Message:
+        """Edit one's own end-to-end message with new envelopes; returns the edit.
+
+        The edit carries content, so it follows the envelope rule: it is sent as an
+        end-to-end message of its own (``metadata.edit_of``: ``seq``), under the same device
+        check as any send, with its own seq, so that every device receives it live or on
+        catch-up and acknowledges it like any other. Idempotent by the draft's client id.
+        """
+        rules.check_position(seq, "seq")
+        if not draft.client_id:
+            raise WhisprError(
+                Reason.INVALID, "an edit with envelopes needs a client_id", field="client_id"
+            )
+        await self._ask(conversation_id, ConversationActor.check_e2e_edit, user_id, seq)
+        metadata = {**draft.metadata, "e2e": True, EDIT_OF: seq}
+        edit = msgspec.structs.replace(draft, metadata=metadata)
+        return await self._send_e2e(user_id, conversation_id, edit, device_id)
 
     async def delete(self, user_id: str, conversation_id: str, seq: int) -> Message:
         deleted = await self._ask(conversation_id, ConversationActor.delete, user_id, seq)

@@ -275,9 +275,11 @@ class Device:
         text: str,
         *,
         search_key: bytes | None = None,
+        edit_of: int | None = None,
     ) -> dict[str, Any]:
         """Send ``text`` to every device of the conversation, fetching the bundles the server
-        says are missing (``mismatched_devices``) and retrying, as Signal clients do."""
+        says are missing (``mismatched_devices``) and retrying, as Signal clients do; with
+        ``edit_of``, as the edit of that seq (``edit_message`` with envelopes)."""
         assert self.client is not None
         topic = f"conversation:{conversation_id}"
         for _attempt in range(3):
@@ -300,8 +302,13 @@ class Device:
             }
             if search_key is not None:
                 payload["blind_tokens"] = [b64(t) for t in blind_tokens(search_key, text)]
+            event = "send_message"
+            if edit_of is not None:
+                event = "edit_message"
+                payload["seq"] = edit_of
+                del payload["metadata"]
             try:
-                return await self.client.push(topic, "send_message", payload)
+                return await self.client.push(topic, event, payload)
             except ReplyError as error:
                 if error.reason != "mismatched_devices":
                     raise

@@ -433,3 +433,72 @@ async def test_a_device_added_later_gets_no_envelope_of_earlier_messages(
         message = await _next_message(b3, conversation_id)
         assert message["seq"] == late["seq"]
         assert await _decrypt(b3, message) == "after b3 came"
+
+
+async def test_an_edit_carries_envelopes_and_reaches_every_device_live_and_on_catch_up(
+    nodes: tuple[RunningNode, RunningNode],
+) -> None:
+    first, second = nodes
+    alice, bob = unique("alice"), unique("bob")
+    a1, b1, b2 = Device(alice, "a1"), Device(bob, "b1"), Device(bob, "b2")
+    async with AsyncExitStack() as stack:
+        for device, node in ((a1, first), (b1, second), (b2, second)):
+            await _online(stack, node, device)
+            await device.register()
+            await device.upload()
+        assert a1.client is not None
+        assert b1.client is not None
+        assert b2.client is not None
+        await b2.client.aclose()  # offline until it catches up
+        created = await a1.client.push(
+            a1.topic, "create_conversation", {"kind": "group", "title": "t", "members": [bob]}
+        )
+        conversation_id = created["conversation"]["id"]
+        topic = f"conversation:{conversation_id}"
+        await a1.client.join(topic)
+        await b1.client.join(topic)
+        _sender_device["typo"] = _sender_device["fix"] = "a1"
+        original = await a1.send(conversation_id, "typo", "see you at nono")
+        edit = await a1.send(conversation_id, "fix", "see you at noon", edit_of=original["seq"])
+        assert edit["seq"] == original["seq"]
+        assert edit["edit_seq"] > original["seq"]
+        # Live: b1 gets the edit as an end-to-end message naming the seq it edits.
+        message = await _next_message(b1, conversation_id)
+        assert await _decrypt(b1, message) == "see you at nono"
+        message = await _next_message(b1, conversation_id)
+        assert message["seq"] == edit["edit_seq"]
+        assert message["metadata"]["edit_of"] == original["seq"]
+        assert await _decrypt(b1, message) == "see you at noon"
+        # On catch-up: b2, offline for both, gets the message and its edit, each decrypted.
+        b2.client = await stack.enter_async_context(second.client(bob, "b2"))
+        await b2.client.join(f"conversation:{conversation_id}", {"last_seq": 0})
+        message = await _next_message(b2, conversation_id)
+        assert await _decrypt(b2, message) == "see you at nono"
+        message = await _next_message(b2, conversation_id)
+        assert message["metadata"]["edit_of"] == original["seq"]
+        assert await _decrypt(b2, message) == "see you at noon"
+        # Only the sender edits; edit_of is the server's to set; the device check holds.
+        with pytest.raises(ReplyError) as refused:
+            await b1.client.push(
+                topic,
+                "edit_message",
+                {"seq": original["seq"], "client_id": "b-fix", "envelopes": []},
+            )
+        assert refused.value.reason == "forbidden"
+        with pytest.raises(ReplyError) as refused:
+            await a1.client.push(
+                topic,
+                "send_message",
+                {"client_id": "x", "metadata": {"e2e": True, "edit_of": 1}, "envelopes": []},
+            )
+        assert (refused.value.reason, refused.value.response["field"]) == ("invalid", "metadata")
+        with pytest.raises(ReplyError) as refused:
+            await a1.client.push(
+                topic,
+                "edit_message",
+                {"seq": original["seq"], "client_id": "fix-2", "envelopes": []},
+            )
+        assert refused.value.reason == "mismatched_devices"
+        assert refused.value.response["missing"] == {bob: ["b1", "b2"]}
+        history = await a1.client.push(topic, "history", {})
+        assert [m["client_id"] for m in history["messages"]] == ["typo", "fix"]
