@@ -275,11 +275,9 @@ class Messaging:
         to end) is checked against the members' devices and its envelopes stored first
         (:meth:`_prepare_e2e`); ``device_id`` is the sending device.
         """
+        if EDIT_OF in draft.metadata:  # the server's mark of an edit it checked
+            raise WhisprError(Reason.INVALID, f"{EDIT_OF} is set by edit_message", field="metadata")
         if draft.envelopes or draft.blind_tokens or _envelope_send(draft):
-            if EDIT_OF in draft.metadata:
-                raise WhisprError(
-                    Reason.INVALID, f"{EDIT_OF} is set by edit_message", field="metadata"
-                )
             return await self._send_e2e(user_id, conversation_id, draft, device_id)
         if self.screen is not None:
             await self._ask(conversation_id, ConversationActor.check_can_post, user_id)
