@@ -47,6 +47,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from actors import permissions, rules, scheduling
 from actors.broker import Broker, Subscription
 from actors.calls import DEFERRED, Call, Deferred
+from actors.e2e.model import Envelope
 from actors.errors import Reason, WhisprError
 from actors.events import conversation_topic, decode_event, encode_event, payload_of
 from actors.ids import new_id, system_client_id
@@ -103,6 +104,13 @@ class ConversationDeps:
             self.on_membership_change(change)
 
 
+def _new_message(message: Message, envelopes: tuple[Envelope, ...]) -> dict[str, Any]:
+    """A ``new_message`` event's payload: the message, and its envelopes when end to end."""
+    if envelopes:
+        return {"message": message, "envelopes": envelopes}
+    return {"message": message}
+
+
 class _Remote:
     """A membership event published by another node's actor."""
 
@@ -124,7 +132,7 @@ class _Expired:
 class _Pending:
     """A send on its way to the store, everyone waiting for it, and its spans if sampled."""
 
-    __slots__ = ("commit_span", "key", "message", "replies", "span")
+    __slots__ = ("commit_span", "envelopes", "key", "message", "replies", "span")
 
     def __init__(
         self,
@@ -132,9 +140,12 @@ class _Pending:
         message: Unsequenced,
         reply: pykka.Future[Any] | None,
         span: Span | None = None,
+        envelopes: tuple[Envelope, ...] = (),
     ) -> None:
         self.key = key
         self.message = message
+        #: The per-device ciphertexts its live event carries (each device takes its own).
+        self.envelopes = envelopes
         self.replies = [reply]
         #: ``conversation send``, for a send whose call was sampled.
         self.span = span
@@ -293,7 +304,12 @@ class ConversationActor(AsyncioActor):
     # -- writes -------------------------------------------------------------------------
 
     def send(
-        self, sender_id: str, draft: Draft, scheduled: dict[str, Any] | None = None
+        self,
+        sender_id: str,
+        draft: Draft,
+        scheduled: dict[str, Any] | None = None,
+        *,
+        members: frozenset[str] | None = None,
     ) -> Message | Deferred[Message]:
         """Queue the draft, answer once it is durable; idempotent by client id.
 
@@ -305,13 +321,26 @@ class ConversationActor(AsyncioActor):
         this one commits, so the sends it takes meanwhile form its next chunk
         (see "the engine" below). A refusal is raised at once; a client id
         already in the cache is answered at once with the original.
+
+        ``members``: the members an end-to-end draft's envelopes were checked against
+        (``Messaging.send``); refused ``conflict`` with ``members_changed`` unless they are
+        this actor's members now. Membership changes go through this actor one at a time,
+        so a member added after this turn comes after the message in its order.
         """
         self._touch()
         conversation = self._conversation()
         if time.monotonic() - self._members_at > self.deps.members_max_age_s:
             self._refresh_members_soon()  # sends are not held for it: the store checks too
         rules.require_can_post(conversation, self.members, sender_id)
-        rules.check_draft(draft, self.deps.max_content_bytes)
+        if members is not None and members != self.members.keys():
+            raise WhisprError(
+                Reason.CONFLICT,
+                "the members changed while the envelopes were checked; send again",
+                field="envelopes",
+                members_changed=True,
+            )
+        end_to_end = bool(draft.envelopes) or draft.metadata.get("e2e") is True
+        rules.check_draft(draft, self.deps.max_content_bytes, end_to_end=end_to_end)
         metadata = mention_metadata(draft.content, draft.metadata, self.members, sender_id)
         if metadata is not None:  # actors/mentions.py
             draft = msgspec.structs.replace(draft, metadata=metadata)
@@ -363,11 +392,15 @@ class ConversationActor(AsyncioActor):
         await self._fresh_members()
         rules.require_member(self.members, user_id)
         rules.check_content(content, self.deps.max_content_bytes)
-        original = await self._message(seq)
-        if original.sender_id != user_id:
-            raise WhisprError(Reason.FORBIDDEN, "only the sender may edit a message")
-        if original.deleted or original.kind == "system":
-            raise WhisprError(Reason.INVALID, "this message cannot be edited")
+        original = await self._editable(user_id, seq)
+        if _in_envelopes(original):
+            # Its text is in envelopes: a plain edit would put it in the clear. The edit
+            # carries envelopes instead (Messaging.edit_e2e, docs/e2e.md).
+            raise WhisprError(
+                Reason.INVALID,
+                "an end-to-end message is edited with envelopes, not content",
+                field="content",
+            )
         if original.kind == "text" and not content:
             raise WhisprError(Reason.INVALID, "a text message needs content", field="content")
         edited = await self.deps.store.edit_message(
@@ -376,6 +409,29 @@ class ConversationActor(AsyncioActor):
         self._changed(edited)
         self._publish("message_edited", {"message": edited})
         return edited
+
+    async def check_e2e_edit(self, user_id: str, seq: int) -> None:
+        """Refuse an edit with envelopes of anything but one's own end-to-end message (one
+        whose text is in envelopes), as :meth:`edit` refuses a plain edit of one."""
+        self._touch()
+        await self._fresh_members()
+        rules.require_member(self.members, user_id)
+        original = await self._editable(user_id, seq)
+        if not _in_envelopes(original):
+            raise WhisprError(
+                Reason.INVALID,
+                "only an end-to-end message is edited with envelopes",
+                field="envelopes",
+            )
+
+    async def _editable(self, user_id: str, seq: int) -> Message:
+        """The message ``seq`` if ``user_id`` may edit it: their own, not deleted, not system."""
+        original = await self._message(seq)
+        if original.sender_id != user_id:
+            raise WhisprError(Reason.FORBIDDEN, "only the sender may edit a message")
+        if original.deleted or original.kind == "system":
+            raise WhisprError(Reason.INVALID, "this message cannot be edited")
+        return original
 
     async def delete(self, user_id: str, seq: int) -> Message:
         """Delete for everyone: the sender, or the owner and admins of a group."""
@@ -629,7 +685,7 @@ class ConversationActor(AsyncioActor):
             metadata=draft.metadata,
             trusted_sender=trusted,
         )
-        entry = _Pending(key, message, reply, self._send_span(message))
+        entry = _Pending(key, message, reply, self._send_span(message), draft.envelopes)
         self._pending[key] = entry
         self._queued.append(entry)
         # The chunk goes when the actor has handled what is in its mailbox
@@ -705,7 +761,7 @@ class ConversationActor(AsyncioActor):
         # sender on the next loop turn and a broadcast is written at its end, so a sender
         # on this node gets both in one write (see ConnectionActor.send).
         pending = self._pending
-        inserted: list[Message] = []
+        inserted: list[tuple[Message, _Pending]] = []
         traced: dict[str, _Pending] = {}
         for entry, result in zip(chunk, results, strict=True):
             del pending[entry.key]
@@ -720,7 +776,7 @@ class ConversationActor(AsyncioActor):
                 if message.seq > self.last_seq:
                     self.last_seq = message.seq
                 self._remember(message)
-                inserted.append(message)
+                inserted.append((message, entry))
             elif result.status == "duplicate":
                 self._remember(message)
             else:
@@ -735,12 +791,12 @@ class ConversationActor(AsyncioActor):
                 self.reply(reply, message)
             if entry.span is not None and message.id not in traced:
                 entry.traced_end()  # a duplicate: nothing published
-        self._announce_expiries(inserted)
+        self._announce_expiries([message for message, _ in inserted])
         on_new_message = self.deps.on_new_message
-        for message in inserted:
+        for message, sent in inserted:
             sampled = traced.get(message.id) if traced else None
             if sampled is None:
-                self._publish("new_message", {"message": message})
+                self._publish("new_message", _new_message(message, sent.envelopes))
             else:
                 self._publish_traced(sampled, message)
             if on_new_message is not None:
@@ -767,7 +823,7 @@ class ConversationActor(AsyncioActor):
             attributes={"whispr.seq": message.seq},
         )
         try:
-            self._publish("new_message", {"message": message}, traceparent(span))
+            self._publish("new_message", _new_message(message, entry.envelopes), traceparent(span))
         finally:
             span.end()
             entry.traced_end()
@@ -896,6 +952,11 @@ class ConversationActor(AsyncioActor):
             return
         self._idle_timer = None
         self.stop()
+
+
+def _in_envelopes(message: Message) -> bool:
+    """Sent end to end with its text in per-device envelopes (no content of its own)."""
+    return message.metadata.get("e2e") is True and not message.content
 
 
 def _system_draft(event: str, details: dict[str, Any], client_id: str) -> Draft:

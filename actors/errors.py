@@ -23,10 +23,12 @@ __all__ = [
     "Conflict",
     "Forbidden",
     "Invalid",
+    "MismatchedDevices",
     "NotFound",
     "NotMember",
     "RateLimited",
     "Reason",
+    "StaleDevices",
     "TooLarge",
     "TooManyConnections",
     "Unauthorized",
@@ -48,6 +50,11 @@ class Reason(enum.StrEnum):
     UNAVAILABLE = "unavailable"
     UNAUTHORIZED = "unauthorized"
     TOO_MANY_CONNECTIONS = "too_many_connections"
+    #: An end-to-end send whose envelopes leave out a member's device or name one that is
+    #: not there (``missing``, ``extra``: user -> device ids); actors/e2e/rules.py.
+    MISMATCHED_DEVICES = "mismatched_devices"
+    #: An end-to-end send to a device registered again since (``stale``: user -> device ids).
+    STALE_DEVICES = "stale_devices"
 
 
 class WhisprError(Exception):
@@ -175,6 +182,20 @@ class TooManyConnections(_Refusal):
     DEFAULT_MESSAGE = "too many connections"
 
 
+class MismatchedDevices(_Refusal):
+    """Envelopes missing for some devices, or given for devices that are not there."""
+
+    REASON = Reason.MISMATCHED_DEVICES
+    DEFAULT_MESSAGE = "the envelopes do not match the members' devices"
+
+
+class StaleDevices(_Refusal):
+    """Envelopes for devices registered again since the sender's session began."""
+
+    REASON = Reason.STALE_DEVICES
+    DEFAULT_MESSAGE = "some devices were registered again"
+
+
 _BY_REASON: dict[Reason, type[_Refusal]] = {
     cls.REASON: cls
     for cls in (
@@ -188,6 +209,8 @@ _BY_REASON: dict[Reason, type[_Refusal]] = {
         Unavailable,
         Unauthorized,
         TooManyConnections,
+        MismatchedDevices,
+        StaleDevices,
     )
 }
 

@@ -81,6 +81,8 @@ class MessageHead(msgspec.Struct, frozen=True, gc=False):
 
 class _NewMessage(msgspec.Struct, gc=False):
     message: MessageHead
+    #: An end-to-end message's envelopes, left as JSON (only their devices' followers read it).
+    envelopes: msgspec.Raw = msgspec.Raw(b"")
 
 
 class _ConversationRef(msgspec.Struct, gc=False):
@@ -111,6 +113,9 @@ class BrokerEvent(msgspec.Struct, frozen=True, gc=False):
     conversation_id: str = ""
     #: The publisher's W3C ``traceparent`` when its span was sampled, else empty.
     trace: str = ""
+    #: ``new_message`` end to end: the JSON list of its per-device envelopes, else empty
+    #: (each follower sends its device's own: actors/e2e/delivery.py).
+    envelopes: bytes = b""
 
     @property
     def seq(self) -> int | None:
@@ -134,7 +139,13 @@ def decode_event(data: bytes) -> BrokerEvent:
     raw_name, _, rest = data.partition(b"\n")
     payload, _, trace = rest.partition(b"\n")
     name = raw_name.decode()
-    head = _decode_new(payload).message if name == "new_message" else None
+    head = None
+    envelopes = b""
+    if name == "new_message":
+        new = _decode_new(payload)
+        head = new.message
+        if new.envelopes:
+            envelopes = bytes(new.envelopes)
     user_id = conversation_id = ""
     if name in _ABOUT:
         about = _decode_about(payload)
@@ -142,7 +153,7 @@ def decode_event(data: bytes) -> BrokerEvent:
         conversation_id = about.conversation_id or (
             about.conversation.id if about.conversation is not None else ""
         )
-    event = BrokerEvent(name, payload, head, user_id, conversation_id, trace.decode())
+    event = BrokerEvent(name, payload, head, user_id, conversation_id, trace.decode(), envelopes)
     _last = (data, event)
     return event
 

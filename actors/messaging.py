@@ -29,11 +29,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeAlias, TypeVar, overload
 
+import msgspec
 import pykka
 
 from actors import admin, disappearing, rules
 from actors.calls import Call, Deferred
 from actors.conversation import ConversationActor, ConversationDeps, Draft
+from actors.e2e import rules as e2e_rules
+from actors.e2e.delivery import attach_envelopes
+from actors.e2e.directory import KeyDirectory
 from actors.errors import Reason, WhisprError
 from actors.events import conversation_topic, encode_event, user_topic
 from actors.ids import new_id
@@ -54,6 +58,17 @@ R = TypeVar("R")
 #: One of the conversation actor's methods, as ``_ask`` takes it: ``ConversationActor.send``.
 Handler: TypeAlias = Callable[Concatenate[ConversationActor, P], R]
 
+#: Times an end-to-end send is checked again when the members changed meanwhile.
+E2E_SEND_ATTEMPTS = 3
+#: The metadata key of an end-to-end edit: the seq of the message it edits (set by the server).
+EDIT_OF = "edit_of"
+
+
+def _envelope_send(draft: Draft) -> bool:
+    """An end-to-end draft without content: its ciphertext is in envelopes (maybe none yet,
+    which the device check then refuses as ``mismatched_devices``)."""
+    return draft.metadata.get("e2e") is True and not draft.content and draft.kind == "text"
+
 
 class Messaging:
     """Conversations and messages for one node; thread: the node's event loop."""
@@ -67,11 +82,14 @@ class Messaging:
         screen: Callable[[str, str, Draft], Awaitable[None]] | None = None,
         position_check_s: float = POSITION_CHECK_S,
         cursor_key: bytes = b"",
+        e2e: KeyDirectory | None = None,
     ) -> None:
         self.deps = deps
         #: Search cursors (actors/search.py), keyed with the node's secret so that any node
         #: of the cluster takes a cursor another gave, and no client can make one up.
         self.cursors = CursorCodec(cursor_key)
+        #: The key directory, for end-to-end sends and their delivery (actors/e2e/).
+        self.e2e = e2e
         self.registry = registry
         self._start_child = start_child
         #: The node's check of its followers' positions against the store (one for all).
@@ -180,6 +198,7 @@ class Messaging:
         deliver: Deliver,
         on_overflow: Callable[[], None],
         on_revoked: Callable[[], None] | None = None,
+        device: tuple[str, str] | None = None,
     ) -> ConversationStream:
         """A follower's stream of one conversation, once the caller knows it may read it.
 
@@ -188,12 +207,25 @@ class Messaging:
         follower joined; a removal ends the follower by its ``member_removed`` event, or, if
         that event was lost, at the next position check (``on_revoked``).
         """
-        store = self.deps.store
+        store, e2e, clock = self.deps.store, self.e2e, self.deps.clock
 
         def read_page(after_seq: int) -> Awaitable[list[Message]]:
             return store.page_messages(
                 conversation_id, after_seq=after_seq, limit=MAX_PAGE, viewer_id=viewer_id
             )
+
+        if device is not None and e2e is not None:
+            # A registered device's pages: its end-to-end messages with its own envelopes.
+            plain = read_page
+            user_id, device_id = device
+
+            async def read_device_page(after_seq: int) -> list[Message]:
+                page = await plain(after_seq)
+                return await attach_envelopes(
+                    e2e.keys, conversation_id, user_id, device_id, page, clock()
+                )
+
+            read_page = read_device_page
 
         return ConversationStream(
             self.deps.broker,
@@ -246,14 +278,21 @@ class Messaging:
         draft: Draft,
         *,
         scheduled: dict[str, Any] | None = None,
+        device_id: str | None = None,
     ) -> Message:
         """Send a message; returns it once durable (the original one on a retried client id).
 
         With screening, the sender's right to post is asked first: the sibling
         services see only drafts the conversation would take. ``scheduled``: the scheduler
         sends a schedule's draft on its author's behalf (actors/schedules.py), with the
-        same checks, asked now.
+        same checks, asked now. A draft with envelopes (end
+        to end) is checked against the members' devices and its envelopes stored first
+        (:meth:`_prepare_e2e`); ``device_id`` is the sending device.
         """
+        if EDIT_OF in draft.metadata:  # the server's mark of an edit it checked
+            raise WhisprError(Reason.INVALID, f"{EDIT_OF} is set by edit_message", field="metadata")
+        if draft.envelopes or draft.blind_tokens or _envelope_send(draft):
+            return await self._send_e2e(user_id, conversation_id, draft, device_id)
         if self.screen is not None:
             await self._ask(conversation_id, ConversationActor.check_can_post, user_id)
             await self.screen(user_id, conversation_id, draft)
@@ -269,6 +308,124 @@ class Messaging:
         """Make the conversation's new messages disappear ``seconds`` after they are sent
         (None or 0: never); see actors/disappearing.py."""
         return await self._ask(conversation_id, disappearing.set_disappearing, user_id, seconds)
+
+    async def _send_e2e(
+        self, user_id: str, conversation_id: str, draft: Draft, device_id: str | None
+    ) -> Message:
+        """An end-to-end send: envelopes checked and stored, then the draft to the actor.
+
+        The devices are checked against the members the actor had when asked; the actor
+        takes the draft only if its members are still those (``members_changed``), in the
+        same turn as it queues it, so no member is added between the check and the
+        message's place in the conversation's order without its devices being checked.
+        On that refusal the check runs again on the new members (a member with devices
+        makes it ``mismatched_devices``). Whatever refuses the send once its envelopes are
+        stored, they are deleted: nothing is kept for a message that was not.
+        """
+        for attempt in range(1, E2E_SEND_ATTEMPTS + 1):
+            prepared = await self._prepare_e2e(user_id, conversation_id, draft, device_id)
+            if isinstance(prepared, Message):
+                return prepared  # a retry of a message already stored
+            try:
+                if self.screen is not None:
+                    await self._ask(conversation_id, ConversationActor.check_can_post, user_id)
+                    await self.screen(user_id, conversation_id, draft)
+                return await self._ask(
+                    conversation_id, ConversationActor.send, user_id, draft, members=prepared
+                )
+            except WhisprError as error:
+                await self._drop_unsent(conversation_id, user_id, draft.client_id, error)
+                if not error.details.get("members_changed") or attempt == E2E_SEND_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _drop_unsent(
+        self, conversation_id: str, user_id: str, client_id: str, error: WhisprError
+    ) -> None:
+        """Delete the envelopes and blind tokens of a send refused after they were stored.
+
+        Not after ``unavailable``: the message may have been written (a crash, a lost
+        answer), and its retry must still find them. Nor when a message with this client
+        id is stored (a concurrent retry of it won).
+        """
+        e2e = self.e2e
+        if e2e is None or error.reason is Reason.UNAVAILABLE:
+            return
+        if await self.deps.store.find_by_client_id(conversation_id, user_id, client_id) is None:
+            await e2e.keys.forget_message(conversation_id, user_id, client_id)
+
+    async def _prepare_e2e(
+        self, user_id: str, conversation_id: str, draft: Draft, device_id: str | None
+    ) -> Message | frozenset[str]:
+        """Check an end-to-end draft and store its envelopes and blind tokens before it is
+        sent; returns the members it was checked against, or the original message when
+        this is a retry of a stored one.
+
+        Refused, nothing stored: ``mismatched_devices`` / ``stale_devices`` when the
+        envelopes do not match the members' current devices (actors/e2e/rules.py). Stored
+        before the message, so that no follower ever reads the message without them.
+        """
+        e2e = self.e2e
+        if e2e is None:
+            raise WhisprError(Reason.INVALID, "end-to-end envelopes are not served here")
+        if draft.metadata.get("e2e") is not True:
+            raise WhisprError(
+                Reason.INVALID,
+                "envelopes and blind tokens need metadata.e2e true",
+                field="metadata",
+            )
+        if draft.content:
+            raise WhisprError(
+                Reason.INVALID,
+                "an end-to-end message carries its ciphertext in envelopes, not content",
+                field="content",
+            )
+        rules.check_client_id(draft.client_id)
+        e2e_rules.check_blind_tokens(draft.blind_tokens, "blind_tokens", e2e_rules.MAX_BLIND_TOKENS)
+        conversation, members, _ = await self._ask(conversation_id, ConversationActor.snapshot)
+        member_ids = [m.user_id for m in members]
+        # Nothing is stored for a sender who may not post here.
+        rules.require_can_post(conversation, {m.user_id: m for m in members}, user_id)
+        try:
+            await e2e.check_envelopes(user_id, device_id, member_ids, draft.envelopes)
+        except WhisprError as error:
+            if error.reason in (Reason.MISMATCHED_DEVICES, Reason.STALE_DEVICES):
+                # A retry of a send stored before the devices changed: its original.
+                original = await self.deps.store.find_by_client_id(
+                    conversation_id, user_id, draft.client_id
+                )
+                if original is not None:
+                    return original
+            raise
+        await e2e.keep_envelopes(conversation_id, user_id, draft.client_id, draft.envelopes)
+        await e2e.keys.put_blind_tokens(
+            conversation_id, user_id, draft.client_id, draft.blind_tokens
+        )
+        return frozenset(member_ids)
+
+    async def search_blind(
+        self,
+        user_id: str,
+        conversation_id: str,
+        tokens: Sequence[bytes],
+        *,
+        before_seq: int | None = None,
+        limit: int = 50,
+    ) -> list[int]:
+        """Blind-index search: the seqs of the messages carrying every token, newest first,
+        that the member can see (not deleted, not hidden by them)."""
+        e2e = self.e2e
+        if e2e is None:
+            raise WhisprError(Reason.INVALID, "blind-index search is not served here")
+        if not tokens:
+            raise WhisprError(Reason.INVALID, "name at least one token", field="blind_tokens")
+        e2e_rules.check_blind_tokens(tokens, "blind_tokens", e2e_rules.MAX_SEARCH_TOKENS)
+        if before_seq is not None:
+            rules.check_position(before_seq, "before_seq")
+        await self._require_member(user_id, conversation_id)
+        return await e2e.keys.search_blind(
+            conversation_id, user_id, tokens, before_seq, rules.page_limit(limit)
+        )
 
     async def send_system(
         self, conversation_id: str, event: str, details: dict[str, Any], client_id: str
@@ -300,8 +457,40 @@ class Messaging:
             )
         return await self._ask(conversation_id, ConversationActor.edit, user_id, seq, content)
 
+    async def edit_e2e(
+        self,
+        user_id: str,
+        conversation_id: str,
+        seq: int,
+        draft: Draft,
+        *,
+        device_id: str | None = None,
+    ) -> Message:
+        """Edit one's own end-to-end message with new envelopes; returns the edit.
+
+        The edit carries content, so it follows the envelope rule: it is sent as an
+        end-to-end message of its own (``metadata.edit_of``: ``seq``), under the same device
+        check as any send, with its own seq, so that every device receives it live or on
+        catch-up and acknowledges it like any other. Idempotent by the draft's client id.
+        """
+        rules.check_position(seq, "seq")
+        if not draft.client_id:
+            raise WhisprError(
+                Reason.INVALID, "an edit with envelopes needs a client_id", field="client_id"
+            )
+        await self._ask(conversation_id, ConversationActor.check_e2e_edit, user_id, seq)
+        metadata = {**draft.metadata, "e2e": True, EDIT_OF: seq}
+        edit = msgspec.structs.replace(draft, metadata=metadata)
+        return await self._send_e2e(user_id, conversation_id, edit, device_id)
+
     async def delete(self, user_id: str, conversation_id: str, seq: int) -> Message:
-        return await self._ask(conversation_id, ConversationActor.delete, user_id, seq)
+        deleted = await self._ask(conversation_id, ConversationActor.delete, user_id, seq)
+        if self.e2e is not None and deleted.metadata.get("e2e") is True:
+            # Deleted for everyone: its envelopes and blind tokens go with its content.
+            await self.e2e.keys.forget_message(
+                conversation_id, deleted.sender_id, deleted.client_id
+            )
+        return deleted
 
     async def hide(self, user_id: str, conversation_id: str, seq: int) -> None:
         """Delete for oneself: the message disappears from this user's history only."""
@@ -480,6 +669,10 @@ class Messaging:
         cursor = await self.deps.store.mark_delivered(
             conversation_id, user_id, device_id, min(seq, last_seq)
         )
+        if self.e2e is not None:  # the device has them: its envelopes up to here go
+            await self.e2e.keys.delete_delivered_envelopes(
+                conversation_id, user_id, device_id, cursor
+            )
         payload = {
             "conversation_id": conversation_id,
             "user_id": user_id,

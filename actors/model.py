@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from actors.e2e.model import Envelope
+
 __all__ = [
     "Attachment",
     "Conversation",
@@ -124,6 +126,11 @@ class Draft(msgspec.Struct, frozen=True, kw_only=True):
     #: Seconds the message lives before it disappears for everyone (actors/scheduling.py);
     #: None: as long as the conversation's setting says (forever without one).
     ttl: int | None = None
+    #: End to end: one ciphertext per recipient device (actors/e2e/), checked and stored by
+    #: ``Messaging.send`` before the actor sees the draft; carried by the live event only.
+    envelopes: tuple[Envelope, ...] = ()
+    #: End to end: blind-index tokens of the message's words (actors/e2e/blind.py).
+    blind_tokens: tuple[bytes, ...] = ()
 
 
 class Unsequenced(Message, frozen=True, kw_only=True, omit_defaults=True):

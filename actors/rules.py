@@ -258,14 +258,20 @@ def _attachment_problem(item: Attachment) -> str | None:
     return None
 
 
-def check_draft(draft: Draft, max_content_bytes: int) -> None:
+def check_draft(draft: Draft, max_content_bytes: int, *, end_to_end: bool = False) -> None:
     """What a member's or service's draft must be, wherever it is sent or scheduled: a
     client id, content within the limit, attachments matching the kind, no metadata key only
     the server sets, and a ``ttl`` in range (:mod:`actors.scheduling`). The metadata's own
-    checks (:func:`check_metadata`) run once the server added its keys."""
+    checks (:func:`check_metadata`) run once the server added its keys.
+
+    ``end_to_end``: a text's content is in its envelopes, which ``Messaging.send`` checked
+    against the members' devices before the draft got here, so it has none of its own."""
     check_client_id(draft.client_id)
     check_content(draft.content, max_content_bytes)
-    check_attachments(draft.kind, draft.content, draft.attachments)
+    text_in_envelopes = end_to_end and draft.kind == "text"
+    check_attachments(
+        draft.kind, "\u2026" if text_in_envelopes else draft.content, draft.attachments
+    )
     scheduling.check_no_reserved_metadata(draft.metadata)
     if draft.ttl is not None:
         scheduling.check_ttl(draft.ttl)

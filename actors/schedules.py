@@ -190,6 +190,14 @@ class Schedules:
     # -- plumbing ------------------------------------------------------------------------
 
     def _check_draft(self, draft: Draft) -> None:
+        if draft.envelopes or draft.blind_tokens or draft.metadata.get("e2e") is True:
+            # Envelopes are made for the devices the members have now; by the send time
+            # they may have others, and the server cannot re-encrypt.
+            raise WhisprError(
+                Reason.INVALID,
+                "an end-to-end message cannot be scheduled: its envelopes are for today's devices",
+                field="envelopes",
+            )
         rules.check_draft(draft, self.messaging.deps.max_content_bytes)
         rules.check_metadata(draft.metadata)
         if draft.reply_to is not None:

@@ -299,7 +299,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     rate_limit_search_per_minute: Positive = 60
     """Searches one user may make per minute, across devices (each is a full-text query)."""
     rate_limit_bundle_fetch_per_minute: Positive = 60
-    """Key bundle fetches one user may make per minute (the budget is kept for them)."""
+    """Key bundle fetches (``get_bundles``) one user may make per minute."""
     typing_timeout_s: Seconds = 6.0
     """A ``typing_start`` not renewed within this time ends: members get ``typing`` false."""
     abuse_window_s: Seconds = 60.0

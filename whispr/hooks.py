@@ -45,7 +45,8 @@ def screen_for(siblings: Siblings, max_content_bytes: int) -> Screen | None:
 
     async def screen(user_id: str, conversation_id: str, draft: Draft) -> None:
         rules.check_content(draft.content, max_content_bytes)
-        rules.check_attachments(draft.kind, draft.content, draft.attachments)
+        content = "\u2026" if draft.envelopes and draft.kind == "text" else draft.content
+        rules.check_attachments(draft.kind, content, draft.attachments)
         if media.configured:
             for attachment in draft.attachments:
                 await media.validate(attachment, user_id)

@@ -21,12 +21,15 @@ import structlog
 
 from actors.broker import Broker
 from actors.conversation import ConversationDeps
+from actors.e2e.directory import KeyDirectory
+from actors.e2e.ports import KeyStore
 from actors.errors import Reason, WhisprError
 from actors.messaging import Messaging
 from actors.model import InsertResult, Message
 from actors.ports import ScheduleStore, Store
 from supervisors import AsyncioActor, ChildSpec, Ref, Registry
 from supervisors.batching import Batcher
+from whispr import control
 from whispr.accounts import AccountStore
 from whispr.audit import AuditLog, AuditStore
 from whispr.audit.retention import Retention
@@ -71,6 +74,8 @@ class StoreHandles:
     accounts: AccountStore
     #: The same database's timer queues, behind the same breaker (whispr/scheduler.py).
     schedules: ScheduleStore
+    #: The same database, for end-to-end keys, envelopes and blind tokens (actors/e2e/).
+    keys: KeyStore
 
 
 class StoreService(AsyncioActor):
@@ -111,7 +116,9 @@ class StoreService(AsyncioActor):
         commit = Batcher[Message, InsertResult](
             store.insert_messages, max_batch=1000, max_in_flight=1, name="group-commit"
         )
-        self.handles = StoreHandles(store, commit, opened, opened, BreakerSchedules(opened, store))
+        self.handles = StoreHandles(
+            store, commit, opened, opened, BreakerSchedules(opened, store), opened
+        )
         self._breaker_store = store
         self.out.set(self.handles)
         log.info("store open", backend=backend)
@@ -322,6 +329,19 @@ class MessagingService(AsyncioActor):
             ref: Ref[Any] = await supervisor.proxy().start_child(spec)
             return ref
 
+        broker = self.broker
+
+        def disconnect(user_id: str, device_id: str) -> None:
+            order = control.Disconnect(user_id, device_id, "device removed")
+            broker.publish(control.CONTROL_TOPIC, control.encode(order))
+
+        keys = KeyDirectory(
+            self.store.keys,
+            broker,
+            self.store.accounts.contacts,
+            time.time,
+            disconnect=disconnect,
+        )
         self.out.set(
             Messaging(
                 deps,
@@ -330,6 +350,7 @@ class MessagingService(AsyncioActor):
                 screen=screen_for(siblings, settings.max_content_bytes),
                 position_check_s=settings.position_check_s,
                 cursor_key=settings.jwt_secret.encode(),
+                e2e=keys,
             )
         )
 

@@ -51,7 +51,18 @@ DOCUMENTED = {
         "cancel_scheduled",
         "set_disappearing",
     },
-    "user": {"create_conversation", "list_conversations", "update_presence", "search"},
+    "user": {
+        "create_conversation",
+        "list_conversations",
+        "update_presence",
+        "search",
+        # the end-to-end key directory (whispr/gateway/channels/keys.py)
+        "register_device",
+        "list_devices",
+        "remove_device",
+        "upload_keys",
+        "get_bundles",
+    },
     "notification": set(),
 }
 

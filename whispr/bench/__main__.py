@@ -37,6 +37,7 @@ SUITES: dict[str, str] = {
     "gateway": "whispr.bench.gateway:run_suite",
     "grpc": "whispr.bench.grpc:run_suite",
     "tracing": "whispr.bench.tracing:run_suite",
+    "e2e": "whispr.bench.e2e:run_suite",
 }
 
 

@@ -46,8 +46,8 @@ class EventLimit:
     events: tuple[tuple[str, str], ...]
 
 
-#: The one table of limits. ``bundle_fetch`` counts nothing yet: it is the budget the key
-#: bundle fetches of end-to-end encryption will take.
+#: The one table of limits. ``bundle_fetch`` counts key bundle fetches (each may claim a
+#: one-time prekey of every device of a user: exhausting them is an attack).
 LIMITS: Final[tuple[EventLimit, ...]] = (
     EventLimit(
         "send",
@@ -87,7 +87,12 @@ LIMITS: Final[tuple[EventLimit, ...]] = (
         "searches",
         (("conversation", "search"), ("user", "search")),
     ),
-    EventLimit("bundle_fetch", "rate_limit_bundle_fetch_per_minute", "key bundle fetches", ()),
+    EventLimit(
+        "bundle_fetch",
+        "rate_limit_bundle_fetch_per_minute",
+        "key bundle fetches",
+        (("user", "get_bundles"),),
+    ),
 )
 
 _BY_EVENT: Final = {event: limit for limit in LIMITS for event in limit.events}

@@ -34,12 +34,14 @@ from whispr.config import Settings
 from whispr.grpc.admin_service import ConversationAdminServicer
 from whispr.grpc.auth import CallerAuth, parse_tokens
 from whispr.grpc.gen.whispr.admin.v1 import admin_pb2, admin_pb2_grpc
+from whispr.grpc.gen.whispr.keys.v1 import keys_pb2_grpc
 from whispr.grpc.gen.whispr.members.v1 import members_pb2_grpc
 from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2 as pb
 from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2_grpc as pb_grpc
 from whispr.grpc.gen.whispr.schedules.v1 import schedules_pb2, schedules_pb2_grpc
 from whispr.grpc.gen.whispr.search.v1 import search_pb2_grpc
 from whispr.grpc.gen.whispr.server.v1 import server_pb2_grpc
+from whispr.grpc.keys_service import KEY_DIRECTORY_SERVICE, KeyDirectoryServicer
 from whispr.grpc.members_service import MEMBER_STATE_SERVICE, MemberStateServicer
 from whispr.grpc.schedules_service import ScheduledMessagesServicer
 from whispr.grpc.search_service import SEARCH_SERVICE, MessageSearchServicer
@@ -103,6 +105,7 @@ class GrpcServer:
         self.scheduled = ScheduledMessagesServicer(
             messaging, schedules, self.auth, self.servicer.metrics, audit=audit
         )
+        self.keys = KeyDirectoryServicer(messaging, self.auth, self.servicer.metrics, audit=audit)
         self.health = health.aio.HealthServicer()
         self.port = 0
         self._server: grpc.aio.Server | None = None
@@ -118,6 +121,7 @@ class GrpcServer:
         admin_pb2_grpc.add_ConversationAdminServicer_to_server(self.admin, server)  # type: ignore[no-untyped-call]
         search_pb2_grpc.add_MessageSearchServicer_to_server(self.search, server)  # type: ignore[no-untyped-call]
         schedules_pb2_grpc.add_ScheduledMessagesServicer_to_server(self.scheduled, server)  # type: ignore[no-untyped-call]
+        keys_pb2_grpc.add_KeyDirectoryServicer_to_server(self.keys, server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         services = [
             MESSAGING_SERVICE,
@@ -125,6 +129,7 @@ class GrpcServer:
             ADMIN_SERVICE,
             SEARCH_SERVICE,
             SCHEDULES_SERVICE,
+            KEY_DIRECTORY_SERVICE,
             health.SERVICE_NAME,
             reflection.SERVICE_NAME,
         ]
@@ -149,6 +154,7 @@ class GrpcServer:
         await self.health.set(ADMIN_SERVICE, _SERVING)
         await self.health.set(SEARCH_SERVICE, _SERVING)
         await self.health.set(SCHEDULES_SERVICE, _SERVING)
+        await self.health.set(KEY_DIRECTORY_SERVICE, _SERVING)
         if self.server_api is not None:
             await self.health.set(SERVER_API, _SERVING)
 

@@ -428,6 +428,7 @@ def _event(conversation_id: str, name: str, payload: Any) -> pb.ConversationEven
     event = pb.ConversationEvent(conversation_id=conversation_id, event=name)
     if isinstance(payload, dict):
         message = payload.pop("message", None)
+        payload.pop("envelopes", None)  # each device's own: never to a service
         if isinstance(message, dict):
             event.message.CopyFrom(message_to_pb(message))
         event.payload.CopyFrom(struct_from_dict(payload))

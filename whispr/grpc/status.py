@@ -9,6 +9,7 @@ metadata (``whispr-reason``), so a caller can tell ``not_member`` from
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final
@@ -35,6 +36,8 @@ STATUS_BY_REASON: Final[Mapping[Reason, grpc.StatusCode]] = MappingProxyType(
         Reason.TOO_MANY_CONNECTIONS: grpc.StatusCode.RESOURCE_EXHAUSTED,
         Reason.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
         Reason.UNAUTHORIZED: grpc.StatusCode.UNAUTHENTICATED,
+        Reason.MISMATCHED_DEVICES: grpc.StatusCode.FAILED_PRECONDITION,
+        Reason.STALE_DEVICES: grpc.StatusCode.FAILED_PRECONDITION,
     }
 )
 
@@ -46,10 +49,16 @@ def status_of(error: WhisprError) -> grpc.StatusCode:
 
 def trailing_metadata(error: WhisprError) -> tuple[tuple[str, str], ...]:
     """The metadata sent with a refusal: its reason, and its details' ``field`` and ``right``
-    (the right a ``forbidden`` caller lacks, ``actors/permissions.py``) if any."""
+    (the right a ``forbidden`` caller lacks, ``actors/permissions.py``) if any; for
+    ``mismatched_devices`` / ``stale_devices``, the devices (``missing``, ``extra``,
+    ``stale``: user id -> device ids) as JSON (ASCII: metadata values must be)."""
     pairs = [(REASON_METADATA_KEY, str(error.reason))]
     for detail in ("field", "right"):
         value = error.details.get(detail)
         if isinstance(value, str):
             pairs.append((f"whispr-{detail}", value))
+    for detail in ("missing", "extra", "stale"):
+        devices = error.details.get(detail)
+        if isinstance(devices, dict):
+            pairs.append((f"whispr-{detail}", json.dumps(devices, sort_keys=True)))
     return tuple(pairs)

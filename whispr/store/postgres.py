@@ -64,6 +64,7 @@ from supervisors.batching import Batcher
 from whispr.audit.record import AuditCursor, AuditKind, AuditRecord
 from whispr.revocations import Revocation
 from whispr.store import _accounts, _audit, _check, _isolate, _rows, _schedules, migrations
+from whispr.store.e2e_postgres import PostgresKeys
 
 __all__ = ["PostgresStore"]
 
@@ -318,8 +319,9 @@ async def _with_reactions(c: Any, rows: Sequence[Any]) -> list[Message]:
     return [_rows.message(r, reactions.get(r["conversation_id"], {}).get(r["seq"])) for r in rows]
 
 
-class PostgresStore:
-    """The :class:`actors.ports.Store` on PostgreSQL."""
+class PostgresStore(PostgresKeys):
+    """The :class:`actors.ports.Store` on PostgreSQL (and the end-to-end
+    :class:`actors.e2e.ports.KeyStore`, :mod:`whispr.store.e2e_postgres`)."""
 
     def __init__(
         self,

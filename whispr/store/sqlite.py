@@ -49,6 +49,7 @@ from actors.search import (
 from whispr.audit.record import AuditCursor, AuditKind, AuditRecord
 from whispr.revocations import Revocation
 from whispr.store import _accounts, _audit, _check, _isolate, _rows, _schedules, migrations
+from whispr.store.e2e_sqlite import SqliteKeys
 
 __all__ = ["SqliteStore"]
 
@@ -174,8 +175,11 @@ LIMIT ?
 """
 
 
-class SqliteStore:
-    """The :class:`actors.ports.Store` on one SQLite file."""
+class SqliteStore(SqliteKeys):
+    """The :class:`actors.ports.Store` on one SQLite file (and the end-to-end
+    :class:`actors.e2e.ports.KeyStore`, :mod:`whispr.store.e2e_sqlite`)."""
+
+    _translate_error = staticmethod(_translate)
 
     def __init__(self, path: str) -> None:
         self.path = path

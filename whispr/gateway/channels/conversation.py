@@ -21,6 +21,8 @@ import msgspec
 
 from actors import rules
 from actors.conversation import Draft
+from actors.e2e.delivery import live_frame
+from actors.e2e.model import Envelope
 from actors.events import BrokerEvent, encode_event
 from actors.model import Message, MessageKind
 from actors.rules import MAX_PAGE
@@ -74,10 +76,18 @@ class SendMessage(Draft, frozen=True, forbid_unknown_fields=True):
 
 
 class EditMessage(Payload):
-    """``edit_message``: one's own message, by seq."""
+    """``edit_message``: one's own message, by seq.
+
+    An end-to-end message (its text in envelopes) is edited with ``envelopes`` (one per
+    device, as ``send_message``), ``blind_tokens`` and a ``client_id``, no ``content``: the
+    edit is sent as an end-to-end message of its own (docs/e2e.md).
+    """
 
     seq: int
-    content: str
+    content: str = ""
+    client_id: str = ""
+    envelopes: tuple[Envelope, ...] = ()
+    blind_tokens: tuple[bytes, ...] = ()
 
 
 class DeleteMessage(Payload):
@@ -167,6 +177,7 @@ class ConversationChannel(Channel):
             deliver=self._deliver,
             on_overflow=self._overflow,
             on_revoked=self._revoked,
+            device=(host.user_id, host.identity.device_id),
         )
         self.stream = stream
         # Subscribed (events held) before catch-up reads the store: nothing falls in between.
@@ -235,6 +246,10 @@ class ConversationChannel(Channel):
         host = self.host
         if event.name == "user_typing" and event.user_id == host.user_id:
             return  # not echoed to the typer
+        if event.envelopes:  # end to end: this device's own envelope only
+            frame = live_frame(event, host.user_id, host.identity.device_id)
+            host.send(host.proto.push(self.topic, "new_message", frame, join_ref=self.join_ref))
+            return
         if event.name == "member_removed" and event.user_id == host.user_id:
             # Removed from the conversation: the channel ends for good (no rejoin).
             host.send(broadcast_frame(self.topic, event))
@@ -272,13 +287,28 @@ class ConversationChannel(Channel):
     @_events.on("send_message", SendMessage)
     async def send_message(self, draft: SendMessage, _event: str) -> Reply:
         ctx = self.host.ctx
-        message = await ctx.messaging.send(self.host.user_id, self.target, draft)
+        host = self.host
+        message = await ctx.messaging.send(
+            host.user_id, self.target, draft, device_id=host.identity.device_id
+        )
         return {"id": message.id, "seq": message.seq, "created_at": message.created_at}
 
     @_events.on("edit_message", EditMessage)
     async def edit_message(self, p: EditMessage, _event: str) -> Reply:
-        messaging = self.host.ctx.messaging
-        message = await messaging.edit(self.host.user_id, self.target, p.seq, p.content)
+        host = self.host
+        messaging = host.ctx.messaging
+        if p.client_id or p.envelopes or p.blind_tokens:  # end to end: the edit is a message
+            draft = Draft(
+                client_id=p.client_id,
+                content=p.content,
+                envelopes=p.envelopes,
+                blind_tokens=p.blind_tokens,
+            )
+            edit = await messaging.edit_e2e(
+                host.user_id, self.target, p.seq, draft, device_id=host.identity.device_id
+            )
+            return {"seq": p.seq, "edited_at": edit.created_at, "id": edit.id, "edit_seq": edit.seq}
+        message = await messaging.edit(host.user_id, self.target, p.seq, p.content)
         return {"seq": message.seq, "edited_at": message.edited_at}
 
     @_events.on("delete_message", DeleteMessage)

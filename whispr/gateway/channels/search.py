@@ -5,6 +5,11 @@ On a conversation's channel it searches that conversation; on the user's own cha
 conversation of the user, or the one ``conversation_id`` names. The reply is a page of hits,
 best first, and a ``cursor`` for the next page (null on the last): pass it back with the
 same query and filters, or it is refused ``invalid`` (field ``cursor``).
+
+The same event searches end-to-end messages by their blind-index tokens instead of words
+(``blind_tokens``, docs/e2e.md): one event, because a client searches one conversation's
+history whichever way its messages were written; the server cannot read an end-to-end
+message's words, so a search names either words or tokens, never both.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from actors.errors import Reason, WhisprError
 from actors.model import MessageKind
 from actors.search import MessageFilters, SearchPage
 from whispr.gateway.channels.base import Channel, EventTable, Payload, Reply
@@ -26,7 +32,11 @@ class Search(Payload):
     included and ``until`` excluded in seconds since the epoch), ``limit`` (at most 200)
     and the previous page's ``cursor``."""
 
-    query: str
+    query: str | None = None
+    #: Instead of ``query``: blind-index tokens (base64), for end-to-end messages; the reply is
+    #: then ``{"seqs"}``, newest first, before ``before_seq`` if given.
+    blind_tokens: tuple[bytes, ...] | None = None
+    before_seq: int | None = None
     sender_id: str | None = None
     kind: MessageKind | None = None
     has_attachment: bool | None = None
@@ -57,6 +67,16 @@ def page_reply(page: SearchPage) -> Reply:
 
 async def _search(channel: Channel, p: Search, conversation_id: str | None) -> Reply:
     host = channel.host
+    if p.blind_tokens is not None:
+        if p.query is not None:
+            raise WhisprError(Reason.INVALID, "name words or blind tokens, not both", field="query")
+        if conversation_id is None:
+            raise WhisprError(
+                Reason.INVALID, "a blind search names its conversation", field="conversation_id"
+            )
+        return await search_blind(channel, p, conversation_id)
+    if p.query is None:
+        raise WhisprError(Reason.INVALID, "name the words to search for", field="query")
     page = await host.ctx.messaging.searches.search(
         host.user_id,
         p.query,
@@ -67,6 +87,16 @@ async def _search(channel: Channel, p: Search, conversation_id: str | None) -> R
         cursor=p.cursor,
     )
     return page_reply(page)
+
+
+async def search_blind(channel: Channel, p: Search, conversation_id: str) -> Reply:
+    """Blind-index search of one conversation: ``{"seqs"}`` (docs/e2e.md)."""
+    assert p.blind_tokens is not None
+    host = channel.host
+    seqs = await host.ctx.messaging.search_blind(
+        host.user_id, conversation_id, p.blind_tokens, before_seq=p.before_seq, limit=p.limit
+    )
+    return {"seqs": seqs}
 
 
 async def search_conversation(channel: Channel, p: Search, _event: str) -> Reply:

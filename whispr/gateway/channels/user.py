@@ -19,7 +19,7 @@ from actors.broker import Subscription
 from actors.errors import Reason, WhisprError
 from actors.events import BrokerEvent, conversation_topic, decode_event, payload_of
 from actors.member_state import MemberStateReads
-from whispr.gateway.channels import search
+from whispr.gateway.channels import keys, search
 from whispr.gateway.channels.base import Channel, ChannelHost, EventTable, Payload, Reply
 from whispr.gateway.channels.contacts import ContactPresence, UpdatePresence
 
@@ -162,3 +162,5 @@ class UserChannel(Channel):
 
 # Full-text search of all the user's conversations: whispr/gateway/channels/search.py
 search.register_user(_events)
+# The end-to-end key directory's events: whispr/gateway/channels/keys.py
+keys.register(_events)
