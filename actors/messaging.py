@@ -691,6 +691,7 @@ class Messaging:
         before_seq: int | None = None,
         after_seq: int | None = None,
         limit: int = 50,
+        filters: MessageFilters | None = None,
     ) -> list[Message]:
         """A page of messages for a trusted caller (as the WebSocket API's ``history``)."""
         await self.describe(conversation_id)  # not_found for an unknown conversation
@@ -699,6 +700,7 @@ class Messaging:
             before_seq=before_seq,
             after_seq=after_seq,
             limit=rules.page_limit(limit),
+            filters=None if filters is None else check_filters(filters),
         )
 
     async def unread_counts(self, user_id: str) -> dict[str, int]:

@@ -113,7 +113,8 @@ class SearchQuery(msgspec.Struct, frozen=True, kw_only=True):
 
 class SearchHit(msgspec.Struct, frozen=True, kw_only=True):
     """One message found: its rank (higher is better; comparable within one store only),
-    and a snippet of its content with the matched words' ``[start, end)`` character ranges."""
+    and a snippet of its content with the matched words' ``[start, end)`` ranges, in code
+    points (Python's string indices)."""
 
     message: Message
     rank: float

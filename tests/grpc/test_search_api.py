@@ -15,6 +15,7 @@ from actors.conversation import Draft
 from tests.gateway.conftest import unique
 from tests.grpc.conftest import GrpcNode
 from tests.grpc.test_messaging_api import _refused
+from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2 as messaging_pb
 from whispr.grpc.gen.whispr.search.v1 import search_pb2 as pb
 from whispr.grpc.gen.whispr.search.v1 import search_pb2_grpc as pb_grpc
 
@@ -144,3 +145,29 @@ async def test_export_streams_json_lines_as_the_user_sees_history(
             async for _ in search.ExportHistory(request, metadata=AUTH):
                 pass
         assert caught.value.code() == (code or grpc.StatusCode.PERMISSION_DENIED)
+
+
+async def test_list_messages_takes_the_history_filters(grpc_node: GrpcNode, stub: Any) -> None:
+    messaging = grpc_node.running.node.messaging.get()
+    ada, bob = unique("ada"), unique("bob")
+    cid = (await messaging.create_group(ada, "t", [bob])).id
+    await messaging.send(ada, cid, Draft(client_id="a", content="one"))
+    await messaging.send(bob, cid, Draft(client_id="b", content="two"))
+    await messaging.send(ada, cid, Draft(client_id="c", content="three"))
+
+    async def contents(**given: Any) -> list[str]:
+        page = await stub.ListMessages(
+            messaging_pb.ListMessagesRequest(conversation_id=cid, **given), metadata=AUTH
+        )
+        return [m.content for m in page.messages]
+
+    assert await contents(sender_id=bob) == ["two"]
+    assert await contents(sender_id=ada, kind="text", limit=1) == ["three"]
+    assert await contents(kind="media") == []
+    assert await contents(since=4e9) == []
+    assert await contents(until=0.0) == []
+    for bad, field in (({"kind": "audio"}, "kind"), ({"since": float("nan")}, "since")):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await contents(**bad)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert dict(caught.value.trailing_metadata() or ())["whispr-field"] == field

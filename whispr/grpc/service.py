@@ -32,8 +32,9 @@ from actors.conversation import Draft
 from actors.errors import Reason, WhisprError
 from actors.events import payload_of
 from actors.messaging import Messaging
-from actors.model import Member, Message
+from actors.model import Member, Message, MessageKind
 from actors.rules import MAX_PAGE
+from actors.search import MessageFilters
 from actors.stream import StreamItem
 from whispr.audit import AuditLog
 from whispr.grpc.auth import CallerAuth
@@ -345,6 +346,7 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
             before_seq=request.before_seq or None,
             after_seq=request.after_seq or None,
             limit=request.limit or 50,
+            filters=_history_filters(request),
         )
         return pb.ListMessagesResponse(messages=[message_to_pb(m) for m in messages])
 
@@ -484,6 +486,22 @@ async def remove_member(
     acting, trusted = acting_party(caller, acting_user_id)
     await messaging.remove_member(acting, conversation_id, user_id, trusted=trusted)
     return True
+
+
+def _history_filters(request: pb.ListMessagesRequest) -> MessageFilters:
+    """A ``ListMessages`` request's filters, as the WebSocket ``history`` payload gives them."""
+    kind = _KINDS.get(request.kind) if request.kind else None
+    if request.kind and kind is None:
+        raise WhisprError(Reason.INVALID, f"kind must be one of {sorted(_KINDS)}", field="kind")
+    return MessageFilters(
+        sender_id=request.sender_id or None,
+        kind=kind,
+        since=request.since if request.HasField("since") else None,
+        until=request.until if request.HasField("until") else None,
+    )
+
+
+_KINDS: dict[str, MessageKind] = {"text": "text", "media": "media", "system": "system"}
 
 
 def _acting_user(request: object) -> str | None:
