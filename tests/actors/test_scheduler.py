@@ -102,13 +102,13 @@ async def test_a_schedule_retried_after_it_was_sent_posts_nothing_more(stack: St
         first = await schedules.schedule("ada", group.id, draft, time.time())
         for _ in range(2):
             for _ in range(300):
-                if not await schedules.list("ada", group.id):
+                if not await schedules.pending("ada", group.id):
                     break
                 await asyncio.sleep(0.01)
             again = await schedules.schedule("ada", group.id, draft, time.time())
             assert again.id == first.id
         for _ in range(300):
-            if not await schedules.list("ada", group.id):
+            if not await schedules.pending("ada", group.id):
                 break
             await asyncio.sleep(0.01)
         page = await messaging.history("ada", group.id)
