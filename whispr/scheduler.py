@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import functools
 import itertools
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Final
@@ -154,7 +155,8 @@ class Scheduler:
         except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
             log.warning("undecodable scheduler event dropped")
             return
-        self.wake(at)
+        if math.isfinite(at):
+            self.wake(at)
 
     def wake(self, at: float) -> None:
         """Something is due at ``at``: fire then, unless the timer fires sooner already."""
