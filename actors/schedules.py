@@ -117,7 +117,7 @@ class Schedules:
         self._announce(kept.send_at)
         return kept
 
-    async def list(self, user_id: str, conversation_id: str) -> list[Schedule]:
+    async def pending(self, user_id: str, conversation_id: str) -> list[Schedule]:
         """The user's pending schedules in a conversation they are in, by ``send_at``."""
         await self.messaging.conversation_at(user_id, conversation_id)
         return await self.store.list_schedules(conversation_id, user_id)

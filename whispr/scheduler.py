@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import functools
 import itertools
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Final
@@ -119,6 +120,9 @@ class Scheduler:
         self._run: asyncio.Task[None] | None = None
         #: An announcement came during a run for a time already due: run again after it.
         self._again = False
+        #: The earliest time announced during a run (its own read of the next due time may
+        #: have come before that schedule was written): the timer is armed for it at most.
+        self._announced: float | None = None
         self._subscription: Subscription | None = None
         self._closed = False
         #: Told how late each schedule was sent (seconds after its send_at): the benchmark.
@@ -151,15 +155,18 @@ class Scheduler:
         except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
             log.warning("undecodable scheduler event dropped")
             return
-        self.wake(at)
+        if math.isfinite(at):
+            self.wake(at)
 
     def wake(self, at: float) -> None:
         """Something is due at ``at``: fire then, unless the timer fires sooner already."""
         if self._closed:
             return
-        if self._run is not None:  # running: it reads the next due time when it ends
+        if self._run is not None:  # running: it arms the timer when it ends
             if at <= self.clock():
                 self._again = True
+            elif self._announced is None or at < self._announced:
+                self._announced = at
             return
         if self.armed_at is None or at < self.armed_at:
             self._arm(at)
@@ -196,6 +203,9 @@ class Scheduler:
             next_at = self.clock() + self.retry_s
         finally:
             self._run = None
+        announced, self._announced = self._announced, None
+        if announced is not None:
+            next_at = min(next_at, announced)
         if not self._closed:
             self._arm(next_at)
 

@@ -16,6 +16,8 @@ from typing import Any, cast
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from actors.admin import ConversationChanges
+from actors.events import decode_event, payload_of
 from actors.model import Draft
 from actors.ports import ScheduleStore, Store
 from actors.schedules import Schedules
@@ -102,13 +104,13 @@ async def test_a_schedule_retried_after_it_was_sent_posts_nothing_more(stack: St
         first = await schedules.schedule("ada", group.id, draft, time.time())
         for _ in range(2):
             for _ in range(300):
-                if not await schedules.list("ada", group.id):
+                if not await schedules.pending("ada", group.id):
                     break
                 await asyncio.sleep(0.01)
             again = await schedules.schedule("ada", group.id, draft, time.time())
             assert again.id == first.id
         for _ in range(300):
-            if not await schedules.list("ada", group.id):
+            if not await schedules.pending("ada", group.id):
                 break
             await asyncio.sleep(0.01)
         page = await messaging.history("ada", group.id)
@@ -187,3 +189,67 @@ async def _run_property(stack: Stack, steps: list[tuple[int, str]], count: int) 
     page = await messaging.history("ada", group.id, limit=200)
     contents = Counter(m.content for m in page if m.kind == "text")
     assert contents == Counter(s.draft.content for s in made)
+
+
+class _HeldReads:
+    """The store, with ``next_due`` held until the test lets it answer."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.reading = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def next_due(self) -> float | None:
+        self.reading.set()
+        await self.release.wait()
+        return await _queues(self._store).next_due()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+async def test_a_time_announced_while_the_next_due_time_is_read_is_not_missed(
+    stack: Stack,
+) -> None:
+    held = _HeldReads(stack.store)
+    schedules = Schedules(stack.messaging, _queues(stack.store))
+    scheduler = Scheduler(schedules, held, stack.broker, max_sleep_s=3600)  # type: ignore[arg-type]
+    await scheduler.start()
+    try:
+        await asyncio.wait_for(held.reading.wait(), 5)
+        # Written after the read began: the read cannot see it, the announcement can.
+        soon = time.time() + 100
+        stack.broker.publish(SCHEDULER_TOPIC, timer_event(soon))
+        held.release.set()
+        for _ in range(100):
+            if scheduler.armed_at is not None and scheduler.armed_at > time.time() + 50:
+                break
+            await asyncio.sleep(0.01)
+        assert scheduler.armed_at == soon
+    finally:
+        await scheduler.close()
+
+
+async def test_a_schedule_is_refused_at_sending_time_when_its_author_may_no_longer_post(
+    stack: Stack,
+) -> None:
+    messaging = stack.messaging
+    group = await messaging.create_group("ada", "g", ["bob"])
+    schedules = Schedules(messaging, _queues(stack.store))
+    failed: list[bytes] = []
+    await stack.broker.subscribe("user:bob", lambda _topic, data: failed.append(data))
+    made = await schedules.schedule(
+        "bob", group.id, Draft(client_id="b", content="hi"), time.time() + 60
+    )
+    await messaging.update_conversation(
+        "ada", group.id, ConversationChanges(settings={"who_can_post": "admins"})
+    )
+    [claimed] = await _queues(stack.store).claim_schedules(time.time() + 61, 30.0, 10)
+    assert claimed.id == made.id
+    assert await schedules.dispatch(claimed) is None
+    assert await _queues(stack.store).next_due() is None  # dropped, not retried
+    events = [decode_event(data) for data in failed]
+    [event] = [e for e in events if e.name == "schedule_failed"]
+    assert payload_of(event)["reason"] == "forbidden"
+    page = await messaging.history("ada", group.id)
+    assert [m for m in page if m.sender_id == "bob"] == []

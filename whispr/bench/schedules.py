@@ -10,15 +10,24 @@
 
 Runs in the store suite (``whispr/bench/store.py``) on its PostgreSQL schema, through the
 node's own pieces: ``Messaging``, ``Schedules`` and the ``Scheduler`` with its one timer.
+
+``python -m whispr.bench.schedules`` measures a whole idle node instead: a ``whispr serve``
+process on PostgreSQL, its CPU over a minute with no schedule pending, then with 100,000
+(none due), each on a fresh schema.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+import asyncpg
+import psutil
 
 from actors.conversation import ConversationDeps
 from actors.messaging import Messaging
@@ -27,6 +36,7 @@ from actors.schedules import Schedules
 from actors.scheduling import Schedule
 from supervisors import ChildSpec, DynamicSupervisor, Ref, Registry
 from supervisors.batching import Batcher
+from whispr.bench.nodes import start_node_process
 from whispr.broker import MemoryBroker
 from whispr.scheduler import Scheduler
 from whispr.store.postgres import PostgresStore
@@ -159,17 +169,8 @@ async def _idle(store: PostgresStore, pending: int, seconds: float) -> tuple[flo
     schedules due in a day."""
     schedules, scheduler, supervisor = await _stack(store)
     group = (await schedules.messaging.create_group("idle", "idle", [])).id
-    at = time.time() + 86_400
     async with store._connection() as c:  # bulk: 100,000 rows in one statement
-        await c.execute(
-            "INSERT INTO scheduled_messages (id, conversation_id, sender_id, client_id, draft, "
-            "send_at, created_at, due_at) SELECT 'idle-' || n, $1, 'idle', 'c' || n, "
-            '\'{"client_id":"c","content":"x"}\', $2 + n, $2, $2 + n '
-            "FROM generate_series(1, $3) AS n",
-            group,
-            at,
-            pending,
-        )
+        await c.execute(_IDLE_SCHEDULES, time.time() + 86_400, group, pending)
     reads = 0
     next_due = store.next_due
 
@@ -202,3 +203,53 @@ class _Counting:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
+
+
+#: The bulk insert of idle schedules, due in a day (``$1``), ``$3`` of them in conversation ``$2``.
+_IDLE_SCHEDULES = (
+    "INSERT INTO scheduled_messages (id, conversation_id, sender_id, client_id, draft, "
+    "send_at, created_at, due_at) SELECT 'idle-' || n, $2, 'idle', 'c' || n, "
+    '\'{"client_id":"c","content":"x"}\', $1 + n, $1, $1 + n '
+    "FROM generate_series(1, $3) AS n"
+)
+
+
+async def node_idle_cpu(url: str, pending: int, seconds: float = 60.0) -> float:
+    """Percent of one core a ``whispr serve`` node uses, idle, with ``pending`` schedules."""
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(url)
+    await admin.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        node_url = f"{url}{'&' if '?' in url else '?'}search_path={schema}"
+        node = await start_node_process(f"idle-{pending}", {"WHISPR_DATABASE_URL": node_url})
+        try:
+            await admin.execute(f'SET search_path TO "{schema}"')
+            await admin.execute(
+                "INSERT INTO conversations (id, kind, created_by, created_at) "
+                "VALUES ('idle', 'group', 'idle', 0)"
+            )
+            await admin.execute(_IDLE_SCHEDULES, time.time() + 86_400, "idle", pending)
+            await asyncio.sleep(5.0)  # settled
+            process = psutil.Process(node.process.pid)
+            before, began = process.cpu_times(), time.monotonic()
+            await asyncio.sleep(seconds)
+            after, ended = process.cpu_times(), time.monotonic()
+        finally:
+            await node.stop()
+        used = (after.user + after.system) - (before.user + before.system)
+        return used / (ended - began) * 100
+    finally:
+        await admin.execute("SET search_path TO DEFAULT")
+        await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        await admin.close()
+
+
+async def _node_figures() -> None:
+    url = os.environ.get("WHISPR_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    for pending in (0, PENDING):
+        used = await node_idle_cpu(url, pending)
+        print(f"idle node, {pending:,} schedules pending: {used:.3f}% of one core", flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(_node_figures())

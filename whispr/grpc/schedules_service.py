@@ -124,7 +124,7 @@ class ScheduledMessagesServicer(pb_grpc.ScheduledMessagesServicer):
         conversation_id = required(request.conversation_id, "conversation_id")
         user_id = required(request.user_id, "user_id")
         rules.check_user_ids([user_id], "user_id")
-        found = await self._schedules().list(user_id, conversation_id)
+        found = await self._schedules().pending(user_id, conversation_id)
         return pb.ListScheduledResponse(scheduled=[schedule_to_pb(s) for s in found])
 
     @rpc("ScheduledMessages.UpdateScheduled")

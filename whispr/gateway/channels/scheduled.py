@@ -93,7 +93,7 @@ async def schedule_message(channel: ConversationChannel, p: ScheduleMessage, _ev
 @_events.on("list_scheduled", ListScheduled)
 async def list_scheduled(channel: ConversationChannel, _p: ListScheduled, _event: str) -> Reply:
     host = channel.host
-    found = await host.ctx.scheduling().list(host.user_id, channel.target)
+    found = await host.ctx.scheduling().pending(host.user_id, channel.target)
     return {"scheduled": [schedule_reply(s) for s in found]}
 
 
