@@ -128,6 +128,12 @@ async def test_a_schedule_is_kept_listed_changed_and_sent_as_an_ordinary_message
         ),
         ({"client_id": "c", "content": "x", "send_at": 1, "kind": "system"}, "kind"),
         ({"client_id": "c", "content": "x", "send_at": 1, "extra": 1}, "extra"),
+        # End to end: envelopes are made for the devices of now, not of the sending time.
+        ({"client_id": "c", "send_at": 1, "metadata": {"e2e": True}}, "envelopes"),
+        (
+            {"client_id": "c", "content": "x", "send_at": 1, "blind_tokens": ["AAAAAAAAAAA="]},
+            "envelopes",
+        ),
     ],
 )
 async def test_bad_schedules_are_refused_naming_the_field(

@@ -136,3 +136,35 @@ async def test_history_filters_and_the_search_language_setting(node: RunningNode
                 topic, "update_conversation", {"settings": {"search_language": "klingon"}}
             )
         assert refused.value.response["field"] == "settings"
+
+
+async def test_one_search_event_takes_words_or_blind_tokens_never_both(node: RunningNode) -> None:
+    ada = unique("ada")
+    shared = await _group(node, ada)
+    token = "AAAAAAAAAAAAAAAAAAAAAA=="
+    async with node.client(ada, "laptop") as laptop:
+        topic = f"conversation:{shared}"
+        await laptop.join(topic)
+        await laptop.join(f"user:{ada}")
+        await _send(laptop, topic, "plain words")
+        asks: list[tuple[str, dict[str, Any], str]] = [
+            (topic, {"query": "plain", "blind_tokens": [token]}, "query"),
+            (topic, {}, "query"),
+            (f"user:{ada}", {"blind_tokens": [token]}, "conversation_id"),
+        ]
+        for where, ask, field in asks:
+            with pytest.raises(ReplyError) as refused:
+                await laptop.push(where, "search", ask)
+            assert (refused.value.response["reason"], refused.value.response["field"]) == (
+                "invalid",
+                field,
+            )
+        # Tokens no message carries: nothing, on either channel.
+        assert await laptop.push(topic, "search", {"blind_tokens": [token]}) == {"seqs": []}
+        found = await laptop.push(
+            f"user:{ada}", "search", {"blind_tokens": [token], "conversation_id": shared}
+        )
+        assert found == {"seqs": []}
+        # Words still find the plain message.
+        page = await laptop.push(topic, "search", {"query": "plain"})
+        assert [h["message"]["content"] for h in page["hits"]] == ["plain words"]
