@@ -27,7 +27,7 @@ from typing import Any
 import msgspec
 import structlog
 
-from actors import rules
+from actors import rules, scheduling
 from actors.errors import Reason, WhisprError
 from actors.events import conversation_topic, encode_event, user_topic
 from actors.messaging import Messaging
@@ -125,12 +125,21 @@ class Schedules:
     async def update(
         self, user_id: str, conversation_id: str, schedule_id: str, changes: ScheduleChanges
     ) -> Schedule:
-        """Change one's own schedule before it is sent (``conflict`` once it is being sent)."""
-        current = await self._own(user_id, conversation_id, schedule_id)
+        """Change one's own schedule before it is sent (``conflict`` once it is being sent).
+
+        The changes are checked before the schedule is looked up, so a bad value is
+        ``invalid`` naming its field whether or not the schedule exists."""
         send_at = None
         if changes.send_at is not msgspec.UNSET:
             send_at = check_send_at(changes.send_at, self.clock())
         fields = changes.draft_changes()
+        if isinstance(content := fields.get("content"), str):
+            rules.check_content(content, self.messaging.deps.max_content_bytes)
+        if isinstance(ttl := fields.get("ttl"), int):
+            scheduling.check_ttl(ttl)
+        if isinstance(metadata := fields.get("metadata"), dict):
+            scheduling.check_no_reserved_metadata(metadata)
+        current = await self._own(user_id, conversation_id, schedule_id)
         draft = None
         if fields:
             draft = msgspec.structs.replace(current.draft, **fields)
