@@ -27,15 +27,20 @@ from whispr.http import auth
 from whispr.http.context import HttpContext
 from whispr.http.docs_page import DocsPage
 from whispr.http.problems import EXCEPTION_HANDLERS
-from whispr.http.routes import conversations
+from whispr.http.routes import conversations, members, messages, receipts, server
 
 __all__ = ["API_PREFIX", "CLIENT_ROUTERS", "SERVER_ROUTERS", "build_app"]
 
 API_PREFIX: Final = "/api/v1"
 #: The client API's resources, one module each.
-CLIENT_ROUTERS: Final = (conversations.router,)
+CLIENT_ROUTERS: Final = (
+    conversations.router,
+    members.router,
+    messages.router,
+    receipts.router,
+)
 #: The server API's resources.
-SERVER_ROUTERS: Final[tuple[Router, ...]] = ()
+SERVER_ROUTERS: Final = (server.router,)
 
 _DESCRIPTION = (
     "Whispr's HTTP API. Clients authenticate with the JWT they open the WebSocket with "
