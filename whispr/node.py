@@ -292,7 +292,7 @@ def node_tree(node: Node) -> list[ChildSpec]:
                 settings,
                 messaging=node.messaging.get(),
                 broker=node.broker.get(),
-                siblings=node.siblings.get(),
+                gateway=node.gateway.get().ctx,
                 accounts=node.store.get().accounts,
                 user_presence=node.user_presence.get(),
                 out=node.http,

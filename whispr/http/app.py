@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from litestar import Litestar, Request, Router, get
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.enums import OpenAPIMediaType
 from litestar.openapi.config import OpenAPIConfig
@@ -27,7 +28,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from whispr.http import auth
 from whispr.http.context import HttpContext
 from whispr.http.docs_page import DocsPage
-from whispr.http.problems import EXCEPTION_HANDLERS
+from whispr.http.problems import CONTEXT_STATE, EXCEPTION_HANDLERS
 from whispr.http.routes import conversations, members, messages, receipts, server
 
 __all__ = ["API_PREFIX", "CLIENT_ROUTERS", "SERVER_ROUTERS", "build_app"]
@@ -87,6 +88,7 @@ def build_app(ctx: HttpContext) -> Litestar:
         route_handlers=[client, server, openapi_json],
         dependencies={"ctx": Provide(provide_ctx, use_cache=True, sync_to_thread=False)},
         exception_handlers=dict(EXCEPTION_HANDLERS),
+        state=State({CONTEXT_STATE: ctx}),
         request_max_body_size=ctx.settings.http_max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Whispr HTTP API",

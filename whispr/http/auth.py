@@ -17,10 +17,10 @@ from typing import Any
 from litestar import Request
 
 from actors.errors import Reason, WhisprError
-from whispr.auth import Identity
+from whispr.auth import Identity, claimed_user
 from whispr.http.context import HttpContext
 
-__all__ = ["bearer_token", "caller", "identity"]
+__all__ = ["USER_STATE", "bearer_token", "caller", "identity"]
 
 
 def bearer_token(request: Request[Any, Any, Any]) -> str:
@@ -40,9 +40,19 @@ def bearer_token(request: Request[Any, Any, Any]) -> str:
     return token.strip()
 
 
+#: Where a request's user (or the user a refused token claims) is kept for the audit log.
+USER_STATE = "whispr_user_id"
+
+
 async def identity(request: Request[Any, Any, Any], ctx: HttpContext) -> Identity:
     """The user behind the request's bearer token (a dependency of the client API's routes)."""
-    verified = await ctx.verifier.verify(bearer_token(request))
+    token = bearer_token(request)
+    try:
+        verified = await ctx.verifier.verify(token)
+    except WhisprError:
+        request.state[USER_STATE] = claimed_user(token)
+        raise
+    request.state[USER_STATE] = verified.user_id
     revoked = ctx.sessions.refused(verified)
     if revoked is not None:
         raise WhisprError(Reason.UNAUTHORIZED, revoked)
@@ -53,8 +63,5 @@ async def identity(request: Request[Any, Any, Any], ctx: HttpContext) -> Identit
 
 async def caller(request: Request[Any, Any, Any], ctx: HttpContext) -> str:
     """The backend service calling (a dependency of the server API's routes)."""
-    return ctx.callers.caller(
-        [("authorization", request.headers.get("authorization", ""))]
-        if "authorization" in request.headers
-        else None
-    )
+    header = request.headers.get("authorization")
+    return ctx.callers.caller(None if header is None else [("authorization", header)])

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from actors.messaging import Messaging
+from whispr.audit import AuditLog
 from whispr.auth import TokenVerifier
 from whispr.config import Settings
 from whispr.gateway.limits import EventLimits
@@ -22,12 +23,14 @@ class HttpContext:
 
     settings: Settings
     messaging: Messaging
-    #: Users' tokens, checked as the WebSocket handshake checks them (whispr/auth.py).
+    #: Users' tokens: the gateway's verifier (whispr/auth.py).
     verifier: TokenVerifier
-    #: Revoked tokens, kept current from the store and the control topic (the gateway's kind).
+    #: Revoked tokens: the gateway's list, kept current from the store and the control topic.
     sessions: Sessions
-    #: The per-event rate limits of the WebSocket API, counted for the same operations here.
+    #: The gateway's per-event rate limits, counted for the same operations here.
     limits: EventLimits
+    #: Where refused tokens, rights and rates are recorded: the gateway's (whispr/audit/).
+    audit: AuditLog
     #: Backends' service tokens, as gRPC checks them (whispr/grpc/auth.py).
     callers: CallerAuth
     #: The server API's operations (whispr/server_api.py); None when the node keeps no
@@ -35,5 +38,3 @@ class HttpContext:
     server_api: ServerApi | None = None
     #: Asked whether a token's user may use the API (the user service); None: all.
     is_user_active: Callable[[str], Awaitable[bool]] | None = None
-    #: Set while the node drains: requests are refused with 503.
-    draining: bool = False
