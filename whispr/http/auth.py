@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request
+from litestar.di import NamedDependency
 
 from actors.errors import Reason, WhisprError
 from whispr.auth import Identity, claimed_user
@@ -44,7 +45,7 @@ def bearer_token(request: Request[Any, Any, Any]) -> str:
 USER_STATE = "whispr_user_id"
 
 
-async def identity(request: Request[Any, Any, Any], ctx: HttpContext) -> Identity:
+async def identity(request: Request[Any, Any, Any], ctx: NamedDependency[HttpContext]) -> Identity:
     """The user behind the request's bearer token (a dependency of the client API's routes)."""
     token = bearer_token(request)
     try:
@@ -61,7 +62,7 @@ async def identity(request: Request[Any, Any, Any], ctx: HttpContext) -> Identit
     return verified
 
 
-async def caller(request: Request[Any, Any, Any], ctx: HttpContext) -> str:
+async def caller(request: Request[Any, Any, Any], ctx: NamedDependency[HttpContext]) -> str:
     """The backend service calling (a dependency of the server API's routes)."""
     header = request.headers.get("authorization")
     return ctx.callers.caller(None if header is None else [("authorization", header)])
