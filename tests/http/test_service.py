@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from actors.errors import Reason, WhisprError
+from tests.http.conftest import Api, problem
 from whispr.bench.nodes import free_port
 from whispr.http.problems import STATUS_BY_REASON, problem_response
 
@@ -96,3 +97,16 @@ async def test_sigterm_drains_the_http_server_before_the_gateway(tmp_path: Path)
         if process.returncode is None:
             process.kill()
         await process.wait()
+
+
+async def test_requests_are_counted_by_route_and_status(api: Api) -> None:
+    async with api.user("counted") as client:
+        problem(await client.get("/conversations/none-such"), 404, "not_found")
+    gateway = api.running.node.gateway.get()
+    async with httpx.AsyncClient() as client:
+        exposition = (await client.get(f"http://127.0.0.1:{gateway.port}/metrics")).text
+    lines = [line for line in exposition.splitlines() if line.startswith("whispr_http_requests")]
+    assert any(
+        'route="/api/v1/conversations/{conversation_id}"' in line and 'status="404"' in line
+        for line in lines
+    ), lines

@@ -28,6 +28,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from whispr.http import auth
 from whispr.http.context import HttpContext
 from whispr.http.docs_page import DocsPage
+from whispr.http.metrics import metrics_middleware
 from whispr.http.problems import CONTEXT_STATE, EXCEPTION_HANDLERS
 from whispr.http.routes import conversations, members, messages, receipts, server
 
@@ -89,6 +90,7 @@ def build_app(ctx: HttpContext) -> Litestar:
         dependencies={"ctx": Provide(provide_ctx, use_cache=True, sync_to_thread=False)},
         exception_handlers=dict(EXCEPTION_HANDLERS),
         state=State({CONTEXT_STATE: ctx}),
+        middleware=[metrics_middleware],
         request_max_body_size=ctx.settings.http_max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Whispr HTTP API",
