@@ -110,3 +110,26 @@ async def test_requests_are_counted_by_route_and_status(api: Api) -> None:
         'route="/api/v1/conversations/{conversation_id}"' in line and 'status="404"' in line
         for line in lines
     ), lines
+
+
+async def test_a_page_of_another_origin_may_call_the_api(api: Api) -> None:
+    async with httpx.AsyncClient(base_url=f"{api.base}/api/v1") as client:
+        preflight = await client.options(
+            "/conversations",
+            headers={
+                "Origin": "http://localhost:5173",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type, idempotency-key",
+            },
+        )
+        assert preflight.status_code in (200, 204)
+        assert preflight.headers["access-control-allow-origin"] in ("*", "http://localhost:5173")
+        allowed = preflight.headers["access-control-allow-headers"].lower()
+        assert "idempotency-key" in allowed
+        token = api.running.token("cors")
+        response = await client.get(
+            "/conversations",
+            headers={"Origin": "http://localhost:5173", "Authorization": f"Bearer {token}"},
+        )
+        assert response.status_code == 200
+        assert "access-control-allow-origin" in response.headers

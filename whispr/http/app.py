@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from litestar import Litestar, Request, Router, get
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.enums import OpenAPIMediaType
@@ -66,6 +67,19 @@ def openapi_json(request: Request[Any, Any, Any]) -> dict[str, Any]:
     return request.app.openapi_schema.to_schema()
 
 
+def cors(origins: tuple[str, ...]) -> CORSConfig:
+    """Cross-origin requests from ``origins`` (``WHISPR_ALLOWED_ORIGINS``, as the WebSocket
+    allows them), or from any origin when none is configured: the API authenticates with a
+    bearer token, never a cookie, so a page of another origin cannot act for a user without
+    holding their token."""
+    return CORSConfig(
+        allow_origins=list(origins) or ["*"],
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-None-Match"],
+        expose_headers=["ETag", "Retry-After", "WWW-Authenticate"],
+    )
+
+
 def build_app(ctx: HttpContext) -> Litestar:
     """The application serving ``ctx``'s node."""
 
@@ -91,6 +105,7 @@ def build_app(ctx: HttpContext) -> Litestar:
         exception_handlers=dict(EXCEPTION_HANDLERS),
         state=State({CONTEXT_STATE: ctx}),
         middleware=[metrics_middleware],
+        cors_config=cors(ctx.settings.allowed_origins),
         request_max_body_size=ctx.settings.http_max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Whispr HTTP API",
