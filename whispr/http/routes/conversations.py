@@ -78,7 +78,7 @@ async def list_conversations(
         identity.user_id, limit=limit, before=before, before_id=before_id
     )
     following = None
-    if summaries and len(summaries) >= min(limit, 200):
+    if summaries and len(summaries) >= rules.page_limit(limit):
         last = summaries[-1]
         at = last.conversation.last_message_at or last.conversation.created_at
         following = encode_cursor((at, last.conversation.id))
