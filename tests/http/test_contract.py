@@ -340,3 +340,28 @@ async def test_what_http_does_reaches_the_members_sockets(api: Api) -> None:
             "user_id": "alice",
             "seq": sent.json()["seq"],
         }
+
+
+async def test_own_settings(api: Api) -> None:
+    group_id = await _group(api, "alice", "bob")
+    async with api.user("bob") as bob, api.running.client("bob") as device:
+        await device.join("user:bob")
+        before = await bob.get(f"/conversations/{group_id}/settings")
+        assert before.status_code == 200
+        assert before.json()["muted_until"] is None
+        changed = await bob.patch(
+            f"/conversations/{group_id}/settings",
+            json={"muted_until": "forever", "archived": True},
+        )
+        assert changed.status_code == 200
+        assert changed.json()["muted_until"] == "forever"
+        assert changed.json()["archived"] is True
+        assert changed.json()["notifications"] == "all"  # left as it was
+        told = await device.next_event("user:bob", "member_settings_updated")
+        assert told.payload["settings"] == changed.json()
+        problem(await bob.patch(f"/conversations/{group_id}/settings", json={}), 400, "invalid")
+        problem(
+            await bob.patch(f"/conversations/{group_id}/settings", json={"pin_order": 2**64}),
+            400,
+            "invalid",
+        )

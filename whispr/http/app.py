@@ -31,7 +31,7 @@ from whispr.http.context import HttpContext
 from whispr.http.docs_page import DocsPage
 from whispr.http.metrics import metrics_middleware
 from whispr.http.problems import CONTEXT_STATE, EXCEPTION_HANDLERS
-from whispr.http.routes import conversations, members, messages, receipts, server
+from whispr.http.routes import conversations, members, messages, receipts, server, settings
 
 __all__ = ["API_PREFIX", "CLIENT_ROUTERS", "SERVER_ROUTERS", "build_app"]
 
@@ -44,6 +44,7 @@ CLIENT_ROUTERS: Final = (
     members.router,
     messages.router,
     receipts.router,
+    settings.router,
 )
 #: The server API's resources.
 SERVER_ROUTERS: Final = (server.router,)
