@@ -27,10 +27,11 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from whispr.http import auth
-from whispr.http.context import HttpContext
+from whispr.http.bodies import strict_body
+from whispr.http.context import CONTEXT_STATE, HttpContext
 from whispr.http.docs_page import DocsPage
 from whispr.http.metrics import metrics_middleware
-from whispr.http.problems import CONTEXT_STATE, EXCEPTION_HANDLERS
+from whispr.http.problems import EXCEPTION_HANDLERS
 from whispr.http.routes import conversations, members, messages, receipts, server, settings
 
 __all__ = ["API_PREFIX", "CLIENT_ROUTERS", "SERVER_ROUTERS", "build_app"]
@@ -68,6 +69,19 @@ def openapi_json(request: Request[Any, Any, Any]) -> dict[str, Any]:
     return request.app.openapi_schema.to_schema()
 
 
+async def _user_request(request: Request[Any, Any, Any]) -> None:
+    """Before a client API handler: who calls (a refusal is 401 whatever the body), then
+    the body as the socket would decode it."""
+    await auth.authenticate_user(request)
+    await strict_body(request)
+
+
+async def _service_request(request: Request[Any, Any, Any]) -> None:
+    """Before a server API handler: which backend calls, then the body."""
+    auth.authenticate_service(request)
+    await strict_body(request)
+
+
 def cors(origins: tuple[str, ...]) -> CORSConfig:
     """Cross-origin requests from ``origins`` (``WHISPR_ALLOWED_ORIGINS``, as the WebSocket
     allows them), or from any origin when none is configured: the API authenticates with a
@@ -90,13 +104,15 @@ def build_app(ctx: HttpContext) -> Litestar:
     client = Router(
         API_PREFIX,
         route_handlers=list(CLIENT_ROUTERS),
-        dependencies={"identity": Provide(auth.identity)},
+        dependencies={"identity": Provide(auth.identity, sync_to_thread=False)},
+        before_request=_user_request,
         security=[{"bearer": []}],
     )
     server = Router(
         f"{API_PREFIX}/server",
         route_handlers=list(SERVER_ROUTERS),
-        dependencies={"caller": Provide(auth.caller)},
+        dependencies={"caller": Provide(auth.caller, sync_to_thread=False)},
+        before_request=_service_request,
         security=[{"service": []}],
         tags=["server"],
     )

@@ -15,13 +15,19 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request
-from litestar.di import NamedDependency
 
 from actors.errors import Reason, WhisprError
 from whispr.auth import Identity, claimed_user
-from whispr.http.context import HttpContext
+from whispr.http.context import context_of
 
-__all__ = ["USER_STATE", "bearer_token", "caller", "identity"]
+__all__ = [
+    "USER_STATE",
+    "authenticate_service",
+    "authenticate_user",
+    "bearer_token",
+    "caller",
+    "identity",
+]
 
 
 def bearer_token(request: Request[Any, Any, Any]) -> str:
@@ -43,10 +49,15 @@ def bearer_token(request: Request[Any, Any, Any]) -> str:
 
 #: Where a request's user (or the user a refused token claims) is kept for the audit log.
 USER_STATE = "whispr_user_id"
+#: Where the request's verified identity (client API) or caller (server API) is kept.
+IDENTITY_STATE = "whispr_identity"
+CALLER_STATE = "whispr_caller"
 
 
-async def identity(request: Request[Any, Any, Any], ctx: NamedDependency[HttpContext]) -> Identity:
-    """The user behind the request's bearer token (a dependency of the client API's routes)."""
+async def authenticate_user(request: Request[Any, Any, Any]) -> None:
+    """Verify the request's user before anything else of it is looked at (its body
+    included), as the socket does at connect; the client API's first ``before_request``."""
+    ctx = context_of(request)
     token = bearer_token(request)
     try:
         verified = await ctx.verifier.verify(token)
@@ -59,10 +70,25 @@ async def identity(request: Request[Any, Any, Any], ctx: NamedDependency[HttpCon
         raise WhisprError(Reason.UNAUTHORIZED, revoked)
     if ctx.is_user_active is not None and not await ctx.is_user_active(verified.user_id):
         raise WhisprError(Reason.FORBIDDEN, "this user is not active")
+    request.state[IDENTITY_STATE] = verified
+
+
+def authenticate_service(request: Request[Any, Any, Any]) -> None:
+    """Name the backend calling, or refuse it; the server API's first ``before_request``."""
+    header = request.headers.get("authorization")
+    callers = context_of(request).callers
+    request.state[CALLER_STATE] = callers.caller(
+        None if header is None else [("authorization", header)]
+    )
+
+
+def identity(request: Request[Any, Any, Any]) -> Identity:
+    """The user :func:`authenticate_user` verified (a dependency of the client API)."""
+    verified = request.state[IDENTITY_STATE]
+    assert isinstance(verified, Identity)
     return verified
 
 
-async def caller(request: Request[Any, Any, Any], ctx: NamedDependency[HttpContext]) -> str:
-    """The backend service calling (a dependency of the server API's routes)."""
-    header = request.headers.get("authorization")
-    return ctx.callers.caller(None if header is None else [("authorization", header)])
+def caller(request: Request[Any, Any, Any]) -> str:
+    """The backend :func:`authenticate_service` named (a dependency of the server API)."""
+    return str(request.state[CALLER_STATE])

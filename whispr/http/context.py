@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
+
+from litestar import Request
 
 from actors.messaging import Messaging
 from whispr.audit import AuditLog
@@ -14,7 +17,10 @@ from whispr.gateway.sessions import Sessions
 from whispr.grpc.auth import CallerAuth
 from whispr.server_api import ServerApi
 
-__all__ = ["HttpContext"]
+__all__ = ["CONTEXT_STATE", "HttpContext", "context_of"]
+
+#: The key of the app's state under which the API's context is.
+CONTEXT_STATE = "whispr_http"
 
 
 @dataclass
@@ -38,3 +44,10 @@ class HttpContext:
     server_api: ServerApi | None = None
     #: Asked whether a token's user may use the API (the user service); None: all.
     is_user_active: Callable[[str], Awaitable[bool]] | None = None
+
+
+def context_of(request: Request[Any, Any, Any]) -> HttpContext:
+    """The context of the app serving ``request``."""
+    ctx = request.app.state[CONTEXT_STATE]
+    assert isinstance(ctx, HttpContext)
+    return ctx

@@ -33,6 +33,7 @@ from litestar.types import ExceptionHandlersMap
 from actors.errors import Reason, WhisprError
 from whispr.gateway.channels.base import field_of
 from whispr.http.auth import USER_STATE
+from whispr.http.context import CONTEXT_STATE, HttpContext
 
 __all__ = [
     "PROBLEM_JSON",
@@ -154,18 +155,13 @@ def refusal_of(exc: HTTPException) -> WhisprError:
     return WhisprError(reason, message, **details)
 
 
-#: The key of the app's state under which the API's context is (for the audit log).
-CONTEXT_STATE = "whispr_http"
-
-
 def whispr_error_handler(request: Request[Any, Any, Any], exc: WhisprError) -> Response[Any]:
     """The problem for a refusal, recorded in the audit log first when it is a security event
     (a refused token, right or rate: the same kinds the WebSocket records)."""
     ctx = request.app.state.get(CONTEXT_STATE)
-    audit = getattr(ctx, "audit", None)
-    if audit is not None:
+    if isinstance(ctx, HttpContext):
         client = request.client
-        audit.refused(
+        ctx.audit.refused(
             exc,
             source="http",
             user_id=request.state.get(USER_STATE),
