@@ -306,6 +306,8 @@ VALID = {
     "scheduler_lease_s": "3",
     "scheduler_max_sleep_s": "30",
     "grpc_port": "2",
+    "http_port": "3",
+    "http_max_body_bytes": "2048",
     "grpc_tokens": "users=t1,moderation=t2",
     "grpc_tls_cert": "/etc/whispr/tls.crt",
     "grpc_tls_key": "/etc/whispr/tls.key",

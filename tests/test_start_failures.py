@@ -46,6 +46,7 @@ def serve(env: dict[str, str], tmp_path: Path, *, timeout: float = 60) -> Exit:
         "WHISPR_SQLITE_PATH": str(tmp_path / "node.db"),
         "WHISPR_PORT": str(free_port()),
         "WHISPR_GRPC_PORT": str(free_port()),
+        "WHISPR_HTTP_PORT": str(free_port()),
         "WHISPR_LOG_FORMAT": "json",
         **env,
     }
@@ -87,6 +88,11 @@ def test_the_gateway_port_in_use(tmp_path: Path, listening: int) -> None:
 def test_the_grpc_port_in_use(tmp_path: Path, listening: int) -> None:
     result = serve({"WHISPR_GRPC_PORT": str(listening)}, tmp_path)
     assert_one_error_line(result, code=1, says=["WHISPR_GRPC_PORT", "already in use"])
+
+
+def test_the_http_port_in_use(tmp_path: Path, listening: int) -> None:
+    result = serve({"WHISPR_HTTP_PORT": str(listening)}, tmp_path)
+    assert_one_error_line(result, code=1, says=["WHISPR_HTTP_PORT", "already in use"])
 
 
 def test_the_database_unreachable(tmp_path: Path) -> None:

@@ -75,6 +75,12 @@ _REFUSALS: Final[dict[Source, dict[Reason, AuditKind]]] = {
         Reason.RATE_LIMITED: AuditKind.RATE_LIMITED,
         Reason.TOO_MANY_CONNECTIONS: AuditKind.RATE_LIMITED,
     },
+    "http": {
+        Reason.UNAUTHORIZED: AuditKind.TOKEN_REFUSED,
+        Reason.FORBIDDEN: AuditKind.PERMISSION_DENIED,
+        Reason.NOT_MEMBER: AuditKind.PERMISSION_DENIED,
+        Reason.RATE_LIMITED: AuditKind.RATE_LIMITED,
+    },
     "grpc": {
         Reason.UNAUTHORIZED: AuditKind.GRPC_AUTH_FAILED,
         Reason.FORBIDDEN: AuditKind.PERMISSION_DENIED,

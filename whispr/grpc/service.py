@@ -49,6 +49,7 @@ from whispr.grpc.convert import (
 from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2 as pb
 from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2_grpc as pb_grpc
 from whispr.grpc.status import status_of, trailing_metadata
+from whispr.server_api import create_conversation, system_event
 from whispr.telemetry import SECONDS_BUCKETS, get_meter
 
 __all__ = [
@@ -68,8 +69,6 @@ log = structlog.get_logger("whispr.grpc")
 Request = TypeVar("Request")
 Response = TypeVar("Response")
 
-#: The longest system event name (``member_added``, ``call_started``...).
-MAX_EVENT_NAME = 64
 #: Events a follower may fall behind by before its stream is ended (it resumes).
 FOLLOW_BACKLOG = 1000
 
@@ -236,24 +235,13 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
     ) -> pb.CreateConversationResponse:
         creator = required(request.creator_id, "creator_id")
         kind = kind_from_pb(request.kind)
-        if kind == "direct":
-            others = [u for u in dict.fromkeys(request.member_ids) if u != creator]
-            if len(others) != 1:
-                raise WhisprError(
-                    Reason.INVALID,
-                    "a direct conversation needs exactly one other user in member_ids",
-                    field="member_ids",
-                )
-            conversation = await self.messaging.direct(creator, others[0], field="member_ids")
-        elif kind == "group":
-            conversation = await self.messaging.create_group(
-                creator, request.title or None, list(request.member_ids)
-            )
-        else:
+        if kind not in ("direct", "group"):
             raise WhisprError(
                 Reason.INVALID, "kind must be CONVERSATION_KIND_DIRECT or _GROUP", field="kind"
             )
-        conversation, members, last_seq = await self.messaging.describe(conversation.id)
+        conversation, members, last_seq = await create_conversation(
+            self.messaging, creator, kind, request.member_ids, request.title or None
+        )
         log.info("conversation created", caller=caller, conversation=conversation.id, kind=kind)
         return pb.CreateConversationResponse(
             conversation=conversation_to_pb(conversation, last_seq),
@@ -298,13 +286,7 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
         self, caller: str, request: pb.SendSystemMessageRequest
     ) -> pb.SendMessageResponse:
         conversation_id = required(request.conversation_id, "conversation_id")
-        event = required(request.event, "event")
-        if len(event) > MAX_EVENT_NAME or not event.replace("_", "").isalnum():
-            raise WhisprError(
-                Reason.INVALID,
-                f"event must be 1 to {MAX_EVENT_NAME} letters, digits or '_'",
-                field="event",
-            )
+        event = system_event(required(request.event, "event"))
         details = struct_to_dict(request.details)
         details.setdefault("service", caller)
         message = await self.messaging.send_system(
