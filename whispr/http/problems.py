@@ -62,6 +62,11 @@ STATUS_BY_REASON: Final[Mapping[Reason, HTTPStatus]] = MappingProxyType(
         Reason.RATE_LIMITED: HTTPStatus.TOO_MANY_REQUESTS,
         Reason.TOO_MANY_CONNECTIONS: HTTPStatus.TOO_MANY_REQUESTS,
         Reason.UNAVAILABLE: HTTPStatus.SERVICE_UNAVAILABLE,
+        # End to end (docs/e2e.md), as Signal's servers answer them: the envelopes name a
+        # device set other than the members' (409, with ``missing`` and ``extra``), or a
+        # device that was registered again since (410, with ``stale``).
+        Reason.MISMATCHED_DEVICES: HTTPStatus.CONFLICT,
+        Reason.STALE_DEVICES: HTTPStatus.GONE,
     }
 )
 
