@@ -24,6 +24,7 @@ from actors.e2e.model import Envelope
 from actors.e2e.ports import KeyStore
 from actors.errors import Reason, WhisprError
 from actors.events import decode_event
+from actors.model import Member
 from actors.ports import Store
 from tests.actors.conftest import Stack, build_stack
 from tests.e2e.test_send_races import Interleaved, _draft, _envelope, _no_contacts, _waiting
@@ -211,3 +212,30 @@ async def test_nodes_on_postgresql_and_redis(
         for broker in brokers:
             await broker.close()
         await store.close()
+
+
+async def test_a_version_unread_after_a_change_is_read_before_the_next_check(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store away just after A's actor added a member: the addition stands, the actor
+    holds no version it could trust, and the next end-to-end send is checked against the
+    members and version read afresh, never against a guessed version."""
+    broker = MemoryBroker()
+    async with two_nodes(store, broker, broker) as nodes:
+        a = nodes.a.messaging
+        conversation_id = await _group_known_to_a(
+            nodes, ("alice", "a1"), ("bob", "b1"), ("carol", "c1")
+        )
+        read = store.versioned_members
+
+        async def away(_conversation_id: str) -> tuple[list[Member], int]:
+            raise WhisprError(Reason.UNAVAILABLE, "the message store is unavailable")
+
+        monkeypatch.setattr(store, "versioned_members", away)
+        added = await a.add_members("alice", conversation_id, ["carol"])
+        assert [m.user_id for m in added] == ["carol"]
+        monkeypatch.setattr(store, "versioned_members", read)
+        envelopes = [_envelope("bob", "b1", 7), _envelope("carol", "c1", 7)]
+        sent = await a.send("alice", conversation_id, _draft("m1", envelopes), device_id="a1")
+        assert sent.seq > 0
+        assert nodes.directory.kept == 1  # one check, against the members read again
