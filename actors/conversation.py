@@ -68,13 +68,16 @@ from supervisors import AsyncioActor
 from supervisors.batching import Batcher
 from supervisors.future import AsyncioFuture
 
-__all__ = ["ConversationActor", "ConversationDeps", "Draft"]
+__all__ = ["CheckedMembers", "ConversationActor", "ConversationDeps", "Draft"]
 
 SYSTEM_SENDER = "system"
 
 
 #: See ``ConversationDeps.members_max_age_s``.
 MEMBERS_MAX_AGE_S = 5.0
+#: A membership version no conversation has (the store's start at 0 and only grow): what
+#: the actor holds when it could not read the version after a change of its own.
+UNKNOWN_MEMBER_VERSION = -1
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,31 @@ class ConversationDeps:
         """Tell :attr:`on_membership_change` of ``change``, if anyone listens."""
         if self.on_membership_change is not None:
             self.on_membership_change(change)
+
+
+@dataclass(frozen=True)
+class CheckedMembers:
+    """The members an end-to-end draft's envelopes were checked against, and the membership
+    version they were read at (:meth:`ConversationActor.versioned_snapshot`).
+
+    The actor refuses the draft at once if its own members moved on; the store refuses it
+    when it writes the batch if the conversation's version did (a change made through
+    another node's actor that this one has not heard of): the store's commit is the judge.
+    """
+
+    user_ids: frozenset[str]
+    version: int
+
+
+def _members_changed() -> WhisprError:
+    """The refusal of an end-to-end send whose members changed after its devices were
+    checked: ``Messaging`` checks them again against the new members."""
+    return WhisprError(
+        Reason.CONFLICT,
+        "the members changed while the envelopes were checked; send again",
+        field="envelopes",
+        members_changed=True,
+    )
 
 
 def _new_message(message: Message, envelopes: tuple[Envelope, ...]) -> dict[str, Any]:
@@ -191,6 +219,8 @@ class ConversationActor(AsyncioActor):
         self.topic = conversation_topic(conversation_id)
         self.conversation: Conversation | None = None
         self.members: dict[str, Member] = {}
+        #: The store's membership version of ``members`` (``Store.versioned_members``).
+        self.member_version = 0
         #: When ``members`` was read from the store (``time.monotonic``).
         self._members_at = 0.0
         self.last_seq = 0
@@ -285,21 +315,52 @@ class ConversationActor(AsyncioActor):
         members = await self._fresh_members()
         return self._conversation(), list(members.values()), self.last_seq
 
+    async def versioned_snapshot(
+        self, *, reload: bool = False
+    ) -> tuple[Conversation, list[Member], int]:
+        """The conversation, its members and their membership version (for an end-to-end
+        send's device check); ``reload``: read from the store first, whatever their age."""
+        if reload:
+            await self._reload_members()
+        else:
+            await self._fresh_members()
+        return self._conversation(), list(self.members.values()), self.member_version
+
     async def _fresh_members(self) -> dict[str, Member]:
         if time.monotonic() - self._members_at > self.deps.members_max_age_s:
             await self._reload_members()
         return self.members
 
     async def _reload_members(self) -> None:
-        read_at = time.monotonic()
-        members = await self.deps.store.list_members(self.conversation_id)
-        self.members = {m.user_id: m for m in members}
-        self._members_at = read_at
+        await self._reload_member_list()
         # The settings decide rights too (who_can_post, who_can_add): read with the members,
         # so a change made on another node is seen here within the same bound.
         conversation = await self.deps.store.get_conversation(self.conversation_id)
         if conversation is not None:
             self.conversation = conversation
+
+    async def _reload_member_list(self) -> None:
+        """The members and their version, from one snapshot of the store's.
+
+        A version read with the members it counts is never ahead of them (ahead, a send
+        checked against too few members would pass the store's check).
+        """
+        read_at = time.monotonic()
+        members, version = await self.deps.store.versioned_members(self.conversation_id)
+        self.members = {m.user_id: m for m in members}
+        self.member_version = version
+        self._members_at = read_at
+
+    async def _reread_after_own_change(self) -> None:
+        """After this actor changed the members (stored, and applied to ``members``): read
+        them again, with the version the change moved the store's to (another node's
+        change may have moved it too). Unread (the store away), the version is unknown: an
+        end-to-end send checked meanwhile is refused by the store and checked again."""
+        try:
+            await self._reload_member_list()
+        except WhisprError:
+            self.member_version = UNKNOWN_MEMBER_VERSION
+            self._members_at = 0.0  # read again at the next question
 
     # -- writes -------------------------------------------------------------------------
 
@@ -309,7 +370,7 @@ class ConversationActor(AsyncioActor):
         draft: Draft,
         scheduled: dict[str, Any] | None = None,
         *,
-        members: frozenset[str] | None = None,
+        members: CheckedMembers | None = None,
     ) -> Message | Deferred[Message]:
         """Queue the draft, answer once it is durable; idempotent by client id.
 
@@ -324,21 +385,19 @@ class ConversationActor(AsyncioActor):
 
         ``members``: the members an end-to-end draft's envelopes were checked against
         (``Messaging.send``); refused ``conflict`` with ``members_changed`` unless they are
-        this actor's members now. Membership changes go through this actor one at a time,
-        so a member added after this turn comes after the message in its order.
+        this actor's members now, and by the store when it writes the message unless their
+        version is still the conversation's then (a change made through another node's
+        actor included).
         """
         self._touch()
         conversation = self._conversation()
         if time.monotonic() - self._members_at > self.deps.members_max_age_s:
             self._refresh_members_soon()  # sends are not held for it: the store checks too
         rules.require_can_post(conversation, self.members, sender_id)
-        if members is not None and members != self.members.keys():
-            raise WhisprError(
-                Reason.CONFLICT,
-                "the members changed while the envelopes were checked; send again",
-                field="envelopes",
-                members_changed=True,
-            )
+        if members is not None and (
+            members.user_ids != self.members.keys() or members.version != self.member_version
+        ):
+            raise _members_changed()
         end_to_end = bool(draft.envelopes) or draft.metadata.get("e2e") is True
         rules.check_draft(draft, self.deps.max_content_bytes, end_to_end=end_to_end)
         metadata = mention_metadata(draft.content, draft.metadata, self.members, sender_id)
@@ -355,7 +414,12 @@ class ConversationActor(AsyncioActor):
         known = self._by_client.get((sender_id, draft.client_id))
         if known is not None and known in self._recent:
             return self._recent[known]
-        self._enqueue(sender_id, draft, self.defer_reply())
+        self._enqueue(
+            sender_id,
+            draft,
+            self.defer_reply(),
+            member_version=None if members is None else members.version,
+        )
         return DEFERRED
 
     def post_system(self, event: str, details: dict[str, Any], client_id: str) -> Deferred[Message]:
@@ -514,6 +578,8 @@ class ConversationActor(AsyncioActor):
         await self.deps.store.add_members(added)
         for member in added:
             self.members[member.user_id] = member
+        await self._reread_after_own_change()
+        for member in added:
             self.deps.membership_changed(
                 MembershipChange(
                     conversation_id=self.conversation_id,
@@ -553,7 +619,8 @@ class ConversationActor(AsyncioActor):
         elif conversation.kind == "direct":
             raise WhisprError(Reason.FORBIDDEN, "nobody leaves a direct conversation")
         await self.deps.store.remove_member(self.conversation_id, target_id)
-        del self.members[target_id]
+        self.members.pop(target_id, None)
+        await self._reread_after_own_change()
         self.deps.membership_changed(
             MembershipChange(
                 conversation_id=self.conversation_id,
@@ -666,6 +733,7 @@ class ConversationActor(AsyncioActor):
         reply: pykka.Future[Any] | None,
         *,
         trusted: bool = False,
+        member_version: int | None = None,
     ) -> None:
         key = (sender_id, draft.client_id)
         entry = self._pending.get(key)
@@ -684,6 +752,7 @@ class ConversationActor(AsyncioActor):
             created_at=self.deps.clock(),
             metadata=draft.metadata,
             trusted_sender=trusted,
+            member_version=member_version,
         )
         entry = _Pending(key, message, reply, self._send_span(message), draft.envelopes)
         self._pending[key] = entry
@@ -780,8 +849,8 @@ class ConversationActor(AsyncioActor):
             elif result.status == "duplicate":
                 self._remember(message)
             else:
-                if result.status == "not_member":  # removed, and this node had not heard
-                    self._refresh_members_soon()
+                if result.status in ("not_member", "members_changed"):
+                    self._refresh_members_soon()  # changed on another node, not heard here
                 error = _refusal(result)
                 for reply in entry.replies:
                     self.reply_error(reply, error)
@@ -970,5 +1039,7 @@ def _refusal(result: InsertResult) -> WhisprError:
         return WhisprError(Reason.INVALID, result.detail, **details)
     if result.status == "not_member":
         return WhisprError(Reason.NOT_MEMBER, "you are not a member of this conversation")
+    if result.status == "members_changed":
+        return _members_changed()
     # The store sequences these sends: a conflict means something is wrong.
     return WhisprError(Reason.UNAVAILABLE, "could not order the message; try again")

@@ -34,7 +34,7 @@ import pykka
 
 from actors import admin, disappearing, rules
 from actors.calls import Call, Deferred
-from actors.conversation import ConversationActor, ConversationDeps, Draft
+from actors.conversation import CheckedMembers, ConversationActor, ConversationDeps, Draft
 from actors.e2e import rules as e2e_rules
 from actors.e2e.delivery import attach_envelopes
 from actors.e2e.directory import KeyDirectory
@@ -314,16 +314,21 @@ class Messaging:
     ) -> Message:
         """An end-to-end send: envelopes checked and stored, then the draft to the actor.
 
-        The devices are checked against the members the actor had when asked; the actor
-        takes the draft only if its members are still those (``members_changed``), in the
-        same turn as it queues it, so no member is added between the check and the
-        message's place in the conversation's order without its devices being checked.
-        On that refusal the check runs again on the new members (a member with devices
-        makes it ``mismatched_devices``). Whatever refuses the send once its envelopes are
-        stored, they are deleted: nothing is kept for a message that was not.
+        The devices are checked against the members the actor had when asked, and their
+        membership version. The actor takes the draft only if its members are still those,
+        and the store writes it only if the conversation's version is still that one when
+        the batch is written, under the row lock every change of members takes: whichever
+        node's actor added a member, no member is added between the check and the message's
+        place in the conversation's order without its devices being checked. On either
+        refusal (``members_changed``) the check runs again on the members read afresh (a
+        new member with devices makes it ``mismatched_devices``). Whatever refuses the send
+        once its envelopes are stored, they are deleted: nothing is kept for a message that
+        was not.
         """
         for attempt in range(1, E2E_SEND_ATTEMPTS + 1):
-            prepared = await self._prepare_e2e(user_id, conversation_id, draft, device_id)
+            prepared = await self._prepare_e2e(
+                user_id, conversation_id, draft, device_id, reload=attempt > 1
+            )
             if isinstance(prepared, Message):
                 return prepared  # a retry of a message already stored
             try:
@@ -355,11 +360,18 @@ class Messaging:
             await e2e.keys.forget_message(conversation_id, user_id, client_id)
 
     async def _prepare_e2e(
-        self, user_id: str, conversation_id: str, draft: Draft, device_id: str | None
-    ) -> Message | frozenset[str]:
+        self,
+        user_id: str,
+        conversation_id: str,
+        draft: Draft,
+        device_id: str | None,
+        *,
+        reload: bool = False,
+    ) -> Message | CheckedMembers:
         """Check an end-to-end draft and store its envelopes and blind tokens before it is
         sent; returns the members it was checked against, or the original message when
-        this is a retry of a stored one.
+        this is a retry of a stored one. ``reload``: the actor reads the members from the
+        store first (the last attempt was refused ``members_changed``).
 
         Refused, nothing stored: ``mismatched_devices`` / ``stale_devices`` when the
         envelopes do not match the members' current devices (actors/e2e/rules.py). Stored
@@ -382,7 +394,9 @@ class Messaging:
             )
         rules.check_client_id(draft.client_id)
         e2e_rules.check_blind_tokens(draft.blind_tokens, "blind_tokens", e2e_rules.MAX_BLIND_TOKENS)
-        conversation, members, _ = await self._ask(conversation_id, ConversationActor.snapshot)
+        conversation, members, version = await self._ask(
+            conversation_id, ConversationActor.versioned_snapshot, reload=reload
+        )
         member_ids = [m.user_id for m in members]
         # Nothing is stored for a sender who may not post here.
         rules.require_can_post(conversation, {m.user_id: m for m in members}, user_id)
@@ -401,7 +415,7 @@ class Messaging:
         await e2e.keys.put_blind_tokens(
             conversation_id, user_id, draft.client_id, draft.blind_tokens
         )
-        return frozenset(member_ids)
+        return CheckedMembers(frozenset(member_ids), version)
 
     async def search_blind(
         self,

@@ -152,6 +152,11 @@ class Unsequenced(Message, frozen=True, kw_only=True, omit_defaults=True):
     #: the conversation's row lock that a removal takes too: once a removal has committed,
     #: no message of the removed member is accepted, whatever a node's cache still says.
     trusted_sender: bool = False
+    #: End to end: the conversation's membership version its envelopes were checked against
+    #: (``Store.versioned_members``). The store writes it only if that is still the version
+    #: when the batch is written, under the conversation's row lock that every change of
+    #: members takes too; else ``members_changed``. None (plain sends): not asked.
+    member_version: int | None = None
 
 
 class ConversationSummary(msgspec.Struct, frozen=True, kw_only=True):
@@ -188,10 +193,14 @@ class InsertResult(msgspec.Struct, frozen=True, kw_only=True):
     refused this message alone (``detail`` says why, in Whispr's words, and
     ``field`` names the field when known); the rest of the batch was written
     without it. ``not_member``: the sender was not a member when the batch was
-    written (removed meanwhile); nothing was written for it.
+    written (removed meanwhile); nothing was written for it. ``members_changed``: the
+    members changed since the version the message was checked against
+    (``Unsequenced.member_version``); nothing was written for it.
     """
 
-    status: Literal["inserted", "duplicate", "seq_conflict", "invalid", "not_member"]
+    status: Literal[
+        "inserted", "duplicate", "seq_conflict", "invalid", "not_member", "members_changed"
+    ]
     message: Message
     detail: str = ""
     field: str | None = None

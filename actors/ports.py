@@ -86,6 +86,14 @@ class Store(Protocol):
 
     async def list_members(self, conversation_id: str) -> list[Member]: ...
 
+    async def versioned_members(self, conversation_id: str) -> tuple[list[Member], int]:
+        """The members and the membership version they are at, read in one snapshot.
+
+        The version moves with every member added or removed, in the same transaction,
+        whoever makes the change (``Unsequenced.member_version``).
+        """
+        ...
+
     async def add_members(self, members: Sequence[Member]) -> None:
         """Add members; users already members are left as they are."""
         ...

@@ -166,6 +166,9 @@ class BreakerStore:
     async def list_members(self, conversation_id: str) -> list[Member]:
         return await self._call(self.store.list_members, conversation_id)
 
+    async def versioned_members(self, conversation_id: str) -> tuple[list[Member], int]:
+        return await self._call(self.store.versioned_members, conversation_id)
+
     async def add_members(self, members: Sequence[Member]) -> None:
         await self._call(self.store.add_members, members)
 

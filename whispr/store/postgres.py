@@ -596,6 +596,19 @@ class PostgresStore(PostgresKeys):
         )
         return [_rows.member(r) for r in rows]
 
+    async def versioned_members(self, conversation_id: str) -> tuple[list[Member], int]:
+        # One statement, one snapshot: the version is that of exactly these members.
+        rows = await self._fetch(
+            "SELECT c.member_version, m.* FROM conversations c "
+            "LEFT JOIN members m ON m.conversation_id = c.id WHERE c.id = $1 "
+            "ORDER BY m.joined_at, m.user_id",
+            conversation_id,
+        )
+        if not rows:
+            raise WhisprError(Reason.NOT_FOUND, f"no conversation {conversation_id}")
+        members = [_rows.member(r) for r in rows if r["user_id"] is not None]
+        return members, int(rows[0]["member_version"])
+
     async def add_members(self, members: Sequence[Member]) -> None:
         _check.members(members)
         for conversation_id in {m.conversation_id for m in members}:
@@ -789,6 +802,8 @@ class PostgresStore(PostgresKeys):
                 skipped.append(m)
             elif seq == 0:  # its sender was not a member when the batch was written
                 outcome[index] = InsertResult(status="not_member", message=m)
+            elif seq == -1:  # its member_version was not the conversation's then
+                outcome[index] = InsertResult(status="members_changed", message=m)
             else:
                 outcome[index] = InsertResult(status="inserted", message=_rows.sequenced(m, seq))
         if skipped:  # client ids already stored: their originals, in one lookup

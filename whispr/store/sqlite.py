@@ -375,6 +375,20 @@ class SqliteStore(SqliteKeys):
         return [_rows.member(r) for r in rows]
 
     @_serialized
+    async def versioned_members(self, conversation_id: str) -> tuple[list[Member], int]:
+        # One statement, one snapshot: the version is that of exactly these members.
+        rows = await self._all(
+            "SELECT c.member_version AS member_version, m.* FROM conversations c "
+            "LEFT JOIN members m ON m.conversation_id = c.id WHERE c.id = ? "
+            "ORDER BY m.joined_at, m.user_id",
+            (conversation_id,),
+        )
+        if not rows:
+            raise WhisprError(Reason.NOT_FOUND, f"no conversation {conversation_id}")
+        members = [_rows.member(r) for r in rows if r["user_id"] is not None]
+        return members, int(rows[0]["member_version"])
+
+    @_serialized
     async def add_members(self, members: Sequence[Member]) -> None:
         _check.members(members)
         for conversation_id in {m.conversation_id for m in members}:
@@ -569,10 +583,16 @@ class SqliteStore(SqliteKeys):
         ):
             return InsertResult(status="not_member", message=m)
         rows = await self._all(
-            "SELECT last_seq FROM conversations WHERE id = ?", (m.conversation_id,)
+            "SELECT last_seq, member_version FROM conversations WHERE id = ?",
+            (m.conversation_id,),
         )
         if not rows:
             raise WhisprError(Reason.NOT_FOUND, f"no conversation {m.conversation_id}")
+        # An end-to-end send checked against members that changed since (the triggers of
+        # migration 0012 move the version with every member added or removed).
+        expected = m.member_version if isinstance(m, Unsequenced) else None
+        if expected is not None and expected != rows[0][1]:
+            return InsertResult(status="members_changed", message=m)
         message = _rows.sequenced(m, rows[0][0] + 1)
         await self.db.execute(
             f"INSERT INTO messages ({_MESSAGE_COLUMNS}) "
