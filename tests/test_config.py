@@ -304,6 +304,8 @@ VALID = {
     "inbound_credits": "4",
     "position_check_s": "0.5",
     "grpc_port": "2",
+    "http_port": "3",
+    "http_max_body_bytes": "2048",
     "grpc_tokens": "users=t1,moderation=t2",
     "grpc_tls_cert": "/etc/whispr/tls.crt",
     "grpc_tls_key": "/etc/whispr/tls.key",

@@ -40,6 +40,7 @@ async def test_a_node_process_applies_the_configured_thresholds(tmp_path: Path) 
         **os.environ,
         "WHISPR_PORT": str(free_port()),
         "WHISPR_GRPC_PORT": str(free_port()),
+        "WHISPR_HTTP_PORT": str(free_port()),
         "WHISPR_SQLITE_PATH": str(tmp_path / "node.db"),
         "WHISPR_DATABASE_URL": "",
         "WHISPR_REDIS_URL": "",

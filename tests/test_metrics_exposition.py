@@ -44,6 +44,7 @@ async def test_promtool_passes_a_scrape_of_a_node_that_carried_traffic(tmp_path:
             "WHISPR_SQLITE_PATH": str(tmp_path / "node.db"),
             "WHISPR_JWT_SECRET": SECRET,
             "WHISPR_GRPC_PORT": str(grpc_port),
+            "WHISPR_HTTP_PORT": str(free_port()),
             "WHISPR_GRPC_TOKENS": "ops=ops-token-0123456789",
         },
     )

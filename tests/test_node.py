@@ -28,6 +28,7 @@ SERVICES = [
     "scheduler",
     "grpc",
     "gateway",
+    "http",
 ]
 
 
@@ -38,6 +39,7 @@ def _settings(tmp_path: Path) -> Settings:
             "WHISPR_SQLITE_PATH": str(tmp_path / "node.db"),
             "WHISPR_PORT": "0",
             "WHISPR_GRPC_PORT": str(free_port()),
+            "WHISPR_HTTP_PORT": str(free_port()),
         }
     )
 

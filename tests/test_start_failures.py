@@ -46,6 +46,7 @@ def serve(env: dict[str, str], tmp_path: Path, *, timeout: float = 60) -> Exit:
         "WHISPR_SQLITE_PATH": str(tmp_path / "node.db"),
         "WHISPR_PORT": str(free_port()),
         "WHISPR_GRPC_PORT": str(free_port()),
+        "WHISPR_HTTP_PORT": str(free_port()),
         "WHISPR_LOG_FORMAT": "json",
         **env,
     }

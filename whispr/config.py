@@ -234,6 +234,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     between commit and publish, or Redis was away) when no later message reveals it."""
     grpc_port: Port = 50051
     """gRPC port for sibling services; 0 disables the gRPC server."""
+    http_port: Port = 4080
+    """HTTP API port (``/api/v1``, its OpenAPI document and documentation page); 0 disables
+    it. A port of its own rather than the gateway's: the WebSocket hot path stays on the
+    ``websockets`` server untouched, and browsers open a WebSocket across origins anyway."""
+    http_max_body_bytes: Positive = 1_048_576
+    """Largest HTTP API request body accepted; a larger one is refused with 413."""
     grpc_tokens: tuple[str, ...] = ()
     """Callers of the gRPC API as ``service=token`` pairs; a call must bear one token."""
     grpc_tls_cert: str | None = None
@@ -361,6 +367,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
                 env_var("grpc_port"),
                 f"must differ from WHISPR_PORT (both are {self.port})",
             )
+        for other in ("port", "grpc_port"):
+            if self.http_port and self.http_port == getattr(self, other):
+                raise ConfigError(
+                    env_var("http_port"),
+                    f"must differ from {env_var(other)} (both are {self.http_port})",
+                )
 
     def __repr__(self) -> str:
         """Like the default, with secrets (and URLs, which may hold passwords) masked."""

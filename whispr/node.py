@@ -8,7 +8,7 @@ connections only when everything it needs is up)::
     Node (rest_for_one)
       Telemetry, Store, Audit, Broker, Presence, Siblings,
       Conversations (DynamicSupervisor), Messaging, Connections (DynamicSupervisor),
-      Scheduler, GrpcServer, Gateway
+      Scheduler, GrpcServer, Gateway, Http
 
 Services do not look each other up. Each takes, typed, exactly what it uses: the
 resources of the services before it (the open store, the broker, messaging, ...) as
@@ -62,6 +62,7 @@ from whispr.config import Settings
 from whispr.gateway.presence import Presence
 from whispr.gateway.server import Gateway, GatewayService
 from whispr.grpc.server import GrpcServer, GrpcService
+from whispr.http.server import HttpServer, HttpService
 from whispr.node_metrics import (
     actor_gauge,
     conversation_actors,
@@ -115,6 +116,8 @@ class Node:
     grpc: Slot[GrpcServer] = field(default_factory=lambda: Slot("grpc"))
     #: The running gateway, for its bound port and state.
     gateway: Slot[Gateway] = field(default_factory=lambda: Slot("gateway"))
+    #: The running HTTP API server, for its bound port (empty when it is disabled).
+    http: Slot[HttpServer] = field(default_factory=lambda: Slot("http"))
 
     def __post_init__(self) -> None:
         conversation_actors().watch(self.registry)
@@ -278,6 +281,21 @@ def node_tree(node: Node) -> list[ChildSpec]:
                 accounts=node.store.get().accounts,
                 user_presence=node.user_presence.get(),
                 out=node.gateway,
+            ),
+        ),
+        # After the gateway: stopped first on SIGTERM, and restarted with anything it uses.
+        _service(
+            node,
+            "http",
+            lambda: _spawn(
+                HttpService,
+                settings,
+                messaging=node.messaging.get(),
+                broker=node.broker.get(),
+                siblings=node.siblings.get(),
+                accounts=node.store.get().accounts,
+                user_presence=node.user_presence.get(),
+                out=node.http,
             ),
         ),
     ]

@@ -29,7 +29,11 @@ from whispr.config import Settings
 __all__ = ["HeldCrashReports", "StartFailure", "describe_start_failure", "ensure_bindable"]
 
 #: The services that listen, with the setting of their port.
-_LISTENERS = {"gateway": ("port", "WHISPR_PORT"), "grpc": ("grpc_port", "WHISPR_GRPC_PORT")}
+_LISTENERS = {
+    "gateway": ("port", "WHISPR_PORT"),
+    "grpc": ("grpc_port", "WHISPR_GRPC_PORT"),
+    "http": ("http_port", "WHISPR_HTTP_PORT"),
+}
 
 
 @dataclass(frozen=True)

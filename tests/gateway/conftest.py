@@ -58,6 +58,7 @@ async def start_node(env: dict[str, str]) -> RunningNode:
             "WHISPR_HOST": "127.0.0.1",
             "WHISPR_PORT": "0",
             "WHISPR_GRPC_PORT": str(free_port()),
+            "WHISPR_HTTP_PORT": str(free_port()),
             **env,
         }
     )

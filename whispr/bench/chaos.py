@@ -130,6 +130,7 @@ class _Cluster:
             **self.env,
             **self.overrides.get(index, {}),
             "WHISPR_GRPC_PORT": str(self.grpc_ports[index]),
+            "WHISPR_HTTP_PORT": str(free_port()),
         }
         self.nodes[index] = await start_node_process(f"chaos-{index}", env)
 

@@ -98,6 +98,7 @@ async def _measure(
         "WHISPR_SQLITE_PATH": str(workdir / "bench.db"),
         "WHISPR_REDIS_PREFIX": f"bench-{uuid.uuid4().hex[:8]}",
         "WHISPR_GRPC_PORT": str(grpc_port),
+        "WHISPR_HTTP_PORT": str(free_port()),
         "WHISPR_GRPC_TOKENS": f"bench={TOKEN}",
     }
     node = await start_node_process("bench-grpc", node_env)

@@ -75,6 +75,7 @@ async def start_node_process(
         "WHISPR_NODE_NAME": name,
         "WHISPR_PORT": str(port),
         "WHISPR_GRPC_PORT": env.get("WHISPR_GRPC_PORT", str(free_port())),
+        "WHISPR_HTTP_PORT": env.get("WHISPR_HTTP_PORT", str(free_port())),
     }
     return await _start(name, port, ["-m", "whispr.cli", "serve"], full_env, timeout)
 

@@ -73,6 +73,7 @@ async def _measure(
         "WHISPR_HOST": "127.0.0.1",
         "WHISPR_PORT": "0",
         "WHISPR_GRPC_PORT": str(free_port()),
+        "WHISPR_HTTP_PORT": str(free_port()),
         "WHISPR_REDIS_URL": redis_url,
         "WHISPR_SQLITE_PATH": str(Path(workdir) / "bench.db"),
         "WHISPR_LOG_LEVEL": "warning",

@@ -1,0 +1,97 @@
+"""The HTTP API as one Litestar application: its routers, auth, refusals and OpenAPI.
+
+Litestar decodes request bodies into msgspec structs and encodes responses from them
+natively, and writes the OpenAPI 3.1 document from the same structs (the domain's own,
+``actors/model.py``, and each route module's request and page structs), so the document
+cannot drift from what the handlers take and give.
+
+- ``/api/v1/...``: the client API, each route with the user's bearer JWT (:mod:`.auth`);
+- ``/api/v1/server/...``: the server API for backends, with a service token;
+- ``/api/v1/openapi.json``: the document; ``/api/v1/docs``: a page generated from it that
+  needs nothing from the internet (:mod:`.docs_page`).
+
+Every refusal is a problem document (:mod:`.problems`).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from litestar import Litestar, Router
+from litestar.di import Provide
+from litestar.openapi.config import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from whispr.http import auth
+from whispr.http.context import HttpContext
+from whispr.http.docs_page import DocsPage
+from whispr.http.problems import EXCEPTION_HANDLERS
+from whispr.http.routes import conversations
+
+__all__ = ["API_PREFIX", "CLIENT_ROUTERS", "SERVER_ROUTERS", "build_app"]
+
+API_PREFIX: Final = "/api/v1"
+#: The client API's resources, one module each.
+CLIENT_ROUTERS: Final = (conversations.router,)
+#: The server API's resources.
+SERVER_ROUTERS: Final[tuple[Router, ...]] = ()
+
+_DESCRIPTION = (
+    "Whispr's HTTP API. Clients authenticate with the JWT they open the WebSocket with "
+    "(`Authorization: Bearer <jwt>`); backends call `/api/v1/server` with a service token "
+    "(`WHISPR_GRPC_TOKENS`). Refusals are RFC 9457 problem documents whose `reason` is the "
+    "error catalogue's word, as on the WebSocket and gRPC."
+)
+
+
+def build_app(ctx: HttpContext) -> Litestar:
+    """The application serving ``ctx``'s node."""
+
+    def provide_ctx() -> HttpContext:
+        return ctx
+
+    client = Router(
+        API_PREFIX,
+        route_handlers=list(CLIENT_ROUTERS),
+        dependencies={"identity": Provide(auth.identity)},
+        security=[{"bearer": []}],
+    )
+    server = Router(
+        f"{API_PREFIX}/server",
+        route_handlers=list(SERVER_ROUTERS),
+        dependencies={"caller": Provide(auth.caller)},
+        security=[{"service": []}],
+        tags=["server"],
+    )
+    return Litestar(
+        route_handlers=[client, server],
+        dependencies={"ctx": Provide(provide_ctx, use_cache=True, sync_to_thread=False)},
+        exception_handlers=dict(EXCEPTION_HANDLERS),
+        request_max_body_size=ctx.settings.http_max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="Whispr HTTP API",
+            version="1",
+            description=_DESCRIPTION,
+            path=API_PREFIX,
+            render_plugins=[JsonRenderPlugin(), DocsPage(path="/docs")],
+            use_handler_docstrings=True,
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(
+                        type="http",
+                        scheme="bearer",
+                        bearer_format="JWT",
+                        description="The user's token, as the WebSocket takes it.",
+                    ),
+                    "service": SecurityScheme(
+                        type="http",
+                        scheme="bearer",
+                        description="A backend's service token (WHISPR_GRPC_TOKENS).",
+                    ),
+                }
+            ),
+        ),
+        debug=False,
+        logging_config=None,
+    )

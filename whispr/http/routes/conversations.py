@@ -1,0 +1,112 @@
+"""``/api/v1/conversations``: the user's conversation list, one conversation, create, update.
+
+The list is ``list_conversations`` of the ``user:<id>`` channel, a conversation is the
+conversation channel's join reply, creation is ``create_conversation`` and an update is
+``update_conversation``: the same ``Messaging`` calls, the same rate limit on creation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated, Any, Literal
+
+import msgspec
+from litestar import Request, Response, Router, get
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_200_OK, HTTP_304_NOT_MODIFIED
+
+from actors.admin import ConversationChanges
+from actors.model import Conversation, ConversationSummary
+from whispr.auth import Identity
+from whispr.http.context import HttpContext
+from whispr.http.cursors import decode_cursor, encode_cursor
+from whispr.http.problems import problems
+
+__all__ = ["ConversationPage", "CreateConversation", "router"]
+
+
+class CreateConversation(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A direct conversation with ``with_user``, or a group with ``title`` and ``members``
+    (the ``create_conversation`` payload of ``user:<id>``)."""
+
+    kind: Literal["direct", "group"]
+    with_user: str | None = None
+    title: str | None = None
+    members: tuple[str, ...] = ()
+
+
+class UpdateConversation(ConversationChanges, frozen=True, forbid_unknown_fields=True):
+    """Any of ``title``, ``avatar``, ``description`` (``null`` clears) and ``settings``
+    (``who_can_post``, ``who_can_add``)."""
+
+
+class ConversationPage(msgspec.Struct, kw_only=True):
+    """A page of the user's conversations, most recently active first; ``next`` is the
+    ``cursor`` of the page after (None: this was the last)."""
+
+    conversations: list[ConversationSummary]
+    next: str | None = None
+
+
+def etag_of(conversation: Conversation) -> str:
+    """A strong validator of a conversation as served (its fields and last seq)."""
+    digest = hashlib.blake2b(msgspec.json.encode(conversation), digest_size=12).hexdigest()
+    return f'"{digest}"'
+
+
+@get(
+    "/",
+    summary="List the user's conversations",
+    responses=problems(400, 401, 403, 429, 503),
+)
+async def list_conversations(
+    ctx: HttpContext,
+    identity: Identity,
+    limit: Annotated[int, Parameter(description="At most this many (capped at 200).")] = 50,
+    cursor: Annotated[str | None, Parameter(description="The previous page's `next`.")] = None,
+) -> ConversationPage:
+    """Most recently active first, with unread and mention counts."""
+    before: float | None = None
+    before_id: str | None = None
+    if cursor is not None:
+        before, before_id = decode_cursor(cursor, (float, str))
+    summaries = await ctx.messaging.list_conversations(
+        identity.user_id, limit=limit, before=before, before_id=before_id
+    )
+    following = None
+    if summaries and len(summaries) >= min(limit, 200):
+        last = summaries[-1]
+        at = last.conversation.last_message_at or last.conversation.created_at
+        following = encode_cursor((at, last.conversation.id))
+    return ConversationPage(conversations=summaries, next=following)
+
+
+@get(
+    "/{conversation_id:str}",
+    summary="Get a conversation",
+    responses=problems(400, 401, 403, 404, 503),
+)
+async def get_conversation(
+    ctx: HttpContext, identity: Identity, request: Request[Any, Any, Any], conversation_id: str
+) -> Response[Conversation | None]:
+    """A conversation the user is a member of, with its last seq. Sends an ``ETag``; with a
+    matching ``If-None-Match``, answers 304 and no body."""
+    conversation, head = await ctx.messaging.conversation_at(identity.user_id, conversation_id)
+    conversation = msgspec.structs.replace(conversation, last_seq=head)
+    etag = etag_of(conversation)
+    if etag in _tags(request.headers.get("if-none-match")):
+        return Response(None, status_code=HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
+    return Response(conversation, status_code=HTTP_200_OK, headers={"ETag": etag})
+
+
+def _tags(header: str | None) -> set[str]:
+    if header is None:
+        return set()
+    return {tag.strip().removeprefix("W/") for tag in header.split(",")}
+
+
+router = Router(
+    "/conversations",
+    route_handlers=[list_conversations, get_conversation],
+    tags=["conversations"],
+)
