@@ -295,6 +295,7 @@ def node_tree(node: Node) -> list[ChildSpec]:
                 siblings=node.siblings.get(),
                 accounts=node.store.get().accounts,
                 user_presence=node.user_presence.get(),
+                gateway=node.gateway.get(),
                 out=node.http,
             ),
         ),

@@ -352,6 +352,8 @@ class LongPollSessions:
         self._pending: dict[str, _Pending] = {}
         self._replies: Subscription | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Set once :meth:`close` ran: no session opens after (the node drains).
+        self.closing = False
 
     @property
     def node(self) -> str:
@@ -365,6 +367,7 @@ class LongPollSessions:
 
     async def close(self, code: int, reason: str) -> None:
         """Close every session (the node drains) and stop routing."""
+        self.closing = True
         for session in list(self._sessions.values()):
             await session.transport.close(code, reason)
         if self._replies is not None:
@@ -410,6 +413,8 @@ class LongPollSessions:
     # -- this node's sessions -------------------------------------------------------------
 
     async def _open(self, peer: str, bearer: str | None) -> Reply:
+        if self.closing:
+            return Reply(503, Answer(500, reason="unavailable", message="draining; retry"))
         gateway = self._gateway
         admitted = await gateway.admit(peer, bearer, "longpoll")
         if not isinstance(admitted, Identity):

@@ -27,7 +27,7 @@ from whispr.http import auth
 from whispr.http.context import HttpContext
 from whispr.http.docs_page import DocsPage
 from whispr.http.problems import EXCEPTION_HANDLERS
-from whispr.http.routes import conversations
+from whispr.http.routes import conversations, longpoll, web
 
 __all__ = ["API_PREFIX", "CLIENT_ROUTERS", "SERVER_ROUTERS", "build_app"]
 
@@ -65,7 +65,7 @@ def build_app(ctx: HttpContext) -> Litestar:
         tags=["server"],
     )
     return Litestar(
-        route_handlers=[client, server],
+        route_handlers=[client, server, longpoll.router, web.router],
         dependencies={"ctx": Provide(provide_ctx, use_cache=True, sync_to_thread=False)},
         exception_handlers=dict(EXCEPTION_HANDLERS),
         request_max_body_size=ctx.settings.http_max_body_bytes,

@@ -9,6 +9,7 @@ from actors.messaging import Messaging
 from whispr.auth import TokenVerifier
 from whispr.config import Settings
 from whispr.gateway.limits import EventLimits
+from whispr.gateway.server import Gateway
 from whispr.gateway.sessions import Sessions
 from whispr.grpc.auth import CallerAuth
 from whispr.server_api import ServerApi
@@ -37,3 +38,6 @@ class HttpContext:
     is_user_active: Callable[[str], Awaitable[bool]] | None = None
     #: Set while the node drains: requests are refused with 503.
     draining: bool = False
+    #: The node's gateway: its port for the web page, its long-poll sessions
+    #: (``/socket/longpoll``); None in an app built without one.
+    gateway: Gateway | None = None

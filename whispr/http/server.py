@@ -34,10 +34,12 @@ from whispr.auth import TokenVerifier
 from whispr.config import Settings
 from whispr.gateway.limits import EventLimits
 from whispr.gateway.ratelimit import RateLimiter
+from whispr.gateway.server import Gateway
 from whispr.gateway.sessions import Sessions
 from whispr.grpc.auth import CallerAuth, parse_tokens
 from whispr.http.app import build_app
 from whispr.http.context import HttpContext
+from whispr.protocol import CloseCode
 from whispr.revocations import RevocationList
 from whispr.server_api import ServerApi
 from whispr.siblings import Siblings
@@ -107,6 +109,10 @@ class HttpServer:
         server, task = self._server, self._task
         if server is None or task is None:
             return
+        if self.ctx.gateway is not None:
+            # Polls end now (410: their clients reconnect elsewhere) rather than at the
+            # end of their window, which would hold the drain.
+            await self.ctx.gateway.longpoll.close(CloseCode.SERVICE_RESTART, "service restart")
         server.should_exit = True
         try:
             await asyncio.wait_for(asyncio.shield(task), timeout)
@@ -136,6 +142,7 @@ class HttpService(AsyncioActor):
         siblings: Siblings,
         accounts: AccountStore | None = None,
         user_presence: UserPresence | None = None,
+        gateway: Gateway | None = None,
         out: Slot[HttpServer],
     ) -> None:
         super().__init__()
@@ -145,6 +152,7 @@ class HttpService(AsyncioActor):
         self.siblings = siblings
         self.accounts = accounts
         self.user_presence = user_presence
+        self.gateway = gateway
         self.out = out
         self.server: HttpServer | None = None
         self._sessions: Sessions | None = None
@@ -172,6 +180,7 @@ class HttpService(AsyncioActor):
             callers=CallerAuth(parse_tokens(settings.grpc_tokens)),
             server_api=server_api,
             is_user_active=siblings.users.is_active if siblings.users.configured else None,
+            gateway=self.gateway,
         )
         self.server = HttpServer(ctx)
         await self.server.start(settings.host, settings.http_port)

@@ -1,0 +1,80 @@
+"""``/socket/longpoll``: Phoenix's long-poll transport, for clients whose WebSocket cannot open.
+
+The wire and the sessions are the gateway's (:mod:`whispr.gateway.longpoll`): this module
+only reads a request (its tokens, its body, the client's address) and writes the answer as
+phoenix.js expects it, JSON with a ``status``, never cached. Like Phoenix, it allows any
+origin: nothing rides in cookies, every request carries its own tokens.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from litestar import Request, Response, Router, get, post, route
+from litestar.enums import HttpMethod
+
+from whispr.gateway.longpoll import Reply, bearer_token, session_token
+from whispr.http.context import HttpContext
+
+__all__ = ["PATH", "router"]
+
+PATH: Final = "/socket/longpoll"
+
+_HEADERS: Final = {"cache-control": "no-store", "access-control-allow-origin": "*"}
+#: Where phoenix.js puts the tokens besides the query (its ``authToken``; newer clients'
+#: session token).
+_AUTH_HEADER: Final = "x-phoenix-authtoken"
+_SESSION_HEADER: Final = "x-phoenix-longpoll-token"
+_UNAVAILABLE: Final = b'{"status":500,"reason":"unavailable","message":"no gateway on this node"}'
+
+
+def _answer(reply: Reply) -> Response[bytes]:
+    return Response(
+        reply.body(), status_code=reply.http, media_type="application/json", headers=_HEADERS
+    )
+
+
+def _unavailable() -> Response[bytes]:
+    return Response(_UNAVAILABLE, status_code=503, media_type="application/json", headers=_HEADERS)
+
+
+def _session(request: Request[Any, Any, Any]) -> str | None:
+    header = request.headers.get(_SESSION_HEADER)
+    return header or session_token(request.query_params.getall("token", []))
+
+
+@get(PATH, include_in_schema=False)
+async def poll(request: Request[Any, Any, Any], ctx: HttpContext) -> Response[bytes]:
+    """Open a session (no session token) or wait for its frames."""
+    if ctx.gateway is None:
+        return _unavailable()
+    bearer = request.headers.get(_AUTH_HEADER) or bearer_token(
+        request.query_params.getall("token", [])
+    )
+    peer = request.client.host if request.client else "unknown"
+    return _answer(await ctx.gateway.longpoll.get(peer, _session(request), bearer))
+
+
+@post(PATH, include_in_schema=False)
+async def publish(request: Request[Any, Any, Any], ctx: HttpContext) -> Response[bytes]:
+    """The client's frames for its session."""
+    if ctx.gateway is None:
+        return _unavailable()
+    body = await request.body()
+    ndjson = request.headers.get("content-type", "").startswith("application/x-ndjson")
+    return _answer(await ctx.gateway.longpoll.post(_session(request), body, ndjson=ndjson))
+
+
+@route(PATH, http_method=[HttpMethod.OPTIONS], include_in_schema=False)
+async def preflight(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """A browser's CORS preflight of a request from another origin."""
+    headers = {
+        **_HEADERS,
+        "access-control-allow-headers": request.headers.get("access-control-request-headers", ""),
+        "access-control-allow-methods": "GET, POST, OPTIONS",
+        "access-control-max-age": "3600",
+    }
+    return Response(b"", status_code=200, headers=headers)
+
+
+router = Router("/", route_handlers=[poll, publish, preflight], include_in_schema=False)
