@@ -4,7 +4,8 @@ Two browsers (two profiles, nothing shared) sign in as two users: Ada's page on 
 gateway's WebSocket, Bob's forced onto long-poll (``?transport=longpoll``), the fallback a
 blocked WebSocket takes. They see the conversation and its unread count, typing, presence,
 each other's messages, a reaction, an edit and a delete; Bob leaves the page, Ada writes,
-and Bob's page, opened again, catches up. Every run writes the two windows side by side to
+and Bob's page, opened again, catches up; Ada starts a direct conversation, which shows in
+Bob's list. Every run writes the two windows side by side to
 ``bench-results/browser.png``.
 
 Skipped without ``chromium`` and ``chromedriver`` (scripts/services.sh installs them),
@@ -243,6 +244,26 @@ async def _chat(a: Page, b: Page, ada: str, bob: str, cid: str) -> None:
     await b.open_conversation(cid)
     await b.message("while you were away")
     await b.message("and hello from long-poll")
+
+    # Ada starts a direct conversation with Bob from the page: it shows in Bob's list.
+    await a.type("new-with", bob)
+    await a(lambda br: br.find_element(By.CSS_SELECTOR, "#new-conversation button").click())
+    await a.until(
+        "direct opened", lambda br: br.find_element(By.ID, "conversation-title").text == bob
+    )
+    await a.type("draft", "a direct hello")
+    await a(lambda br: br.find_element(By.CSS_SELECTOR, "#composer button").click())
+    await b.until(
+        "direct listed", lambda br: len(br.find_elements(By.CSS_SELECTOR, "#conversations li")) == 2
+    )
+
+
+def _title(browser: webdriver.Chrome) -> str:
+    return str(browser.find_element(By.ID, "conversation-title").text)
+
+
+def _conversations(browser: webdriver.Chrome) -> list[WebElement]:
+    return browser.find_elements(By.CSS_SELECTOR, "#conversations li")
 
 
 def _prompt(browser: webdriver.Chrome, text: str) -> None:
