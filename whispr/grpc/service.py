@@ -32,7 +32,7 @@ from actors.conversation import Draft
 from actors.errors import Reason, WhisprError
 from actors.events import payload_of
 from actors.messaging import Messaging
-from actors.model import Member, Message
+from actors.model import Conversation, Member, Message
 from actors.rules import MAX_PAGE
 from actors.stream import StreamItem
 from whispr.audit import AuditLog
@@ -56,9 +56,11 @@ __all__ = [
     "Served",
     "acting_party",
     "add_members",
+    "create_conversation",
     "remove_member",
     "required",
     "rpc",
+    "system_event",
 ]
 
 log = structlog.get_logger("whispr.grpc")
@@ -184,24 +186,13 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
     ) -> pb.CreateConversationResponse:
         creator = required(request.creator_id, "creator_id")
         kind = kind_from_pb(request.kind)
-        if kind == "direct":
-            others = [u for u in dict.fromkeys(request.member_ids) if u != creator]
-            if len(others) != 1:
-                raise WhisprError(
-                    Reason.INVALID,
-                    "a direct conversation needs exactly one other user in member_ids",
-                    field="member_ids",
-                )
-            conversation = await self.messaging.direct(creator, others[0], field="member_ids")
-        elif kind == "group":
-            conversation = await self.messaging.create_group(
-                creator, request.title or None, list(request.member_ids)
-            )
-        else:
+        if kind not in ("direct", "group"):
             raise WhisprError(
                 Reason.INVALID, "kind must be CONVERSATION_KIND_DIRECT or _GROUP", field="kind"
             )
-        conversation, members, last_seq = await self.messaging.describe(conversation.id)
+        conversation, members, last_seq = await create_conversation(
+            self.messaging, creator, kind, request.member_ids, request.title or None
+        )
         log.info("conversation created", caller=caller, conversation=conversation.id, kind=kind)
         return pb.CreateConversationResponse(
             conversation=conversation_to_pb(conversation, last_seq),
@@ -246,13 +237,7 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
         self, caller: str, request: pb.SendSystemMessageRequest
     ) -> pb.SendMessageResponse:
         conversation_id = required(request.conversation_id, "conversation_id")
-        event = required(request.event, "event")
-        if len(event) > MAX_EVENT_NAME or not event.replace("_", "").isalnum():
-            raise WhisprError(
-                Reason.INVALID,
-                f"event must be 1 to {MAX_EVENT_NAME} letters, digits or '_'",
-                field="event",
-            )
+        event = system_event(required(request.event, "event"))
         details = struct_to_dict(request.details)
         details.setdefault("service", caller)
         message = await self.messaging.send_system(
@@ -416,6 +401,42 @@ def required(value: str, name: str) -> str:
     if not value:
         raise WhisprError(Reason.INVALID, f"{name} is required", field=name)
     return value
+
+
+async def create_conversation(
+    messaging: Messaging,
+    creator: str,
+    kind: str,
+    member_ids: Sequence[str],
+    title: str | None,
+) -> tuple[Conversation, list[Member], int]:
+    """A conversation a backend creates for ``creator``: the direct one with the one other
+    user of ``member_ids``, or a group; with its members and last seq. (``CreateConversation``
+    here and over HTTP.)"""
+    if kind == "direct":
+        others = [u for u in dict.fromkeys(member_ids) if u != creator]
+        if len(others) != 1:
+            raise WhisprError(
+                Reason.INVALID,
+                "a direct conversation needs exactly one other user in member_ids",
+                field="member_ids",
+            )
+        conversation = await messaging.direct(creator, others[0], field="member_ids")
+    else:
+        conversation = await messaging.create_group(creator, title, list(member_ids))
+    return await messaging.describe(conversation.id)
+
+
+def system_event(event: str) -> str:
+    """A system message's event name, checked: letters, digits and ``_``, at most
+    :data:`MAX_EVENT_NAME` (``SendSystemMessage`` here and over HTTP)."""
+    if not event or len(event) > MAX_EVENT_NAME or not event.replace("_", "").isalnum():
+        raise WhisprError(
+            Reason.INVALID,
+            f"event must be 1 to {MAX_EVENT_NAME} letters, digits or '_'",
+            field="event",
+        )
+    return event
 
 
 def acting_party(caller: str, acting_user_id: str) -> tuple[str, bool]:

@@ -15,10 +15,11 @@ Every refusal is a problem document (:mod:`.problems`).
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
-from litestar import Litestar, Router
+from litestar import Litestar, Request, Router, get
 from litestar.di import Provide
+from litestar.enums import OpenAPIMediaType
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
@@ -27,15 +28,22 @@ from whispr.http import auth
 from whispr.http.context import HttpContext
 from whispr.http.docs_page import DocsPage
 from whispr.http.problems import EXCEPTION_HANDLERS
-from whispr.http.routes import conversations, longpoll, web
+from whispr.http.routes import conversations, longpoll, members, messages, receipts, server, web
 
 __all__ = ["API_PREFIX", "CLIENT_ROUTERS", "SERVER_ROUTERS", "build_app"]
 
 API_PREFIX: Final = "/api/v1"
+#: The documentation page (its document is also at ``/api/v1/docs/openapi.json``).
+DOCS_PATH: Final = f"{API_PREFIX}/docs"
 #: The client API's resources, one module each.
-CLIENT_ROUTERS: Final = (conversations.router,)
+CLIENT_ROUTERS: Final = (
+    conversations.router,
+    members.router,
+    messages.router,
+    receipts.router,
+)
 #: The server API's resources.
-SERVER_ROUTERS: Final[tuple[Router, ...]] = ()
+SERVER_ROUTERS: Final = (server.router,)
 
 _DESCRIPTION = (
     "Whispr's HTTP API. Clients authenticate with the JWT they open the WebSocket with "
@@ -43,6 +51,17 @@ _DESCRIPTION = (
     "(`WHISPR_GRPC_TOKENS`). Refusals are RFC 9457 problem documents whose `reason` is the "
     "error catalogue's word, as on the WebSocket and gRPC."
 )
+
+
+@get(
+    f"{API_PREFIX}/openapi.json",
+    media_type=OpenAPIMediaType.OPENAPI_JSON,
+    include_in_schema=False,
+    sync_to_thread=False,
+)
+def openapi_json(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the API, at its documented place."""
+    return request.app.openapi_schema.to_schema()
 
 
 def build_app(ctx: HttpContext) -> Litestar:
@@ -65,7 +84,7 @@ def build_app(ctx: HttpContext) -> Litestar:
         tags=["server"],
     )
     return Litestar(
-        route_handlers=[client, server, longpoll.router, web.router],
+        route_handlers=[client, server, openapi_json, longpoll.router, web.router],
         dependencies={"ctx": Provide(provide_ctx, use_cache=True, sync_to_thread=False)},
         exception_handlers=dict(EXCEPTION_HANDLERS),
         request_max_body_size=ctx.settings.http_max_body_bytes,
@@ -73,8 +92,10 @@ def build_app(ctx: HttpContext) -> Litestar:
             title="Whispr HTTP API",
             version="1",
             description=_DESCRIPTION,
-            path=API_PREFIX,
-            render_plugins=[JsonRenderPlugin(), DocsPage(path="/docs")],
+            # Under a path of their own: Litestar answers any other path under the documents'
+            # one with an HTML 404, which must not shadow the API's problem documents.
+            path=DOCS_PATH,
+            render_plugins=[DocsPage(path="/"), JsonRenderPlugin()],
             use_handler_docstrings=True,
             components=Components(
                 security_schemes={

@@ -17,6 +17,8 @@ from litestar.openapi.plugins import OpenAPIRenderPlugin
 
 __all__ = ["DocsPage"]
 
+#: Where the API serves its document (whispr/http/app.py).
+OPENAPI_JSON = "/api/v1/openapi.json"
 _METHODS = ("get", "put", "post", "delete", "patch", "head")
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 60em; padding: 0 1em;
@@ -138,4 +140,4 @@ class DocsPage(OpenAPIRenderPlugin):
     """Litestar's render plugin for :func:`render_page`."""
 
     def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
-        return render_page(openapi_schema, self.get_openapi_json_route(request)).encode()
+        return render_page(openapi_schema, OPENAPI_JSON).encode()

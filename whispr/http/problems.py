@@ -31,6 +31,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import ExceptionHandlersMap
 
 from actors.errors import Reason, WhisprError
+from whispr.gateway.channels.base import field_of
 
 __all__ = [
     "PROBLEM_JSON",
@@ -124,22 +125,31 @@ def problem_response(error: WhisprError) -> Response[Any]:
 
 
 def refusal_of(exc: HTTPException) -> WhisprError:
-    """A framework refusal as the catalogue's error of its status (``invalid`` for a 400)."""
+    """A framework refusal as the catalogue's error of its status (``invalid`` for a 400).
+
+    A body that failed to decode names the field as a WebSocket payload's refusal does (from
+    msgspec's message, :func:`~whispr.gateway.channels.base.field_of`); a query or path
+    parameter names itself.
+    """
     reason = _REASON_BY_STATUS.get(HTTPStatus(exc.status_code))
     if reason is None:
         # No reason of the catalogue says it (405, 406...): the status speaks for itself.
         reason = Reason.INVALID
-    details: dict[str, Any] = {}
-    if isinstance(exc, ValidationException) and isinstance(exc.extra, list):
-        for item in exc.extra:
-            if isinstance(item, dict) and isinstance(item.get("key"), str):
-                details["field"] = item["key"]
-                break
     message = exc.detail or HTTPStatus(exc.status_code).phrase
-    if isinstance(exc, ValidationException) and isinstance(exc.extra, list) and exc.extra:
-        first = exc.extra[0]
-        if isinstance(first, dict) and isinstance(first.get("message"), str):
-            message = f"{message}: {first['message']}"
+    details: dict[str, Any] = {}
+    extra = exc.extra if isinstance(exc, ValidationException) else None
+    first = extra[0] if isinstance(extra, list) and extra else None
+    if isinstance(first, dict):
+        said = first.get("message")
+        if isinstance(said, str):
+            message = said
+        key = first.get("key")
+        if key == "data":  # the body itself: the message names the field, if any
+            name = field_of(message)
+            if name is not None:
+                details["field"] = name
+        elif isinstance(key, str):  # a body field's path (its outermost field), or a parameter
+            details["field"] = key.split(".", 1)[0]
     return WhisprError(reason, message, **details)
 
 

@@ -70,6 +70,8 @@ class HttpServer:
 
     def __init__(self, ctx: HttpContext) -> None:
         self.ctx = ctx
+        #: The application served (its routes and OpenAPI document).
+        self.app = build_app(ctx)
         self._socket: socket.socket | None = None
         self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
@@ -84,7 +86,7 @@ class HttpServer:
         settings = self.ctx.settings
         self._socket = _listen(host, port, settings.listen_backlog)
         config = uvicorn.Config(
-            build_app(self.ctx),
+            self.app,
             lifespan="off",  # the node's tree starts and stops what the app uses
             log_config=None,  # the node configures logging (structlog)
             access_log=False,

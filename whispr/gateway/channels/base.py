@@ -39,6 +39,7 @@ __all__ = [
     "Payload",
     "Reply",
     "decode_payload",
+    "field_of",
 ]
 
 Reply = dict[str, Any] | None
@@ -63,7 +64,7 @@ def decode_payload(kind: type[_P], payload: dict[str, Any] | bytes) -> _P:
         # msgspec quotes a refused value or unknown field's name, which may hold a lone
         # surrogate that no reply could encode: escaped here, so the reply goes out.
         message = _escaped(str(exc))
-        details = {"field": name} if (name := _field_of(message)) else {}
+        details = {"field": name} if (name := field_of(message)) else {}
         raise WhisprError(Reason.INVALID, f"invalid payload: {message}", **details) from None
     except UnicodeEncodeError:
         # msgspec encodes a string it matches against a field's allowed values (a Literal):
@@ -85,7 +86,7 @@ def _escaped(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _field_of(message: str) -> str | None:
+def field_of(message: str) -> str | None:
     """The payload field a msgspec validation error is about (the outermost one).
 
     msgspec says where a value failed only in its message (``- at `$.seq```, or the field's

@@ -11,16 +11,19 @@ import hashlib
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Request, Response, Router, get
+from litestar import Request, Response, Router, get, patch, post
 from litestar.params import Parameter
-from litestar.status_codes import HTTP_200_OK, HTTP_304_NOT_MODIFIED
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_304_NOT_MODIFIED
 
+from actors import rules
 from actors.admin import ConversationChanges
+from actors.errors import Reason, WhisprError
 from actors.model import Conversation, ConversationSummary
 from whispr.auth import Identity
 from whispr.http.context import HttpContext
 from whispr.http.cursors import decode_cursor, encode_cursor
 from whispr.http.problems import problems
+from whispr.http.routes.common import READ_PROBLEMS, WRITE_PROBLEMS, counted
 
 __all__ = ["ConversationPage", "CreateConversation", "router"]
 
@@ -84,7 +87,7 @@ async def list_conversations(
 @get(
     "/{conversation_id:str}",
     summary="Get a conversation",
-    responses=problems(400, 401, 403, 404, 503),
+    responses=READ_PROBLEMS,
 )
 async def get_conversation(
     ctx: HttpContext, identity: Identity, request: Request[Any, Any, Any], conversation_id: str
@@ -99,6 +102,43 @@ async def get_conversation(
     return Response(conversation, status_code=HTTP_200_OK, headers={"ETag": etag})
 
 
+@post(
+    "/",
+    summary="Create a conversation",
+    status_code=HTTP_201_CREATED,
+    responses=WRITE_PROBLEMS,
+)
+async def create_conversation(
+    ctx: HttpContext, identity: Identity, data: CreateConversation
+) -> Conversation:
+    """A direct conversation (the existing one, if the two users have one already) or a new
+    group owned by the user; the ``create_conversation`` event of ``user:<id>``."""
+    await counted(ctx, identity, "user", "create_conversation")
+    messaging, user_id = ctx.messaging, identity.user_id
+    if data.with_user is not None:  # valid text even where it is not used (a group)
+        rules.check_user_ids([data.with_user], "with_user")
+    if data.kind == "direct":
+        if not data.with_user:
+            raise WhisprError(
+                Reason.INVALID, "a direct conversation needs with_user", field="with_user"
+            )
+        return await messaging.direct(user_id, data.with_user, field="with_user")
+    return await messaging.create_group(user_id, data.title, data.members, field="members")
+
+
+@patch(
+    "/{conversation_id:str}",
+    summary="Update a group's profile or settings",
+    responses=WRITE_PROBLEMS,
+)
+async def update_conversation(
+    ctx: HttpContext, identity: Identity, conversation_id: str, data: UpdateConversation
+) -> Conversation:
+    """Change a group's title, avatar, description or settings (a field left out stays as it
+    is); the ``update_conversation`` event, with the same rights."""
+    return await ctx.messaging.update_conversation(identity.user_id, conversation_id, data)
+
+
 def _tags(header: str | None) -> set[str]:
     if header is None:
         return set()
@@ -107,6 +147,6 @@ def _tags(header: str | None) -> set[str]:
 
 router = Router(
     "/conversations",
-    route_handlers=[list_conversations, get_conversation],
+    route_handlers=[list_conversations, create_conversation, get_conversation, update_conversation],
     tags=["conversations"],
 )

@@ -1,0 +1,271 @@
+"""``/api/v1/conversations/{id}/messages``: history, send, edit, delete, react, pin, threads.
+
+Each route is the conversation channel's event (``history``, ``send_message``,
+``edit_message``, ``delete_message``, ``react``, ``pin``, ``list_pins``, ``list_thread``):
+the same ``Messaging`` call and the same rate limit. A send is idempotent by its client id,
+which HTTP clients give as the ``Idempotency-Key`` header: sent twice, it is stored once and
+both answers are the same message.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from litestar import Router, delete, get, patch, post, put
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
+
+from actors import rules
+from actors.conversation import Draft
+from actors.errors import Reason, WhisprError
+from actors.member_state import MemberStateReads
+from actors.model import Attachment, Message
+from whispr.auth import Identity
+from whispr.http.context import HttpContext
+from whispr.http.cursors import decode_cursor, encode_cursor
+from whispr.http.routes.common import CONVERSATION, READ_PROBLEMS, WRITE_PROBLEMS, counted
+
+__all__ = ["Edit", "MessagePage", "NewMessage", "router"]
+
+#: The header carrying a send's client id.
+IDEMPOTENCY_KEY = "Idempotency-Key"
+
+
+class NewMessage(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A message to send (the ``send_message`` payload; its client id may instead be the
+    ``Idempotency-Key`` header)."""
+
+    client_id: str | None = None
+    kind: Literal["text", "media"] = "text"
+    content: str = ""
+    attachments: tuple[Attachment, ...] = ()
+    reply_to: int | None = None
+    metadata: dict[str, Any] = {}
+
+
+class Edit(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A message's new content."""
+
+    content: str
+
+
+class MessagePage(msgspec.Struct, kw_only=True):
+    """Messages in ascending seq; ``next`` is the ``cursor`` of the page after in the same
+    direction (None: this was the last)."""
+
+    messages: list[Message]
+    next: str | None = None
+
+
+def _client_id(header: str | None, body: str | None) -> str:
+    if header is not None and body is not None and header != body:
+        raise WhisprError(
+            Reason.INVALID, "Idempotency-Key and client_id differ", field=IDEMPOTENCY_KEY
+        )
+    client_id = header if header is not None else body
+    if client_id is None:
+        raise WhisprError(
+            Reason.INVALID,
+            "a send needs an Idempotency-Key header (or a client_id)",
+            field=IDEMPOTENCY_KEY,
+        )
+    return client_id
+
+
+@get("/messages", summary="Read a conversation's history", responses=READ_PROBLEMS)
+async def history(
+    ctx: HttpContext,
+    identity: Identity,
+    conversation_id: str,
+    before_seq: Annotated[
+        int | None, Parameter(description="Scroll back: the messages before this seq.")
+    ] = None,
+    after_seq: Annotated[
+        int | None, Parameter(description="Catch up: the messages after this seq.")
+    ] = None,
+    limit: Annotated[int, Parameter(description="At most this many (capped at 200).")] = 50,
+    cursor: Annotated[str | None, Parameter(description="The previous page's `next`.")] = None,
+) -> MessagePage:
+    """A page of messages in ascending seq: the latest ones, those before ``before_seq``
+    (scrolling back) or those after ``after_seq`` (catching up); messages the user deleted
+    for themselves are left out."""
+    if cursor is not None:
+        if before_seq is not None or after_seq is not None:
+            raise WhisprError(
+                Reason.INVALID, "a cursor replaces before_seq and after_seq", field="cursor"
+            )
+        direction, seq = decode_cursor(cursor, (str, int))
+        if direction == "after":
+            after_seq = seq
+        elif direction == "before":
+            before_seq = seq
+        else:
+            raise WhisprError(Reason.INVALID, "not a cursor this API gave", field="cursor")
+    messages = await ctx.messaging.history(
+        identity.user_id,
+        conversation_id,
+        before_seq=before_seq,
+        after_seq=after_seq,
+        limit=limit,
+    )
+    following = None
+    if messages and len(messages) >= rules.page_limit(limit):
+        if after_seq is not None:
+            following = encode_cursor(("after", messages[-1].seq))
+        else:
+            following = encode_cursor(("before", messages[0].seq))
+    return MessagePage(messages=messages, next=following)
+
+
+@post("/messages", summary="Send a message", status_code=HTTP_201_CREATED, responses=WRITE_PROBLEMS)
+async def send_message(
+    ctx: HttpContext,
+    identity: Identity,
+    conversation_id: str,
+    data: NewMessage,
+    idempotency_key: Annotated[
+        str | None,
+        Parameter(
+            header=IDEMPOTENCY_KEY,
+            description="The message's client id: a retry with the same key is not sent "
+            "again, and gets the same message.",
+        ),
+    ] = None,
+) -> Message:
+    """Send a message; answered once it is durable, with its seq. A retry with the same
+    ``Idempotency-Key`` answers the message stored the first time."""
+    draft = Draft(
+        client_id=_client_id(idempotency_key, data.client_id),
+        kind=data.kind,
+        content=data.content,
+        attachments=data.attachments,
+        reply_to=data.reply_to,
+        metadata=data.metadata,
+    )
+    await counted(ctx, identity, "conversation", "send_message")
+    return await ctx.messaging.send(identity.user_id, conversation_id, draft)
+
+
+@patch("/messages/{seq:int}", summary="Edit one's message", responses=WRITE_PROBLEMS)
+async def edit_message(
+    ctx: HttpContext, identity: Identity, conversation_id: str, seq: int, data: Edit
+) -> Message:
+    """Change the content of one's own message."""
+    await counted(ctx, identity, "conversation", "edit_message")
+    return await ctx.messaging.edit(identity.user_id, conversation_id, seq, data.content)
+
+
+@delete(
+    "/messages/{seq:int}",
+    summary="Delete a message",
+    status_code=HTTP_204_NO_CONTENT,
+    responses=WRITE_PROBLEMS,
+)
+async def delete_message(
+    ctx: HttpContext,
+    identity: Identity,
+    conversation_id: str,
+    seq: int,
+    for_everyone: Annotated[
+        bool, Parameter(description="Leave a tombstone for everyone (else: hide it for me).")
+    ] = True,
+) -> None:
+    """Delete a message for everyone (as one's role allows), or hide it for oneself."""
+    await counted(ctx, identity, "conversation", "delete_message")
+    if for_everyone:
+        await ctx.messaging.delete(identity.user_id, conversation_id, seq)
+    else:
+        await ctx.messaging.hide(identity.user_id, conversation_id, seq)
+
+
+@put("/messages/{seq:int}/reactions/{emoji:str}", summary="React", responses=WRITE_PROBLEMS)
+async def add_reaction(
+    ctx: HttpContext, identity: Identity, conversation_id: str, seq: int, emoji: str
+) -> Message:
+    """Add one's reaction (an emoji, URL-encoded in the path) to a message."""
+    await counted(ctx, identity, "conversation", "react")
+    return await ctx.messaging.react(identity.user_id, conversation_id, seq, emoji, add=True)
+
+
+@delete(
+    "/messages/{seq:int}/reactions/{emoji:str}",
+    summary="Take a reaction back",
+    status_code=200,
+    responses=WRITE_PROBLEMS,
+)
+async def remove_reaction(
+    ctx: HttpContext, identity: Identity, conversation_id: str, seq: int, emoji: str
+) -> Message:
+    """Remove one's reaction from a message."""
+    await counted(ctx, identity, "conversation", "react")
+    return await ctx.messaging.react(identity.user_id, conversation_id, seq, emoji, add=False)
+
+
+@put("/messages/{seq:int}/pin", summary="Pin a message", responses=WRITE_PROBLEMS)
+async def pin_message(
+    ctx: HttpContext, identity: Identity, conversation_id: str, seq: int
+) -> Message:
+    """Pin a message (as one's role allows)."""
+    await counted(ctx, identity, "conversation", "pin")
+    return await ctx.messaging.pin(identity.user_id, conversation_id, seq, pinned=True)
+
+
+@delete(
+    "/messages/{seq:int}/pin",
+    summary="Unpin a message",
+    status_code=200,
+    responses=WRITE_PROBLEMS,
+)
+async def unpin_message(
+    ctx: HttpContext, identity: Identity, conversation_id: str, seq: int
+) -> Message:
+    """Unpin a message."""
+    await counted(ctx, identity, "conversation", "pin")
+    return await ctx.messaging.pin(identity.user_id, conversation_id, seq, pinned=False)
+
+
+@get("/pins", summary="List the pinned messages", responses=READ_PROBLEMS)
+async def list_pins(ctx: HttpContext, identity: Identity, conversation_id: str) -> MessagePage:
+    """The conversation's pinned messages, by seq."""
+    pins = await MemberStateReads(ctx.messaging.deps.store).pins(identity.user_id, conversation_id)
+    return MessagePage(messages=pins)
+
+
+@get("/messages/{seq:int}/replies", summary="Read a thread", responses=READ_PROBLEMS)
+async def list_thread(
+    ctx: HttpContext,
+    identity: Identity,
+    conversation_id: str,
+    seq: int,
+    after_seq: Annotated[int, Parameter(description="The replies after this seq.")] = 0,
+    limit: Annotated[int, Parameter(description="At most this many (capped at 200).")] = 50,
+) -> MessagePage:
+    """The replies to message ``seq``, ascending; pass the last reply's seq as
+    ``after_seq`` for the next page (``next`` says it)."""
+    rules.check_position(seq, "seq")
+    replies = await MemberStateReads(ctx.messaging.deps.store).thread(
+        identity.user_id, conversation_id, seq, after_seq=after_seq, limit=limit
+    )
+    following = None
+    if replies and len(replies) >= rules.page_limit(limit):
+        following = encode_cursor(("after", replies[-1].seq))
+    return MessagePage(messages=replies, next=following)
+
+
+router = Router(
+    CONVERSATION,
+    route_handlers=[
+        history,
+        send_message,
+        edit_message,
+        delete_message,
+        add_reaction,
+        remove_reaction,
+        pin_message,
+        unpin_message,
+        list_pins,
+        list_thread,
+    ],
+    tags=["messages"],
+)
