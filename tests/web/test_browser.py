@@ -6,7 +6,7 @@ blocked WebSocket takes. They see the conversation and its unread count, typing,
 each other's messages, a reaction, an edit and a delete; Bob leaves the page, Ada writes,
 and Bob's page, opened again, catches up; Ada starts a direct conversation, which shows in
 Bob's list. Every run writes the two windows side by side to
-``bench-results/browser.png``.
+``bench-results/browser.png``. A page whose WebSocket cannot open falls back to long-poll.
 
 Skipped without ``chromium`` and ``chromedriver`` (scripts/services.sh installs them),
 except under ``WHISPR_REQUIRE_SERVICES=1``.
@@ -34,6 +34,9 @@ from actors.conversation import Draft
 from supervisors import stop_tree
 from tests import services
 from tests.gateway.conftest import RunningNode, start_node, unique
+from whispr.bench.nodes import free_port
+from whispr.client import PhoenixClient
+from whispr.gateway.server import Gateway
 
 SCREENSHOT: Final = Path(__file__).resolve().parents[2] / "bench-results" / "browser.png"
 #: Flags that work in a container without a display, a GPU or a network to phone home to.
@@ -270,3 +273,33 @@ def _prompt(browser: webdriver.Chrome, text: str) -> None:
     alert = WebDriverWait(browser, WAIT_S).until(lambda br: br.switch_to.alert)
     alert.send_keys(text)
     alert.accept()
+
+
+@pytest.mark.slow
+async def test_the_page_falls_back_to_long_poll_when_the_websocket_cannot_open(
+    node: RunningNode, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chromium, driver = _binaries()
+    ada, bob = unique("ada"), unique("bob")
+    cid = (await node.node.messaging.get().create_group(ada, "fallback", [bob])).id
+    websocket = node.url
+    # The page is told a WebSocket port where nothing listens, as if a proxy blocked it.
+    monkeypatch.setattr(Gateway, "port", property(lambda _self: free_port()))
+    app = f"http://127.0.0.1:{node.node.http.get().port}/app/"
+    topic = f"conversation:{cid}"
+    async with PhoenixClient.connect(websocket, node.token(bob)) as b:
+        await b.join(topic)
+        with _browser(chromium, driver, tmp_path / "ada") as browser:
+            a = Page(browser, f"{app}#token={node.token(ada, 'browser')}")
+            await a.open()
+            transport = await a(
+                lambda br: br.find_element(By.TAG_NAME, "body").get_attribute("data-transport")
+            )
+            assert transport == "longpoll"
+            await a.open_conversation(cid)
+            await a.type("draft", "sent over long-poll")
+            await a(lambda br: br.find_element(By.CSS_SELECTOR, "#composer button").click())
+            event = await b.next_event(topic, "new_message")
+            assert event.payload["message"]["content"] == "sent over long-poll"
+            await b.push(topic, "send_message", {"client_id": "ws-1", "content": "over the socket"})
+            await a.message("over the socket")

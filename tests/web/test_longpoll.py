@@ -19,7 +19,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from actors.conversation import Draft
-from tests.gateway.conftest import EACH_STORE, RunningNode, node_on_store, unique
+from supervisors import stop_tree
+from tests.gateway.conftest import EACH_STORE, RunningNode, node_on_store, start_node, unique
 from whispr.gateway.longpoll import (
     MAX_BATCH,
     SessionTokens,
@@ -312,3 +313,25 @@ def test_a_batch_s_frames() -> None:
     assert _frames_of(b'["1"]\n["2"]', ndjson=False) == ['["1"]\n["2"]']
     assert _frames_of(b"\xff", ndjson=True) is None
     assert _frames_of(b"[]\n" * (MAX_BATCH + 1), ndjson=True) is None
+
+
+async def test_allowed_origins_hold_for_long_poll_as_for_the_websocket(
+    tmp_path: Path, http: httpx.AsyncClient
+) -> None:
+    running = await start_node(
+        {
+            "WHISPR_SQLITE_PATH": str(tmp_path / "node.db"),
+            "WHISPR_ALLOWED_ORIGINS": "https://app.example",
+        }
+    )
+    try:
+        url, jwt = endpoint(running), running.token(unique("ada"))
+        refused = await http.get(url, params={"token": jwt}, headers={"origin": "https://evil"})
+        assert refused.status_code == 403
+        assert refused.json()["reason"] == "forbidden"
+        for headers in ({"origin": "https://app.example"}, {}):
+            assert (await http.get(url, params={"token": jwt}, headers=headers)).json()[
+                "status"
+            ] == 410
+    finally:
+        await stop_tree(running.root, deadline=10)

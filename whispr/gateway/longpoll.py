@@ -297,7 +297,6 @@ class Admission(Protocol):
 @dataclass
 class _Session:
     id: str
-    user_id: str
     transport: LongPollTransport
     ref: Ref[ConnectionActor]
     credits: asyncio.Semaphore
@@ -427,7 +426,7 @@ class LongPollSessions:
         ref: Ref[ConnectionActor] | None = None
         try:
             ref, credits = await gateway.opened(transport, admitted)
-            session = _Session(secrets.token_urlsafe(16), admitted.user_id, transport, ref, credits)
+            session = _Session(secrets.token_urlsafe(16), transport, ref, credits)
             session.subscription = await self._broker.subscribe(
                 f"longpoll:{session.id}", self._on_routed
             )

@@ -26,6 +26,7 @@ _HEADERS: Final = {"cache-control": "no-store", "access-control-allow-origin": "
 _AUTH_HEADER: Final = "x-phoenix-authtoken"
 _SESSION_HEADER: Final = "x-phoenix-longpoll-token"
 _UNAVAILABLE: Final = b'{"status":500,"reason":"unavailable","message":"no gateway on this node"}'
+_ORIGIN_REFUSED: Final = b'{"status":403,"reason":"forbidden","message":"origin not allowed"}'
 
 
 def _answer(reply: Reply) -> Response[bytes]:
@@ -38,6 +39,18 @@ def _unavailable() -> Response[bytes]:
     return Response(_UNAVAILABLE, status_code=503, media_type="application/json", headers=_HEADERS)
 
 
+def _refused(request: Request[Any, Any, Any], ctx: HttpContext) -> Response[bytes] | None:
+    """403 for a browser's request from an origin not allowed (as the WebSocket's handshake
+    refuses it); requests without ``Origin`` (not from a browser page) pass, as there."""
+    allowed = ctx.settings.allowed_origins
+    origin = request.headers.get("origin")
+    if not allowed or origin is None or origin in allowed:
+        return None
+    return Response(
+        _ORIGIN_REFUSED, status_code=403, media_type="application/json", headers=_HEADERS
+    )
+
+
 def _session(request: Request[Any, Any, Any]) -> str | None:
     header = request.headers.get(_SESSION_HEADER)
     return header or session_token(request.query_params.getall("token", []))
@@ -46,6 +59,8 @@ def _session(request: Request[Any, Any, Any]) -> str | None:
 @get(PATH, include_in_schema=False)
 async def poll(request: Request[Any, Any, Any], ctx: HttpContext) -> Response[bytes]:
     """Open a session (no session token) or wait for its frames."""
+    if (refused := _refused(request, ctx)) is not None:
+        return refused
     if ctx.gateway is None:
         return _unavailable()
     bearer = request.headers.get(_AUTH_HEADER) or bearer_token(
@@ -58,6 +73,8 @@ async def poll(request: Request[Any, Any, Any], ctx: HttpContext) -> Response[by
 @post(PATH, include_in_schema=False)
 async def publish(request: Request[Any, Any, Any], ctx: HttpContext) -> Response[bytes]:
     """The client's frames for its session."""
+    if (refused := _refused(request, ctx)) is not None:
+        return refused
     if ctx.gateway is None:
         return _unavailable()
     body = await request.body()
