@@ -1,5 +1,5 @@
 # A Whispr node: `docker build -t whispr:latest .` then
-# `docker run -p 4000:4000 -p 50051:50051 -e WHISPR_JWT_SECRET=... whispr:latest`
+# `docker run -p 4000:4000 -p 4080:4080 -p 50051:50051 -e WHISPR_JWT_SECRET=... whispr:latest`
 # (embedded SQLite store, in-process broker), or set WHISPR_DATABASE_URL and
 # WHISPR_REDIS_URL for a cluster (see k8s/ and docs/operations.md).
 #
@@ -45,7 +45,7 @@ RUN useradd --system --uid 10001 --home-dir /var/lib/whispr --shell /usr/sbin/no
 COPY --from=build /opt/venv /opt/venv
 USER 10001:10001
 WORKDIR /var/lib/whispr
-EXPOSE 4000 50051
+EXPOSE 4000 4080 50051
 # Exec form: the node is PID 1 and receives SIGTERM itself, to drain (see
 # docs/operations.md, "Stopping a node").
 ENTRYPOINT ["whispr"]

@@ -86,6 +86,12 @@ OPERATIONS: list[tuple[str, str, Callable[[Cast], dict[str, Any]], HttpCall]] = 
         lambda c: {},
         lambda h, g, c: h.get(f"/conversations/{g}/receipts"),
     ),
+    (
+        "settings",
+        "update_member_settings",
+        lambda c: {"archived": True},
+        lambda h, g, c: h.patch(f"/conversations/{g}/settings", json={"archived": True}),
+    ),
     ("members", "list_members", lambda c: {}, lambda h, g, c: h.get(f"/conversations/{g}/members")),
     (
         "add",

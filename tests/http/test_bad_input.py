@@ -39,6 +39,18 @@ async def _setup(api: Api) -> str:
 CASES: list[tuple[str, str, dict[str, Any], int, str, str | None]] = [
     ("PUT", "/read", {"json": {"seq": HUGE}}, 400, "invalid", "seq"),
     ("PUT", "/read", {"json": {"seq": PAST_SEQ}}, 400, "invalid", "seq"),
+    ("PUT", "/read", {"json": {"seq": "1"}}, 400, "invalid", "seq"),
+    ("PUT", "/read", {"json": {"seq": 1.5}}, 400, "invalid", "seq"),
+    ("PUT", "/read", {"json": {"seq": True}}, 400, "invalid", "seq"),
+    ("PATCH", "/settings", {"json": {"archived": "true"}}, 400, "invalid", "archived"),
+    (
+        "PUT",
+        "/read",
+        {"content": b"", "headers": {"content-type": "application/json"}},
+        400,
+        "invalid",
+        None,
+    ),
     ("PUT", "/read", {"json": {"seq": -1}}, 400, "invalid", "seq"),
     ("PUT", "/read", {"json": {"seq": 1, "extra": 1}}, 400, "invalid", "extra"),
     ("PUT", "/read", {"json": {}}, 400, "invalid", "seq"),
@@ -214,3 +226,13 @@ async def test_an_unknown_route_and_method_are_problems(api: Api) -> None:
         response = await alice.delete("/conversations")
         assert response.status_code == 405
         assert response.json()["status"] == 405
+
+
+async def test_who_calls_is_checked_before_the_body(api: Api) -> None:
+    async with api.anonymous() as client:
+        response = await client.post(
+            "/conversations", content=b"{not json", headers={"content-type": "application/json"}
+        )
+        problem(response, 401, "unauthorized")
+        response = await client.post("/server/publish", json={"topic": "nowhere"})
+        problem(response, 401, "unauthorized")

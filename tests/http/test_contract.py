@@ -317,3 +317,51 @@ async def test_the_server_api(api: Api) -> None:
         problem(await user.post("/server/disconnect", json={"user_id": "u1"}), 401, "unauthorized")
     async with api.service() as backend:  # nor a service token a user's
         problem(await backend.get("/conversations"), 401, "unauthorized")
+
+
+async def test_what_http_does_reaches_the_members_sockets(api: Api) -> None:
+    group_id = await _group(api, "alice", "bob")
+    topic = f"conversation:{group_id}"
+    async with api.running.client("bob") as bob, api.user("alice") as alice:
+        await bob.join(topic, {})
+        await bob.join("user:bob")
+        sent = await alice.post(
+            f"/conversations/{group_id}/messages",
+            json={"content": "over http"},
+            headers={"Idempotency-Key": "live"},
+        )
+        event = await bob.next_event(topic, "new_message")
+        assert event.payload["message"]["content"] == "over http"
+        assert event.payload["message"]["seq"] == sent.json()["seq"]
+        await alice.put(f"/conversations/{group_id}/read", json={"seq": sent.json()["seq"]})
+        read = await bob.next_event(topic, "read")
+        assert read.payload == {
+            "conversation_id": group_id,
+            "user_id": "alice",
+            "seq": sent.json()["seq"],
+        }
+
+
+async def test_own_settings(api: Api) -> None:
+    group_id = await _group(api, "alice", "bob")
+    async with api.user("bob") as bob, api.running.client("bob") as device:
+        await device.join("user:bob")
+        before = await bob.get(f"/conversations/{group_id}/settings")
+        assert before.status_code == 200
+        assert before.json()["muted_until"] is None
+        changed = await bob.patch(
+            f"/conversations/{group_id}/settings",
+            json={"muted_until": "forever", "archived": True},
+        )
+        assert changed.status_code == 200
+        assert changed.json()["muted_until"] == "forever"
+        assert changed.json()["archived"] is True
+        assert changed.json()["notifications"] == "all"  # left as it was
+        told = await device.next_event("user:bob", "member_settings_updated")
+        assert told.payload["settings"] == changed.json()
+        problem(await bob.patch(f"/conversations/{group_id}/settings", json={}), 400, "invalid")
+        problem(
+            await bob.patch(f"/conversations/{group_id}/settings", json={"pin_order": 2**64}),
+            400,
+            "invalid",
+        )

@@ -63,5 +63,8 @@ async def test_the_node_serves_the_page(node: RunningNode) -> None:
             "websocket_port": node.node.gateway.get().port,
             "longpoll_path": "/socket/longpoll",
         }
+        # Behind a proxy, the page opens its WebSocket on its own origin.
+        proxied = await http.get("/app/config.json", headers={"x-forwarded-for": "10.0.0.1"})
+        assert proxied.json()["websocket_port"] is None
         assert (await http.get("/app/../pyproject.toml")).status_code == 404
         assert (await http.get("/app/nothing.js")).status_code == 404

@@ -77,6 +77,12 @@ _SOCKET_REFUSALS: Final = {
 _REFUSALS: Final[dict[Source, dict[Reason, AuditKind]]] = {
     "websocket": _SOCKET_REFUSALS,
     "longpoll": _SOCKET_REFUSALS,
+    "http": {
+        Reason.UNAUTHORIZED: AuditKind.TOKEN_REFUSED,
+        Reason.FORBIDDEN: AuditKind.PERMISSION_DENIED,
+        Reason.NOT_MEMBER: AuditKind.PERMISSION_DENIED,
+        Reason.RATE_LIMITED: AuditKind.RATE_LIMITED,
+    },
     "grpc": {
         Reason.UNAUTHORIZED: AuditKind.GRPC_AUTH_FAILED,
         Reason.FORBIDDEN: AuditKind.PERMISSION_DENIED,

@@ -40,8 +40,9 @@ class AuditKind(enum.StrEnum):
 
 
 #: Where the event was seen: a client's WebSocket or long-poll session, a sibling's gRPC
-#: call, or the conversation actor that made a membership change (whichever API asked).
-Source = Literal["websocket", "longpoll", "grpc", "conversation"]
+#: call, a request to the HTTP API, or the conversation actor that made a membership change
+#: (whichever API asked).
+Source = Literal["websocket", "longpoll", "grpc", "http", "conversation"]
 
 
 class AuditRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):

@@ -18,6 +18,8 @@ from __future__ import annotations
 from typing import Any, Final
 
 from litestar import Litestar, Request, Router, get
+from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.enums import OpenAPIMediaType
 from litestar.openapi.config import OpenAPIConfig
@@ -25,10 +27,21 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from whispr.http import auth
-from whispr.http.context import HttpContext
+from whispr.http.bodies import strict_body
+from whispr.http.context import CONTEXT_STATE, HttpContext
 from whispr.http.docs_page import DocsPage
+from whispr.http.metrics import metrics_middleware
 from whispr.http.problems import EXCEPTION_HANDLERS
-from whispr.http.routes import conversations, longpoll, members, messages, receipts, server, web
+from whispr.http.routes import (
+    conversations,
+    longpoll,
+    members,
+    messages,
+    receipts,
+    server,
+    settings,
+    web,
+)
 
 __all__ = ["API_PREFIX", "CLIENT_ROUTERS", "SERVER_ROUTERS", "build_app"]
 
@@ -41,6 +54,7 @@ CLIENT_ROUTERS: Final = (
     members.router,
     messages.router,
     receipts.router,
+    settings.router,
 )
 #: The server API's resources.
 SERVER_ROUTERS: Final = (server.router,)
@@ -64,6 +78,40 @@ def openapi_json(request: Request[Any, Any, Any]) -> dict[str, Any]:
     return request.app.openapi_schema.to_schema()
 
 
+async def _user_request(request: Request[Any, Any, Any]) -> None:
+    """Before a client API handler: who calls (a refusal is 401 whatever the body), then
+    the body as the socket would decode it."""
+    await auth.authenticate_user(request)
+    await strict_body(request)
+
+
+async def _service_request(request: Request[Any, Any, Any]) -> None:
+    """Before a server API handler: which backend calls, then the body."""
+    auth.authenticate_service(request)
+    await strict_body(request)
+
+
+def cors(origins: tuple[str, ...]) -> CORSConfig:
+    """Cross-origin requests from ``origins`` (``WHISPR_ALLOWED_ORIGINS``, as the WebSocket
+    allows them), or from any origin when none is configured: the API authenticates with a
+    bearer token, never a cookie, so a page of another origin cannot act for a user without
+    holding their token."""
+    return CORSConfig(
+        allow_origins=list(origins) or ["*"],
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        allow_headers=[
+            "Authorization",
+            "Content-Type",
+            "Idempotency-Key",
+            "If-None-Match",
+            # phoenix.js's long-poll transport (/socket/longpoll): its authToken, its session.
+            "X-Phoenix-AuthToken",
+            "X-Phoenix-LongPoll-Token",
+        ],
+        expose_headers=["ETag", "Retry-After", "WWW-Authenticate"],
+    )
+
+
 def build_app(ctx: HttpContext) -> Litestar:
     """The application serving ``ctx``'s node."""
 
@@ -73,13 +121,15 @@ def build_app(ctx: HttpContext) -> Litestar:
     client = Router(
         API_PREFIX,
         route_handlers=list(CLIENT_ROUTERS),
-        dependencies={"identity": Provide(auth.identity)},
+        dependencies={"identity": Provide(auth.identity, sync_to_thread=False)},
+        before_request=_user_request,
         security=[{"bearer": []}],
     )
     server = Router(
         f"{API_PREFIX}/server",
         route_handlers=list(SERVER_ROUTERS),
-        dependencies={"caller": Provide(auth.caller)},
+        dependencies={"caller": Provide(auth.caller, sync_to_thread=False)},
+        before_request=_service_request,
         security=[{"service": []}],
         tags=["server"],
     )
@@ -87,6 +137,9 @@ def build_app(ctx: HttpContext) -> Litestar:
         route_handlers=[client, server, openapi_json, longpoll.router, web.router],
         dependencies={"ctx": Provide(provide_ctx, use_cache=True, sync_to_thread=False)},
         exception_handlers=dict(EXCEPTION_HANDLERS),
+        state=State({CONTEXT_STATE: ctx}),
+        middleware=[metrics_middleware],
+        cors_config=cors(ctx.settings.allowed_origins),
         request_max_body_size=ctx.settings.http_max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Whispr HTTP API",

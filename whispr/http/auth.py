@@ -17,10 +17,17 @@ from typing import Any
 from litestar import Request
 
 from actors.errors import Reason, WhisprError
-from whispr.auth import Identity
-from whispr.http.context import HttpContext
+from whispr.auth import Identity, claimed_user
+from whispr.http.context import context_of
 
-__all__ = ["bearer_token", "caller", "identity"]
+__all__ = [
+    "USER_STATE",
+    "authenticate_service",
+    "authenticate_user",
+    "bearer_token",
+    "caller",
+    "identity",
+]
 
 
 def bearer_token(request: Request[Any, Any, Any]) -> str:
@@ -40,21 +47,48 @@ def bearer_token(request: Request[Any, Any, Any]) -> str:
     return token.strip()
 
 
-async def identity(request: Request[Any, Any, Any], ctx: HttpContext) -> Identity:
-    """The user behind the request's bearer token (a dependency of the client API's routes)."""
-    verified = await ctx.verifier.verify(bearer_token(request))
+#: Where a request's user (or the user a refused token claims) is kept for the audit log.
+USER_STATE = "whispr_user_id"
+#: Where the request's verified identity (client API) or caller (server API) is kept.
+IDENTITY_STATE = "whispr_identity"
+CALLER_STATE = "whispr_caller"
+
+
+async def authenticate_user(request: Request[Any, Any, Any]) -> None:
+    """Verify the request's user before anything else of it is looked at (its body
+    included), as the socket does at connect; the client API's first ``before_request``."""
+    ctx = context_of(request)
+    token = bearer_token(request)
+    try:
+        verified = await ctx.verifier.verify(token)
+    except WhisprError:
+        request.state[USER_STATE] = claimed_user(token)
+        raise
+    request.state[USER_STATE] = verified.user_id
     revoked = ctx.sessions.refused(verified)
     if revoked is not None:
         raise WhisprError(Reason.UNAUTHORIZED, revoked)
     if ctx.is_user_active is not None and not await ctx.is_user_active(verified.user_id):
         raise WhisprError(Reason.FORBIDDEN, "this user is not active")
+    request.state[IDENTITY_STATE] = verified
+
+
+def authenticate_service(request: Request[Any, Any, Any]) -> None:
+    """Name the backend calling, or refuse it; the server API's first ``before_request``."""
+    header = request.headers.get("authorization")
+    callers = context_of(request).callers
+    request.state[CALLER_STATE] = callers.caller(
+        None if header is None else [("authorization", header)]
+    )
+
+
+def identity(request: Request[Any, Any, Any]) -> Identity:
+    """The user :func:`authenticate_user` verified (a dependency of the client API)."""
+    verified = request.state[IDENTITY_STATE]
+    assert isinstance(verified, Identity)
     return verified
 
 
-async def caller(request: Request[Any, Any, Any], ctx: HttpContext) -> str:
-    """The backend service calling (a dependency of the server API's routes)."""
-    return ctx.callers.caller(
-        [("authorization", request.headers.get("authorization", ""))]
-        if "authorization" in request.headers
-        else None
-    )
+def caller(request: Request[Any, Any, Any]) -> str:
+    """The backend :func:`authenticate_service` named (a dependency of the server API)."""
+    return str(request.state[CALLER_STATE])

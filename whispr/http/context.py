@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
+
+from litestar import Request
 
 from actors.messaging import Messaging
+from whispr.audit import AuditLog
 from whispr.auth import TokenVerifier
 from whispr.config import Settings
 from whispr.gateway.limits import EventLimits
@@ -14,7 +18,10 @@ from whispr.gateway.sessions import Sessions
 from whispr.grpc.auth import CallerAuth
 from whispr.server_api import ServerApi
 
-__all__ = ["HttpContext"]
+__all__ = ["CONTEXT_STATE", "HttpContext", "context_of"]
+
+#: The key of the app's state under which the API's context is.
+CONTEXT_STATE = "whispr_http"
 
 
 @dataclass
@@ -23,12 +30,14 @@ class HttpContext:
 
     settings: Settings
     messaging: Messaging
-    #: Users' tokens, checked as the WebSocket handshake checks them (whispr/auth.py).
+    #: Users' tokens: the gateway's verifier (whispr/auth.py).
     verifier: TokenVerifier
-    #: Revoked tokens, kept current from the store and the control topic (the gateway's kind).
+    #: Revoked tokens: the gateway's list, kept current from the store and the control topic.
     sessions: Sessions
-    #: The per-event rate limits of the WebSocket API, counted for the same operations here.
+    #: The gateway's per-event rate limits, counted for the same operations here.
     limits: EventLimits
+    #: Where refused tokens, rights and rates are recorded: the gateway's (whispr/audit/).
+    audit: AuditLog
     #: Backends' service tokens, as gRPC checks them (whispr/grpc/auth.py).
     callers: CallerAuth
     #: The server API's operations (whispr/server_api.py); None when the node keeps no
@@ -36,8 +45,13 @@ class HttpContext:
     server_api: ServerApi | None = None
     #: Asked whether a token's user may use the API (the user service); None: all.
     is_user_active: Callable[[str], Awaitable[bool]] | None = None
-    #: Set while the node drains: requests are refused with 503.
-    draining: bool = False
-    #: The node's gateway: its port for the web page, its long-poll sessions
+    #: The node's socket gateway: its port for the web page, its long-poll sessions
     #: (``/socket/longpoll``); None in an app built without one.
-    gateway: Gateway | None = None
+    sockets: Gateway | None = None
+
+
+def context_of(request: Request[Any, Any, Any]) -> HttpContext:
+    """The context of the app serving ``request``."""
+    ctx = request.app.state[CONTEXT_STATE]
+    assert isinstance(ctx, HttpContext)
+    return ctx

@@ -32,6 +32,8 @@ from litestar.types import ExceptionHandlersMap
 
 from actors.errors import Reason, WhisprError
 from whispr.gateway.channels.base import field_of
+from whispr.http.auth import USER_STATE
+from whispr.http.context import CONTEXT_STATE, HttpContext
 
 __all__ = [
     "PROBLEM_JSON",
@@ -153,7 +155,19 @@ def refusal_of(exc: HTTPException) -> WhisprError:
     return WhisprError(reason, message, **details)
 
 
-def whispr_error_handler(_request: Request[Any, Any, Any], exc: WhisprError) -> Response[Any]:
+def whispr_error_handler(request: Request[Any, Any, Any], exc: WhisprError) -> Response[Any]:
+    """The problem for a refusal, recorded in the audit log first when it is a security event
+    (a refused token, right or rate: the same kinds the WebSocket records)."""
+    ctx = request.app.state.get(CONTEXT_STATE)
+    if isinstance(ctx, HttpContext):
+        client = request.client
+        ctx.audit.refused(
+            exc,
+            source="http",
+            user_id=request.state.get(USER_STATE),
+            peer=None if client is None else client.host,
+            on=f"{request.method} {request.url.path}",
+        )
     return problem_response(exc)
 
 

@@ -30,19 +30,14 @@ from actors.broker import Broker
 from actors.messaging import Messaging
 from supervisors import AsyncioActor
 from whispr.accounts import AccountStore
-from whispr.auth import TokenVerifier
 from whispr.config import Settings
-from whispr.gateway.limits import EventLimits
-from whispr.gateway.ratelimit import RateLimiter
+from whispr.gateway.context import GatewayContext
 from whispr.gateway.server import Gateway
-from whispr.gateway.sessions import Sessions
 from whispr.grpc.auth import CallerAuth, parse_tokens
 from whispr.http.app import build_app
 from whispr.http.context import HttpContext
 from whispr.protocol import CloseCode
-from whispr.revocations import RevocationList
 from whispr.server_api import ServerApi
-from whispr.siblings import Siblings
 from whispr.slot import Slot
 from whispr.user_presence import UserPresence
 
@@ -111,10 +106,10 @@ class HttpServer:
         server, task = self._server, self._task
         if server is None or task is None:
             return
-        if self.ctx.gateway is not None:
+        if self.ctx.sockets is not None:
             # Polls end now (410: their clients reconnect elsewhere) rather than at the
             # end of their window, which would hold the drain.
-            await self.ctx.gateway.longpoll.close(CloseCode.SERVICE_RESTART, "service restart")
+            await self.ctx.sockets.longpoll.close(CloseCode.SERVICE_RESTART, "service restart")
         server.should_exit = True
         try:
             await asyncio.wait_for(asyncio.shield(task), timeout)
@@ -131,8 +126,13 @@ class HttpServer:
 class HttpService(AsyncioActor):
     """The node's ``http`` service: builds the API over the services started before it.
 
-    The running :class:`HttpServer` is published in ``out`` (for its bound port); it stays
-    empty when the API is disabled (``WHISPR_HTTP_PORT=0``).
+    It checks tokens, revocations and rate limits with the gateway's own verifier, revocation
+    list and limits (``gateway``: its context), so that a user has one budget per limit
+    whichever transport spends it, also on the in-process limiter of an embedded node. It
+    serves the web page and Phoenix's long-poll transport over the running gateway
+    (``sockets``: its port, its long-poll sessions). The running :class:`HttpServer` is
+    published in ``out`` (for its bound port); it stays empty when the API is disabled
+    (``WHISPR_HTTP_PORT=0``).
     """
 
     def __init__(
@@ -141,48 +141,42 @@ class HttpService(AsyncioActor):
         *,
         messaging: Messaging,
         broker: Broker,
-        siblings: Siblings,
+        gateway: GatewayContext,
         accounts: AccountStore | None = None,
         user_presence: UserPresence | None = None,
-        gateway: Gateway | None = None,
+        sockets: Gateway | None = None,
         out: Slot[HttpServer],
     ) -> None:
         super().__init__()
         self.settings = settings
         self.messaging = messaging
         self.broker = broker
-        self.siblings = siblings
+        self.gateway = gateway
         self.accounts = accounts
         self.user_presence = user_presence
-        self.gateway = gateway
+        self.sockets = sockets
         self.out = out
         self.server: HttpServer | None = None
-        self._sessions: Sessions | None = None
-        self._limiter: RateLimiter | None = None
 
     async def on_start(self) -> None:
-        settings = self.settings
+        settings, gateway = self.settings, self.gateway
         if not settings.http_port:
             log.info("http disabled", setting="WHISPR_HTTP_PORT=0")
             return
-        accounts, siblings = self.accounts, self.siblings
-        sessions = Sessions(None if accounts is None else RevocationList(accounts))
-        await sessions.start(self.broker)
-        self._sessions = sessions
-        self._limiter = RateLimiter(settings.redis_url, settings.redis_prefix)
         server_api = None
-        if accounts is not None and self.user_presence is not None:
-            server_api = ServerApi(self.messaging, self.broker, accounts, self.user_presence)
+        if self.accounts is not None and self.user_presence is not None:
+            server_api = ServerApi(self.messaging, self.broker, self.accounts, self.user_presence)
         ctx = HttpContext(
             settings=settings,
             messaging=self.messaging,
-            verifier=TokenVerifier.from_settings(settings),
-            sessions=sessions,
-            limits=EventLimits(settings, self._limiter),
+            verifier=gateway.verifier,
+            sessions=gateway.sessions,
+            limits=gateway.limits,
+            audit=gateway.audit,
             callers=CallerAuth(parse_tokens(settings.grpc_tokens)),
             server_api=server_api,
-            is_user_active=siblings.users.is_active if siblings.users.configured else None,
-            gateway=self.gateway,
+            is_user_active=gateway.is_user_active,
+            sockets=self.sockets,
         )
         self.server = HttpServer(ctx)
         await self.server.start(settings.host, settings.http_port)
@@ -194,7 +188,3 @@ class HttpService(AsyncioActor):
             self.out.clear()
             await self.server.drain(timeout=self.settings.shutdown_deadline_s / 2)
             self.server = None
-        if self._sessions is not None:
-            await self._sessions.stop()
-        if self._limiter is not None:
-            await self._limiter.close()

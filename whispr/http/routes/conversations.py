@@ -12,7 +12,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, Response, Router, get, patch, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_304_NOT_MODIFIED
 
 from actors import rules
@@ -63,10 +64,10 @@ def etag_of(conversation: Conversation) -> str:
     responses=problems(400, 401, 403, 429, 503),
 )
 async def list_conversations(
-    ctx: HttpContext,
-    identity: Identity,
-    limit: Annotated[int, Parameter(description="At most this many (capped at 200).")] = 50,
-    cursor: Annotated[str | None, Parameter(description="The previous page's `next`.")] = None,
+    ctx: NamedDependency[HttpContext],
+    identity: NamedDependency[Identity],
+    limit: Annotated[int, QueryParameter(description="At most this many (capped at 200).")] = 50,
+    cursor: Annotated[str | None, QueryParameter(description="The previous page's `next`.")] = None,
 ) -> ConversationPage:
     """Most recently active first, with unread and mention counts."""
     before: float | None = None
@@ -77,7 +78,7 @@ async def list_conversations(
         identity.user_id, limit=limit, before=before, before_id=before_id
     )
     following = None
-    if summaries and len(summaries) >= min(limit, 200):
+    if summaries and len(summaries) >= rules.page_limit(limit):
         last = summaries[-1]
         at = last.conversation.last_message_at or last.conversation.created_at
         following = encode_cursor((at, last.conversation.id))
@@ -90,7 +91,10 @@ async def list_conversations(
     responses=READ_PROBLEMS,
 )
 async def get_conversation(
-    ctx: HttpContext, identity: Identity, request: Request[Any, Any, Any], conversation_id: str
+    ctx: NamedDependency[HttpContext],
+    identity: NamedDependency[Identity],
+    request: Request[Any, Any, Any],
+    conversation_id: FromPath[str],
 ) -> Response[Conversation | None]:
     """A conversation the user is a member of, with its last seq. Sends an ``ETag``; with a
     matching ``If-None-Match``, answers 304 and no body."""
@@ -109,7 +113,9 @@ async def get_conversation(
     responses=WRITE_PROBLEMS,
 )
 async def create_conversation(
-    ctx: HttpContext, identity: Identity, data: CreateConversation
+    ctx: NamedDependency[HttpContext],
+    identity: NamedDependency[Identity],
+    data: JSONBody[CreateConversation],
 ) -> Conversation:
     """A direct conversation (the existing one, if the two users have one already) or a new
     group owned by the user; the ``create_conversation`` event of ``user:<id>``."""
@@ -132,7 +138,10 @@ async def create_conversation(
     responses=WRITE_PROBLEMS,
 )
 async def update_conversation(
-    ctx: HttpContext, identity: Identity, conversation_id: str, data: UpdateConversation
+    ctx: NamedDependency[HttpContext],
+    identity: NamedDependency[Identity],
+    conversation_id: FromPath[str],
+    data: JSONBody[UpdateConversation],
 ) -> Conversation:
     """Change a group's title, avatar, description or settings (a field left out stays as it
     is); the ``update_conversation`` event, with the same rights."""

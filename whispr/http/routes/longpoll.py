@@ -2,16 +2,18 @@
 
 The wire and the sessions are the gateway's (:mod:`whispr.gateway.longpoll`): this module
 only reads a request (its tokens, its body, the client's address) and writes the answer as
-phoenix.js expects it, JSON with a ``status``, never cached. Like Phoenix, it allows any
-origin: nothing rides in cookies, every request carries its own tokens.
+phoenix.js expects it, JSON with a ``status``, never cached. Cross-origin requests follow
+the app's CORS policy (any origin, or ``WHISPR_ALLOWED_ORIGINS`` when set: nothing rides in
+cookies, every request carries its own tokens), and a browser request from an origin not
+allowed is refused (403), as the WebSocket's handshake refuses it.
 """
 
 from __future__ import annotations
 
 from typing import Any, Final
 
-from litestar import Request, Response, Router, get, post, route
-from litestar.enums import HttpMethod
+from litestar import Request, Response, Router, get, post
+from litestar.di import NamedDependency
 
 from whispr.gateway.longpoll import Reply, bearer_token, session_token
 from whispr.http.context import HttpContext
@@ -20,7 +22,7 @@ __all__ = ["PATH", "router"]
 
 PATH: Final = "/socket/longpoll"
 
-_HEADERS: Final = {"cache-control": "no-store", "access-control-allow-origin": "*"}
+_HEADERS: Final = {"cache-control": "no-store"}
 #: Where phoenix.js puts the tokens besides the query (its ``authToken``; newer clients'
 #: session token).
 _AUTH_HEADER: Final = "x-phoenix-authtoken"
@@ -57,41 +59,33 @@ def _session(request: Request[Any, Any, Any]) -> str | None:
 
 
 @get(PATH, include_in_schema=False)
-async def poll(request: Request[Any, Any, Any], ctx: HttpContext) -> Response[bytes]:
+async def poll(
+    request: Request[Any, Any, Any], ctx: NamedDependency[HttpContext]
+) -> Response[bytes]:
     """Open a session (no session token) or wait for its frames."""
     if (refused := _refused(request, ctx)) is not None:
         return refused
-    if ctx.gateway is None:
+    if ctx.sockets is None:
         return _unavailable()
     bearer = request.headers.get(_AUTH_HEADER) or bearer_token(
         request.query_params.getall("token", [])
     )
     peer = request.client.host if request.client else "unknown"
-    return _answer(await ctx.gateway.longpoll.get(peer, _session(request), bearer))
+    return _answer(await ctx.sockets.longpoll.get(peer, _session(request), bearer))
 
 
 @post(PATH, include_in_schema=False)
-async def publish(request: Request[Any, Any, Any], ctx: HttpContext) -> Response[bytes]:
+async def publish(
+    request: Request[Any, Any, Any], ctx: NamedDependency[HttpContext]
+) -> Response[bytes]:
     """The client's frames for its session."""
     if (refused := _refused(request, ctx)) is not None:
         return refused
-    if ctx.gateway is None:
+    if ctx.sockets is None:
         return _unavailable()
     body = await request.body()
     ndjson = request.headers.get("content-type", "").startswith("application/x-ndjson")
-    return _answer(await ctx.gateway.longpoll.post(_session(request), body, ndjson=ndjson))
+    return _answer(await ctx.sockets.longpoll.post(_session(request), body, ndjson=ndjson))
 
 
-@route(PATH, http_method=[HttpMethod.OPTIONS], include_in_schema=False)
-async def preflight(request: Request[Any, Any, Any]) -> Response[bytes]:
-    """A browser's CORS preflight of a request from another origin."""
-    headers = {
-        **_HEADERS,
-        "access-control-allow-headers": request.headers.get("access-control-request-headers", ""),
-        "access-control-allow-methods": "GET, POST, OPTIONS",
-        "access-control-max-age": "3600",
-    }
-    return Response(b"", status_code=200, headers=headers)
-
-
-router = Router("/", route_handlers=[poll, publish, preflight], include_in_schema=False)
+router = Router("/", route_handlers=[poll, publish], include_in_schema=False)

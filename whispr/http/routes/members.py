@@ -12,7 +12,8 @@ from typing import Annotated
 
 import msgspec
 from litestar import Router, delete, get, patch, post, put
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from actors.admin import MembersPage
@@ -51,11 +52,13 @@ class MemberList(msgspec.Struct, kw_only=True):
 
 @get("/members", summary="List a conversation's members", responses=READ_PROBLEMS)
 async def list_members(
-    ctx: HttpContext,
-    identity: Identity,
-    conversation_id: str,
-    limit: Annotated[int, Parameter(description="At most this many (capped at 200).")] = MAX_PAGE,
-    cursor: Annotated[str | None, Parameter(description="The previous page's `next`.")] = None,
+    ctx: NamedDependency[HttpContext],
+    identity: NamedDependency[Identity],
+    conversation_id: FromPath[str],
+    limit: Annotated[
+        int, QueryParameter(description="At most this many (capped at 200).")
+    ] = MAX_PAGE,
+    cursor: Annotated[str | None, QueryParameter(description="The previous page's `next`.")] = None,
 ) -> MembersPage:
     """A page of members with their roles, oldest member first."""
     return await ctx.messaging.list_members(
@@ -65,7 +68,10 @@ async def list_members(
 
 @post("/members", summary="Add members", status_code=HTTP_201_CREATED, responses=WRITE_PROBLEMS)
 async def add_members(
-    ctx: HttpContext, identity: Identity, conversation_id: str, data: AddMembers
+    ctx: NamedDependency[HttpContext],
+    identity: NamedDependency[Identity],
+    conversation_id: FromPath[str],
+    data: JSONBody[AddMembers],
 ) -> MemberList:
     """Add users to a group; the answer lists those added (not those already in)."""
     added = await ctx.messaging.add_members(identity.user_id, conversation_id, list(data.user_ids))
@@ -79,7 +85,10 @@ async def add_members(
     responses=WRITE_PROBLEMS,
 )
 async def remove_member(
-    ctx: HttpContext, identity: Identity, conversation_id: str, user_id: str
+    ctx: NamedDependency[HttpContext],
+    identity: NamedDependency[Identity],
+    conversation_id: FromPath[str],
+    user_id: FromPath[str],
 ) -> None:
     """Remove a member (as the role allows); one's own id leaves (an owner's leaving hands
     the ownership over)."""
@@ -91,7 +100,11 @@ async def remove_member(
 
 @patch("/members/{user_id:str}", summary="Change a member's role", responses=WRITE_PROBLEMS)
 async def set_role(
-    ctx: HttpContext, identity: Identity, conversation_id: str, user_id: str, data: RoleChange
+    ctx: NamedDependency[HttpContext],
+    identity: NamedDependency[Identity],
+    conversation_id: FromPath[str],
+    user_id: FromPath[str],
+    data: JSONBody[RoleChange],
 ) -> Member:
     """Give a member the role ``admin``, ``member`` or ``owner``."""
     return await ctx.messaging.set_role(identity.user_id, conversation_id, user_id, data.role)
@@ -99,7 +112,10 @@ async def set_role(
 
 @put("/owner", summary="Transfer the ownership", responses=WRITE_PROBLEMS)
 async def transfer_ownership(
-    ctx: HttpContext, identity: Identity, conversation_id: str, data: NewOwner
+    ctx: NamedDependency[HttpContext],
+    identity: NamedDependency[Identity],
+    conversation_id: FromPath[str],
+    data: JSONBody[NewOwner],
 ) -> MemberList:
     """Make another member the owner; the former owner stays as an admin. The answer lists
     the new owner, then the former one."""

@@ -13,7 +13,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Router, delete, get, patch, post, put
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from actors import rules
@@ -75,17 +76,17 @@ def _client_id(header: str | None, body: str | None) -> str:
 
 @get("/messages", summary="Read a conversation's history", responses=READ_PROBLEMS)
 async def history(
-    ctx: HttpContext,
-    identity: Identity,
-    conversation_id: str,
+    ctx: NamedDependency[HttpContext],
+    identity: NamedDependency[Identity],
+    conversation_id: FromPath[str],
     before_seq: Annotated[
-        int | None, Parameter(description="Scroll back: the messages before this seq.")
+        int | None, QueryParameter(description="Scroll back: the messages before this seq.")
     ] = None,
     after_seq: Annotated[
-        int | None, Parameter(description="Catch up: the messages after this seq.")
+        int | None, QueryParameter(description="Catch up: the messages after this seq.")
     ] = None,
-    limit: Annotated[int, Parameter(description="At most this many (capped at 200).")] = 50,
-    cursor: Annotated[str | None, Parameter(description="The previous page's `next`.")] = None,
+    limit: Annotated[int, QueryParameter(description="At most this many (capped at 200).")] = 50,
+    cursor: Annotated[str | None, QueryParameter(description="The previous page's `next`.")] = None,
 ) -> MessagePage:
     """A page of messages in ascending seq: the latest ones, those before ``before_seq``
     (scrolling back) or those after ``after_seq`` (catching up); messages the user deleted
@@ -120,14 +121,14 @@ async def history(
 
 @post("/messages", summary="Send a message", status_code=HTTP_201_CREATED, responses=WRITE_PROBLEMS)
 async def send_message(
-    ctx: HttpContext,
-    identity: Identity,
-    conversation_id: str,
-    data: NewMessage,
+    ctx: NamedDependency[HttpContext],
+    identity: NamedDependency[Identity],
+    conversation_id: FromPath[str],
+    data: JSONBody[NewMessage],
     idempotency_key: Annotated[
         str | None,
-        Parameter(
-            header=IDEMPOTENCY_KEY,
+        HeaderParameter(
+            name=IDEMPOTENCY_KEY,
             description="The message's client id: a retry with the same key is not sent "
             "again, and gets the same message.",
         ),
@@ -149,7 +150,11 @@ async def send_message(
 
 @patch("/messages/{seq:int}", summary="Edit one's message", responses=WRITE_PROBLEMS)
 async def edit_message(
-    ctx: HttpContext, identity: Identity, conversation_id: str, seq: int, data: Edit
+    ctx: NamedDependency[HttpContext],
+    identity: NamedDependency[Identity],
+    conversation_id: FromPath[str],
+    seq: FromPath[int],
+    data: JSONBody[Edit],
 ) -> Message:
     """Change the content of one's own message."""
     await counted(ctx, identity, "conversation", "edit_message")
@@ -163,12 +168,12 @@ async def edit_message(
     responses=WRITE_PROBLEMS,
 )
 async def delete_message(
-    ctx: HttpContext,
-    identity: Identity,
-    conversation_id: str,
-    seq: int,
+    ctx: NamedDependency[HttpContext],
+    identity: NamedDependency[Identity],
+    conversation_id: FromPath[str],
+    seq: FromPath[int],
     for_everyone: Annotated[
-        bool, Parameter(description="Leave a tombstone for everyone (else: hide it for me).")
+        bool, QueryParameter(description="Leave a tombstone for everyone (else: hide it for me).")
     ] = True,
 ) -> None:
     """Delete a message for everyone (as one's role allows), or hide it for oneself."""
@@ -181,7 +186,11 @@ async def delete_message(
 
 @put("/messages/{seq:int}/reactions/{emoji:str}", summary="React", responses=WRITE_PROBLEMS)
 async def add_reaction(
-    ctx: HttpContext, identity: Identity, conversation_id: str, seq: int, emoji: str
+    ctx: NamedDependency[HttpContext],
+    identity: NamedDependency[Identity],
+    conversation_id: FromPath[str],
+    seq: FromPath[int],
+    emoji: FromPath[str],
 ) -> Message:
     """Add one's reaction (an emoji, URL-encoded in the path) to a message."""
     await counted(ctx, identity, "conversation", "react")
@@ -195,7 +204,11 @@ async def add_reaction(
     responses=WRITE_PROBLEMS,
 )
 async def remove_reaction(
-    ctx: HttpContext, identity: Identity, conversation_id: str, seq: int, emoji: str
+    ctx: NamedDependency[HttpContext],
+    identity: NamedDependency[Identity],
+    conversation_id: FromPath[str],
+    seq: FromPath[int],
+    emoji: FromPath[str],
 ) -> Message:
     """Remove one's reaction from a message."""
     await counted(ctx, identity, "conversation", "react")
@@ -204,7 +217,10 @@ async def remove_reaction(
 
 @put("/messages/{seq:int}/pin", summary="Pin a message", responses=WRITE_PROBLEMS)
 async def pin_message(
-    ctx: HttpContext, identity: Identity, conversation_id: str, seq: int
+    ctx: NamedDependency[HttpContext],
+    identity: NamedDependency[Identity],
+    conversation_id: FromPath[str],
+    seq: FromPath[int],
 ) -> Message:
     """Pin a message (as one's role allows)."""
     await counted(ctx, identity, "conversation", "pin")
@@ -218,7 +234,10 @@ async def pin_message(
     responses=WRITE_PROBLEMS,
 )
 async def unpin_message(
-    ctx: HttpContext, identity: Identity, conversation_id: str, seq: int
+    ctx: NamedDependency[HttpContext],
+    identity: NamedDependency[Identity],
+    conversation_id: FromPath[str],
+    seq: FromPath[int],
 ) -> Message:
     """Unpin a message."""
     await counted(ctx, identity, "conversation", "pin")
@@ -226,7 +245,11 @@ async def unpin_message(
 
 
 @get("/pins", summary="List the pinned messages", responses=READ_PROBLEMS)
-async def list_pins(ctx: HttpContext, identity: Identity, conversation_id: str) -> MessagePage:
+async def list_pins(
+    ctx: NamedDependency[HttpContext],
+    identity: NamedDependency[Identity],
+    conversation_id: FromPath[str],
+) -> MessagePage:
     """The conversation's pinned messages, by seq."""
     pins = await MemberStateReads(ctx.messaging.deps.store).pins(identity.user_id, conversation_id)
     return MessagePage(messages=pins)
@@ -234,12 +257,12 @@ async def list_pins(ctx: HttpContext, identity: Identity, conversation_id: str) 
 
 @get("/messages/{seq:int}/replies", summary="Read a thread", responses=READ_PROBLEMS)
 async def list_thread(
-    ctx: HttpContext,
-    identity: Identity,
-    conversation_id: str,
-    seq: int,
-    after_seq: Annotated[int, Parameter(description="The replies after this seq.")] = 0,
-    limit: Annotated[int, Parameter(description="At most this many (capped at 200).")] = 50,
+    ctx: NamedDependency[HttpContext],
+    identity: NamedDependency[Identity],
+    conversation_id: FromPath[str],
+    seq: FromPath[int],
+    after_seq: Annotated[int, QueryParameter(description="The replies after this seq.")] = 0,
+    limit: Annotated[int, QueryParameter(description="At most this many (capped at 200).")] = 50,
 ) -> MessagePage:
     """The replies to message ``seq``, ascending; pass the last reply's seq as
     ``after_seq`` for the next page (``next`` says it)."""

@@ -13,7 +13,8 @@ from typing import Annotated
 
 import msgspec
 from litestar import Router, get, put
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody, QueryParameter
 
 from actors.member_state import MemberStateReads, Receipt
 from whispr.auth import Identity
@@ -26,7 +27,7 @@ __all__ = ["Mark", "Receipts", "router"]
 class Mark(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A cursor to move forward to: the seq read (or received) up to."""
 
-    seq: int
+    seq: FromPath[int]
 
 
 class Receipts(msgspec.Struct, kw_only=True):
@@ -36,7 +37,12 @@ class Receipts(msgspec.Struct, kw_only=True):
 
 
 @put("/read", summary="Mark as read", responses=WRITE_PROBLEMS)
-async def mark_read(ctx: HttpContext, identity: Identity, conversation_id: str, data: Mark) -> Mark:
+async def mark_read(
+    ctx: NamedDependency[HttpContext],
+    identity: NamedDependency[Identity],
+    conversation_id: FromPath[str],
+    data: JSONBody[Mark],
+) -> Mark:
     """Move the user's read cursor forward (never back; capped at the last message); the
     answer is where it is now."""
     cursor = await ctx.messaging.mark_read(identity.user_id, conversation_id, data.seq)
@@ -45,7 +51,10 @@ async def mark_read(ctx: HttpContext, identity: Identity, conversation_id: str, 
 
 @put("/delivered", summary="Mark as delivered", responses=WRITE_PROBLEMS)
 async def mark_delivered(
-    ctx: HttpContext, identity: Identity, conversation_id: str, data: Mark
+    ctx: NamedDependency[HttpContext],
+    identity: NamedDependency[Identity],
+    conversation_id: FromPath[str],
+    data: JSONBody[Mark],
 ) -> Mark:
     """Move the delivered cursor of the token's device forward; the answer is where it is."""
     cursor = await ctx.messaging.mark_delivered(
@@ -56,10 +65,10 @@ async def mark_delivered(
 
 @get("/receipts", summary="Read the members' receipts", responses=READ_PROBLEMS)
 async def get_receipts(
-    ctx: HttpContext,
-    identity: Identity,
-    conversation_id: str,
-    user_id: Annotated[str | None, Parameter(description="One member's receipt only.")] = None,
+    ctx: NamedDependency[HttpContext],
+    identity: NamedDependency[Identity],
+    conversation_id: FromPath[str],
+    user_id: Annotated[str | None, QueryParameter(description="One member's receipt only.")] = None,
 ) -> Receipts:
     """Every member's read and delivered seqs, or one member's."""
     receipts = await MemberStateReads(ctx.messaging.deps.store).receipts(

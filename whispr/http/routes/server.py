@@ -14,7 +14,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Router, get, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from actors.errors import Reason, WhisprError
@@ -112,14 +113,16 @@ class SystemMessage(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     details: dict[str, Any] = {}
 
 
-def _api(ctx: HttpContext) -> ServerApi:
+def _api(ctx: NamedDependency[HttpContext]) -> ServerApi:
     if ctx.server_api is None:
         raise WhisprError(Reason.UNAVAILABLE, "this node serves no server API")
     return ctx.server_api
 
 
 @post("/publish", summary="Publish to a user's topic", status_code=HTTP_200_OK, responses=_PROBLEMS)
-async def publish(ctx: HttpContext, caller: str, data: Publish) -> Published:
+async def publish(
+    ctx: NamedDependency[HttpContext], caller: NamedDependency[str], data: JSONBody[Publish]
+) -> Published:
     """Publish an event on ``user:<id>`` or ``notification:<id>``, to the user's devices on
     every node; the server's own event names are refused."""
     return Published(topic=_api(ctx).publish(data.topic, data.user_id, data.event, data.payload))
@@ -131,13 +134,17 @@ async def publish(ctx: HttpContext, caller: str, data: Publish) -> Published:
     status_code=HTTP_204_NO_CONTENT,
     responses=_PROBLEMS,
 )
-async def disconnect(ctx: HttpContext, caller: str, data: Disconnect) -> None:
+async def disconnect(
+    ctx: NamedDependency[HttpContext], caller: NamedDependency[str], data: JSONBody[Disconnect]
+) -> None:
     """Close the user's connections (one device's) on every node; they may reconnect."""
     _api(ctx).disconnect(data.user_id, data.device_id or None, data.reason)
 
 
 @post("/revocations", summary="Revoke tokens", status_code=HTTP_201_CREATED, responses=_PROBLEMS)
-async def revoke(ctx: HttpContext, caller: str, data: Revoke) -> Revoked:
+async def revoke(
+    ctx: NamedDependency[HttpContext], caller: NamedDependency[str], data: JSONBody[Revoke]
+) -> Revoked:
     """Store a revocation, then close what it covers on every node; tokens it covers are
     refused from then on, by the WebSocket and by this API."""
     revocation = await _api(ctx).revoke(
@@ -154,9 +161,9 @@ async def revoke(ctx: HttpContext, caller: str, data: Revoke) -> Revoked:
 
 @get("/presence", summary="Query presence", responses=_PROBLEMS)
 async def presence(
-    ctx: HttpContext,
-    caller: str,
-    user_ids: Annotated[list[str], Parameter(description="The users (repeat the parameter).")],
+    ctx: NamedDependency[HttpContext],
+    caller: NamedDependency[str],
+    user_ids: Annotated[list[str], QueryParameter(description="The users (repeat the parameter).")],
 ) -> PresencePage:
     """Each distinct user asked, in order, with their presence."""
     found = await _api(ctx).presence(user_ids)
@@ -170,7 +177,7 @@ async def presence(
     responses=_PROBLEMS,
 )
 async def new_conversation(
-    ctx: HttpContext, caller: str, data: NewConversation
+    ctx: NamedDependency[HttpContext], caller: NamedDependency[str], data: JSONBody[NewConversation]
 ) -> CreatedConversation:
     """A conversation for ``creator_id`` (``CreateConversation`` of gRPC)."""
     creator = required(data.creator_id, "creator_id")
@@ -188,7 +195,10 @@ async def new_conversation(
     responses=_PROBLEMS,
 )
 async def system_message(
-    ctx: HttpContext, caller: str, conversation_id: str, data: SystemMessage
+    ctx: NamedDependency[HttpContext],
+    caller: NamedDependency[str],
+    conversation_id: FromPath[str],
+    data: JSONBody[SystemMessage],
 ) -> Message:
     """A system message (``SendSystemMessage`` of gRPC); a retry with the same
     ``client_id`` answers the message stored the first time."""

@@ -10,10 +10,11 @@ cannot open (docs/http.md, "Web client").
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import msgspec
-from litestar import Response, Router, get
+from litestar import Request, Response, Router, get
+from litestar.di import NamedDependency
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 
@@ -28,8 +29,8 @@ APP_PATH: Final = "/app"
 class WebConfig(msgspec.Struct, kw_only=True):
     """What the page needs to know of the node: where its WebSocket is."""
 
-    #: The gateway's port (the page's host, this port, ``/socket/websocket``); None when
-    #: this node runs no gateway (the page then uses long-poll).
+    #: The gateway's port (the page's host, this port, ``/socket/websocket``); None: the
+    #: page's own origin (behind a proxy that routes ``/socket/websocket``).
     websocket_port: int | None
     #: The long-poll endpoint on this port.
     longpoll_path: str = "/socket/longpoll"
@@ -42,10 +43,20 @@ async def home() -> Redirect:
 
 
 @get(f"{APP_PATH}/config.json", include_in_schema=False, cache_control=None)
-async def config(ctx: HttpContext) -> Response[WebConfig]:
-    """The page's settings (read by ``app.js`` at sign-in)."""
-    gateway = ctx.gateway
-    port = None if gateway is None or gateway.server is None else gateway.port
+async def config(
+    request: Request[Any, Any, Any], ctx: NamedDependency[HttpContext]
+) -> Response[WebConfig]:
+    """The page's settings (read by ``app.js`` at sign-in).
+
+    Behind a proxy (the request says it was forwarded), the page opens its WebSocket on its
+    own origin, where the proxy sends ``/socket/websocket`` to the gateways (as
+    deploy/compose/nginx.conf and k8s/ingress.yaml do); else on the gateway's port.
+    """
+    gateway = ctx.sockets
+    forwarded = "x-forwarded-for" in request.headers or "forwarded" in request.headers
+    port = None
+    if gateway is not None and gateway.server is not None and not forwarded:
+        port = gateway.port
     return Response(WebConfig(websocket_port=port), headers={"cache-control": "no-store"})
 
 

@@ -1,7 +1,7 @@
 // Whispr's web client: a plain ES module over the vendored phoenix.js (no build step).
 //
 // The socket connects to the gateway's WebSocket (same host, the gateway's port, from
-// config.json). When the WebSocket cannot open within FALLBACK_MS (a proxy that blocks
+// config.json; the page's own origin behind a proxy). When the WebSocket cannot open within FALLBACK_MS (a proxy that blocks
 // WebSockets), it reconnects over Phoenix's long-poll transport on this page's own origin
 // (/socket/longpoll), and remembers that for the tab. ?transport=longpoll forces it.
 import {Socket, LongPoll, Presence} from "./vendor/phoenix/phoenix.mjs"
@@ -106,7 +106,9 @@ function openSocket(config, transport) {
   let url
   if (transport === "websocket") {
     const scheme = location.protocol === "https:" ? "wss" : "ws"
-    url = `${scheme}://${location.hostname}:${config.websocket_port}/socket`
+    // No port: behind a proxy that routes /socket/websocket on the page's own origin.
+    const host = config.websocket_port ? `${location.hostname}:${config.websocket_port}` : location.host
+    url = `${scheme}://${host}/socket`
   } else {
     url = `${location.origin}/socket`
     options.transport = LongPoll
