@@ -90,6 +90,11 @@ def test_the_grpc_port_in_use(tmp_path: Path, listening: int) -> None:
     assert_one_error_line(result, code=1, says=["WHISPR_GRPC_PORT", "already in use"])
 
 
+def test_the_http_port_in_use(tmp_path: Path, listening: int) -> None:
+    result = serve({"WHISPR_HTTP_PORT": str(listening)}, tmp_path)
+    assert_one_error_line(result, code=1, says=["WHISPR_HTTP_PORT", "already in use"])
+
+
 def test_the_database_unreachable(tmp_path: Path) -> None:
     port = free_port()
     result = serve({"WHISPR_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{port}/x"}, tmp_path)

@@ -5,6 +5,9 @@ publish on, what a revocation covers, how many users one presence query may ask 
 the gRPC servicer (:mod:`whispr.grpc.server_service`) only checks its arguments' shapes and
 converts. Every refusal is a ``WhisprError`` from the one catalogue (``actors/errors.py``).
 
+:func:`create_conversation` and :func:`system_event` are the rules of two operations of gRPC's
+``MessagingService`` that the HTTP server API offers too, kept here so both call them.
+
 Publishing and disconnecting go through the broker, so they reach the user's connections on
 every node (:mod:`whispr.control` for disconnects); a revocation is stored first, so it
 holds across restarts, then announced.
@@ -22,14 +25,22 @@ from actors.errors import Reason, WhisprError
 from actors.events import encode_event, user_topic
 from actors.ids import new_id
 from actors.messaging import Messaging
-from actors.model import ConversationSummary
+from actors.model import Conversation, ConversationSummary, Member
 from whispr import control
 from whispr.accounts import AccountStore
 from whispr.protocol.presence import PRESENCE_DIFF, PRESENCE_STATE
 from whispr.revocations import REVOCATION_TTL_S, Revocation, RevocationKind
 from whispr.user_presence import MAX_QUERY, UserMeta, UserPresence
 
-__all__ = ["MAX_REASON_BYTES", "RESERVED_EVENTS", "ServerApi", "TopicKind"]
+__all__ = [
+    "MAX_EVENT_NAME",
+    "MAX_REASON_BYTES",
+    "RESERVED_EVENTS",
+    "ServerApi",
+    "TopicKind",
+    "create_conversation",
+    "system_event",
+]
 
 TopicKind = Literal["notification", "user"]
 
@@ -46,6 +57,8 @@ RESERVED_EVENTS: Final = frozenset(
         "read",
     }
 )
+#: The longest system event name (``member_added``, ``call_started``...).
+MAX_EVENT_NAME: Final = 64
 #: The longest close reason (a WebSocket close frame holds 123 bytes of reason).
 MAX_REASON_BYTES: Final = 120
 #: The close reason of connections whose token was revoked, unless the caller gives one.
@@ -157,3 +170,39 @@ class ServerApi:
         return await self.messaging.list_conversations(
             _user(user_id), limit=limit, before=before, before_id=before_id
         )
+
+
+async def create_conversation(
+    messaging: Messaging,
+    creator: str,
+    kind: str,
+    member_ids: Sequence[str],
+    title: str | None,
+) -> tuple[Conversation, list[Member], int]:
+    """A conversation a backend creates for ``creator``: the direct one with the one other
+    user of ``member_ids``, or a group; with its members and last seq (gRPC's
+    ``CreateConversation`` and its HTTP route)."""
+    if kind == "direct":
+        others = [u for u in dict.fromkeys(member_ids) if u != creator]
+        if len(others) != 1:
+            raise WhisprError(
+                Reason.INVALID,
+                "a direct conversation needs exactly one other user in member_ids",
+                field="member_ids",
+            )
+        conversation = await messaging.direct(creator, others[0], field="member_ids")
+    else:
+        conversation = await messaging.create_group(creator, title, list(member_ids))
+    return await messaging.describe(conversation.id)
+
+
+def system_event(event: str) -> str:
+    """A system message's event name, checked: letters, digits and ``_``, at most
+    :data:`MAX_EVENT_NAME` (gRPC's ``SendSystemMessage`` and its HTTP route)."""
+    if not event or len(event) > MAX_EVENT_NAME or not event.replace("_", "").isalnum():
+        raise WhisprError(
+            Reason.INVALID,
+            f"event must be 1 to {MAX_EVENT_NAME} letters, digits or '_'",
+            field="event",
+        )
+    return event

@@ -32,7 +32,7 @@ from actors.conversation import Draft
 from actors.errors import Reason, WhisprError
 from actors.events import payload_of
 from actors.messaging import Messaging
-from actors.model import Conversation, Member, Message
+from actors.model import Member, Message
 from actors.rules import MAX_PAGE
 from actors.stream import StreamItem
 from whispr.audit import AuditLog
@@ -48,6 +48,7 @@ from whispr.grpc.convert import (
 from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2 as pb
 from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2_grpc as pb_grpc
 from whispr.grpc.status import status_of, trailing_metadata
+from whispr.server_api import create_conversation, system_event
 from whispr.telemetry import SECONDS_BUCKETS, get_meter
 
 __all__ = [
@@ -56,11 +57,9 @@ __all__ = [
     "Served",
     "acting_party",
     "add_members",
-    "create_conversation",
     "remove_member",
     "required",
     "rpc",
-    "system_event",
 ]
 
 log = structlog.get_logger("whispr.grpc")
@@ -68,8 +67,6 @@ log = structlog.get_logger("whispr.grpc")
 Request = TypeVar("Request")
 Response = TypeVar("Response")
 
-#: The longest system event name (``member_added``, ``call_started``...).
-MAX_EVENT_NAME = 64
 #: Events a follower may fall behind by before its stream is ended (it resumes).
 FOLLOW_BACKLOG = 1000
 
@@ -401,42 +398,6 @@ def required(value: str, name: str) -> str:
     if not value:
         raise WhisprError(Reason.INVALID, f"{name} is required", field=name)
     return value
-
-
-async def create_conversation(
-    messaging: Messaging,
-    creator: str,
-    kind: str,
-    member_ids: Sequence[str],
-    title: str | None,
-) -> tuple[Conversation, list[Member], int]:
-    """A conversation a backend creates for ``creator``: the direct one with the one other
-    user of ``member_ids``, or a group; with its members and last seq. (``CreateConversation``
-    here and over HTTP.)"""
-    if kind == "direct":
-        others = [u for u in dict.fromkeys(member_ids) if u != creator]
-        if len(others) != 1:
-            raise WhisprError(
-                Reason.INVALID,
-                "a direct conversation needs exactly one other user in member_ids",
-                field="member_ids",
-            )
-        conversation = await messaging.direct(creator, others[0], field="member_ids")
-    else:
-        conversation = await messaging.create_group(creator, title, list(member_ids))
-    return await messaging.describe(conversation.id)
-
-
-def system_event(event: str) -> str:
-    """A system message's event name, checked: letters, digits and ``_``, at most
-    :data:`MAX_EVENT_NAME` (``SendSystemMessage`` here and over HTTP)."""
-    if not event or len(event) > MAX_EVENT_NAME or not event.replace("_", "").isalnum():
-        raise WhisprError(
-            Reason.INVALID,
-            f"event must be 1 to {MAX_EVENT_NAME} letters, digits or '_'",
-            field="event",
-        )
-    return event
 
 
 def acting_party(caller: str, acting_user_id: str) -> tuple[str, bool]:

@@ -20,11 +20,10 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CON
 
 from actors.errors import Reason, WhisprError
 from actors.model import Conversation, Member, Message
-from whispr.grpc.service import create_conversation, required, system_event
 from whispr.http.context import HttpContext
 from whispr.http.problems import problems
 from whispr.revocations import RevocationKind
-from whispr.server_api import ServerApi, TopicKind
+from whispr.server_api import ServerApi, TopicKind, create_conversation, system_event
 from whispr.user_presence import UserMeta
 
 __all__ = ["router"]
@@ -180,9 +179,10 @@ async def new_conversation(
     ctx: NamedDependency[HttpContext], caller: NamedDependency[str], data: JSONBody[NewConversation]
 ) -> CreatedConversation:
     """A conversation for ``creator_id`` (``CreateConversation`` of gRPC)."""
-    creator = required(data.creator_id, "creator_id")
+    if not data.creator_id:
+        raise WhisprError(Reason.INVALID, "creator_id is required", field="creator_id")
     conversation, members, last_seq = await create_conversation(
-        ctx.messaging, creator, data.kind, data.member_ids, data.title or None
+        ctx.messaging, data.creator_id, data.kind, data.member_ids, data.title or None
     )
     conversation = msgspec.structs.replace(conversation, last_seq=last_seq)
     return CreatedConversation(conversation=conversation, members=members)
@@ -205,7 +205,7 @@ async def system_message(
     details = dict(data.details)
     details.setdefault("service", caller)
     return await ctx.messaging.send_system(
-        conversation_id, system_event(data.event), details, required(data.client_id, "client_id")
+        conversation_id, system_event(data.event), details, data.client_id
     )
 
 
