@@ -69,7 +69,18 @@ $(STAMP_DEV): pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --quiet --python $(PYTHON) --extra dev
 	@touch $@ $(STAMP_RUN) $(STAMP_BENCH)
 
+# The web client's address, and how to sign in as two users (one browser window each: the
+# page keeps its token per tab). The ports are the node's defaults unless WHISPR_* say otherwise.
+WEB_URL = http://$(or $(WHISPR_HOST),127.0.0.1):$(or $(WHISPR_HTTP_PORT),4080)/app/
+
 run: $(STAMP_RUN) ## run one node (embedded SQLite + in-process broker unless WHISPR_* say otherwise)
+	@echo ""
+	@echo "  Web client: $(WEB_URL)"
+	@echo "  Two users, each in a browser window of their own: open the links these print"
+	@echo "  (or paste the token on the page), in another terminal:"
+	@echo '    echo "$(WEB_URL)#token=$$($(VENV)/bin/whispr token alice)"'
+	@echo '    echo "$(WEB_URL)#token=$$($(VENV)/bin/whispr token bob)"'
+	@echo ""
 	$(VENV)/bin/whispr serve $(RUN_ARGS)
 
 # The official phoenix.js client, for the end-to-end test (tests/gateway/test_phoenix_js.py).

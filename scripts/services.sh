@@ -2,8 +2,9 @@
 # Make sure PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) are up, for
 # the integration tests and for running nodes locally (`make services`), and that
 # the tools some tests run are installed: Node.js and npm (the phoenix.js
-# end-to-end test) and promtool (the alert rules' tests, tests/deploy/, and the
-# metrics checks on live scrapes).
+# end-to-end test), promtool (the alert rules' tests, tests/deploy/, and the
+# metrics checks on live scrapes), and Chromium with chromedriver (the web client's
+# browser test, tests/web/test_browser.py).
 #
 # Idempotent, and never stops anything: for each service,
 #   1. reachable already  -> say so;
@@ -275,8 +276,22 @@ ensure_promtool() {
     have promtool || die "the prometheus package installed no promtool"
 }
 
+# --- Chromium and its driver (for the web client's browser test) ----------------------
+
+ensure_chromium() {
+    if have chromium && have chromedriver; then
+        say "Chromium and chromedriver are installed ($(chromedriver --version 2>/dev/null | cut -d' ' -f1-2))"
+        return 0
+    fi
+    say "Chromium or chromedriver is missing (the web client's browser test needs them)"
+    apt_install chromium chromium-driver || die \
+        "Chromium is not installed, and this script can install it only as root with" \
+        "apt-get. Install Debian's chromium and chromium-driver packages."
+}
+
 ensure_postgres
 ensure_redis
 ensure_node
 ensure_promtool
+ensure_chromium
 say "all services are up"

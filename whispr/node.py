@@ -311,6 +311,7 @@ def node_tree(node: Node) -> list[ChildSpec]:
                 gateway=node.gateway.get().ctx,
                 accounts=node.store.get().accounts,
                 user_presence=node.user_presence.get(),
+                sockets=node.gateway.get(),
                 out=node.http,
             ),
         ),

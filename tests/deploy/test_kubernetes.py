@@ -206,10 +206,13 @@ def test_the_ingress_keeps_websockets_open_longer_than_the_heartbeat_timeout() -
         assert int(annotations[f"nginx.ingress.kubernetes.io/{name}"]) > heartbeat_timeout_s
     assert annotations["nginx.ingress.kubernetes.io/proxy-http-version"] == "1.1"
     (rule,) = ingress["spec"]["rules"]
-    socket, api = rule["http"]["paths"]
+    socket, api, longpoll, web = rule["http"]["paths"]
     assert "/socket/websocket".startswith(socket["path"])
     assert "/api/v1/conversations".startswith(api["path"])
-    for path, port in ((socket, "http"), (api, "api")):
+    # The longest prefix wins: long-poll and the web page go to the HTTP port.
+    assert longpoll["path"] == "/socket/longpoll"
+    assert "/app/index.html".startswith(web["path"])
+    for path, port in ((socket, "http"), (api, "api"), (longpoll, "api"), (web, "api")):
         backend = path["backend"]["service"]
         service = _one("Service", backend["name"])
         assert backend["port"]["name"] == port

@@ -170,7 +170,7 @@ async def test_a_send_reply_and_its_broadcast_to_the_sender_leave_in_one_write(
         while bob not in (await a.next_event(topic, "presence_diff")).payload["joins"]:
             pass  # until nothing else is on its way to ada
         actor = _connection_of(node, ada)
-        counting = actor.ws.transport = _CountingTransport(actor.ws.transport)
+        counting = actor.transport.ws.transport = _CountingTransport(actor.transport.ws.transport)
         for n in range(5):
             reply = await a.push(topic, "send_message", {"client_id": f"m{n}", "content": "hi"})
             assert (await a.next_event(topic, "new_message")).payload["message"]["seq"] == reply[
@@ -203,13 +203,13 @@ async def test_a_write_to_a_transport_closed_underneath_does_not_crash_the_conne
         loop = asyncio.get_running_loop()
         unhandled: list[dict[str, Any]] = []
         loop.set_exception_handler(lambda _loop, context: unhandled.append(context))
-        real = actor.ws.transport
-        actor.ws.transport = _ClosedTransport(real)
+        real = actor.transport.ws.transport
+        actor.transport.ws.transport = _ClosedTransport(real)
         try:
             await a.push(topic, "send_message", {"client_id": "m1", "content": "lost on the way"})
             await asyncio.sleep(0.05)  # bob's actor tried to write the broadcast, and failed
         finally:
-            actor.ws.transport = real
+            actor.transport.ws.transport = real
             loop.set_exception_handler(None)
         assert unhandled == []
         await a.push(topic, "send_message", {"client_id": "m2", "content": "hi"})
@@ -233,7 +233,7 @@ async def test_messages_reach_clients_with_and_without_compression(
             await a.join(topic)
             await b.join(topic)
             actor = _connection_of(running, ada)
-            assert bool(actor.ws.protocol.extensions) == (compression == "deflate")
+            assert bool(actor.transport.ws.protocol.extensions) == (compression == "deflate")
             # A frame under 126 bytes, then one whose length takes 16 bits.
             for n, content in enumerate(["hi", "\u00e9" * 4000]):
                 draft = {"client_id": f"m{n}", "content": content}

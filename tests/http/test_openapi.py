@@ -41,6 +41,11 @@ def _served_routes(api: Api) -> set[tuple[str, str]]:
         path = re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)
         if path.startswith(DOCS_PATH) or path == "/api/v1/openapi.json":
             continue
+        # Left out of the document on purpose, each marked so: the web page and its files,
+        # and Phoenix's long-poll transport (docs/http.md describes both).
+        handlers = getattr(route, "route_handlers", ())
+        if handlers and not any(handler.resolve_include_in_schema() for handler in handlers):
+            continue
         for method in getattr(route, "methods", ()):
             if method not in ("HEAD", "OPTIONS"):
                 served.add((method.lower(), path))

@@ -67,14 +67,16 @@ _RATE_LIMITED_KEYS: Final = 10_000
 
 #: The refusals that are security events, by where they are sent; any other refusal
 #: (``invalid``, ``not_found``, ``unavailable``...) is not recorded.
+_SOCKET_REFUSALS: Final = {
+    Reason.UNAUTHORIZED: AuditKind.TOKEN_REFUSED,
+    Reason.FORBIDDEN: AuditKind.PERMISSION_DENIED,
+    Reason.NOT_MEMBER: AuditKind.PERMISSION_DENIED,
+    Reason.RATE_LIMITED: AuditKind.RATE_LIMITED,
+    Reason.TOO_MANY_CONNECTIONS: AuditKind.RATE_LIMITED,
+}
 _REFUSALS: Final[dict[Source, dict[Reason, AuditKind]]] = {
-    "websocket": {
-        Reason.UNAUTHORIZED: AuditKind.TOKEN_REFUSED,
-        Reason.FORBIDDEN: AuditKind.PERMISSION_DENIED,
-        Reason.NOT_MEMBER: AuditKind.PERMISSION_DENIED,
-        Reason.RATE_LIMITED: AuditKind.RATE_LIMITED,
-        Reason.TOO_MANY_CONNECTIONS: AuditKind.RATE_LIMITED,
-    },
+    "websocket": _SOCKET_REFUSALS,
+    "longpoll": _SOCKET_REFUSALS,
     "http": {
         Reason.UNAUTHORIZED: AuditKind.TOKEN_REFUSED,
         Reason.FORBIDDEN: AuditKind.PERMISSION_DENIED,

@@ -39,9 +39,10 @@ class AuditKind(enum.StrEnum):
     SUSPICIOUS_ACTIVITY = "suspicious_activity"
 
 
-#: Where the event was seen: a client's WebSocket, a sibling's gRPC call, a request to the
-#: HTTP API, or the conversation actor that made a membership change (whichever API asked).
-Source = Literal["websocket", "grpc", "http", "conversation"]
+#: Where the event was seen: a client's WebSocket or long-poll session, a sibling's gRPC
+#: call, a request to the HTTP API, or the conversation actor that made a membership change
+#: (whichever API asked).
+Source = Literal["websocket", "longpoll", "grpc", "http", "conversation"]
 
 
 class AuditRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):

@@ -45,6 +45,7 @@ import structlog
 
 from actors.errors import Reason, WhisprError
 from whispr.audit import AuditKind, AuditLog
+from whispr.audit.record import Source
 from whispr.auth import Identity
 from whispr.config import AbuseResponse, Settings
 from whispr.gateway.limits import PHX_JOIN
@@ -104,6 +105,8 @@ class Suspect(Protocol):
 
     identity: Identity
     user_id: str
+    #: The transport the events came through (``websocket``, ``longpoll``).
+    source: Source
 
     def close(self, code: int, reason: str) -> None:
         """Close the socket."""
@@ -218,7 +221,7 @@ class AbuseDetector:
                 AuditKind.SUSPICIOUS_ACTIVITY,
                 user_id=suspect.user_id,
                 reason=watch.what,
-                source="websocket",
+                source=suspect.source,
                 device_id=suspect.identity.device_id,
                 pattern=watch.pattern,
                 threshold=watch.threshold,

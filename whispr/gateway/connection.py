@@ -1,6 +1,9 @@
-"""``ConnectionActor``: one WebSocket connection, its channels and its outbound queue.
+"""``ConnectionActor``: one client connection, its channels and its outbound queue.
 
-The socket's reader (the gateway's handler task) tells the actor each message it receives;
+The connection's wire is a :class:`~whispr.gateway.transport.Transport`: a WebSocket, or a
+Phoenix long-poll session (whispr/gateway/longpoll.py); everything above it (protocol,
+channels, limits, catch-up) is the same for both. The transport's reader (the gateway's
+handler task, or a long-poll POST) tells the actor each message it receives;
 the actor runs the Phoenix protocol core (:class:`~whispr.protocol.ConnectionProtocol`) and
 handles joins and pushes in order, like a Phoenix channel process, so replies keep the order
 of the pushes. Only consecutive pushes that their channel pipelines (``send_message``) overlap
@@ -12,9 +15,9 @@ Backpressure, both ways:
 - in: the reader takes a credit before telling the actor a message and the actor returns it
   once handled, so a client pushing faster than it is served stops being read (TCP pushes
   back) instead of filling the mailbox;
-- out: frames are written to the socket's buffer at the end of the loop turn that sent
-  them (one write per turn and socket); a client that does not read makes that buffer grow
-  past ``outbound_buffer_bytes`` and is disconnected with 1013 (try again later); it
+- out: frames are handed to the transport at the end of the loop turn that sent them (one
+  write per turn and socket); a client that does not read (or poll) makes what it has not
+  read grow past ``outbound_buffer_bytes`` and is disconnected with 1013 (try again later); it
   reconnects and catches up from the store, so nothing is lost, and memory stays bounded.
 
 What a topic does is its channel's business (:mod:`whispr.gateway.channels`, one class per
@@ -45,7 +48,6 @@ import msgspec
 import structlog
 from opentelemetry import context as otel_context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
-from websockets.asyncio.server import ServerConnection
 
 from actors.errors import WhisprError
 from actors.tracing import TRACER, span_context
@@ -56,6 +58,7 @@ from whispr.gateway.channels import CHANNELS, TOPIC_PREFIXES, Channel
 from whispr.gateway.context import GatewayContext
 from whispr.gateway.limits import PHX_JOIN
 from whispr.gateway.refresh import REFRESH_TOKEN, refreshed_identity
+from whispr.gateway.transport import Transport
 from whispr.protocol import (
     CloseCode,
     ConnectionProtocol,
@@ -64,7 +67,6 @@ from whispr.protocol import (
     ProtocolViolation,
     PushReceived,
     SocketPushReceived,
-    frames,
 )
 
 __all__ = ["TOPIC_PREFIXES", "ConnectionActor", "Inbound", "Tick"]
@@ -78,7 +80,7 @@ CATCHUP_WRITE_BYTES: Final = 64 * 1024
 
 
 class Inbound(msgspec.Struct, frozen=True, gc=False):
-    """A WebSocket message from the client (``str`` text, ``bytes`` binary)."""
+    """A message from the client (``str`` text, ``bytes`` binary)."""
 
     data: str | bytes
 
@@ -95,13 +97,15 @@ class ConnectionActor(AsyncioActor):
     def __init__(
         self,
         ctx: GatewayContext,
-        ws: ServerConnection,
+        transport: Transport,
         identity: Identity,
         credits: asyncio.Semaphore,
     ) -> None:
         super().__init__()
         self.ctx = ctx
-        self.ws = ws
+        self.transport = transport
+        #: The transport's name in the audit log (the abuse watch's ``Suspect``).
+        self.source = transport.source
         self.identity = identity
         self.user_id = identity.user_id
         settings = ctx.settings
@@ -175,7 +179,7 @@ class ConnectionActor(AsyncioActor):
             return self._inbound(events)
         if isinstance(message, Tick):
             self._count_frames()
-            if self.proto.tick(message.now):
+            if self.proto.tick(message.now) and not self.transport.alive(message.now):
                 self.close(CloseCode.GOING_AWAY, "heartbeat timeout")
             else:
                 self._token_expired()
@@ -195,7 +199,7 @@ class ConnectionActor(AsyncioActor):
                 AuditKind.TOKEN_REFUSED,
                 user_id=self.user_id,
                 reason="token expired",
-                source="websocket",
+                source=self.source,
                 peer=self._peer,
                 device_id=self.identity.device_id,
                 on="open connection",
@@ -265,24 +269,21 @@ class ConnectionActor(AsyncioActor):
     # -- sending --------------------------------------------------------------------------
 
     def send(self, data: bytes | None) -> None:
-        """Queue one frame for the socket; it is written at the end of this loop turn.
+        """Queue one frame for the transport; it is handed over at the end of this loop turn.
 
-        Frames go straight through the socket's sans-I/O protocol, with no task switch: this
-        is the hot path of every delivery. The bytes reach the transport once per loop turn
-        and connection, in one ``writelines`` (one system call): a send's reply and its
-        broadcast to the sender, answered in the same turn, cost one write instead of two.
-        A client that reads slower than it is sent to makes the transport's buffer grow;
+        Frames go straight to the transport (a WebSocket's sans-I/O protocol), with no task
+        switch: this is the hot path of every delivery. The bytes reach the wire once per
+        loop turn and connection (one ``writelines``, one system call): a send's reply and
+        its broadcast to the sender, answered in the same turn, cost one write instead of
+        two. A client that reads slower than it is sent to makes what it has not read grow;
         past ``outbound_buffer_bytes`` it is closed with 1013 (it reconnects and catches up
         from the store), so memory stays bounded.
         """
         if data is None or self._closing:
             return
         try:
-            if frames.is_binary(data):
-                self.ws.protocol.send_binary(data)
-            else:
-                self.ws.protocol.send_text(data)
-        except Exception:  # the socket is closing: the reader ends and stops this actor
+            self.transport.queue(data)
+        except Exception:  # the transport is closing: its reader ends and stops this actor
             return
         self.sent += 1
         self._queued_bytes += len(data)
@@ -291,36 +292,25 @@ class ConnectionActor(AsyncioActor):
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
-        """Write what this turn's sends queued, in one call; disconnect a client that lags."""
+        """Hand this turn's frames to the transport at once; disconnect a client that lags."""
         self._flush_scheduled = False
         self._queued_bytes = 0
-        ws = self.ws
-        chunks = ws.protocol.data_to_send()
-        if not chunks:
-            return  # the socket's own writes (websockets) took them already
-        transport = ws.transport
         try:
-            if all(chunks):
-                transport.writelines(chunks)
-            else:  # an empty chunk is the protocol's end-of-stream marker (after a close)
-                transport.writelines([chunk for chunk in chunks if chunk])
-                if transport.can_write_eof():
-                    transport.write_eof()
-            buffered = transport.get_write_buffer_size()
-        except Exception:  # the socket is closing: the reader ends and stops this actor
+            unread = self.transport.flush()
+        except Exception:  # the transport is closing: its reader ends and stops this actor
             return
-        if buffered > self._buffer_limit:
+        if unread > self._buffer_limit:
             self.ctx.metrics.errors.add(1, {"reason": "slow_client"})
-            self._log.info("client too slow; disconnecting", buffered=buffered)
+            self._log.info("client too slow; disconnecting", buffered=unread)
             self.close(CloseCode.TRY_AGAIN_LATER, "client too slow")
 
     async def send_waiting(self, data: bytes | None) -> None:
         """Send one frame, first waiting for the client to read (catch-up pages)."""
         if data is None or self._closing:
             return
-        if self.ws.transport.get_write_buffer_size() > self._buffer_limit // 2:
+        if self.transport.unread() > self._buffer_limit // 2:
             try:
-                await asyncio.wait_for(self.ws.drain(), CATCHUP_SEND_TIMEOUT_S)
+                await asyncio.wait_for(self.transport.drain(), CATCHUP_SEND_TIMEOUT_S)
             except TimeoutError:
                 self.close(CloseCode.TRY_AGAIN_LATER, "client too slow")
                 return
@@ -345,7 +335,7 @@ class ConnectionActor(AsyncioActor):
             if self._closing:
                 return
         self._closing = True
-        self.in_background(self.ws.close(code, reason))
+        self.in_background(self.transport.close(code, reason))
 
     # -- routing --------------------------------------------------------------------------
 
@@ -462,14 +452,13 @@ class ConnectionActor(AsyncioActor):
     @property
     def _peer(self) -> str | None:
         """The client's address (read when needed: refusals are rare)."""
-        address = self.ws.remote_address
-        return str(address[0]) if address else None
+        return self.transport.peer
 
     def _refused(self, error: WhisprError, topic: str, event: str) -> None:
         """Tell the audit log of a refusal sent to this client (it keeps the security ones)."""
         self.ctx.audit.refused(
             error,
-            source="websocket",
+            source=self.source,
             user_id=self.user_id,
             peer=self._peer,
             device_id=self.identity.device_id,

@@ -27,6 +27,7 @@ import base64
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Final
 from urllib.parse import parse_qs, urlsplit
@@ -47,15 +48,18 @@ from actors.schedules import Schedules
 from supervisors import AsyncioActor, ChildSpec, Ref, Registry, Restart
 from whispr.accounts import AccountStore
 from whispr.audit import AuditLog
+from whispr.audit.record import Source
 from whispr.auth import Identity, TokenVerifier, claimed_user
 from whispr.config import Settings
 from whispr.gateway.abuse import AbuseDetector
 from whispr.gateway.connection import ConnectionActor, Inbound, Tick
 from whispr.gateway.context import GatewayContext
 from whispr.gateway.limits import EventLimits
+from whispr.gateway.longpoll import LongPollSessions
 from whispr.gateway.presence import Presence
 from whispr.gateway.ratelimit import RateLimiter
 from whispr.gateway.sessions import Sessions
+from whispr.gateway.transport import Transport, WebSocketTransport
 from whispr.protocol import CloseCode
 from whispr.readiness import dependency_states, ready_answer
 from whispr.revocations import RevocationList
@@ -64,7 +68,7 @@ from whispr.slot import Slot
 from whispr.telemetry import metrics_exposition
 from whispr.user_presence import UserPresence
 
-__all__ = ["SOCKET_PATH", "Gateway", "GatewayService"]
+__all__ = ["SOCKET_PATH", "Gateway", "GatewayService", "Refusal"]
 
 log = structlog.get_logger("whispr.gateway")
 
@@ -78,7 +82,7 @@ _PHOENIX: Final = Subprotocol("phoenix")
 
 #: Starts a connection's actor under the node's Connections supervisor.
 StartConnection = Callable[
-    [GatewayContext, ServerConnection, Identity, asyncio.Semaphore],
+    [GatewayContext, Transport, Identity, asyncio.Semaphore],
     Awaitable[Ref[ConnectionActor]],
 ]
 #: The state of each dependency, reported by ``GET /ready`` (see :mod:`whispr.readiness`).
@@ -125,6 +129,14 @@ def _peer(connection: ServerConnection) -> str:
     return str(address[0]) if address else "unknown"
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """Why :meth:`Gateway.admit` refused a client: the HTTP status and the error."""
+
+    status: HTTPStatus
+    error: WhisprError
+
+
 def _text(status: HTTPStatus, body: bytes, content_type: str) -> Response:
     headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(body)))])
     return Response(status.value, status.phrase, headers, body)
@@ -142,6 +154,8 @@ class Gateway:
         self._identities: dict[int, Identity] = {}
         self.server: Server | None = None
         self._ticker: asyncio.Task[None] | None = None
+        #: Phoenix long-poll sessions (``/socket/longpoll``, served by the HTTP service).
+        self.longpoll = LongPollSessions(self, ctx.broker, ctx.settings.jwt_secret)
 
     async def start(self, host: str, port: int) -> None:
         settings = self.ctx.settings
@@ -160,6 +174,7 @@ class Gateway:
             compression="deflate" if settings.compression == "deflate" else None,
             backlog=settings.listen_backlog,
         )
+        await self.longpoll.start()
         self._ticker = asyncio.get_running_loop().create_task(self._tick(), name="gateway-tick")
 
     @property
@@ -174,6 +189,7 @@ class Gateway:
         self.ctx.draining = True
         if self._ticker is not None:
             self._ticker.cancel()
+        await self.longpoll.close(CloseCode.SERVICE_RESTART, "service restart")
         if self.server is None:
             return
         self.server.close(
@@ -211,11 +227,25 @@ class Gateway:
             return _text(HTTPStatus.OK, body, "text/plain; version=0.0.4; charset=utf-8")
         if path not in (SOCKET_PATH, SOCKET_PATH + "/"):
             return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
+        admitted = await self.admit(_peer(connection), _token(request), "websocket")
+        if isinstance(admitted, Refusal):
+            return connection.respond(admitted.status, f"{admitted.error}\n")
+        self._identities[id(connection)] = admitted
+        return None
+
+    async def admit(self, peer: str, token: str | None, source: Source) -> Identity | Refusal:
+        """Whether a client may open a connection: the one admission of every transport.
+
+        Refused: while draining (503), past ``max_connections_per_ip`` (429), a missing, bad
+        or revoked token (401), the issuer's keys out of reach (503), a user the user service
+        says is not active (403). An admitted client counts for its address until
+        :meth:`ended`.
+        """
         metrics = self.ctx.metrics
         if self.ctx.draining:
             metrics.connects.add(1, {"outcome": "draining"})
-            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "draining; retry\n")
-        peer = _peer(connection)
+            error = WhisprError(Reason.UNAVAILABLE, "draining; retry")
+            return Refusal(HTTPStatus.SERVICE_UNAVAILABLE, error)
         audit = self.ctx.audit
         if self.ctx.per_ip[peer] >= self.ctx.settings.max_connections_per_ip:
             metrics.connects.add(1, {"outcome": "too_many_connections"})
@@ -223,53 +253,65 @@ class Gateway:
             refusal = WhisprError(
                 Reason.TOO_MANY_CONNECTIONS, f"at most {limit} connections per address"
             )
-            audit.refused(refusal, source="websocket", user_id=None, peer=peer, on="connect")
-            return connection.respond(HTTPStatus.TOO_MANY_REQUESTS, f"{refusal}\n")
-        token = _token(request)
+            audit.refused(refusal, source=source, user_id=None, peer=peer, on="connect")
+            return Refusal(HTTPStatus.TOO_MANY_REQUESTS, refusal)
         try:
             identity = await self.ctx.verifier.verify(token)
         except WhisprError as exc:
             if exc.reason is Reason.UNAVAILABLE:  # the issuer's keys cannot be fetched
                 metrics.connects.add(1, {"outcome": "unavailable"})
-                return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, f"{exc}\n")
+                return Refusal(HTTPStatus.SERVICE_UNAVAILABLE, exc)
             metrics.connects.add(1, {"outcome": "unauthorized"})
-            audit.refused(
-                exc, source="websocket", user_id=claimed_user(token), peer=peer, on="connect"
-            )
-            return connection.respond(HTTPStatus.UNAUTHORIZED, f"{exc}\n")
+            audit.refused(exc, source=source, user_id=claimed_user(token), peer=peer, on="connect")
+            return Refusal(HTTPStatus.UNAUTHORIZED, exc)
         if self.ctx.is_user_active is not None and not await self.ctx.is_user_active(
             identity.user_id
         ):
             metrics.connects.add(1, {"outcome": "inactive"})
             refusal = WhisprError(Reason.FORBIDDEN, "this user is not active")
-            audit.refused(
-                refusal, source="websocket", user_id=identity.user_id, peer=peer, on="connect"
-            )
-            return connection.respond(HTTPStatus.FORBIDDEN, f"{refusal}\n")
+            audit.refused(refusal, source=source, user_id=identity.user_id, peer=peer, on="connect")
+            return Refusal(HTTPStatus.FORBIDDEN, refusal)
         revoked = self.ctx.sessions.refused(identity)
         if revoked is not None:
             metrics.connects.add(1, {"outcome": "unauthorized"})
             refusal = WhisprError(Reason.UNAUTHORIZED, revoked)
-            audit.refused(
-                refusal, source="websocket", user_id=identity.user_id, peer=peer, on="connect"
-            )
-            return connection.respond(HTTPStatus.UNAUTHORIZED, f"{refusal}\n")
+            audit.refused(refusal, source=source, user_id=identity.user_id, peer=peer, on="connect")
+            return Refusal(HTTPStatus.UNAUTHORIZED, refusal)
         # Counted now, so that concurrent handshakes from one address cannot overshoot.
         self.ctx.per_ip[peer] += 1
-        self._identities[id(connection)] = identity
-        return None
+        return identity
+
+    async def opened(
+        self, transport: Transport, identity: Identity
+    ) -> tuple[Ref[ConnectionActor], asyncio.Semaphore]:
+        """Start the actor of an admitted connection: its ref, and the credits its reader
+        takes per message told (whoever calls this calls :meth:`ended` afterwards)."""
+        ctx = self.ctx
+        ctx.metrics.connects.add(1, {"outcome": "ok"})
+        ctx.metrics.connections.add(1)
+        credits = asyncio.Semaphore(ctx.settings.inbound_credits)
+        ref = await self._start_connection(ctx, transport, identity, credits)
+        ctx.connections.add(ref)
+        return ref, credits
+
+    async def ended(self, peer: str, ref: Ref[ConnectionActor] | None) -> None:
+        """An admitted connection is over: stop its actor, stop counting it."""
+        ctx = self.ctx
+        ctx.metrics.connections.add(-1)
+        ctx.per_ip[peer] -= 1
+        if ctx.per_ip[peer] <= 0:
+            del ctx.per_ip[peer]
+        if ref is not None:
+            ctx.connections.discard(ref)
+            ref.stop(block=False)
+            await ref.wait_exit()
 
     async def _handle(self, ws: ServerConnection) -> None:
         peer = _peer(ws)
         identity = self._identities.pop(id(ws))
-        ctx = self.ctx
-        ctx.metrics.connects.add(1, {"outcome": "ok"})
-        ctx.metrics.connections.add(1)
         ref: Ref[ConnectionActor] | None = None
         try:
-            credits = asyncio.Semaphore(ctx.settings.inbound_credits)
-            ref = await self._start_connection(ctx, ws, identity, credits)
-            ctx.connections.add(ref)
+            ref, credits = await self.opened(WebSocketTransport(ws), identity)
             async for message in ws:
                 await credits.acquire()
                 ref.tell(Inbound(message))
@@ -279,14 +321,7 @@ class Gateway:
             log.exception("connection handler failed", peer=peer)
             await ws.close(CloseCode.INTERNAL_ERROR, "internal error")
         finally:
-            ctx.metrics.connections.add(-1)
-            ctx.per_ip[peer] -= 1
-            if ctx.per_ip[peer] <= 0:
-                del ctx.per_ip[peer]
-            if ref is not None:
-                ctx.connections.discard(ref)
-                ref.stop(block=False)
-                await ref.wait_exit()
+            await self.ended(peer, ref)
 
 
 class GatewayService(AsyncioActor):
@@ -352,7 +387,7 @@ class GatewayService(AsyncioActor):
 
         async def start_connection(
             ctx: GatewayContext,
-            ws: ServerConnection,
+            transport: Transport,
             identity: Identity,
             credits: asyncio.Semaphore,
         ) -> Ref[ConnectionActor]:
@@ -361,8 +396,8 @@ class GatewayService(AsyncioActor):
                 msg = "the connections supervisor is not running"
                 raise RuntimeError(msg)
             spec = ChildSpec(
-                id=("connection", id(ws)),
-                start=lambda: ConnectionActor.start(ctx, ws, identity, credits),
+                id=("connection", id(transport)),
+                start=lambda: ConnectionActor.start(ctx, transport, identity, credits),
                 restart=Restart.TEMPORARY,
                 shutdown=5.0,
             )

@@ -32,7 +32,16 @@ from whispr.http.context import CONTEXT_STATE, HttpContext
 from whispr.http.docs_page import DocsPage
 from whispr.http.metrics import metrics_middleware
 from whispr.http.problems import EXCEPTION_HANDLERS
-from whispr.http.routes import conversations, members, messages, receipts, server, settings
+from whispr.http.routes import (
+    conversations,
+    longpoll,
+    members,
+    messages,
+    receipts,
+    server,
+    settings,
+    web,
+)
 
 __all__ = ["API_PREFIX", "CLIENT_ROUTERS", "SERVER_ROUTERS", "build_app"]
 
@@ -90,7 +99,15 @@ def cors(origins: tuple[str, ...]) -> CORSConfig:
     return CORSConfig(
         allow_origins=list(origins) or ["*"],
         allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-        allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-None-Match"],
+        allow_headers=[
+            "Authorization",
+            "Content-Type",
+            "Idempotency-Key",
+            "If-None-Match",
+            # phoenix.js's long-poll transport (/socket/longpoll): its authToken, its session.
+            "X-Phoenix-AuthToken",
+            "X-Phoenix-LongPoll-Token",
+        ],
         expose_headers=["ETag", "Retry-After", "WWW-Authenticate"],
     )
 
@@ -117,7 +134,7 @@ def build_app(ctx: HttpContext) -> Litestar:
         tags=["server"],
     )
     return Litestar(
-        route_handlers=[client, server, openapi_json],
+        route_handlers=[client, server, openapi_json, longpoll.router, web.router],
         dependencies={"ctx": Provide(provide_ctx, use_cache=True, sync_to_thread=False)},
         exception_handlers=dict(EXCEPTION_HANDLERS),
         state=State({CONTEXT_STATE: ctx}),

@@ -13,6 +13,7 @@ from whispr.audit import AuditLog
 from whispr.auth import TokenVerifier
 from whispr.config import Settings
 from whispr.gateway.limits import EventLimits
+from whispr.gateway.server import Gateway
 from whispr.gateway.sessions import Sessions
 from whispr.grpc.auth import CallerAuth
 from whispr.server_api import ServerApi
@@ -44,6 +45,9 @@ class HttpContext:
     server_api: ServerApi | None = None
     #: Asked whether a token's user may use the API (the user service); None: all.
     is_user_active: Callable[[str], Awaitable[bool]] | None = None
+    #: The node's socket gateway: its port for the web page, its long-poll sessions
+    #: (``/socket/longpoll``); None in an app built without one.
+    sockets: Gateway | None = None
 
 
 def context_of(request: Request[Any, Any, Any]) -> HttpContext:

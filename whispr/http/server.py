@@ -32,9 +32,11 @@ from supervisors import AsyncioActor
 from whispr.accounts import AccountStore
 from whispr.config import Settings
 from whispr.gateway.context import GatewayContext
+from whispr.gateway.server import Gateway
 from whispr.grpc.auth import CallerAuth, parse_tokens
 from whispr.http.app import build_app
 from whispr.http.context import HttpContext
+from whispr.protocol import CloseCode
 from whispr.server_api import ServerApi
 from whispr.slot import Slot
 from whispr.user_presence import UserPresence
@@ -104,6 +106,10 @@ class HttpServer:
         server, task = self._server, self._task
         if server is None or task is None:
             return
+        if self.ctx.sockets is not None:
+            # Polls end now (410: their clients reconnect elsewhere) rather than at the
+            # end of their window, which would hold the drain.
+            await self.ctx.sockets.longpoll.close(CloseCode.SERVICE_RESTART, "service restart")
         server.should_exit = True
         try:
             await asyncio.wait_for(asyncio.shield(task), timeout)
@@ -122,9 +128,11 @@ class HttpService(AsyncioActor):
 
     It checks tokens, revocations and rate limits with the gateway's own verifier, revocation
     list and limits (``gateway``: its context), so that a user has one budget per limit
-    whichever transport spends it, also on the in-process limiter of an embedded node. The
-    running :class:`HttpServer` is published in ``out`` (for its bound port); it stays empty
-    when the API is disabled (``WHISPR_HTTP_PORT=0``).
+    whichever transport spends it, also on the in-process limiter of an embedded node. It
+    serves the web page and Phoenix's long-poll transport over the running gateway
+    (``sockets``: its port, its long-poll sessions). The running :class:`HttpServer` is
+    published in ``out`` (for its bound port); it stays empty when the API is disabled
+    (``WHISPR_HTTP_PORT=0``).
     """
 
     def __init__(
@@ -136,6 +144,7 @@ class HttpService(AsyncioActor):
         gateway: GatewayContext,
         accounts: AccountStore | None = None,
         user_presence: UserPresence | None = None,
+        sockets: Gateway | None = None,
         out: Slot[HttpServer],
     ) -> None:
         super().__init__()
@@ -145,6 +154,7 @@ class HttpService(AsyncioActor):
         self.gateway = gateway
         self.accounts = accounts
         self.user_presence = user_presence
+        self.sockets = sockets
         self.out = out
         self.server: HttpServer | None = None
 
@@ -166,6 +176,7 @@ class HttpService(AsyncioActor):
             callers=CallerAuth(parse_tokens(settings.grpc_tokens)),
             server_api=server_api,
             is_user_active=gateway.is_user_active,
+            sockets=self.sockets,
         )
         self.server = HttpServer(ctx)
         await self.server.start(settings.host, settings.http_port)

@@ -26,6 +26,7 @@ from actors.broker import Subscription
 from actors.errors import Reason, WhisprError
 from actors.events import BrokerEvent, decode_event
 from actors.stream import HELD_EVENTS_LIMIT
+from whispr.audit.record import Source
 from whispr.auth import Identity
 from whispr.gateway.context import GatewayContext
 from whispr.gateway.fanout import broadcast_frame
@@ -106,6 +107,8 @@ class ChannelHost(Protocol):
     identity: Identity
     user_id: str
     proto: ConnectionProtocol
+    #: The connection's transport, as the audit log names it.
+    source: Source
 
     def send(self, data: bytes | None) -> None:
         """Queue one frame; written at the end of this loop turn."""
