@@ -32,7 +32,18 @@ from whispr.http.context import CONTEXT_STATE, HttpContext
 from whispr.http.docs_page import DocsPage
 from whispr.http.metrics import metrics_middleware
 from whispr.http.problems import EXCEPTION_HANDLERS
-from whispr.http.routes import conversations, members, messages, receipts, server, settings
+from whispr.http.routes import (
+    conversations,
+    devices,
+    export,
+    members,
+    messages,
+    receipts,
+    scheduled,
+    search,
+    server,
+    settings,
+)
 
 __all__ = ["API_PREFIX", "CLIENT_ROUTERS", "SERVER_ROUTERS", "build_app"]
 
@@ -46,6 +57,10 @@ CLIENT_ROUTERS: Final = (
     messages.router,
     receipts.router,
     settings.router,
+    search.router,
+    export.router,
+    scheduled.router,
+    devices.router,
 )
 #: The server API's resources.
 SERVER_ROUTERS: Final = (server.router,)

@@ -62,6 +62,10 @@ STATUS_BY_REASON: Final[Mapping[Reason, HTTPStatus]] = MappingProxyType(
         Reason.RATE_LIMITED: HTTPStatus.TOO_MANY_REQUESTS,
         Reason.TOO_MANY_CONNECTIONS: HTTPStatus.TOO_MANY_REQUESTS,
         Reason.UNAVAILABLE: HTTPStatus.SERVICE_UNAVAILABLE,
+        # End-to-end sends: the envelopes' devices are not the members' (retry after fetching
+        # the ``missing`` bundles and dropping the ``extra``), or some were registered again.
+        Reason.MISMATCHED_DEVICES: HTTPStatus.CONFLICT,
+        Reason.STALE_DEVICES: HTTPStatus.GONE,
     }
 )
 
@@ -91,6 +95,12 @@ class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
     retry_after: float | None = None
     #: The right a ``forbidden`` caller lacks (``actors/permissions.py``).
     right: str | None = None
+    #: ``mismatched_devices``: the devices envelopes are missing for, and those not there
+    #: (user id -> device ids).
+    missing: dict[str, list[str]] | None = None
+    extra: dict[str, list[str]] | None = None
+    #: ``stale_devices``: the devices registered again since (user id -> device ids).
+    stale: dict[str, list[str]] | None = None
 
 
 def problems(*statuses: int) -> dict[int, ResponseSpec]:

@@ -166,6 +166,7 @@ class HttpService(AsyncioActor):
             callers=CallerAuth(parse_tokens(settings.grpc_tokens)),
             server_api=server_api,
             is_user_active=gateway.is_user_active,
+            schedules=gateway.schedules,
         )
         self.server = HttpServer(ctx)
         await self.server.start(settings.host, settings.http_port)
