@@ -151,9 +151,10 @@ async def test_an_end_to_end_send_through_the_send_route(api: Api) -> None:
         assert problem(stale, 410, "stale_devices")["stale"] == {"eb": ["eb-phone"]}
 
         envelope = _envelope("eb", "eb-phone", peer.registration_id)
+        token = base64.b64encode(b"blind-token-0001").decode()
         sent = await ea.post(
             url,
-            json={"metadata": {"e2e": True}, "envelopes": [envelope]},
+            json={"metadata": {"e2e": True}, "envelopes": [envelope], "blind_tokens": [token]},
             headers={"Idempotency-Key": "e1"},
         )
         assert sent.status_code == 201, sent.text
@@ -166,6 +167,16 @@ async def test_an_end_to_end_send_through_the_send_route(api: Api) -> None:
         history = (await eb.get(url)).json()["messages"]
         assert [m["client_id"] for m in history if m["kind"] != "system"] == ["e1"]
         assert all(m["content"] == "" for m in history if m["client_id"] == "e1")
+
+        # Its blind-index tokens find it, for a member only.
+        search = f"/conversations/{direct.json()['id']}/search"
+        found = await eb.get(search, params={"blind_tokens": [token]})
+        assert found.status_code == 200, found.text
+        assert found.json()["seqs"] == [sent.json()["seq"]]
+        other = base64.b64encode(b"blind-token-0002").decode()
+        assert (await eb.get(search, params={"blind_tokens": [token, other]})).json()["seqs"] == []
+        async with api.user("ec") as ec:
+            problem(await ec.get(search, params={"blind_tokens": [token]}), 403, "not_member")
 
 
 @pytest.mark.parametrize("store", EACH_STORE)

@@ -77,13 +77,15 @@ def draft_of(data: NewMessage, client_id: str) -> Draft:
 
 
 def client_id_of(header: str | None, body: str) -> str:
-    """The send's client id: the ``Idempotency-Key`` header, or the body's ``client_id``."""
+    """The send's client id: the ``Idempotency-Key`` header, or the body's ``client_id``
+    (``""``: none given). An empty header is a client id the send's own rule refuses
+    (naming ``client_id``, as the socket's refusal of an empty one does)."""
     if header is not None and body and header != body:
         raise WhisprError(
             Reason.INVALID, "Idempotency-Key and client_id differ", field=IDEMPOTENCY_KEY
         )
     client_id = header if header is not None else body
-    if not client_id:
+    if header is None and not body:
         raise WhisprError(
             Reason.INVALID,
             "a send needs an Idempotency-Key header (or a client_id)",
