@@ -9,6 +9,7 @@ outcome there is the join's refusal.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,8 @@ from whispr.client import ReplyError
 pytestmark = pytest.mark.timeout(300)
 
 THUMBS = "\N{THUMBS UP SIGN}"
+#: When the scheduled messages of the table are due: long after the test.
+LATER = time.time() + 86_400
 
 
 @dataclass
@@ -130,6 +133,42 @@ OPERATIONS: list[tuple[str, str, Callable[[Cast], dict[str, Any]], HttpCall]] = 
         "transfer_ownership",
         lambda c: {"user_id": c.member},
         lambda h, g, c: h.put(f"/conversations/{g}/owner", json={"user_id": c.member}),
+    ),
+    (
+        "filtered history",
+        "history",
+        lambda c: {"sender_id": c.owner, "kind": "text"},
+        lambda h, g, c: h.get(
+            f"/conversations/{g}/messages", params={"sender_id": c.owner, "kind": "text"}
+        ),
+    ),
+    (
+        "search",
+        "search",
+        lambda c: {"query": "root"},
+        lambda h, g, c: h.get(f"/conversations/{g}/search", params={"query": "root"}),
+    ),
+    (
+        "schedule",
+        "schedule_message",
+        lambda c: {"client_id": "q", "content": "x", "send_at": LATER},
+        lambda h, g, c: h.post(
+            f"/conversations/{g}/scheduled",
+            json={"content": "x", "send_at": LATER},
+            headers={"Idempotency-Key": "q"},
+        ),
+    ),
+    (
+        "scheduled",
+        "list_scheduled",
+        lambda c: {},
+        lambda h, g, c: h.get(f"/conversations/{g}/scheduled"),
+    ),
+    (
+        "disappearing",
+        "set_disappearing",
+        lambda c: {"seconds": 60},
+        lambda h, g, c: h.put(f"/conversations/{g}/disappearing", json={"seconds": 60}),
     ),
 ]
 

@@ -34,10 +34,14 @@ from whispr.http.metrics import metrics_middleware
 from whispr.http.problems import EXCEPTION_HANDLERS
 from whispr.http.routes import (
     conversations,
+    devices,
+    export,
     longpoll,
     members,
     messages,
     receipts,
+    scheduled,
+    search,
     server,
     settings,
     web,
@@ -55,6 +59,10 @@ CLIENT_ROUTERS: Final = (
     messages.router,
     receipts.router,
     settings.router,
+    search.router,
+    export.router,
+    scheduled.router,
+    devices.router,
 )
 #: The server API's resources.
 SERVER_ROUTERS: Final = (server.router,)

@@ -8,7 +8,9 @@ from typing import Any
 
 from litestar import Request
 
+from actors.errors import Reason, WhisprError
 from actors.messaging import Messaging
+from actors.schedules import Schedules
 from whispr.audit import AuditLog
 from whispr.auth import TokenVerifier
 from whispr.config import Settings
@@ -48,6 +50,15 @@ class HttpContext:
     #: The node's socket gateway: its port for the web page, its long-poll sessions
     #: (``/socket/longpoll``); None in an app built without one.
     sockets: Gateway | None = None
+    #: Scheduled messages (actors/schedules.py): the gateway's; None on a node without a
+    #: scheduler (then the schedule routes answer ``unavailable``, as the socket's events do).
+    schedules: Schedules | None = None
+
+    def scheduling(self) -> Schedules:
+        """The scheduled messages' API, or ``unavailable`` on a node without a scheduler."""
+        if self.schedules is None:
+            raise WhisprError(Reason.UNAVAILABLE, "scheduled messages are not served here")
+        return self.schedules
 
 
 def context_of(request: Request[Any, Any, Any]) -> HttpContext:

@@ -96,6 +96,12 @@ class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
     retry_after: float | None = None
     #: The right a ``forbidden`` caller lacks (``actors/permissions.py``).
     right: str | None = None
+    #: ``mismatched_devices``: the devices envelopes are missing for, and those not there
+    #: (user id -> device ids).
+    missing: dict[str, list[str]] | None = None
+    extra: dict[str, list[str]] | None = None
+    #: ``stale_devices``: the devices registered again since (user id -> device ids).
+    stale: dict[str, list[str]] | None = None
 
 
 def problems(*statuses: int) -> dict[int, ResponseSpec]:

@@ -177,6 +177,7 @@ class HttpService(AsyncioActor):
             server_api=server_api,
             is_user_active=gateway.is_user_active,
             sockets=self.sockets,
+            schedules=gateway.schedules,
         )
         self.server = HttpServer(ctx)
         await self.server.start(settings.host, settings.http_port)

@@ -21,9 +21,18 @@ import msgspec
 from actors.e2e.directory import KeyDirectory
 from actors.e2e.model import KeyUpload, OneTimePreKey, SignedPreKey
 from actors.errors import Reason, WhisprError
+from actors.messaging import Messaging
 from whispr.gateway.channels.base import Channel, EventTable, Payload, Reply
 
-__all__ = ["GetBundles", "ListDevices", "RegisterDevice", "RemoveDevice", "UploadKeys", "register"]
+__all__ = [
+    "GetBundles",
+    "ListDevices",
+    "RegisterDevice",
+    "RemoveDevice",
+    "UploadKeys",
+    "directory_of",
+    "register",
+]
 
 
 class RegisterDevice(Payload):
@@ -60,11 +69,17 @@ class GetBundles(Payload):
     device_ids: tuple[str, ...] | None = None
 
 
-def _directory(channel: Channel) -> KeyDirectory:
-    directory = channel.host.ctx.messaging.e2e
+def directory_of(messaging: Messaging) -> KeyDirectory:
+    """The node's key directory (the HTTP API's device routes use it too), or ``invalid``
+    on a node that serves no end-to-end keys."""
+    directory = messaging.e2e
     if directory is None:
         raise WhisprError(Reason.INVALID, "end-to-end keys are not served here")
     return directory
+
+
+def _directory(channel: Channel) -> KeyDirectory:
+    return directory_of(channel.host.ctx.messaging)
 
 
 def _builtins(value: Any) -> Any:

@@ -19,11 +19,12 @@ from typing import Any
 import msgspec
 
 from actors.errors import Reason, WhisprError
+from actors.messaging import Messaging
 from actors.model import MessageKind
 from actors.search import MessageFilters, SearchPage
 from whispr.gateway.channels.base import Channel, EventTable, Payload, Reply
 
-__all__ = ["Search", "SearchAll", "register_conversation", "register_user"]
+__all__ = ["Search", "SearchAll", "register_conversation", "register_user", "run_search"]
 
 
 class Search(Payload):
@@ -65,8 +66,12 @@ def page_reply(page: SearchPage) -> Reply:
     return result
 
 
-async def _search(channel: Channel, p: Search, conversation_id: str | None) -> Reply:
-    host = channel.host
+async def run_search(
+    messaging: Messaging, user_id: str, p: Search, conversation_id: str | None
+) -> SearchPage | list[int]:
+    """A search by ``user_id``: a page of hits for words, or for ``blind_tokens`` the seqs
+    of one conversation's end-to-end messages, newest first. The socket's ``search`` and the
+    HTTP API's search routes both answer with it."""
     if p.blind_tokens is not None:
         if p.query is not None:
             raise WhisprError(Reason.INVALID, "name words or blind tokens, not both", field="query")
@@ -74,11 +79,13 @@ async def _search(channel: Channel, p: Search, conversation_id: str | None) -> R
             raise WhisprError(
                 Reason.INVALID, "a blind search names its conversation", field="conversation_id"
             )
-        return await search_blind(channel, p, conversation_id)
+        return await messaging.search_blind(
+            user_id, conversation_id, p.blind_tokens, before_seq=p.before_seq, limit=p.limit
+        )
     if p.query is None:
         raise WhisprError(Reason.INVALID, "name the words to search for", field="query")
-    page = await host.ctx.messaging.searches.search(
-        host.user_id,
+    return await messaging.searches.search(
+        user_id,
         p.query,
         conversation_id=conversation_id,
         filters=p.filters(),
@@ -86,17 +93,14 @@ async def _search(channel: Channel, p: Search, conversation_id: str | None) -> R
         limit=p.limit,
         cursor=p.cursor,
     )
-    return page_reply(page)
 
 
-async def search_blind(channel: Channel, p: Search, conversation_id: str) -> Reply:
-    """Blind-index search of one conversation: ``{"seqs"}`` (docs/e2e.md)."""
-    assert p.blind_tokens is not None
+async def _search(channel: Channel, p: Search, conversation_id: str | None) -> Reply:
     host = channel.host
-    seqs = await host.ctx.messaging.search_blind(
-        host.user_id, conversation_id, p.blind_tokens, before_seq=p.before_seq, limit=p.limit
-    )
-    return {"seqs": seqs}
+    found = await run_search(host.ctx.messaging, host.user_id, p, conversation_id)
+    if isinstance(found, list):  # blind-index search (docs/e2e.md)
+        return {"seqs": found}
+    return page_reply(found)
 
 
 async def search_conversation(channel: Channel, p: Search, _event: str) -> Reply:

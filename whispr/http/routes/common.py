@@ -9,7 +9,7 @@ from whispr.auth import Identity
 from whispr.http.context import HttpContext
 from whispr.http.problems import problems
 
-__all__ = ["CONVERSATION", "READ_PROBLEMS", "WRITE_PROBLEMS", "counted"]
+__all__ = ["CONVERSATION", "MESSAGE_PROBLEMS", "READ_PROBLEMS", "WRITE_PROBLEMS", "counted"]
 
 #: The path of one conversation, under which its members, messages and receipts are.
 CONVERSATION: Final = "/conversations/{conversation_id:str}"
@@ -18,6 +18,9 @@ CONVERSATION: Final = "/conversations/{conversation_id:str}"
 READ_PROBLEMS: Final = problems(400, 401, 403, 404, 503)
 #: What a change may be refused with: also a conflict, a body too large, a rate limit.
 WRITE_PROBLEMS: Final = problems(400, 401, 403, 404, 409, 413, 429, 503)
+#: What a message (sent or scheduled) may be refused with: also an end-to-end message's
+#: devices registered again since (``stale_devices``, 410).
+MESSAGE_PROBLEMS: Final = problems(400, 401, 403, 404, 409, 410, 413, 429, 503)
 
 
 async def counted(ctx: HttpContext, identity: Identity, kind: str, event: str) -> None:

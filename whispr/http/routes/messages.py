@@ -9,7 +9,7 @@ both answers are the same message.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated
 
 import msgspec
 from litestar import Router, delete, get, patch, post, put
@@ -18,31 +18,42 @@ from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from actors import rules
-from actors.conversation import Draft
 from actors.errors import Reason, WhisprError
 from actors.member_state import MemberStateReads
-from actors.model import Attachment, Message
+from actors.model import Draft, Message, MessageKind
+from actors.search import MessageFilters
 from whispr.auth import Identity
+from whispr.gateway.channels.conversation import SendMessage
 from whispr.http.context import HttpContext
 from whispr.http.cursors import decode_cursor, encode_cursor
-from whispr.http.routes.common import CONVERSATION, READ_PROBLEMS, WRITE_PROBLEMS, counted
+from whispr.http.routes.common import (
+    CONVERSATION,
+    MESSAGE_PROBLEMS,
+    READ_PROBLEMS,
+    WRITE_PROBLEMS,
+    counted,
+)
 
-__all__ = ["Edit", "MessagePage", "NewMessage", "router"]
+__all__ = [
+    "IDEMPOTENCY_KEY",
+    "Edit",
+    "MessagePage",
+    "NewMessage",
+    "client_id_of",
+    "draft_of",
+    "router",
+]
 
 #: The header carrying a send's client id.
 IDEMPOTENCY_KEY = "Idempotency-Key"
 
 
-class NewMessage(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """A message to send (the ``send_message`` payload; its client id may instead be the
-    ``Idempotency-Key`` header)."""
+class NewMessage(SendMessage, frozen=True, forbid_unknown_fields=True):
+    """A message to send: the socket's ``send_message`` payload (text, media, a reply, a
+    ``ttl``, and for an end-to-end conversation its ``envelopes`` and ``blind_tokens``,
+    docs/e2e.md), whose client id may instead be the ``Idempotency-Key`` header."""
 
-    client_id: str | None = None
-    kind: Literal["text", "media"] = "text"
-    content: str = ""
-    attachments: tuple[Attachment, ...] = ()
-    reply_to: int | None = None
-    metadata: dict[str, Any] = {}
+    client_id: str = ""
 
 
 class Edit(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -59,13 +70,22 @@ class MessagePage(msgspec.Struct, kw_only=True):
     next: str | None = None
 
 
-def _client_id(header: str | None, body: str | None) -> str:
-    if header is not None and body is not None and header != body:
+def draft_of(data: NewMessage, client_id: str) -> Draft:
+    """The message alone, as the conversation actor takes it, with its client id."""
+    fields = {name: getattr(data, name) for name in Draft.__struct_fields__}
+    return Draft(**{**fields, "client_id": client_id})
+
+
+def client_id_of(header: str | None, body: str) -> str:
+    """The send's client id: the ``Idempotency-Key`` header, or the body's ``client_id``
+    (``""``: none given). An empty header is a client id the send's own rule refuses
+    (naming ``client_id``, as the socket's refusal of an empty one does)."""
+    if header is not None and body and header != body:
         raise WhisprError(
             Reason.INVALID, "Idempotency-Key and client_id differ", field=IDEMPOTENCY_KEY
         )
     client_id = header if header is not None else body
-    if client_id is None:
+    if header is None and not body:
         raise WhisprError(
             Reason.INVALID,
             "a send needs an Idempotency-Key header (or a client_id)",
@@ -87,10 +107,23 @@ async def history(
     ] = None,
     limit: Annotated[int, QueryParameter(description="At most this many (capped at 200).")] = 50,
     cursor: Annotated[str | None, QueryParameter(description="The previous page's `next`.")] = None,
+    sender_id: Annotated[
+        str | None, QueryParameter(description="Only the messages of this sender.")
+    ] = None,
+    kind: Annotated[MessageKind | None, QueryParameter(description="Only this kind.")] = None,
+    since: Annotated[
+        float | None,
+        QueryParameter(description="Only those sent from this time (seconds since the epoch)."),
+    ] = None,
+    until: Annotated[
+        float | None,
+        QueryParameter(description="Only those sent before this time (seconds since the epoch)."),
+    ] = None,
 ) -> MessagePage:
     """A page of messages in ascending seq: the latest ones, those before ``before_seq``
     (scrolling back) or those after ``after_seq`` (catching up); messages the user deleted
-    for themselves are left out."""
+    for themselves are left out. The filters narrow the page as the socket's ``history``
+    does (a filtered page may hold fewer messages than ``limit`` before the last)."""
     if cursor is not None:
         if before_seq is not None or after_seq is not None:
             raise WhisprError(
@@ -109,6 +142,7 @@ async def history(
         before_seq=before_seq,
         after_seq=after_seq,
         limit=limit,
+        filters=MessageFilters(sender_id=sender_id, kind=kind, since=since, until=until),
     )
     following = None
     if messages and len(messages) >= rules.page_limit(limit):
@@ -119,7 +153,9 @@ async def history(
     return MessagePage(messages=messages, next=following)
 
 
-@post("/messages", summary="Send a message", status_code=HTTP_201_CREATED, responses=WRITE_PROBLEMS)
+@post(
+    "/messages", summary="Send a message", status_code=HTTP_201_CREATED, responses=MESSAGE_PROBLEMS
+)
 async def send_message(
     ctx: NamedDependency[HttpContext],
     identity: NamedDependency[Identity],
@@ -135,17 +171,14 @@ async def send_message(
     ] = None,
 ) -> Message:
     """Send a message; answered once it is durable, with its seq. A retry with the same
-    ``Idempotency-Key`` answers the message stored the first time."""
-    draft = Draft(
-        client_id=_client_id(idempotency_key, data.client_id),
-        kind=data.kind,
-        content=data.content,
-        attachments=data.attachments,
-        reply_to=data.reply_to,
-        metadata=data.metadata,
-    )
+    ``Idempotency-Key`` answers the message stored the first time. In an end-to-end
+    conversation the body carries one envelope per recipient device (``envelopes``), sent
+    from the token's device."""
+    draft = draft_of(data, client_id_of(idempotency_key, data.client_id))
     await counted(ctx, identity, "conversation", "send_message")
-    return await ctx.messaging.send(identity.user_id, conversation_id, draft)
+    return await ctx.messaging.send(
+        identity.user_id, conversation_id, draft, device_id=identity.device_id
+    )
 
 
 @patch("/messages/{seq:int}", summary="Edit one's message", responses=WRITE_PROBLEMS)
