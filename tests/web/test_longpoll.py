@@ -21,8 +21,10 @@ from hypothesis import strategies as st
 from actors.conversation import Draft
 from supervisors import stop_tree
 from tests.gateway.conftest import EACH_STORE, RunningNode, node_on_store, start_node, unique
+from whispr.broker import MemoryBroker
 from whispr.gateway.longpoll import (
     MAX_BATCH,
+    LongPollSessions,
     SessionTokens,
     _frames_of,
     bearer_token,
@@ -335,3 +337,43 @@ async def test_allowed_origins_hold_for_long_poll_as_for_the_websocket(
             ] == 410
     finally:
         await stop_tree(running.root, deadline=10)
+
+
+async def test_draining_ends_a_request_relayed_to_another_nodes_session() -> None:
+    """A poll this node relays to a session on another node is answered 410 when this node
+    drains, not at the end of the poll window: an open request would hold the HTTP drain."""
+    broker = MemoryBroker("this")
+    await broker.open()
+    sessions = LongPollSessions(_NoAdmission(), broker, "secret", window_s=600.0)
+    await sessions.start()
+    token = sessions.tokens.sign("other", "s1")
+
+    def accept_only(_topic: str, data: bytes) -> None:  # the owner takes it, then says nothing
+        routed = msgspec.json.decode(data)
+        accepted = {"id": routed["id"], "stage": "accepted"}
+        broker.publish(routed["reply_to"], msgspec.json.encode(accepted))
+
+    owner = await broker.subscribe("longpoll:s1", accept_only)
+    try:
+        poll = asyncio.create_task(sessions.get("127.0.0.1", token, None))
+        await asyncio.sleep(0.2)
+        assert not poll.done()  # relayed, accepted, waiting for the owner's answer
+        await sessions.close(1012, "service restart")
+        reply = await asyncio.wait_for(poll, 5.0)
+        assert msgspec.json.decode(reply.body())["status"] == 410
+    finally:
+        owner.cancel()
+        await broker.close()
+
+
+class _NoAdmission:
+    """Admission for a node that opens no session of its own in this test."""
+
+    async def admit(self, peer: str, token: str | None, source: Any) -> Any:
+        raise AssertionError("no session opens here")
+
+    async def opened(self, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("no session opens here")
+
+    async def ended(self, peer: str, ref: Any) -> None:
+        return None

@@ -369,6 +369,14 @@ class LongPollSessions:
         self.closing = True
         for session in list(self._sessions.values()):
             await session.transport.close(code, reason)
+        # Requests this node relays to another node's sessions end now too (410: their
+        # clients reconnect elsewhere), rather than at the end of a poll window: an open
+        # request would hold the HTTP server's drain.
+        for pending in self._pending.values():
+            if not pending.accepted.done():
+                pending.accepted.set_result(None)
+            if not pending.answer.done():
+                pending.answer.set_result(_GONE)
         if self._replies is not None:
             self._replies.cancel()
             self._replies = None
