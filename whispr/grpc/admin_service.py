@@ -14,20 +14,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import grpc
 import msgspec
 
 from actors.admin import ConversationChanges
 from actors.errors import Reason, WhisprError
-from actors.messaging import Messaging
 from actors.rules import MAX_PAGE
-from whispr.audit import AuditLog
-from whispr.grpc.auth import CallerAuth
 from whispr.grpc.convert import conversation_to_pb, member_to_pb
 from whispr.grpc.gen.whispr.admin.v1 import admin_pb2 as pb
 from whispr.grpc.gen.whispr.admin.v1 import admin_pb2_grpc as pb_grpc
 from whispr.grpc.service import (
-    RpcMetrics,
+    ServedOverMessaging,
     acting_party,
     add_members,
     remove_member,
@@ -40,21 +36,8 @@ __all__ = ["ConversationAdminServicer"]
 _CLEARABLE = ("title", "avatar", "description")
 
 
-class ConversationAdminServicer(pb_grpc.ConversationAdminServicer):
+class ConversationAdminServicer(ServedOverMessaging, pb_grpc.ConversationAdminServicer):
     """Group administration over one node's :class:`Messaging`."""
-
-    def __init__(
-        self, messaging: Messaging, auth: CallerAuth, metrics: RpcMetrics, *, audit: AuditLog
-    ) -> None:
-        self.messaging = messaging
-        self.auth = auth
-        self.metrics = metrics
-        #: Refused credentials and rights are recorded here (whispr/audit/).
-        self.audit = audit
-
-    def authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> str:
-        """The calling service's name; raises ``unauthorized`` (UNAUTHENTICATED)."""
-        return self.auth.caller(context.invocation_metadata(), context.auth_context())
 
     @rpc("ConversationAdmin.AddMembers")
     async def AddMembers(self, caller: str, request: pb.AddMembersRequest) -> pb.AddMembersResponse:

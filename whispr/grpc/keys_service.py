@@ -10,7 +10,7 @@ A calling service acts for the user (and device) each request names.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 
 from actors.conversation import Draft
 from actors.e2e.directory import KeyDirectory
@@ -24,38 +24,18 @@ from actors.e2e.model import (
     SignedPreKey,
 )
 from actors.errors import Reason, WhisprError
-from actors.messaging import Messaging
-from whispr.audit import AuditLog
-from whispr.grpc.auth import CallerAuth
 from whispr.grpc.convert import struct_to_dict
 from whispr.grpc.gen.whispr.keys.v1 import keys_pb2 as pb
 from whispr.grpc.gen.whispr.keys.v1 import keys_pb2_grpc as pb_grpc
-from whispr.grpc.service import RpcMetrics, required, rpc
+from whispr.grpc.service import ServedOverMessaging, required, rpc
 
 __all__ = ["KEY_DIRECTORY_SERVICE", "KeyDirectoryServicer"]
 
 KEY_DIRECTORY_SERVICE: Final = pb.DESCRIPTOR.services_by_name["KeyDirectory"].full_name
 
 
-class KeyDirectoryServicer(pb_grpc.KeyDirectoryServicer):
+class KeyDirectoryServicer(ServedOverMessaging, pb_grpc.KeyDirectoryServicer):
     """The key directory over one node's :class:`Messaging` (its ``e2e``)."""
-
-    def __init__(
-        self,
-        messaging: Messaging,
-        auth: CallerAuth,
-        metrics: RpcMetrics | None = None,
-        *,
-        audit: AuditLog,
-    ) -> None:
-        self.messaging = messaging
-        self.auth = auth
-        self.audit = audit
-        self.metrics = metrics or RpcMetrics()
-
-    def authenticate(self, context: Any) -> str:
-        """The calling service's name; raises ``unauthorized`` (UNAUTHENTICATED)."""
-        return self.auth.caller(context.invocation_metadata(), context.auth_context())
 
     @property
     def directory(self) -> KeyDirectory:

@@ -19,13 +19,10 @@ from actors import rules
 from actors.errors import Reason, WhisprError
 from actors.member_settings import MemberSettings, SettingsChange
 from actors.member_state import MemberStateReads, Receipt
-from actors.messaging import Messaging
-from whispr.audit import AuditLog
-from whispr.grpc.auth import CallerAuth
 from whispr.grpc.convert import message_to_pb
 from whispr.grpc.gen.whispr.members.v1 import members_pb2 as pb
 from whispr.grpc.gen.whispr.members.v1 import members_pb2_grpc as pb_grpc
-from whispr.grpc.service import RpcMetrics, required, rpc
+from whispr.grpc.service import ServedOverMessaging, required, rpc
 
 __all__ = ["MEMBER_STATE_SERVICE", "MemberStateServicer"]
 
@@ -39,25 +36,8 @@ _NOTIFICATIONS: Final[dict[str, Any]] = {
 _NOTIFICATION_NAMES: Final = {value: name for name, value in _NOTIFICATIONS.items()}
 
 
-class MemberStateServicer(pb_grpc.MemberStateServicer):
+class MemberStateServicer(ServedOverMessaging, pb_grpc.MemberStateServicer):
     """The member-state API over one node's :class:`Messaging`."""
-
-    def __init__(
-        self,
-        messaging: Messaging,
-        auth: CallerAuth,
-        metrics: RpcMetrics | None = None,
-        *,
-        audit: AuditLog,
-    ) -> None:
-        self.messaging = messaging
-        self.auth = auth
-        self.audit = audit
-        self.metrics = metrics or RpcMetrics()
-
-    def authenticate(self, context: Any) -> str:
-        """The calling service's name; raises ``unauthorized`` (UNAUTHENTICATED)."""
-        return self.auth.caller(context.invocation_metadata(), context.auth_context())
 
     @property
     def reads(self) -> MemberStateReads:

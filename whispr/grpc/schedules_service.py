@@ -10,9 +10,6 @@ is always a user's (``user_id``), never the calling service's.
 
 from __future__ import annotations
 
-from typing import Any
-
-import grpc
 import msgspec
 
 from actors import rules
@@ -27,7 +24,7 @@ from whispr.grpc.convert import conversation_to_pb, struct_from_dict, struct_to_
 from whispr.grpc.gen.whispr.messaging.v1 import messaging_pb2
 from whispr.grpc.gen.whispr.schedules.v1 import schedules_pb2 as pb
 from whispr.grpc.gen.whispr.schedules.v1 import schedules_pb2_grpc as pb_grpc
-from whispr.grpc.service import RpcMetrics, required, rpc
+from whispr.grpc.service import RpcMetrics, ServedOverMessaging, required, rpc
 
 __all__ = ["ScheduledMessagesServicer", "schedule_to_pb"]
 
@@ -76,7 +73,7 @@ def _draft(draft: pb.ScheduledDraft) -> Draft:
     )
 
 
-class ScheduledMessagesServicer(pb_grpc.ScheduledMessagesServicer):
+class ScheduledMessagesServicer(ServedOverMessaging, pb_grpc.ScheduledMessagesServicer):
     """Scheduled messages over one node's :class:`Schedules` (None: not served here)."""
 
     def __init__(
@@ -88,15 +85,8 @@ class ScheduledMessagesServicer(pb_grpc.ScheduledMessagesServicer):
         *,
         audit: AuditLog,
     ) -> None:
-        self.messaging = messaging
+        super().__init__(messaging, auth, metrics, audit=audit)
         self.schedules = schedules
-        self.auth = auth
-        self.metrics = metrics
-        self.audit = audit
-
-    def authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> str:
-        """The calling service's name; raises ``unauthorized`` (UNAUTHENTICATED)."""
-        return self.auth.caller(context.invocation_metadata(), context.auth_context())
 
     def _schedules(self) -> Schedules:
         if self.schedules is None:

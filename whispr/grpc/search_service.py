@@ -13,20 +13,17 @@ holds one page, and gRPC's flow control holds the reader's pace, whatever the ex
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, Final
+from typing import Final
 
 from actors import rules
 from actors.errors import Reason, WhisprError
-from actors.messaging import Messaging
 from actors.model import MessageKind
 from actors.search import MessageFilters, SearchPage
 from actors.search_reads import SearchReads, json_line
-from whispr.audit import AuditLog
-from whispr.grpc.auth import CallerAuth
 from whispr.grpc.convert import message_to_pb
 from whispr.grpc.gen.whispr.search.v1 import search_pb2 as pb
 from whispr.grpc.gen.whispr.search.v1 import search_pb2_grpc as pb_grpc
-from whispr.grpc.service import RpcMetrics, required, rpc, stream_rpc
+from whispr.grpc.service import ServedOverMessaging, required, rpc, stream_rpc
 
 __all__ = ["SEARCH_SERVICE", "MessageSearchServicer"]
 
@@ -39,25 +36,8 @@ _KINDS: Final[dict[int, MessageKind]] = {
 _DEFAULT_LIMIT: Final = 20
 
 
-class MessageSearchServicer(pb_grpc.MessageSearchServicer):
+class MessageSearchServicer(ServedOverMessaging, pb_grpc.MessageSearchServicer):
     """The search and export API over one node's :class:`Messaging`."""
-
-    def __init__(
-        self,
-        messaging: Messaging,
-        auth: CallerAuth,
-        metrics: RpcMetrics | None = None,
-        *,
-        audit: AuditLog,
-    ) -> None:
-        self.messaging = messaging
-        self.auth = auth
-        self.audit = audit
-        self.metrics = metrics or RpcMetrics()
-
-    def authenticate(self, context: Any) -> str:
-        """The calling service's name; raises ``unauthorized`` (UNAUTHENTICATED)."""
-        return self.auth.caller(context.invocation_metadata(), context.auth_context())
 
     @property
     def reads(self) -> SearchReads:

@@ -101,6 +101,30 @@ class Served(Protocol):
     def authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> str: ...
 
 
+class ServedOverMessaging:
+    """What every servicer over one node's :class:`Messaging` holds, and the one way it
+    names its caller: each service of the node's gRPC API is one of these (it is
+    :class:`Served`), so an API added beside them repeats none of it."""
+
+    def __init__(
+        self,
+        messaging: Messaging,
+        auth: CallerAuth,
+        metrics: RpcMetrics | None = None,
+        *,
+        audit: AuditLog,
+    ) -> None:
+        self.messaging = messaging
+        self.auth = auth
+        #: Refused credentials, rights and rates are recorded here (whispr/audit/).
+        self.audit = audit
+        self.metrics = metrics or RpcMetrics()
+
+    def authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> str:
+        """The calling service's name; raises ``unauthorized`` (UNAUTHENTICATED)."""
+        return self.auth.caller(context.invocation_metadata(), context.auth_context())
+
+
 S = TypeVar("S", bound=Served)
 
 
@@ -204,7 +228,7 @@ def stream_rpc(
     return decorate
 
 
-class MessagingServicer(pb_grpc.MessagingServiceServicer):
+class MessagingServicer(ServedOverMessaging, pb_grpc.MessagingServiceServicer):
     """The messaging API over one node's :class:`Messaging` (followers read its streams)."""
 
     def __init__(
@@ -216,16 +240,8 @@ class MessagingServicer(pb_grpc.MessagingServiceServicer):
         audit: AuditLog,
         follow_backlog: int = FOLLOW_BACKLOG,
     ) -> None:
-        self.messaging = messaging
-        self.auth = auth
-        #: Refused credentials, rights and rates are recorded here (whispr/audit/).
-        self.audit = audit
-        self.metrics = metrics or RpcMetrics()
+        super().__init__(messaging, auth, metrics, audit=audit)
         self.follow_backlog = follow_backlog
-
-    def authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> str:
-        """The calling service's name; raises ``unauthorized`` (UNAUTHENTICATED)."""
-        return self.auth.caller(context.invocation_metadata(), context.auth_context())
 
     # -- conversations -------------------------------------------------------------
 
